@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set up on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+QA := $(VENV)/bin/qa
+export HF_HUB_OFFLINE := 1
+export PYANNOTE_METRICS_ENABLED := 0
+
+.PHONY: setup demo test test-fast lint bench serve clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(QA) demo
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not integration and not browser"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: setup
+	$(QA) bench all
+
+serve: setup
+	$(QA) serve
+
+clean:
+	rm -rf .qa .pytest_cache .ruff_cache

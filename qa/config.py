@@ -1,0 +1,115 @@
+"""Settings from the environment (prefix ``QA_``) or a YAML file named by ``QA_CONFIG``.
+
+The embedded defaults run on a laptop: a local store directory, SQLite, Ray on this
+machine and CPU models from the offline packages. Production sets URLs and model paths.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from qa.errors import QAError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Reads the file named by QA_CONFIG; environment variables still win."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("QA_CONFIG")
+        if not path:
+            return {}
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise QAError(f"cannot read settings: {exc}", file=path) from exc
+        if not isinstance(data, dict):
+            raise QAError("settings file must be a mapping of names to values", file=path)
+        return data
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
+
+    home: Path = Field(default=Path(".qa"), description="working directory for embedded state")
+
+    # ---- ASR
+    asr_model_en: str | None = Field(default=None, description="path to English CTranslate2 model")
+    asr_model_multi: str | None = Field(default=None, description="path to multilingual model")
+    asr_device: Literal["auto", "cpu", "cuda"] = "auto"
+    asr_compute_type: str = "auto"  # int8 on CPU, float16 on GPU when "auto"
+    asr_batch_size: int = 8  # 0 disables BatchedInferencePipeline
+    asr_threads: int = 0  # 0: let CTranslate2 decide
+    asr_beam_size: int = 1
+    default_language: str | None = None  # None: detect per call
+    chinese_script: Literal["simplified", "traditional"] = "simplified"
+
+    # ---- speakers
+    diarization_config: str | None = None  # YAML; default: qa/config/diarization.yaml
+    segmentation_model: str | None = None
+    embedding_model: str | None = None
+    vad_model: str | None = None
+
+    # ---- text models
+    encoder_model: str | None = None  # sentence encoder for semantic rules
+    sentiment_backend: Literal["default", "transformers", "lexicon"] = "default"
+    sentiment_model: str | None = None  # trained head (default) or transformers model dir
+
+    # ---- audio
+    max_duration: float = 4 * 3600.0  # seconds; longer recordings are refused
+    silence_dbfs: float = -60.0  # a recording quieter than this throughout is "all silence"
+
+    # ---- scoring
+    scorecard: str | None = None  # default: qa/scorecards/en_customer_service.yaml
+    scorecard_zh: str | None = None
+    redact: bool = True
+    review_sample_rate: float = 0.05
+
+    # ---- storage and services
+    store_url: str | None = None  # file:///path or s3://bucket (default: <home>/store)
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_secure: bool = False
+    database_url: str | None = None  # default: sqlite:///<home>/workflow.db
+    ray_address: str | None = None
+    session_ttl_minutes: int = 480
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _YamlSource(settings_cls)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"file://{(self.home / 'store').resolve()}"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'workflow.db').resolve()}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,263 @@
+"""Records that cross a boundary (file, object store, database, Ray).
+
+Every stage reads and writes these models, so a result written by one version of a
+stage can be read back, validated, and shown by the dashboard without guessing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+CALL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def validate_call_id(value: str) -> str:
+    """Call ids become object keys and file names, so only a safe alphabet is accepted."""
+    if not CALL_ID_RE.match(value) or ".." in value:
+        raise ValueError(
+            f"invalid call id {value!r}: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, and no '..'"
+        )
+    return value
+
+
+CallId = Annotated[str, AfterValidator(validate_call_id)]
+
+
+class Record(BaseModel):
+    """Base for all records: unknown fields are errors, so typos in files are caught."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Role(StrEnum):
+    AGENT = "agent"
+    CUSTOMER = "customer"
+    UNKNOWN = "unknown"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+class CallMeta(Record):
+    """What the centre knows about a call before it is processed."""
+
+    call_id: CallId
+    agent_id: str | None = None
+    team: str | None = None
+    queue: str | None = None
+    direction: Direction = Direction.INBOUND
+    started_at: datetime | None = None
+    language: str | None = None  # ISO code ("en", "zh"); None means detect
+    # channel index -> role for stereo recordings; None means decide automatically
+    channel_roles: dict[int, Role] | None = None
+    source: str | None = None  # site / recorder the call came from
+    audio_key: str | None = None  # object-store key of the raw audio
+    audio_sha256: str | None = None
+    audio_format: str | None = None
+    duration: float | None = None  # seconds, filled at ingest
+
+
+# --------------------------------------------------------------------------- transcript
+
+
+class Sentiment(Record):
+    score: float = Field(ge=-1.0, le=1.0)
+    label: Literal["negative", "neutral", "positive"]
+
+
+class Word(Record):
+    start: float
+    end: float
+    text: str
+    probability: float = 1.0
+    speaker: str | None = None
+    channel: int | None = None
+
+
+class Utterance(Record):
+    """A run of words by one speaker; overlap marks speech while the other party talks."""
+
+    speaker: str
+    role: Role = Role.UNKNOWN
+    start: float
+    end: float
+    text: str
+    words: list[Word] = Field(default_factory=list)
+    channel: int | None = None
+    overlap: bool = False
+    sentiment: Sentiment | None = None
+
+
+class RoleAssignment(Record):
+    """Which speaker is the agent, how it was decided, and how sure we are."""
+
+    speaker_roles: dict[str, Role] = Field(default_factory=dict)
+    method: Literal["configured", "scored", "swapped", "default"] = "default"
+    confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    evidence: list[str] = Field(default_factory=list)
+
+
+class Redaction(Record):
+    kind: str  # card_number, cvv, phone, email, national_id, bank_account
+    start: float
+    end: float
+    utterance_index: int
+    placeholder: str
+
+
+class Transcript(Record):
+    call_id: str
+    language: str
+    duration: float
+    channels: int = 1
+    speaker_source: Literal["channels", "diarization", "single"] = "single"
+    utterances: list[Utterance] = Field(default_factory=list)
+    roles: RoleAssignment = Field(default_factory=RoleAssignment)
+    redactions: list[Redaction] = Field(default_factory=list)
+    asr_model: str = ""
+    asr_confidence: float | None = None  # mean word probability
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for u in self.utterances for w in u.words]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(f"[{u.role.value}] {u.text}" for u in self.utterances)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+class Segment(Record):
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+class CallMetrics(Record):
+    duration: float
+    talk_time: dict[str, float] = Field(default_factory=dict)  # role -> seconds
+    talk_share: dict[str, float] = Field(default_factory=dict)  # role -> 0..1
+    silence_total: float = 0.0
+    longest_silence: float = 0.0
+    silences: list[Segment] = Field(default_factory=list)
+    holds: list[Segment] = Field(default_factory=list)
+    hold_total: float = 0.0
+    overtalk_total: float = 0.0
+    overtalks: list[Segment] = Field(default_factory=list)
+    interruptions: dict[str, int] = Field(default_factory=dict)  # interrupting role -> count
+    speaking_rate_wpm: dict[str, float] = Field(default_factory=dict)
+    first_agent_response: float | None = None  # seconds from call start
+    mean_response_latency: float | None = None  # agent's mean gap after customer turns
+
+
+class SentimentSummary(Record):
+    """Per-role trajectory: where the speaker started, ended, and the slope between."""
+
+    role: Role
+    start: float
+    end: float
+    mean: float
+    trend: float  # change per minute, least-squares slope
+
+
+class ItemOutcome(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    NA = "na"
+
+
+class Evidence(Record):
+    start: float
+    end: float
+    speaker: str | None = None
+    role: Role | None = None
+    text: str = ""
+    matched: str | None = None  # the phrase, pattern or example that matched
+    similarity: float | None = None
+    note: str | None = None  # e.g. "longest silence 42.0 s > 30 s"
+
+
+class ItemResult(Record):
+    item_id: str
+    name: str
+    section: str = ""
+    outcome: ItemOutcome
+    critical: bool = False
+    points_possible: float = 0.0
+    points_awarded: float = 0.0
+    rule_type: str = ""
+    reason: str = ""
+    evidence: list[Evidence] = Field(default_factory=list)
+
+
+class FlagCode(StrEnum):
+    AUTO_FAIL = "auto_fail"
+    BELOW_PASS = "below_pass"
+    NEGATIVE_ENDING = "negative_ending"
+    LOW_ROLE_CONFIDENCE = "low_role_confidence"
+    LOW_ASR_CONFIDENCE = "low_asr_confidence"
+    RANDOM_SAMPLE = "random_sample"
+
+
+class Flag(Record):
+    code: FlagCode
+    reason: str
+
+
+class CallScore(Record):
+    call_id: str
+    scorecard_id: str
+    scorecard_version: str
+    total: float
+    max_total: float = 100.0
+    pass_mark: float
+    passed: bool
+    auto_fail: bool = False
+    auto_fail_reasons: list[str] = Field(default_factory=list)
+    items: list[ItemResult] = Field(default_factory=list)
+    flags: list[Flag] = Field(default_factory=list)
+    metrics: CallMetrics | None = None
+    sentiment: list[SentimentSummary] = Field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- pipeline
+
+
+class ErrorRecord(Record):
+    """A call that could not be processed: stored instead of a result, the batch goes on."""
+
+    call_id: str
+    stage: str
+    error_type: str
+    message: str
+    file: str | None = None
+    pipeline_version: str = ""
+    at: datetime
+
+
+class CallResult(Record):
+    """Everything the pipeline produced for one call, keyed by the versions that made it."""
+
+    meta: CallMeta
+    transcript: Transcript
+    score: CallScore
+    pipeline_version: str
+    scorecard_version: str
+    created_at: datetime
+    timings: dict[str, float] = Field(default_factory=dict)  # stage -> seconds
