@@ -164,6 +164,10 @@ class CallMetrics(Record):
     speaking_rate_wpm: dict[str, float] = Field(default_factory=dict)
     first_agent_response: float | None = None  # seconds from call start
     mean_response_latency: float | None = None  # agent's mean gap after customer turns
+    # silences outside an announced hold (dead air), and who interrupted where
+    dead_air: list[Segment] = Field(default_factory=list)
+    longest_dead_air: float = 0.0
+    interruption_spans: dict[str, list[Segment]] = Field(default_factory=dict)
 
 
 class SentimentSummary(Record):
