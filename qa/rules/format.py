@@ -1,0 +1,512 @@
+"""Scorecard file format: pydantic models and a YAML loader that keeps line numbers.
+
+A site writes its scorecard as YAML, the way a Semgrep rule is written: each item has one
+`rule`, rules combine with `all` / `any` / `not`, and a rule may carry an `id` so that
+another rule can refer to it (an `order` check, or a window "after the greeting"). A bad
+file is refused with the file, the line and the reason, never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import regex
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from qa.errors import ScorecardError
+from qa.schema import Direction
+
+SpeakerSel = Literal["agent", "customer", "any"]
+RoleSel = Literal["agent", "customer"]
+Op = Literal["<", "<=", ">", ">=", "=="]
+METRICS = (
+    "longest_silence",  # longest stretch with nobody speaking, holds included
+    "dead_air",  # longest silence outside an announced hold
+    "silence_total",
+    "hold_total",
+    "hold_count",
+    "overtalk_total",
+    "interruptions",  # count, by `role` (default agent)
+    "talk_ratio",  # share of talk time, by `role`
+    "speaking_rate",  # words (Chinese: characters) per minute, by `role`
+    "first_response",  # seconds until the agent first speaks
+    "response_latency",  # agent's mean gap after the customer stops
+)
+MetricName = Literal[
+    "longest_silence", "dead_air", "silence_total", "hold_total", "hold_count",
+    "overtalk_total", "interruptions", "talk_ratio", "speaking_rate", "first_response",
+    "response_latency",
+]
+BUILTIN_EVENTS = frozenset({"hold"})  # every announced (or long) hold, from the call metrics
+ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+
+
+class Spec(BaseModel):
+    """Base of every scorecard model: unknown keys are errors, so a typo is reported."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _ref_or_rule(value: Any) -> Any:
+    """`first: identity_verification` is shorthand for `{type: ref, ref: identity_verification}`."""
+    if isinstance(value, str):
+        return {"type": "ref", "ref": value}
+    return value
+
+
+class Window(Spec):
+    """Where in the call a rule looks: the first or last N seconds, or around events.
+
+    `after` / `before` name an event: a rule or item id (its first match) or `hold` (each
+    hold in turn; the rule must hold around every one). With both, the window runs from the
+    end of `after` to the start of `before`; `within` bounds a one-sided window.
+    """
+
+    first: float | None = Field(default=None, gt=0)
+    last: float | None = Field(default=None, gt=0)
+    after: Annotated[Rule | None, BeforeValidator(_ref_or_rule)] = None
+    before: Annotated[Rule | None, BeforeValidator(_ref_or_rule)] = None
+    within: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Window:
+        timed = self.first is not None or self.last is not None
+        evented = self.after is not None or self.before is not None
+        if self.first is not None and self.last is not None:
+            raise ValueError("use either `first` or `last`, not both")
+        if timed and evented:
+            raise ValueError("use either first/last seconds or after/before events, not both")
+        if self.within is not None and not evented:
+            raise ValueError("`within` needs `after` or `before`")
+        if not timed and not evented:
+            raise ValueError("a window needs first, last, after or before")
+        return self
+
+
+class RuleBase(Spec):
+    id: str | None = Field(default=None, pattern=ID_PATTERN)
+    description: str = ""
+
+
+class PhraseRule(RuleBase):
+    """Any of the phrases said (or never said) by the speaker, fuzzy to tolerate ASR errors."""
+
+    type: Literal["phrase"]
+    phrases: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    mode: Literal["present", "absent"] = "present"
+    speaker: SpeakerSel = "agent"
+    window: Window | None = None
+    min_count: int = Field(default=1, ge=1)
+    # rapidfuzz ratio 0-100 a fuzzy match must reach; None: the scorecard's fuzzy_threshold
+    threshold: float | None = Field(default=None, ge=50, le=100)
+    fuzzy: bool = True
+
+
+class RegexRule(RuleBase):
+    """A pattern over each utterance's text; run with a timeout (catastrophic backtracking)."""
+
+    type: Literal["regex"]
+    pattern: str = Field(min_length=1)
+    ignore_case: bool = True
+    mode: Literal["present", "absent"] = "present"
+    speaker: SpeakerSel = "agent"
+    window: Window | None = None
+    min_count: int = Field(default=1, ge=1)
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            regex.compile(value)
+        except regex.error as exc:
+            raise ValueError(f"bad regular expression {value!r}: {exc}") from None
+        return value
+
+
+class OrderRule(RuleBase):
+    """Event `first` happens before event `then` (identity verified before account details)."""
+
+    type: Literal["order"]
+    first: Annotated[Rule, BeforeValidator(_ref_or_rule)]
+    then: Annotated[Rule, BeforeValidator(_ref_or_rule)]
+    # outcome when `then` never happens (nothing to be out of order)
+    when_then_absent: Literal["na", "pass"] = "na"
+
+
+class SemanticRule(RuleBase):
+    """Some utterance of the speaker means the same as one of the examples (encoder cosine)."""
+
+    type: Literal["semantic"]
+    examples: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    mode: Literal["present", "absent"] = "present"
+    speaker: SpeakerSel = "agent"
+    window: Window | None = None
+    threshold: float = Field(default=0.6, gt=0, le=1)
+
+
+class MetricRule(RuleBase):
+    """A call metric compared with a threshold: `dead_air <= 30`, `interruptions <= 2`."""
+
+    type: Literal["metric"]
+    metric: MetricName
+    op: Op
+    threshold: float
+    role: RoleSel | None = None  # for interruptions, talk_ratio, speaking_rate
+
+    @model_validator(mode="after")
+    def _role_fits(self) -> MetricRule:
+        per_role = {"interruptions", "talk_ratio", "speaking_rate"}
+        if self.role is not None and self.metric not in per_role:
+            raise ValueError(f"metric {self.metric!r} is not per role; remove `role`")
+        return self
+
+
+class SentimentRule(RuleBase):
+    """An aggregate of one role's utterance sentiment (-1..1) compared with a threshold."""
+
+    type: Literal["sentiment"]
+    role: RoleSel = "customer"
+    window: Window | None = None
+    aggregate: Literal["mean", "min", "max", "last", "negative_share"] = "mean"
+    op: Op
+    threshold: float
+
+
+class RefRule(RuleBase):
+    """Another rule or item, by id; `hold` is the built-in event of the call's holds."""
+
+    type: Literal["ref"]
+    ref: str = Field(min_length=1)
+
+
+class AllRule(RuleBase):
+    type: Literal["all"]
+    rules: list[Annotated[Rule, BeforeValidator(_ref_or_rule)]] = Field(min_length=1)
+
+
+class AnyRule(RuleBase):
+    type: Literal["any"]
+    rules: list[Annotated[Rule, BeforeValidator(_ref_or_rule)]] = Field(min_length=1)
+
+
+class NotRule(RuleBase):
+    type: Literal["not"]
+    rule: Annotated[Rule, BeforeValidator(_ref_or_rule)]
+
+
+Rule = Annotated[
+    PhraseRule | RegexRule | OrderRule | SemanticRule | MetricRule | SentimentRule | RefRule
+    | AllRule | AnyRule | NotRule,
+    Field(discriminator="type"),
+]
+RULE_TYPES = ("phrase", "regex", "order", "semantic", "metric", "sentiment", "ref", "all", "any",
+              "not")
+
+
+class AppliesWhen(Spec):
+    """Conditions for an item to count; otherwise it is N/A (not a pass, not a fail)."""
+
+    queue: list[str] | None = None
+    direction: Direction | None = None
+    language: list[str] | None = None
+    min_duration: float | None = Field(default=None, ge=0)
+    max_duration: float | None = Field(default=None, gt=0)
+    hold: bool | None = None  # True: only calls with a hold; False: only calls without
+    rule: Annotated[Rule | None, BeforeValidator(_ref_or_rule)] = None  # must pass
+
+
+class Item(Spec):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1)
+    description: str = ""
+    points: float | None = Field(default=None, gt=0)  # deduction scoring
+    weight: float | None = Field(default=None, gt=0)  # weighted scoring
+    critical: bool = False  # a fail fails the whole call (auto-fail)
+    applies_when: AppliesWhen | None = None
+    rule: Annotated[Rule, BeforeValidator(_ref_or_rule)]
+
+
+class Section(Spec):
+    id: str = Field(pattern=ID_PATTERN)
+    name: str = Field(min_length=1)
+    items: list[Item] = Field(min_length=1)
+
+
+class FlagThresholds(Spec):
+    """When a call is routed to a person besides failing: thresholds a site may tune."""
+
+    low_role_confidence: float = Field(default=0.6, ge=0, le=1)
+    low_asr_confidence: float = Field(default=0.5, ge=0, le=1)
+    negative_ending: float = Field(default=-0.3, ge=-1, le=1)  # customer mean at the end below
+    ending_seconds: float = Field(default=60.0, gt=0)
+
+
+def _version_text(value: Any) -> Any:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+class Scorecard(Spec):
+    id: str = Field(pattern=ID_PATTERN)
+    version: Annotated[str, BeforeValidator(_version_text)] = Field(min_length=1)
+    name: str = Field(min_length=1)
+    description: str = ""
+    languages: list[str] = Field(min_length=1)
+    pass_mark: float = Field(ge=0, le=100)
+    scoring: Literal["deduction", "weighted"] = "deduction"
+    auto_fail_zeroes_total: bool = True  # a critical fail scores 0, as on most paper forms
+    fuzzy_threshold: float = Field(default=85.0, ge=50, le=100)
+    flags: FlagThresholds = Field(default_factory=FlagThresholds)
+    sections: list[Section] = Field(min_length=1)
+
+    _source: str | None = PrivateAttr(default=None)
+    _cache: dict = PrivateAttr(default_factory=dict)  # per-scorecard caches (example vectors)
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Scorecard:
+        if info.context and info.context.get("defer_checks"):
+            return self
+        problems = check_scorecard(self)
+        if problems:
+            raise ValueError(problems[0][1])
+        return self
+
+    @property
+    def source(self) -> str | None:
+        """The file it was loaded from, if any."""
+        return self._source
+
+    @property
+    def items(self) -> list[tuple[Section, Item]]:
+        return [(s, i) for s in self.sections for i in s.items]
+
+    def named_rules(self) -> dict[str, Any]:
+        """Every rule reachable by id: items by their id, inner rules by their own `id`."""
+        named: dict[str, Any] = {}
+        for _, item in self.items:
+            named[item.id] = item.rule
+            for _, rule in walk_rules(item.rule, ()):
+                if rule.id:
+                    named[rule.id] = rule
+            if item.applies_when and item.applies_when.rule is not None:
+                for _, rule in walk_rules(item.applies_when.rule, ()):
+                    if rule.id:
+                        named[rule.id] = rule
+        return named
+
+
+for _model in (Window, OrderRule, AllRule, AnyRule, NotRule, AppliesWhen, Item, Section,
+               Scorecard):
+    _model.model_rebuild()
+
+
+def walk_rules(rule: Any, path: tuple) -> Iterator[tuple[tuple, Any]]:
+    """Every rule inside `rule` (itself included) with its path of keys from `rule`."""
+    yield path, rule
+    if isinstance(rule, AllRule | AnyRule):
+        for i, child in enumerate(rule.rules):
+            yield from walk_rules(child, (*path, "rules", i))
+    elif isinstance(rule, NotRule):
+        yield from walk_rules(rule.rule, (*path, "rule"))
+    elif isinstance(rule, OrderRule):
+        yield from walk_rules(rule.first, (*path, "first"))
+        yield from walk_rules(rule.then, (*path, "then"))
+    window = getattr(rule, "window", None)
+    if window is not None:
+        for key in ("after", "before"):
+            event = getattr(window, key)
+            if event is not None:
+                yield from walk_rules(event, (*path, "window", key))
+
+
+def check_scorecard(card: Scorecard) -> list[tuple[tuple, str]]:
+    """Checks across items that a field type cannot express; each with the path it concerns."""
+    problems: list[tuple[tuple, str]] = []
+    seen_items: dict[str, tuple] = {}
+    seen_rules: dict[str, tuple] = {}
+    seen_sections: set[str] = set()
+    total = 0.0
+    for si, section in enumerate(card.sections):
+        if section.id in seen_sections:
+            problems.append((("sections", si, "id"), f"duplicate section id {section.id!r}"))
+        seen_sections.add(section.id)
+        for ii, item in enumerate(section.items):
+            base = ("sections", si, "items", ii)
+            if item.id in seen_items:
+                problems.append(((*base, "id"), f"duplicate item id {item.id!r}"))
+            seen_items[item.id] = base
+            if card.scoring == "deduction":
+                if item.points is None:
+                    problems.append((base, f"item {item.id!r}: deduction scoring needs `points`"))
+                if item.weight is not None:
+                    problems.append(((*base, "weight"),
+                                     f"item {item.id!r}: `weight` is for weighted scoring; "
+                                     "use `points`"))
+                total += item.points or 0.0
+            else:
+                if item.weight is None:
+                    problems.append((base, f"item {item.id!r}: weighted scoring needs `weight`"))
+                if item.points is not None:
+                    problems.append(((*base, "points"),
+                                     f"item {item.id!r}: `points` is for deduction scoring; "
+                                     "use `weight`"))
+            roots = [((*base, "rule"), item.rule)]
+            if item.applies_when and item.applies_when.rule is not None:
+                roots.append(((*base, "applies_when", "rule"), item.applies_when.rule))
+            for root_path, root in roots:
+                for path, rule in walk_rules(root, root_path):
+                    if rule.id:
+                        if rule.id in seen_rules or rule.id in seen_items:
+                            problems.append(((*path, "id"), f"duplicate rule id {rule.id!r}"))
+                        seen_rules[rule.id] = path
+    for rule_id, path in seen_rules.items():
+        if rule_id in seen_items and seen_items[rule_id] != path[:4]:
+            problems.append(((*path, "id"), f"rule id {rule_id!r} is also an item id"))
+    if card.scoring == "deduction" and abs(total - 100.0) > 1e-6 and not problems:
+        problems.append((("sections",),
+                         f"deduction scoring: item points must sum to 100, they sum to {total:g}"))
+    known = set(seen_items) | set(seen_rules) | BUILTIN_EVENTS
+    named = card.named_rules()
+    for si, section in enumerate(card.sections):
+        for ii, item in enumerate(section.items):
+            base = ("sections", si, "items", ii)
+            roots = [((*base, "rule"), item.rule)]
+            if item.applies_when and item.applies_when.rule is not None:
+                roots.append(((*base, "applies_when", "rule"), item.applies_when.rule))
+            for root_path, root in roots:
+                for path, rule in walk_rules(root, root_path):
+                    if isinstance(rule, RefRule):
+                        if rule.ref not in known:
+                            problems.append(((*path, "ref"),
+                                             f"unknown rule or item id {rule.ref!r}"))
+                        elif _cycle(rule.ref, named, ()):
+                            problems.append((path, f"reference {rule.ref!r} refers to itself"))
+    return problems
+
+
+def _cycle(ref: str, named: dict[str, Any], stack: tuple[str, ...]) -> bool:
+    if ref in stack:
+        return True
+    rule = named.get(ref)
+    if rule is None:
+        return False
+    return any(isinstance(r, RefRule) and _cycle(r.ref, named, (*stack, ref))
+               for _, r in walk_rules(rule, ()))
+
+
+# --------------------------------------------------------------------------- YAML with lines
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ScorecardError(f"duplicate key {key!r} (first on line {seen[key]})",
+                                     line=key_node.start_mark.line + 1)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+    """The line of the YAML node that a pydantic error location (or a check's path) names.
+
+    Discriminated-union tags (`phrase`, `ref`, ...) and validator names in the location
+    have no node of their own and are skipped; a missing key reports its parent's line.
+    """
+    if root is None:
+        return None
+    node = root
+    line = node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if key_node.value == str(part):
+                    line = key_node.start_mark.line + 1
+                    node = value_node
+                    break
+            else:
+                if isinstance(node, yaml.MappingNode) and isinstance(part, str) and (
+                    part in RULE_TYPES or "[" in part or part.startswith("function")
+                ):
+                    continue  # a union tag or validator name
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        elif isinstance(node, yaml.ScalarNode) and isinstance(part, str):
+            continue  # a string shorthand validated as a rule
+        else:
+            return line
+    return line
+
+
+def _loc_text(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and (
+        p in RULE_TYPES or "[" in p or p.startswith("function"))))
+
+
+def parse_scorecard(text: str, *, source: str = "<scorecard>") -> Scorecard:
+    """Validate scorecard YAML text; a problem raises ScorecardError with file and line."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+    except ScorecardError as exc:
+        raise ScorecardError(exc.reason, file=source, line=exc.line) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ScorecardError(f"not valid YAML: {problem}", file=source,
+                             line=mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise ScorecardError("a scorecard is a mapping with id, version, name, sections...",
+                             file=source, line=1)
+    try:
+        card = Scorecard.model_validate(data, context={"defer_checks": True})
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda e: _line_of(root, tuple(e["loc"])) or 0)
+        first = errors[0]
+        loc = tuple(first["loc"])
+        where = _loc_text(loc)
+        msg = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            msg = f"unknown key {str(loc[-1])!r}"
+        elif first["type"] == "union_tag_invalid":
+            msg = f"unknown rule type; use one of {', '.join(RULE_TYPES)}"
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        raise ScorecardError(f"{where}: {msg}{more}" if where else f"{msg}{more}",
+                             file=source, line=_line_of(root, loc)) from None
+    problems = check_scorecard(card)
+    if problems:
+        path, msg = problems[0]
+        raise ScorecardError(f"{_loc_text(path)}: {msg}", file=source,
+                             line=_line_of(root, path)) from None
+    card._source = source
+    return card
+
+
+def load_scorecard(path: str | Path) -> Scorecard:
+    """Read and validate a scorecard file (the format is described in this module)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScorecardError(f"cannot read scorecard: {exc}", file=str(path)) from None
+    return parse_scorecard(text, source=str(path))

@@ -1,0 +1,75 @@
+"""Text normalisation shared by phrase matching and metrics.
+
+English (and other space-separated languages) is compared as lower-case word tokens
+without punctuation or apostrophes, so "That's" and "thats" agree. Chinese is compared
+character by character with spaces and punctuation removed, after Traditional to Simplified
+conversion (OpenCC), so a phrase written in either script matches speech in the other.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+from qa.schema import Role, Transcript, Utterance
+
+_TOKEN_RE = re.compile(r"[^\W_]+", re.UNICODE)
+_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_NOT_WORD_RE = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def is_cjk(language: str | None) -> bool:
+    """Languages written without spaces between words (matched character by character)."""
+    return bool(language) and language.split("-")[0].lower() in {"zh", "cmn", "yue", "ja"}
+
+
+@cache
+def _converter():
+    from opencc import OpenCC
+
+    return OpenCC("t2s")
+
+
+@cache
+def _traditional_chars() -> frozenset[str]:
+    """Characters that t2s would change; text without any of them is already Simplified."""
+    import opencc
+
+    path = Path(opencc.__file__).parent / "dictionary" / "TSCharacters.txt"
+    chars = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, _, values = line.partition("\t")
+        if key and values.split(" ")[0] != key:
+            chars.add(key)
+    return frozenset(chars)
+
+
+def to_simplified(text: str) -> str:
+    """Traditional to Simplified; the common all-Simplified case skips the slow converter."""
+    if _traditional_chars().isdisjoint(text):
+        return text
+    return _converter().convert(text)
+
+
+def normalize(text: str, cjk: bool) -> str:
+    """The form phrases and speech are compared in (see module docstring)."""
+    if cjk:
+        return _NOT_WORD_RE.sub("", to_simplified(text).lower())
+    return " ".join(_TOKEN_RE.findall(text.lower().replace("'", "").replace("\u2019", "")))
+
+
+def count_units(text: str, cjk: bool) -> int:
+    """Words, or for Chinese characters (plus any Latin words among them): the rate unit."""
+    if not cjk:
+        return len(_TOKEN_RE.findall(text))
+    han = len(_CJK_RE.findall(text))
+    latin = len(_TOKEN_RE.findall(_CJK_RE.sub(" ", text)))
+    return han + latin
+
+
+def role_of(utterance: Utterance, transcript: Transcript) -> Role:
+    """The utterance's role, falling back to the transcript's speaker-to-role assignment."""
+    if utterance.role != Role.UNKNOWN:
+        return utterance.role
+    return transcript.roles.speaker_roles.get(utterance.speaker, Role.UNKNOWN)

@@ -1,0 +1,176 @@
+"""Call metrics from utterance timing and roles: silence, holds, overtalk, interruptions,
+talk share, speaking rate and response times.
+
+Everything is computed from the transcript alone (no audio), so metrics can be recomputed
+for any stored transcript and agree with what the reviewer sees on the timeline.
+"""
+
+from __future__ import annotations
+
+from qa.rules.text import count_units, is_cjk, normalize, role_of
+from qa.schema import CallMetrics, Role, Segment, Transcript, Utterance
+
+# A pause shorter than this is turn-taking, not silence worth listing.
+MIN_SILENCE = 2.0
+# A silence this long right after the agent says "let me put you on hold" is a hold.
+MIN_HOLD = 5.0
+# A silence this long is a hold even unannounced (the agent muted or walked away).
+UNANNOUNCED_HOLD = 120.0
+# How far before the silence the announcement may end.
+ANNOUNCE_WINDOW = 20.0
+# An interruption: the other party still talks at least this long after it starts.
+MIN_INTERRUPTED = 0.3
+
+HOLD_ANNOUNCEMENTS = (
+    # English: normalised (lower case, no apostrophes)
+    "hold", "one moment", "just a moment", "a moment please", "bear with me", "one second",
+    "just a second", "give me a moment", "give me a second", "let me check", "let me look",
+    "let me find", "let me just", "mute", "wait a moment",
+    # Chinese (Simplified after normalisation)
+    "稍等", "稍候", "等一下", "等一等", "等一会", "请您等", "我查一下", "查询一下", "帮您查",
+    "保持", "别挂",
+)
+BACKCHANNELS = frozenset({
+    "mm", "mhm", "hm", "hmm", "uh", "huh", "uhhuh", "uh huh", "mm hmm", "yeah", "yes", "yep",
+    "ok", "okay", "right", "sure", "alright", "i see", "got it", "oh",
+    "嗯", "嗯嗯", "对", "对对", "对的", "好", "好的", "是", "是的", "哦", "啊", "行", "明白",
+})
+
+
+def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        if out and start <= out[-1][1]:
+            if end > out[-1][1]:
+                out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]
+               ) -> list[tuple[float, float]]:
+    out: list[tuple[float, float]] = []
+    i = j = 0
+    while i < len(a) and j < len(b):
+        start = max(a[i][0], b[j][0])
+        end = min(a[i][1], b[j][1])
+        if end > start:
+            out.append((start, end))
+        if a[i][1] < b[j][1]:
+            i += 1
+        else:
+            j += 1
+    return out
+
+
+def _contains_phrase(norm: str, phrase: str, cjk: bool) -> bool:
+    if cjk:
+        return phrase in norm
+    return f" {phrase} " in f" {norm} "
+
+
+def is_backchannel(utterance: Utterance, cjk: bool) -> bool:
+    """"mm-hm", "okay", "嗯": listening signals, not taking the floor."""
+    return normalize(utterance.text, cjk) in BACKCHANNELS or utterance.end - utterance.start < 0.4
+
+
+def announced(before: list[tuple[Utterance, Role]], gap_start: float, cjk: bool) -> bool:
+    """Did the agent announce a hold just before this silence?"""
+    for utt, role in reversed(before[-3:]):
+        if gap_start - utt.end > ANNOUNCE_WINDOW:
+            break
+        if role == Role.AGENT:
+            norm = normalize(utt.text, cjk)
+            if any(_contains_phrase(norm, p, cjk) for p in HOLD_ANNOUNCEMENTS):
+                return True
+    return False
+
+
+def compute_metrics(transcript: Transcript) -> CallMetrics:
+    """Timing metrics for one call; see the module docstring and qa.schema.CallMetrics."""
+    cjk = is_cjk(transcript.language)
+    utts = sorted(((u, role_of(u, transcript)) for u in transcript.utterances
+                   if u.end > u.start), key=lambda p: (p[0].start, p[0].end))
+    duration = max([transcript.duration] + [u.end for u, _ in utts])
+    metrics = CallMetrics(duration=duration)
+    if not utts:
+        return metrics
+
+    by_role: dict[str, list[tuple[float, float]]] = {}
+    units: dict[str, int] = {}
+    spoken: dict[str, float] = {}
+    for u, role in utts:
+        by_role.setdefault(role.value, []).append((u.start, u.end))
+        units[role.value] = units.get(role.value, 0) + count_units(u.text, cjk)
+        spoken[role.value] = spoken.get(role.value, 0.0) + (u.end - u.start)
+    merged_role = {role: _merge(spans) for role, spans in by_role.items()}
+    talk = {role: sum(e - s for s, e in spans) for role, spans in merged_role.items()}
+    total_talk = sum(talk.values())
+    metrics.talk_time = {r: round(t, 3) for r, t in talk.items()}
+    if total_talk:
+        metrics.talk_share = {r: round(t / total_talk, 4) for r, t in talk.items()}
+    metrics.speaking_rate_wpm = {r: round(units[r] / (spoken[r] / 60.0), 1)
+                                 for r in spoken if spoken[r] > 0}
+
+    # silence between speech (not before the first word or after the last)
+    speech = _merge([(u.start, u.end) for u, _ in utts])
+    before: list[tuple[Utterance, Role]] = []
+    k = 0
+    for (_, prev_end), (next_start, _) in zip(speech, speech[1:], strict=False):
+        gap = next_start - prev_end
+        metrics.longest_silence = max(metrics.longest_silence, gap)
+        if gap < MIN_SILENCE:
+            continue
+        seg = Segment(start=round(prev_end, 3), end=round(next_start, 3))
+        metrics.silences.append(seg)
+        metrics.silence_total += gap
+        while k < len(utts) and utts[k][0].start < prev_end:
+            before.append(utts[k])
+            k += 1
+        is_announced = gap >= MIN_HOLD and announced(before, prev_end, cjk)
+        if is_announced or gap >= UNANNOUNCED_HOLD:
+            metrics.holds.append(seg)
+            metrics.hold_total += gap
+        if not is_announced:
+            metrics.dead_air.append(seg)
+            metrics.longest_dead_air = max(metrics.longest_dead_air, gap)
+    metrics.longest_silence = round(metrics.longest_silence, 3)
+    metrics.silence_total = round(metrics.silence_total, 3)
+    metrics.hold_total = round(metrics.hold_total, 3)
+    metrics.longest_dead_air = round(metrics.longest_dead_air, 3)
+
+    agent = merged_role.get(Role.AGENT.value, [])
+    customer = merged_role.get(Role.CUSTOMER.value, [])
+    for start, end in _intersect(agent, customer):
+        if end - start >= 0.05:
+            metrics.overtalks.append(Segment(start=round(start, 3), end=round(end, 3)))
+            metrics.overtalk_total += end - start
+    metrics.overtalk_total = round(metrics.overtalk_total, 3)
+
+    _interruptions(utts, metrics, cjk)
+
+    first_agent = next((u for u, r in utts if r == Role.AGENT), None)
+    metrics.first_agent_response = round(first_agent.start, 3) if first_agent else None
+    latencies = [max(0.0, b.start - a.end) for (a, ra), (b, rb) in zip(utts, utts[1:],
+                                                                           strict=False)
+                 if ra == Role.CUSTOMER and rb == Role.AGENT]
+    if latencies:
+        metrics.mean_response_latency = round(sum(latencies) / len(latencies), 3)
+    return metrics
+
+
+def _interruptions(utts: list[tuple[Utterance, Role]], metrics: CallMetrics, cjk: bool) -> None:
+    """Who started speaking while the other party was mid-utterance (back-channels aside)."""
+    parties = (Role.AGENT, Role.CUSTOMER)
+    active: list[tuple[Utterance, Role]] = []
+    for u, role in utts:
+        active = [(a, r) for a, r in active if a.end > u.start]
+        if role in parties:
+            cut = next((a for a, r in active if r in parties and r != role
+                        and a.start < u.start and a.end - u.start >= MIN_INTERRUPTED), None)
+            if cut is not None and not is_backchannel(u, cjk):
+                metrics.interruptions[role.value] = metrics.interruptions.get(role.value, 0) + 1
+                metrics.interruption_spans.setdefault(role.value, []).append(
+                    Segment(start=round(u.start, 3), end=round(min(u.end, cut.end), 3)))
+        active.append((u, role))
