@@ -55,6 +55,35 @@ def models_install() -> None:
     console.print("\n".join(done) if done else "models: all in place")
 
 
+# --------------------------------------------------------------------------- synthetic calls
+
+
+@app.command("synth")
+def synth(
+    out: str = typer.Option(None, "--out", help="output folder (default: <home>/synth)"),
+    only: list[str] = typer.Option(None, "--only", help="call id of a bundled script; repeatable"),
+    rate: list[int] = typer.Option(None, "--rate", help="sample rate in Hz; repeatable"),
+    force: bool = typer.Option(False, "--force", help="render even when outputs are up to date"),
+) -> None:
+    """Render the scripted sample calls (stereo and mono wavs + ground-truth JSON)."""
+    from pathlib import Path
+
+    from qa.synth import render_all
+
+    out_dir = Path(out) if out else get_settings().home / "synth"
+    status: dict[str, bool] = {}
+    calls = render_all(out_dir, only or None, rates=rate or (8000, 16000), force=force,
+                       progress=True, on_call=lambda c, rendered: status.__setitem__(c.call_id,
+                                                                                      rendered))
+    table = Table("call", "lang", "duration", "turns", "violations", "status",
+                  title=f"synthetic calls in {out_dir}")
+    for c in calls:
+        table.add_row(c.call_id, c.language, f"{c.duration:.1f} s", str(len(c.turns)),
+                      ", ".join(c.violations) or "[green]clean[/]",
+                      "rendered" if status.get(c.call_id) else "up to date")
+    console.print(table)
+
+
 def main() -> None:
     """Entry point: a user mistake prints one clear line, never a traceback."""
     try:
