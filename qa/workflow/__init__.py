@@ -1,0 +1,41 @@
+"""Reviews, calibration, disputes, coaching, users and the audit log.
+
+The dashboard talks to this package only through `Workflow` and the views below; every
+method checks the acting user's role here, below the UI.
+"""
+
+from qa.workflow.service import SYSTEM, NotFoundError, Workflow, open_workflow
+from qa.workflow.views import (
+    AgreementStats,
+    AuditView,
+    CalibrationItem,
+    CalibrationView,
+    CallFilter,
+    CallItemView,
+    CallView,
+    CaseKind,
+    CaseView,
+    CoachingEffect,
+    CoachingStatus,
+    CoachingView,
+    DisputeStatus,
+    DisputeView,
+    FinalOutcomeRow,
+    ItemAgreement,
+    ItemEffect,
+    ReviewerAgreement,
+    ReviewItemInput,
+    ReviewItemView,
+    ReviewStatus,
+    ReviewView,
+    UserRole,
+    UserView,
+)
+
+__all__ = [
+    "SYSTEM", "AgreementStats", "AuditView", "CalibrationItem", "CalibrationView", "CallFilter",
+    "CallItemView", "CallView", "CaseKind", "CaseView", "CoachingEffect", "CoachingStatus",
+    "CoachingView", "DisputeStatus", "DisputeView", "FinalOutcomeRow", "ItemAgreement",
+    "ItemEffect", "NotFoundError", "ReviewItemInput", "ReviewItemView", "ReviewStatus",
+    "ReviewView", "ReviewerAgreement", "UserRole", "UserView", "Workflow", "open_workflow",
+]

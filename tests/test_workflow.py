@@ -1,0 +1,433 @@
+"""Workflow service: access rules, optimistic locking, calibration, disputes, coaching, audit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from argon2 import PasswordHasher
+
+from qa.errors import AccessDenied, QAError, StaleEditError
+from qa.schema import CallMeta, CallScore, Flag, FlagCode, ItemOutcome, ItemResult
+from qa.workflow import (
+    CallFilter,
+    DisputeStatus,
+    ReviewItemInput,
+    ReviewStatus,
+    UserRole,
+    Workflow,
+    open_workflow,
+)
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
+ITEMS = [("greet", 10.0, False), ("verify", 20.0, True), ("empathy", 30.0, False),
+         ("close", 40.0, False)]
+PASSWORD = "correct horse battery"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def make_score(call_id: str, outcomes: dict[str, str], flags: list[FlagCode] = ()) -> CallScore:
+    results = []
+    for item_id, possible, critical in ITEMS:
+        outcome = ItemOutcome(outcomes.get(item_id, "pass"))
+        results.append(ItemResult(item_id=item_id, name=item_id.title(), outcome=outcome,
+                                  critical=critical, points_possible=possible,
+                                  points_awarded=possible if outcome is ItemOutcome.PASS else 0))
+    applicable = [(r.points_awarded, r.points_possible) for r in results if r.outcome != "na"]
+    total = 100 * sum(a for a, _ in applicable) / sum(p for _, p in applicable)
+    critical_fail = any(r.critical and r.outcome == "fail" for r in results)
+    return CallScore(call_id=call_id, scorecard_id="en_cs", scorecard_version="1",
+                     total=total, pass_mark=70, passed=total >= 70 and not critical_fail,
+                     auto_fail=critical_fail, items=results,
+                     flags=[Flag(code=f, reason=f.value) for f in flags])
+
+
+def sync(wf: Workflow, call_id: str, agent: str, team: str, when: datetime,
+         outcomes: dict[str, str] | None = None, flags: list[FlagCode] = ()) -> None:
+    meta = CallMeta(call_id=call_id, agent_id=agent, team=team, queue="billing",
+                    started_at=when, duration=120.0)
+    wf.sync_call(meta, make_score(call_id, outcomes or {}, flags), pipeline_version="p1")
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def wf(tmp_path, clock) -> Workflow:
+    return Workflow(f"sqlite:///{tmp_path / 'wf.db'}", session_ttl_minutes=60, clock=clock,
+                    password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@pytest.fixture
+def users(wf):
+    admin = wf.add_user(None, "admin", PASSWORD, "admin")
+    made = {"admin": admin}
+    for name, role, team, agent in [
+        ("alice", "agent", "red", "A1"), ("bob", "agent", "blue", "B1"),
+        ("ivy", "inspector", None, None), ("ian", "inspector", None, None),
+        ("lea", "lead", "red", None), ("max", "manager", None, None),
+    ]:
+        made[name] = wf.add_user(admin, name, PASSWORD, role, team=team, agent_id=agent)
+    return made
+
+
+@pytest.fixture
+def calls(wf, users):
+    sync(wf, "c1", "A1", "red", T0, {"empathy": "fail"}, [FlagCode.BELOW_PASS])
+    sync(wf, "c2", "A1", "red", T0 + timedelta(days=1))
+    sync(wf, "c3", "B1", "blue", T0 + timedelta(days=2), {"verify": "fail"},
+         [FlagCode.AUTO_FAIL])
+    return ["c1", "c2", "c3"]
+
+
+def all_pass(**overrides: str) -> list[ReviewItemInput]:
+    return [ReviewItemInput(item_id=i, outcome=overrides.get(i, "pass")) for i, _, _ in ITEMS]
+
+
+# --------------------------------------------------------------------------- auth
+
+
+def test_login_session_expiry_and_logout(wf, users, clock):
+    user, token = wf.authenticate("alice", PASSWORD)
+    assert user.role is UserRole.AGENT and user.agent_id == "A1"
+    assert wf.user_for_token(token).username == "alice"
+    with pytest.raises(AccessDenied):
+        wf.authenticate("alice", "wrong password")
+    with pytest.raises(AccessDenied):
+        wf.authenticate("nobody", PASSWORD)
+    clock.now = T0 + timedelta(minutes=61)
+    with pytest.raises(AccessDenied, match="expired"):
+        wf.user_for_token(token)
+    with pytest.raises(AccessDenied):  # an expired session is gone, not revived
+        wf.user_for_token(token)
+    _, token2 = wf.authenticate("alice", PASSWORD)
+    wf.logout(token2)
+    with pytest.raises(AccessDenied):
+        wf.user_for_token(token2)
+    with pytest.raises(AccessDenied):
+        wf.user_for_token("made-up-token")
+
+
+def test_user_admin_rules(wf, users):
+    with pytest.raises(AccessDenied):
+        wf.add_user(users["lea"], "eve", PASSWORD, "admin")
+    with pytest.raises(QAError, match="agent id"):
+        wf.add_user(users["admin"], "carl", PASSWORD, "agent")
+    with pytest.raises(QAError, match="already exists"):
+        wf.add_user(users["admin"], "alice", PASSWORD, "agent", agent_id="A9")
+    with pytest.raises(QAError, match="too short"):
+        wf.add_user(users["admin"], "dora", "short", "inspector")
+    _, token = wf.authenticate("bob", PASSWORD)
+    wf.disable_user(users["admin"], "bob")
+    with pytest.raises(AccessDenied):  # sessions end with the account
+        wf.user_for_token(token)
+    with pytest.raises(AccessDenied):  # a view object held by a page stops working too
+        wf.list_calls(users["bob"])
+    with pytest.raises(AccessDenied):
+        wf.authenticate("bob", PASSWORD)
+    with pytest.raises(AccessDenied):
+        wf.list_users(users["alice"])
+    names = [u.username for u in wf.list_users(users["lea"], include_inactive=False)]
+    assert "bob" not in names and "alice" in names
+
+
+def test_open_workflow_uses_settings(settings):
+    wf = open_workflow(settings)
+    assert wf.database_url == settings.resolved_database_url
+    assert (settings.home / "workflow.db").exists()
+
+
+# --------------------------------------------------------------------------- calls
+
+
+def test_agent_sees_only_own_calls(wf, users, calls):
+    assert [c.call_id for c in wf.list_calls(users["alice"])] == ["c2", "c1"]
+    assert wf.list_calls(users["alice"], CallFilter(agent_id="B1")) == []
+    with pytest.raises(AccessDenied):
+        wf.get_call(users["alice"], "c3")
+    with pytest.raises(AccessDenied):  # unknown and forbidden look the same to an agent
+        wf.get_call(users["alice"], "nope")
+    with pytest.raises(AccessDenied):
+        wf.reviews_for_call(users["alice"], "c3")
+    assert wf.get_call(users["alice"], "c1").items[2].auto_outcome is ItemOutcome.FAIL
+    assert len(wf.list_calls(users["ivy"])) == 3
+
+
+def test_call_filters_and_sampling(wf, users, calls):
+    lea = users["lea"]
+    assert [c.call_id for c in wf.list_calls(lea, CallFilter(team="blue"))] == ["c3"]
+    assert [c.call_id for c in wf.list_calls(lea, CallFilter(flag="auto_fail"))] == ["c3"]
+    assert {c.call_id for c in wf.list_calls(lea, CallFilter(max_total=80))} == {"c1", "c3"}
+    assert {c.call_id for c in wf.list_calls(
+        lea, CallFilter(date_from=T0 + timedelta(hours=1), date_to=T0 + timedelta(days=2)))} \
+        == {"c2"}
+    with pytest.raises(AccessDenied):
+        wf.assign(users["ivy"], "c1", "ian")
+    wf.assign(lea, "c1", "ivy")
+    assert [c.call_id for c in wf.list_calls(users["ivy"], CallFilter(assigned_to_me=True))] \
+        == ["c1"]
+    with pytest.raises(QAError):
+        wf.assign(lea, "c1", "alice")  # agents do not review others' calls
+    first = [c.call_id for c in wf.sample_for_review(lea, 2, seed=7)]
+    assert first == [c.call_id for c in wf.sample_for_review(lea, 2, seed=7)]
+    assert len(first) == 2
+    wf.save_review(users["ivy"], "c1", all_pass(), submit=True)
+    assert [c.call_id for c in wf.list_calls(lea, CallFilter(reviewed=True))] == ["c1"]
+    assert "c1" not in [c.call_id for c in wf.sample_for_review(lea, 5, seed=1)]
+    with pytest.raises(AccessDenied):
+        wf.sample_for_review(users["ivy"], 1)
+
+
+def test_resync_keeps_decisions(wf, users, calls):
+    wf.set_final_score(users["lea"], "c1", [ReviewItemInput(item_id="empathy", outcome="pass")])
+    sync(wf, "c1", "A1", "red", T0, {"empathy": "fail", "greet": "fail"})
+    call = wf.get_call(users["lea"], "c1")
+    items = {i.item_id: i for i in call.items}
+    assert items["empathy"].final_outcome is ItemOutcome.PASS
+    assert items["greet"].auto_outcome is ItemOutcome.FAIL
+    assert call.final_total == 100.0
+
+
+# --------------------------------------------------------------------------- reviews
+
+
+def test_stale_edit_refused_and_submitted_review_frozen(wf, users, calls):
+    ivy = users["ivy"]
+    draft = wf.save_review(ivy, "c1", all_pass(empathy="fail")[:2])
+    assert draft.status is ReviewStatus.DRAFT
+    second = wf.save_review(ivy, "c1", all_pass(empathy="fail"), expected_version=draft.version)
+    assert second.version > draft.version
+    with pytest.raises(StaleEditError):  # a second tab still holding the old version
+        wf.save_review(ivy, "c1", all_pass(), expected_version=draft.version)
+    with pytest.raises(StaleEditError):  # "first save" when one already exists
+        wf.save_review(ivy, "c1", all_pass())
+    with pytest.raises(QAError, match="without an outcome"):
+        wf.save_review(ivy, "c1", all_pass()[:3], submit=True, expected_version=second.version)
+    done = wf.save_review(ivy, "c1", all_pass(empathy="fail"), submit=True,
+                          expected_version=second.version)
+    assert done.status is ReviewStatus.SUBMITTED and done.total == 70.0 and done.passed
+    with pytest.raises(AccessDenied, match="reopen"):
+        wf.save_review(ivy, "c1", all_pass(), expected_version=done.version)
+    with pytest.raises(AccessDenied):
+        wf.reopen_review(ivy, done.id)
+    reopened = wf.reopen_review(users["lea"], done.id, "greeting was late")
+    assert reopened.revision == 2 and reopened.status is ReviewStatus.DRAFT
+    again = wf.save_review(ivy, "c1", all_pass(), submit=True, expected_version=reopened.version)
+    assert again.total == 100.0
+
+
+def test_stale_edit_across_two_processes(tmp_path, users, wf, calls):
+    other = Workflow(wf.database_url,
+                     password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    ivy = users["ivy"]
+    loaded = wf.save_review(ivy, "c2", all_pass())
+    other.save_review(ivy, "c2", all_pass(close="fail"), expected_version=loaded.version)
+    with pytest.raises(StaleEditError):
+        wf.save_review(ivy, "c2", all_pass(greet="fail"), expected_version=loaded.version)
+    kept = wf.reviews_for_call(ivy, "c2")[0]
+    assert {i.item_id: i.outcome for i in kept.items}["close"] is ItemOutcome.FAIL
+
+
+def test_concurrent_reviewers_all_kept_and_blind(wf, users, calls):
+    ivy, ian, lea, alice = users["ivy"], users["ian"], users["lea"], users["alice"]
+    wf.save_review(ivy, "c1", all_pass(empathy="fail"), submit=True)
+    ian_draft = wf.save_review(ian, "c1", all_pass())
+    # blind: ian sees only his own until he submits
+    assert [r.reviewer for r in wf.reviews_for_call(ian, "c1")] == ["ian"]
+    with pytest.raises(AccessDenied):
+        wf.calibration(ian, "c1")
+    wf.save_review(ian, "c1", all_pass(), submit=True, expected_version=ian_draft.version)
+    assert sorted(r.reviewer for r in wf.reviews_for_call(ian, "c1")) == ["ian", "ivy"]
+    assert sorted(r.reviewer for r in wf.reviews_for_call(lea, "c1")) == ["ian", "ivy"]
+    # the agent's self-review is kept too and hidden from other agents
+    wf.save_review(alice, "c1", all_pass())
+    with pytest.raises(AccessDenied):
+        wf.save_review(alice, "c3", all_pass())
+    with pytest.raises(AccessDenied):
+        wf.save_review(users["max"], "c1", all_pass())
+    seen = {r.reviewer: r for r in wf.reviews_for_call(alice, "c1")}
+    assert set(seen) == {"alice", "ian", "ivy"} and seen["alice"].self_review
+    assert wf.get_call(lea, "c1").submitted_reviews == 2  # self-review not counted
+    cal = wf.calibration(lea, "c1")
+    empathy = next(i for i in cal.items if i.item_id == "empathy")
+    assert empathy.outcomes == {"ivy": ItemOutcome.FAIL, "ian": ItemOutcome.PASS}
+    assert empathy.agreement == 0.5 and not empathy.all_agree
+    assert empathy.auto_outcome is ItemOutcome.FAIL and empathy.auto_agreement == 0.5
+    assert empathy.points_spread == 30.0 and cal.score_spread == 30.0
+    with pytest.raises(AccessDenied):
+        wf.calibration(alice, "c1")
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def test_krippendorff_alpha_known_example(wf, users):
+    """Two raters, four units: (p,p) (p,p) (f,f) (p,f) gives nominal alpha 8/15."""
+    from qa.workflow.stats import nominal_alpha
+
+    a = {1: "pass", 2: "pass", 3: "fail", 4: "pass"}
+    b = {1: "pass", 2: "pass", 3: "fail", 4: "fail"}
+    assert nominal_alpha({"a": a, "b": b}) == pytest.approx(8 / 15)
+    assert nominal_alpha({"a": a, "b": a}) == pytest.approx(1.0)
+    assert nominal_alpha({"a": {1: "pass"}, "b": {1: "pass"}}) is None  # one value only
+    assert nominal_alpha({"a": a}) is None
+
+    # the same example through the service: four calls, item "empathy"
+    lea, ivy, ian = users["lea"], users["ivy"], users["ian"]
+    for n in range(1, 5):
+        sync(wf, f"k{n}", "A1", "red", T0 + timedelta(hours=n))
+        wf.save_review(ivy, f"k{n}", all_pass(empathy=a[n]), submit=True)
+        wf.save_review(ian, f"k{n}", all_pass(empathy=b[n]), submit=True)
+    stats = wf.agreement_stats(lea)
+    assert stats.calls == 4 and stats.reviews == 8
+    items = {i.item_id: i for i in stats.items}
+    assert items["empathy"].alpha == pytest.approx(8 / 15)
+    assert items["greet"].alpha is None  # everyone passed: alpha undefined, not 1
+    # auto said pass everywhere: 15 of 16 ivy item ratings and 14 of 16 ian's agree
+    assert stats.auto_human_agreement == pytest.approx(29 / 32)
+    per = {r.reviewer: r for r in stats.reviewers}
+    assert per["ivy"].agreement_vs_others == pytest.approx(15 / 16)
+    assert per["ivy"].agreement_vs_auto == pytest.approx(15 / 16)
+    assert per["ian"].agreement_vs_final == pytest.approx(14 / 16)
+    with pytest.raises(AccessDenied):
+        wf.agreement_stats(ivy)
+
+
+# --------------------------------------------------------------------------- final, disputes
+
+
+def test_final_score_and_disputes(wf, users, calls):
+    lea, alice, ivy, bob = users["lea"], users["alice"], users["ivy"], users["bob"]
+    with pytest.raises(AccessDenied):
+        wf.set_final_score(ivy, "c1", [], 90, True)
+    with pytest.raises(AccessDenied):
+        wf.set_final_score(alice, "c1", [], 90, True)
+    call = wf.set_final_score(lea, "c1", [ReviewItemInput(item_id="greet", outcome="fail")],
+                              note="after calibration")
+    assert call.final_total == 60.0 and call.final_passed is False
+    with pytest.raises(AccessDenied):
+        wf.open_dispute(bob, "c1", "empathy", "not mine but I object")
+    with pytest.raises(AccessDenied):
+        wf.open_dispute(ivy, "c1", "empathy", "inspectors do not dispute")
+    d = wf.open_dispute(alice, "c1", "empathy", "I said sorry at 0:42")
+    with pytest.raises(QAError, match="already has an open dispute"):
+        wf.open_dispute(alice, "c1", "empathy", "again")
+    assert [x.id for x in wf.list_disputes(alice, "open")] == [d.id]
+    assert wf.list_disputes(bob) == []
+    with pytest.raises(AccessDenied):
+        wf.resolve_dispute(ivy, d.id, "overturned", "agreed")
+    with pytest.raises(AccessDenied):
+        wf.resolve_dispute(alice, d.id, "overturned", "agreed")
+    done = wf.resolve_dispute(lea, d.id, "overturned", "apology is at 0:42")
+    assert done.status is DisputeStatus.OVERTURNED
+    assert (done.outcome_before, done.outcome_after) == (ItemOutcome.FAIL, ItemOutcome.PASS)
+    call = wf.get_call(alice, "c1")
+    assert {i.item_id: i.outcome for i in call.items}["empathy"] is ItemOutcome.PASS
+    assert call.final_total == 90.0 and call.final_passed is True
+    with pytest.raises(QAError, match="already overturned"):
+        wf.resolve_dispute(lea, d.id, "upheld", "changed my mind")
+    d2 = wf.open_dispute(alice, "c2", "close", "fine")
+    kept = wf.resolve_dispute(lea, d2.id, "upheld", "the close was missing")
+    assert kept.outcome_after is ItemOutcome.PASS
+    assert wf.get_call(lea, "c2").final_total is None  # upheld changes nothing
+    rows = {r.call_id: r for r in wf.final_outcomes(users["max"])}
+    assert rows["c1"].total == 90.0 and rows["c1"].finalised
+    assert rows["c1"].items["empathy"] is ItemOutcome.PASS and rows["c1"].week == T0.date()
+    assert rows["c2"].total == 100.0 and not rows["c2"].finalised
+    with pytest.raises(AccessDenied):
+        wf.final_outcomes(alice)
+    with pytest.raises(AccessDenied):
+        wf.acknowledge_score(bob, "c1")
+    assert wf.acknowledge_score(alice, "c1").acknowledged_at == T0
+
+
+def test_audit_log_records_old_and_new_values(wf, users, calls):
+    lea, alice = users["lea"], users["alice"]
+    d = wf.open_dispute(alice, "c1", "empathy", "I apologised")
+    wf.resolve_dispute(lea, d.id, "overturned", "confirmed on the recording")
+    trail = wf.audit_trail(lea, "call", "c1")
+    by_field = {(a.action, a.field): a for a in trail}
+    entry = by_field[("dispute_overturned", "items.empathy.final_outcome")]
+    assert (entry.old_value, entry.new_value, entry.actor) == (None, "pass", "lea")
+    total = by_field[("dispute_overturned", "final_total")]
+    assert total.old_value is None and float(total.new_value) == 100.0
+    status = {(a.field, a.old_value, a.new_value) for a in wf.audit_trail(lea, "dispute", d.id)}
+    assert ("status", "open", "overturned") in status
+    ivy = users["ivy"]
+    r1 = wf.save_review(ivy, "c2", all_pass())
+    wf.save_review(ivy, "c2", all_pass(close="fail"), expected_version=r1.version)
+    changes = {(a.field, a.old_value, a.new_value)
+               for a in wf.audit_trail(users["max"], "review", r1.id)}
+    assert ("items.close.outcome", "pass", "fail") in changes
+    assert ("items.close.points", "40.0", "0.0") in changes
+    wf.swap_roles(ivy, "c2")
+    assert wf.role_override("c2") and not wf.role_override("c1")
+    swap = wf.audit_trail(lea, "call", "c2")[0]
+    assert (swap.field, swap.old_value, swap.new_value) == ("role_override", "false", "true")
+    with pytest.raises(AccessDenied):
+        wf.audit_trail(ivy)
+    with pytest.raises(AccessDenied):
+        wf.swap_roles(alice, "c1")
+
+
+# --------------------------------------------------------------------------- coaching, cases
+
+
+def test_coaching_access_and_effect(wf, users, clock):
+    lea, alice, bob, ivy = users["lea"], users["alice"], users["bob"], users["ivy"]
+    session = T0 + timedelta(days=10)
+    # before: empathy fails on 3 of 4 calls; after: 1 of 4
+    for n, outcome in enumerate(["fail", "fail", "fail", "pass"]):
+        sync(wf, f"b{n}", "A1", "red", session - timedelta(days=n + 1), {"empathy": outcome})
+    for n, outcome in enumerate(["pass", "pass", "fail", "pass"]):
+        sync(wf, f"a{n}", "A1", "red", session + timedelta(days=n + 1), {"empathy": outcome})
+    sync(wf, "z1", "B1", "blue", session + timedelta(days=1), {"empathy": "fail"})
+    with pytest.raises(AccessDenied):
+        wf.create_coaching(alice, "A1", ["b0"], ["empathy"], "self-coaching")
+    with pytest.raises(QAError):
+        wf.create_coaching(lea, "A1", ["z1"], ["empathy"], "wrong agent's call")
+    c = wf.create_coaching(lea, "A1", ["b0", "b1"], ["empathy"], "acknowledge feelings",
+                           due=session.date(), session_at=session)
+    with pytest.raises(AccessDenied):
+        wf.acknowledge_coaching(bob, c.id)
+    assert wf.list_coaching(bob) == []
+    with pytest.raises(AccessDenied):
+        wf.coaching_effect(bob, c.id)
+    assert [x.id for x in wf.list_coaching(alice)] == [c.id]
+    assert wf.acknowledge_coaching(alice, c.id).status.value == "acknowledged"
+    effect = wf.coaching_effect(alice, c.id)
+    assert (effect.before_calls, effect.after_calls) == (4, 4)
+    assert effect.before_rate == pytest.approx(0.25) and effect.after_rate == pytest.approx(0.75)
+    assert effect.change == pytest.approx(0.5)
+    # a lead's final decision counts, not the automatic outcome
+    wf.set_final_score(lea, "a2", [ReviewItemInput(item_id="empathy", outcome="pass")])
+    assert wf.coaching_effect(ivy, c.id).after_rate == pytest.approx(1.0)
+    with pytest.raises(AccessDenied):
+        wf.add_follow_up(alice, c.id, "done")
+    done = wf.add_follow_up(ivy, c.id, "better on empathy", complete=True)
+    assert done.status.value == "completed" and done.follow_up_date == T0.date()
+
+
+def test_case_library(wf, users, calls):
+    lea, ivy, alice = users["lea"], users["ivy"], users["alice"]
+    wf.add_case(ivy, "c1", "common_mistake", "Missed apology", "customer waited",
+                tags=["Empathy", "billing"])
+    wf.add_case(lea, "c2", "good_example", "Clean close", "textbook", tags=["close"])
+    assert [c.call_id for c in wf.search_cases(users["max"], "apology")] == ["c1"]
+    assert [c.call_id for c in wf.search_cases(ivy, "empathy")] == ["c1"]
+    assert [c.call_id for c in wf.search_cases(ivy, kind="good_example")] == ["c2"]
+    assert [c.call_id for c in wf.search_cases(ivy, tag="close")] == ["c2"]
+    assert wf.search_cases(ivy, "nothing like this") == []
+    with pytest.raises(AccessDenied):
+        wf.add_case(alice, "c1", "good_example", "Me")
+    with pytest.raises(AccessDenied):
+        wf.search_cases(alice, "apology")
