@@ -1,0 +1,47 @@
+"""Entry of the QA dashboard: log in, then the pages the user's role works with.
+
+Run with `qa serve` (or `streamlit run dashboard/app.py`); settings come from the
+environment (QA_HOME, QA_DATABASE_URL, QA_STORE_URL, ...).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run dashboard/app.py` puts dashboard/ on sys.path, not the repository root.
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+from dashboard import data  # noqa: E402
+
+st.set_page_config(page_title="Call QA", page_icon=":material/headset_mic:", layout="wide")
+
+user = data.session_user()
+if user is None:
+    # Keep a deep link (?call=...) so it opens once the user has logged in.
+    if "call" in st.query_params:
+        st.session_state["pending_call"] = st.query_params["call"]
+    nav = st.navigation([st.Page("pages/login.py", title="Log in", icon=":material/login:",
+                                 url_path="login")], position="hidden")
+else:
+    role = data.role_of(user)
+    pages = []
+    for name in data.ROLE_PAGES.get(role, []):
+        title, icon = data.PAGE_TITLES[name]
+        pages.append(st.Page(f"pages/{name}.py", title=title, icon=icon, url_path=name))
+    with st.sidebar:
+        st.markdown(f"**{user.display_name or user.username}**  \n{role}"
+                    + (f" · {user.team}" if user.team else ""))
+        if st.button("Log out", key="logout", icon=":material/logout:"):
+            data.logout()
+            st.rerun()
+    nav = st.navigation(pages)
+    pending = st.session_state.pop("pending_call", None)
+    if pending and "review" in data.ROLE_PAGES.get(role, []):
+        st.session_state["open_call"] = pending
+        st.switch_page("pages/review.py")
+nav.run()

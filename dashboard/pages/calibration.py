@@ -1,0 +1,145 @@
+"""Calibration: where reviewers of the same call disagree, and the lead's final decision.
+
+Shows, for calls with at least two submitted reviews, each item's outcomes side by side,
+the score spread and agreement with the automatic score, Krippendorff's alpha per item and
+per reviewer over all reviewed calls, and (for a lead) the form that sets the final score.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import components as ui
+from dashboard import data
+from qa.schema import ItemOutcome
+from qa.workflow.views import CallFilter, ReviewItemInput
+
+OUTCOMES = [o.value for o in ItemOutcome]
+
+user = data.current_user()
+role = data.role_of(user)
+wf = data.workflow()
+
+st.title("Calibration")
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0%}"
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+# ---------------------------------------------------------------- agreement over all calls
+if role in ("lead", "manager"):
+    stats = data.guarded(wf.agreement_stats, user, CallFilter())
+    c = st.columns(4)
+    c[0].metric("Calls with reviews", stats.calls)
+    c[1].metric("Reviews", stats.reviews)
+    c[2].metric("Krippendorff α", _num(stats.alpha))
+    c[3].metric("Automatic vs human", _pct(stats.auto_human_agreement))
+    t1, t2 = st.tabs(["Per item", "Per reviewer"])
+    with t1:
+        df = data.frame(stats.items, ["item_id", "name", "alpha", "auto_human_agreement",
+                                      "ratings"])
+        st.dataframe(df, hide_index=True, width="stretch")
+        ui.csv_download(df, "agreement_items", key="dl_agree_items")
+    with t2:
+        df = data.frame(stats.reviewers, ["reviewer", "reviews", "alpha_vs_others",
+                                          "agreement_vs_others", "alpha_vs_final",
+                                          "agreement_vs_final", "agreement_vs_auto"])
+        st.dataframe(df, hide_index=True, width="stretch")
+        ui.csv_download(df, "agreement_reviewers", key="dl_agree_reviewers")
+
+# ---------------------------------------------------------------- one call
+calls = [cv for cv in data.guarded(wf.list_calls, user, CallFilter(reviewed=True, limit=1000))
+         if cv.submitted_reviews >= 2]
+st.subheader("Calls reviewed by two or more people")
+if not calls:
+    st.info("No call has two submitted reviews yet.")
+    st.stop()
+listing = data.frame([{"call_id": cv.call_id, "agent": cv.agent_id, "team": cv.team,
+                       "reviews": cv.submitted_reviews, "auto total": cv.auto_total,
+                       "final total": cv.final_total} for cv in calls])
+st.dataframe(listing, hide_index=True, width="stretch")
+ui.csv_download(listing, "calibration_calls", key="dl_cal_calls")
+
+ids = [cv.call_id for cv in calls]
+default = st.query_params.get("call")
+call_id = st.selectbox("Call", ids, index=ids.index(default) if default in ids else 0,
+                       key="cal_call")
+cal = data.guarded(wf.calibration, user, call_id)
+call = data.guarded(wf.get_call, user, call_id)
+
+c = st.columns(4)
+c[0].metric("Reviewers", len(cal.reviewers))
+c[1].metric("Score spread", f"{cal.score_spread:.1f}")
+c[2].metric("Mean item agreement", _pct(cal.agreement))
+c[3].metric("Final total", "-" if cal.final_total is None else f"{cal.final_total:.1f}",
+            help=f"automatic {cal.auto_total:.1f}")
+
+totals = data.frame([{"reviewer": r, "total": t} for r, t in cal.totals.items()]
+                    + [{"reviewer": "automatic", "total": cal.auto_total}])
+st.bar_chart(totals, x="reviewer", y="total", height=220)
+
+rows = []
+for it in cal.items:
+    row = {"item": it.item_id, "name": it.name, "critical": it.critical,
+           "automatic": it.auto_outcome.value,
+           "final": it.final_outcome.value if it.final_outcome else None}
+    row.update({r: (it.outcomes[r].value if r in it.outcomes else None) for r in cal.reviewers})
+    row.update({"majority": it.majority.value if it.majority else None,
+                "agreement": it.agreement, "all agree": it.all_agree,
+                "agrees with automatic": it.auto_agreement, "points spread": it.points_spread})
+    rows.append(row)
+table = data.frame(rows)
+
+
+def _mark(row):  # highlight the items reviewers disagree on
+    colour = "" if row["all agree"] else "background-color: rgba(255, 165, 0, 0.25)"
+    return [colour] * len(row)
+
+
+st.markdown("**Per item**  ·  rows in orange: reviewers disagree")
+st.dataframe(table.style.apply(_mark, axis=1), hide_index=True, width="stretch",
+             key="cal_items")
+ui.csv_download(table, f"calibration_{call_id}", key="dl_cal_items")
+disagree = [it.item_id for it in cal.items if not it.all_agree]
+if disagree:
+    st.warning("Disagreement on: " + ", ".join(disagree))
+else:
+    st.success("All reviewers agree on every item.")
+
+# ---------------------------------------------------------------- the lead's decision
+if role == "lead":
+    st.subheader("Final decision")
+    possible = {i.item_id: i.points_possible for i in call.items}
+    critical = {i.item_id for i in call.items if i.critical}
+    with st.form("final"):
+        chosen: dict[str, str] = {}
+        for it in cal.items:
+            start = (it.final_outcome or it.majority or it.auto_outcome).value
+            chosen[it.item_id] = st.radio(
+                f"{it.name} ({it.item_id})", OUTCOMES, index=OUTCOMES.index(start),
+                horizontal=True, key=f"final:{call_id}:{it.item_id}")
+        failed = [k for k, v in chosen.items() if v == ItemOutcome.FAIL.value]
+        applicable = [k for k, v in chosen.items() if v != ItemOutcome.NA.value]
+        if abs(sum(possible.values()) - call.max_total) < 1e-6:  # deduction scorecard
+            suggested = call.max_total - sum(possible[k] for k in failed)
+        else:  # weighted: share of applicable weight passed
+            weight = sum(possible[k] for k in applicable)
+            passed_w = sum(possible[k] for k in applicable if k not in failed)
+            suggested = call.max_total * passed_w / weight if weight else call.max_total
+        total = st.number_input("Final total", 0.0, float(call.max_total),
+                                value=float(round(suggested, 1)), key=f"final_total:{call_id}",
+                                help="Suggested from the outcomes chosen when the form opened")
+        passed = st.checkbox("Passed", value=total >= call.pass_mark and not
+                             (critical & set(failed)), key=f"final_passed:{call_id}")
+        note = st.text_area("Note", key=f"final_note:{call_id}")
+        if st.form_submit_button("Set final score", type="primary"):
+            items = [ReviewItemInput(item_id=k, outcome=ItemOutcome(v)) for k, v in chosen.items()]
+            data.guarded(wf.set_final_score, user, call_id, items, float(total), bool(passed),
+                         note)
+            st.success(f"Final score of {call_id} set to {total:.1f}.")
+            st.rerun()
