@@ -84,6 +84,63 @@ def synth(
     console.print(table)
 
 
+# --------------------------------------------------------------------------- users
+
+users_app = typer.Typer(help="Dashboard accounts: agents, inspectors, leads, managers, admins.",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
+USER_ROLES = ("agent", "inspector", "lead", "manager", "admin")
+
+
+@users_app.command("add")
+def users_add(
+    username: str = typer.Argument(..., help="login name"),
+    role: str = typer.Option(..., "--role", help="agent, inspector, lead, manager or admin"),
+    team: str = typer.Option(None, "--team", help="team the user belongs to"),
+    agent_id: str = typer.Option(None, "--agent-id", help="the agent id calls carry (agents)"),
+    display_name: str = typer.Option(None, "--name", help="name shown in the dashboard"),
+    password_stdin: bool = typer.Option(False, "--password-stdin",
+                                        help="read the password from the first line of stdin"),
+) -> None:
+    """Create an account (the command line acts as the database owner)."""
+    from qa.workflow import open_workflow
+
+    if role not in USER_ROLES:
+        raise QAError(f"unknown role {role!r}; use one of {', '.join(USER_ROLES)}")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    user = open_workflow(get_settings()).add_user(None, username, password, role, team=team,
+                                                  agent_id=agent_id, display_name=display_name)
+    console.print(f"user {user.username} added ({user.role.value}"
+                  f"{', team ' + user.team if user.team else ''}"
+                  f"{', agent ' + user.agent_id if user.agent_id else ''})")
+
+
+@users_app.command("list")
+def users_list(
+    active_only: bool = typer.Option(False, "--active", help="hide disabled accounts"),
+) -> None:
+    """Show accounts with role, team, agent id and whether they are active."""
+    from qa.workflow import open_workflow
+
+    table = Table("username", "name", "role", "team", "agent id", "active")
+    for u in open_workflow(get_settings()).list_users(None, include_inactive=not active_only):
+        table.add_row(u.username, u.display_name, u.role.value, u.team or "-",
+                      u.agent_id or "-", "[green]yes[/]" if u.active else "[red]no[/]")
+    console.print(table)
+
+
+@users_app.command("disable")
+def users_disable(username: str = typer.Argument(..., help="login name")) -> None:
+    """Disable an account and end its sessions; its history stays in the audit log."""
+    from qa.workflow import open_workflow
+
+    open_workflow(get_settings()).disable_user(None, username)
+    console.print(f"user {username} disabled")
+
+
 def main() -> None:
     """Entry point: a user mistake prints one clear line, never a traceback."""
     try:
