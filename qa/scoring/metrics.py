@@ -93,76 +93,83 @@ def compute_metrics(transcript: Transcript) -> CallMetrics:
     utts = sorted(((u, role_of(u, transcript)) for u in transcript.utterances
                    if u.end > u.start), key=lambda p: (p[0].start, p[0].end))
     duration = max([transcript.duration] + [u.end for u, _ in utts])
-    metrics = CallMetrics(duration=duration)
     if not utts:
-        return metrics
+        return CallMetrics(duration=duration)
 
     by_role: dict[str, list[tuple[float, float]]] = {}
     units: dict[str, int] = {}
     spoken: dict[str, float] = {}
     for u, role in utts:
-        by_role.setdefault(role.value, []).append((u.start, u.end))
-        units[role.value] = units.get(role.value, 0) + count_units(u.text, cjk)
-        spoken[role.value] = spoken.get(role.value, 0.0) + (u.end - u.start)
-    merged_role = {role: _merge(spans) for role, spans in by_role.items()}
+        by_role.setdefault(role, []).append((u.start, u.end))
+        n = count_units(u.text, cjk) if cjk else len(u.text.split())
+        units[role] = units.get(role, 0) + n
+        spoken[role] = spoken.get(role, 0.0) + (u.end - u.start)
+    merged_role = {str(role): _merge(spans) for role, spans in by_role.items()}
+    units = {str(r): n for r, n in units.items()}
+    spoken = {str(r): t for r, t in spoken.items()}
     talk = {role: sum(e - s for s, e in spans) for role, spans in merged_role.items()}
     total_talk = sum(talk.values())
-    metrics.talk_time = {r: round(t, 3) for r, t in talk.items()}
-    if total_talk:
-        metrics.talk_share = {r: round(t / total_talk, 4) for r, t in talk.items()}
-    metrics.speaking_rate_wpm = {r: round(units[r] / (spoken[r] / 60.0), 1)
-                                 for r in spoken if spoken[r] > 0}
+    talk_time = {r: round(t, 3) for r, t in talk.items()}
+    talk_share = {r: round(t / total_talk, 4) for r, t in talk.items()} if total_talk else {}
+    rate = {r: round(units[r] / (spoken[r] / 60.0), 1) for r in spoken if spoken[r] > 0}
 
     # silence between speech (not before the first word or after the last)
     speech = _merge([(u.start, u.end) for u, _ in utts])
     before: list[tuple[Utterance, Role]] = []
     k = 0
+    longest = silence_total = hold_total = longest_dead = 0.0
+    silences: list[Segment] = []
+    holds: list[Segment] = []
+    dead_air: list[Segment] = []
     for (_, prev_end), (next_start, _) in zip(speech, speech[1:], strict=False):
         gap = next_start - prev_end
-        metrics.longest_silence = max(metrics.longest_silence, gap)
+        longest = max(longest, gap)
         if gap < MIN_SILENCE:
             continue
         seg = Segment(start=round(prev_end, 3), end=round(next_start, 3))
-        metrics.silences.append(seg)
-        metrics.silence_total += gap
+        silences.append(seg)
+        silence_total += gap
         while k < len(utts) and utts[k][0].start < prev_end:
             before.append(utts[k])
             k += 1
         is_announced = gap >= MIN_HOLD and announced(before, prev_end, cjk)
         if is_announced or gap >= UNANNOUNCED_HOLD:
-            metrics.holds.append(seg)
-            metrics.hold_total += gap
+            holds.append(seg)
+            hold_total += gap
         if not is_announced:
-            metrics.dead_air.append(seg)
-            metrics.longest_dead_air = max(metrics.longest_dead_air, gap)
-    metrics.longest_silence = round(metrics.longest_silence, 3)
-    metrics.silence_total = round(metrics.silence_total, 3)
-    metrics.hold_total = round(metrics.hold_total, 3)
-    metrics.longest_dead_air = round(metrics.longest_dead_air, 3)
+            dead_air.append(seg)
+            longest_dead = max(longest_dead, gap)
 
-    agent = merged_role.get(Role.AGENT.value, [])
-    customer = merged_role.get(Role.CUSTOMER.value, [])
-    for start, end in _intersect(agent, customer):
+    overtalks: list[Segment] = []
+    overtalk_total = 0.0
+    for start, end in _intersect(merged_role.get("agent", []), merged_role.get("customer", [])):
         if end - start >= 0.05:
-            metrics.overtalks.append(Segment(start=round(start, 3), end=round(end, 3)))
-            metrics.overtalk_total += end - start
-    metrics.overtalk_total = round(metrics.overtalk_total, 3)
+            overtalks.append(Segment(start=round(start, 3), end=round(end, 3)))
+            overtalk_total += end - start
 
-    _interruptions(utts, metrics, cjk)
+    interruptions, spans = _interruptions(utts, cjk)
 
     first_agent = next((u for u, r in utts if r == Role.AGENT), None)
-    metrics.first_agent_response = round(first_agent.start, 3) if first_agent else None
     latencies = [max(0.0, b.start - a.end) for (a, ra), (b, rb) in zip(utts, utts[1:],
                                                                            strict=False)
                  if ra == Role.CUSTOMER and rb == Role.AGENT]
-    if latencies:
-        metrics.mean_response_latency = round(sum(latencies) / len(latencies), 3)
-    return metrics
+    return CallMetrics(
+        duration=duration, talk_time=talk_time, talk_share=talk_share,
+        silence_total=round(silence_total, 3), longest_silence=round(longest, 3),
+        silences=silences, holds=holds, hold_total=round(hold_total, 3),
+        overtalk_total=round(overtalk_total, 3), overtalks=overtalks,
+        interruptions=interruptions, speaking_rate_wpm=rate,
+        first_agent_response=round(first_agent.start, 3) if first_agent else None,
+        mean_response_latency=round(sum(latencies) / len(latencies), 3) if latencies else None,
+        dead_air=dead_air, longest_dead_air=round(longest_dead, 3), interruption_spans=spans)
 
 
-def _interruptions(utts: list[tuple[Utterance, Role]], metrics: CallMetrics, cjk: bool) -> None:
+def _interruptions(utts: list[tuple[Utterance, Role]], cjk: bool
+                   ) -> tuple[dict[str, int], dict[str, list[Segment]]]:
     """Who started speaking while the other party was mid-utterance (back-channels aside)."""
     parties = (Role.AGENT, Role.CUSTOMER)
+    counts: dict[str, int] = {}
+    spans: dict[str, list[Segment]] = {}
     active: list[tuple[Utterance, Role]] = []
     for u, role in utts:
         active = [(a, r) for a, r in active if a.end > u.start]
@@ -170,7 +177,8 @@ def _interruptions(utts: list[tuple[Utterance, Role]], metrics: CallMetrics, cjk
             cut = next((a for a, r in active if r in parties and r != role
                         and a.start < u.start and a.end - u.start >= MIN_INTERRUPTED), None)
             if cut is not None and not is_backchannel(u, cjk):
-                metrics.interruptions[role.value] = metrics.interruptions.get(role.value, 0) + 1
-                metrics.interruption_spans.setdefault(role.value, []).append(
+                counts[str(role)] = counts.get(str(role), 0) + 1
+                spans.setdefault(str(role), []).append(
                     Segment(start=round(u.start, 3), end=round(min(u.end, cut.end), 3)))
         active.append((u, role))
+    return counts, spans

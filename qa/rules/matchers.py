@@ -1,0 +1,688 @@
+"""Evaluating scorecard rules on one call, each result with the evidence a reviewer checks.
+
+`CallContext` holds what every rule of a call shares, built lazily and once: the speech of
+each party as one normalised text (phrase search runs over it in one pass per phrase), the
+utterance vectors for semantic rules, the utterance sentiment, and the results of rules
+other rules refer to.
+
+Phrase matching: an exact search first (fast), then rapidfuzz's partial-ratio alignment
+for ASR errors ("north wind telecom", "recorder for quality"); a fuzzy hit is snapped to
+whole words (characters for Chinese), must lie in one utterance and reach the threshold.
+
+Regular expressions run under the `regex` module with a timeout, so a pattern with
+catastrophic backtracking turns the rule N/A with a reason instead of hanging the batch.
+Validating patterns for nested quantifiers would refuse useful patterns and still miss
+other slow ones; a timeout bounds every pattern.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import regex
+from rapidfuzz import fuzz
+
+from qa.rules.format import (
+    AllRule,
+    AnyRule,
+    MetricRule,
+    NotRule,
+    OrderRule,
+    PhraseRule,
+    RefRule,
+    RegexRule,
+    Scorecard,
+    SemanticRule,
+    SentimentRule,
+    Window,
+)
+from qa.rules.text import is_cjk, normalize, normalize_many, role_of, to_simplified
+from qa.schema import CallMetrics, Evidence, ItemOutcome, Role, Sentiment, Transcript, Utterance
+
+PASS, FAIL, NA = ItemOutcome.PASS, ItemOutcome.FAIL, ItemOutcome.NA
+OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
+}
+NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!="}
+REGEX_TIMEOUT = 0.05  # seconds per utterance
+MAX_HITS = 20  # evidence entries kept per rule
+# Shorter phrases match exactly only: one wrong letter in "hell" is "hello".
+MIN_FUZZY, MIN_FUZZY_CJK = 8, 4
+INF = math.inf
+
+
+@dataclass
+class RuleResult:
+    outcome: ItemOutcome
+    reason: str = ""
+    evidence: list[Evidence] = field(default_factory=list)
+    # where the rule's condition occurred (a phrase said, a pattern found): the rule as an
+    # event for windows and `order`, whatever the outcome
+    hits: list[Evidence] = field(default_factory=list)
+
+
+def _fmt(t: float) -> str:
+    return f"{t:.1f} s"
+
+
+class _Speech:
+    """One party's utterances as one normalised text, with offsets back to utterances."""
+
+    def __init__(self, utts: list[tuple[Utterance, Role]], norms: list[str], cjk: bool) -> None:
+        self.cjk = cjk
+        self.sep = "\n" if cjk else " \n "
+        self.utts = utts
+        self.norms = norms
+        self.offsets: list[int] = []
+        pos = 0
+        for n in self.norms:
+            self.offsets.append(pos)
+            pos += len(n) + len(self.sep)
+        self.text = self.sep.join(self.norms)
+        self.starts = [u.start for u, _ in utts]
+        self.max_len = max((u.end - u.start for u, _ in utts), default=0.0)
+        self._unit_times: dict[int, list[tuple[float, float]] | None] = {}
+
+    def region(self, t0: float, t1: float) -> tuple[int, int]:
+        """Character range of the utterances that overlap [t0, t1]."""
+        lo = bisect_left(self.starts, t0 - self.max_len) if t0 > -INF else 0
+        hi = bisect_right(self.starts, t1) if t1 < INF else len(self.utts)
+        while lo < hi and self.utts[lo][0].end < t0:
+            lo += 1
+        if lo >= hi:
+            return 0, 0
+        end = self.offsets[hi - 1] + len(self.norms[hi - 1])
+        return self.offsets[lo], end
+
+    def _units(self, i: int) -> list[tuple[float, float]] | None:
+        """Times of each normalised unit (word, or Chinese character) of utterance i."""
+        if i not in self._unit_times:
+            u = self.utts[i][0]
+            norm = self.norms[i]
+            expected = len(norm) if self.cjk else norm.count(" ") + 1 if norm else 0
+            if not self.cjk and len(u.words) == expected:  # one token per word: the usual
+                self._unit_times[i] = [(w.start, w.end) for w in u.words]
+                return self._unit_times[i]
+            times: list[tuple[float, float]] = []
+            for w in u.words:
+                n = normalize(w.text, self.cjk)
+                count = len(n) if self.cjk else len(n.split())
+                if self.cjk and count:
+                    step = (w.end - w.start) / count
+                    times.extend((w.start + k * step, w.start + (k + 1) * step)
+                                 for k in range(count))
+                else:
+                    times.extend([(w.start, w.end)] * count)
+            self._unit_times[i] = times if times and len(times) == expected else None
+        return self._unit_times[i]
+
+    def evidence(self, start: int, end: int, matched: str, score: float) -> Evidence:
+        i = bisect_right(self.offsets, start) - 1
+        u, role = self.utts[i]
+        local_start, local_end = start - self.offsets[i], end - self.offsets[i]
+        norm = self.norms[i]
+        units = self._units(i)
+        if units:
+            if self.cjk:
+                a, b = local_start, max(local_start, local_end - 1)
+            else:
+                a = norm.count(" ", 0, local_start)
+                b = norm.count(" ", 0, max(local_start, local_end - 1))
+            t0, t1 = units[min(a, len(units) - 1)][0], units[min(b, len(units) - 1)][1]
+        else:
+            span = u.end - u.start
+            t0 = u.start + span * local_start / max(len(norm), 1)
+            t1 = u.start + span * local_end / max(len(norm), 1)
+        return Evidence(start=round(t0, 3), end=round(t1, 3), speaker=u.speaker, role=role,
+                        text=u.text, matched=matched, similarity=round(score / 100.0, 3))
+
+    # ---------------------------------------------------------------- phrase search
+
+    def _bounded(self, i: int, j: int) -> bool:
+        text = self.text
+        return (i == 0 or text[i - 1] in " \n") and (j == len(text) or text[j] in " \n")
+
+    def _snap(self, phrase: str, ds: int, de: int, threshold: float
+              ) -> tuple[int, int, float] | None:
+        """A fuzzy alignment snapped to whole words inside one utterance, re-scored."""
+        text = self.text
+        if self.cjk:
+            if "\n" in text[ds:de]:
+                return None
+            return ds, de, fuzz.ratio(phrase, text[ds:de])
+        left, right = ds, de
+        while left > 0 and text[left - 1] not in " \n":
+            left -= 1
+        while right < len(text) and text[right] not in " \n":
+            right += 1
+        lefts = {left}
+        rights = {right}
+        if ds > left:
+            nxt = text.find(" ", ds, de)
+            if nxt != -1:
+                lefts.add(nxt + 1)
+        if de < right:
+            prv = text.rfind(" ", ds, de)
+            if prv != -1:
+                rights.add(prv)
+        best: tuple[int, int, float] | None = None
+        for a in lefts:
+            for b in rights:
+                if b <= a or "\n" in text[a:b]:
+                    continue
+                score = fuzz.ratio(phrase, text[a:b])
+                if score >= threshold and (best is None or score > best[2]):
+                    best = (a, b, score)
+        return best
+
+    def find_exact(self, phrases: list[str], region: tuple[int, int], limit: int
+                   ) -> list[tuple[int, int, str]]:
+        """Exact whole-word occurrences of the normalised phrases, in text order."""
+        lo, hi = region
+        text = self.text
+        out: list[tuple[int, int, str]] = []
+        for phrase in phrases:
+            pos, n = lo, 0
+            while n < limit:
+                i = text.find(phrase, pos, hi)
+                if i == -1:
+                    break
+                j = i + len(phrase)
+                if self.cjk or self._bounded(i, j):
+                    out.append((i, j, phrase))
+                    n += 1
+                pos = i + 1
+        out.sort()
+        return out
+
+    def find_fuzzy(self, phrase: str, region: tuple[int, int], threshold: float
+                   ) -> Iterator[tuple[int, int, float]]:
+        """Approximate occurrences of one normalised phrase, left to right."""
+        pos, hi = region
+        tries = 0
+        while tries < 50 and hi - pos >= len(phrase):
+            tries += 1
+            res = fuzz.partial_ratio_alignment(phrase, self.text[pos:hi], score_cutoff=threshold)
+            if res is None:
+                return
+            ds, de = pos + res.dest_start, pos + res.dest_end
+            snapped = self._snap(phrase, ds, de, threshold)
+            if snapped is not None:
+                yield snapped
+            pos = max(de, ds + 1)
+
+
+class CallContext:
+    """Everything the rules of one call share; see the module docstring."""
+
+    def __init__(self, transcript: Transcript, scorecard: Scorecard, metrics: CallMetrics,
+                 *, encoder: Any = None, sentiment: Any = None) -> None:
+        self.transcript = transcript
+        self.scorecard = scorecard
+        self.metrics = metrics
+        self.encoder = encoder
+        self.sentiment_model = sentiment
+        self.cjk = is_cjk(transcript.language)
+        self.duration = max(metrics.duration, transcript.duration)
+        self.utts = sorted(((u, role_of(u, transcript)) for u in transcript.utterances),
+                           key=lambda p: (p[0].start, p[0].end))
+        named = scorecard._cache.get("named")
+        if named is None:
+            named = scorecard._cache["named"] = scorecard.named_rules()
+        self.named = named
+        self._norms: list[str] | None = None
+        self._speech: dict[Any, Any] = {}
+        self._memo: dict[int, RuleResult] = {}
+        self._vectors: np.ndarray | None = None
+        self._sentiments: list[Sentiment] | None | bool = False  # False: not looked yet
+        self._stack: list[int] = []
+
+    # ---------------------------------------------------------------- shared, lazily
+
+    def speech(self, speaker: str) -> _Speech:
+        if speaker not in self._speech:
+            if self._norms is None:
+                self._norms = normalize_many([u.text for u, _ in self.utts], self.cjk)
+            keep = [i for i, p in enumerate(self.utts) if speaker == "any" or p[1] == speaker]
+            self._speech[speaker] = _Speech([self.utts[i] for i in keep],
+                                            [self._norms[i] for i in keep], self.cjk)
+        return self._speech[speaker]
+
+    def vectors(self) -> np.ndarray:
+        if self._vectors is None:
+            texts = [u.text for u, _ in self.utts]
+            self._vectors = (np.asarray(self.encoder.encode(texts), dtype=np.float32)
+                             if texts else np.zeros((0, 1), np.float32))
+        return self._vectors
+
+    def example_vectors(self, examples: list[str]) -> np.ndarray:
+        key = ("examples", tuple(examples))
+        cached = self.scorecard._cache.get(key)
+        if cached is None or cached[0] is not self.encoder:
+            vecs = np.asarray(self.encoder.encode(list(examples)), dtype=np.float32)
+            self.scorecard._cache[key] = cached = (self.encoder, vecs)
+        return cached[1]
+
+    def sentiments(self) -> list[Sentiment] | None:
+        """Per-utterance sentiment (aligned with self.utts): stored on the utterances, or
+        computed once with the supplied model; None when neither is available."""
+        if self._sentiments is False:
+            stored = [u.sentiment for u, _ in self.utts]
+            if all(s is not None for s in stored):
+                self._sentiments = stored  # type: ignore[assignment]
+            elif self.sentiment_model is not None:
+                self._sentiments = list(self.sentiment_model.score(
+                    [u.text for u, _ in self.utts], self.transcript.language))
+            else:
+                self._sentiments = None
+        return self._sentiments  # type: ignore[return-value]
+
+    # ---------------------------------------------------------------- evaluation
+
+    def evaluate(self, rule: Any) -> RuleResult:
+        key = id(rule)
+        if key in self._memo:
+            return self._memo[key]
+        if key in self._stack:  # validation refuses cycles; this guards hand-built cards
+            return RuleResult(NA, "rule refers to itself")
+        self._stack.append(key)
+        try:
+            result = self._dispatch(rule)
+        finally:
+            self._stack.pop()
+        self._memo[key] = result
+        return result
+
+    def _dispatch(self, rule: Any) -> RuleResult:
+        if isinstance(rule, PhraseRule):
+            return self._phrase(rule)
+        if isinstance(rule, RegexRule):
+            return self._regex(rule)
+        if isinstance(rule, RefRule):
+            return self._ref(rule)
+        if isinstance(rule, OrderRule):
+            return self._order(rule)
+        if isinstance(rule, SemanticRule):
+            return self._semantic(rule)
+        if isinstance(rule, MetricRule):
+            return self._metric(rule)
+        if isinstance(rule, SentimentRule):
+            return self._sentiment(rule)
+        if isinstance(rule, AllRule):
+            return self._all(rule)
+        if isinstance(rule, AnyRule):
+            return self._any(rule)
+        if isinstance(rule, NotRule):
+            return self._not(rule)
+        raise TypeError(f"unknown rule {type(rule).__name__}")
+
+    def events(self, rule: Any) -> list[Evidence]:
+        return sorted(self.evaluate(rule).hits, key=lambda e: e.start)
+
+    def ranges(self, window: Window | None) -> list[tuple[float, float]] | str:
+        """The time ranges a rule looks in, or the reason it cannot apply (N/A)."""
+        if window is None:
+            return [(-INF, INF)]
+        if window.first is not None:
+            return [(0.0, window.first)]
+        if window.last is not None:
+            return [(self.duration - window.last, INF)]
+        within = window.within or INF
+        each = isinstance(window.after or window.before, RefRule) and (
+            (window.after or window.before).ref == "hold")
+        if window.after is not None and window.before is not None:
+            starts = self.events(window.after)
+            if not starts:
+                return f"{_event_name(window.after)} did not happen"
+            a = starts[0]
+            ends = [e for e in self.events(window.before) if e.start >= a.end]
+            if not ends:
+                return f"{_event_name(window.before)} did not happen after " \
+                       f"{_event_name(window.after)}"
+            return [(a.end, ends[0].start)]
+        event = window.after if window.after is not None else window.before
+        occurrences = self.events(event)
+        if not occurrences:
+            return f"{_event_name(event)} did not happen"
+        if not each:
+            occurrences = occurrences[:1]
+        if window.after is not None:
+            return [(e.end, e.end + within) for e in occurrences]
+        return [(e.start - within, e.start) for e in occurrences]
+
+    def _range_evidence(self, t0: float, t1: float, note: str) -> Evidence:
+        start = max(0.0, t0)
+        end = min(self.duration, t1)
+        return Evidence(start=round(start, 3), end=round(max(start, end), 3), note=note)
+
+    def _presence(self, rule: Any, per_range: list[tuple[tuple[float, float], list[Evidence]]],
+                  what: str) -> RuleResult:
+        """Outcome of a present/absent search given the hits in each range."""
+        hits = [e for _, found in per_range for e in found][:MAX_HITS]
+        if rule.mode == "absent":
+            if hits:
+                return RuleResult(FAIL, f"{what} found at {_fmt(hits[0].start)}", hits, hits)
+            return RuleResult(PASS, f"no {what}", [], hits)
+        need = getattr(rule, "min_count", 1)
+        missing = [(rng, found) for rng, found in per_range if len(found) < need]
+        if not missing:
+            return RuleResult(PASS, f"{what} at {_fmt(hits[0].start)}" if hits else what,
+                              hits[: max(need, 1) * len(per_range)], hits)
+        evidence = []
+        for (t0, t1), found in missing:
+            where = "" if t0 == -INF and t1 == INF else f" between {_fmt(max(0.0, t0))} and " \
+                f"{_fmt(min(self.duration, t1))}"
+            note = f"expected {what}{where}" + (f" at least {need} times, found {len(found)}"
+                                                if need > 1 else "")
+            evidence.append(self._range_evidence(t0, t1, note))
+            evidence.extend(found)
+        return RuleResult(FAIL, evidence[0].note or f"no {what}", evidence, hits)
+
+    def _phrase(self, rule: PhraseRule) -> RuleResult:
+        ranges = self.ranges(rule.window)
+        if isinstance(ranges, str):
+            return RuleResult(NA, ranges)
+        speech = self.speech(rule.speaker)
+        threshold = rule.threshold or self.scorecard.fuzzy_threshold
+        limit = MAX_HITS if rule.mode == "absent" else rule.min_count
+        by_norm = self._phrase_norms(rule)
+        per_range = []
+        for t0, t1 in ranges:
+            region = speech.region(t0, t1)
+            found: list[Evidence] = []
+            spans: list[tuple[int, int]] = []
+            # exact first: one regex pass over the party's speech finds every phrase
+            for a, b, norm in speech.find_exact(list(by_norm), region, limit):
+                ev = speech.evidence(a, b, by_norm[norm], 100.0)
+                if ev.end >= t0 and ev.start <= t1:
+                    found.append(ev)
+                    spans.append((a, b))
+                    if len(found) >= limit:
+                        break
+            if rule.fuzzy and len(found) < limit:
+                for norm, phrase in by_norm.items():
+                    if len(found) >= limit:
+                        break
+                    if len(norm) < (MIN_FUZZY_CJK if self.cjk else MIN_FUZZY):
+                        continue
+                    for a, b, score in speech.find_fuzzy(norm, region, threshold):
+                        if any(x < b and a < y for x, y in spans):
+                            continue
+                        ev = speech.evidence(a, b, phrase, score)
+                        if ev.end >= t0 and ev.start <= t1:
+                            found.append(ev)
+                            spans.append((a, b))
+                            if len(found) >= limit:
+                                break
+            found.sort(key=lambda e: e.start)
+            per_range.append(((t0, t1), found))
+        who = "" if rule.speaker == "any" else f"{rule.speaker} "
+        return self._presence(rule, per_range, f"{who}phrase")
+
+    def _phrase_norms(self, rule: PhraseRule) -> dict[str, str]:
+        """Normalised phrase -> phrase as written, cached per scorecard."""
+        key = ("phrases", id(rule), self.cjk)
+        cached = self.scorecard._cache.get(key)
+        if cached is None:
+            cached = {}
+            for phrase in rule.phrases:
+                cached.setdefault(normalize(phrase, self.cjk), phrase)
+            cached.pop("", None)
+            self.scorecard._cache[key] = cached
+        return cached
+
+    def _regex(self, rule: RegexRule) -> RuleResult:
+        ranges = self.ranges(rule.window)
+        if isinstance(ranges, str):
+            return RuleResult(NA, ranges)
+        key = ("regex", rule.pattern, rule.ignore_case)
+        pattern = self.scorecard._cache.get(key)
+        if pattern is None:
+            flags = regex.MULTILINE | (regex.IGNORECASE if rule.ignore_case else 0)
+            pattern = self.scorecard._cache[key] = regex.compile(rule.pattern, flags)
+        text, offsets, utts = self._raw(rule.speaker)
+        per_range = []
+        for t0, t1 in ranges:
+            found: list[Evidence] = []
+            try:
+                # one pass over the party's utterances, one per line (^ and $ per utterance)
+                for m in pattern.finditer(text, timeout=REGEX_TIMEOUT):
+                    i = bisect_right(offsets, m.start()) - 1
+                    u, role = utts[i]
+                    if u.end < t0 or u.start > t1:
+                        continue
+                    n = max(len(u.text), 1)
+                    s0 = _time_at(u, (m.start() - offsets[i]) / n)
+                    s1 = _time_at(u, (m.end() - offsets[i]) / n)
+                    found.append(Evidence(start=round(s0, 3), end=round(s1, 3),
+                                          speaker=u.speaker, role=role, text=u.text,
+                                          matched=m.group(0)))
+                    if len(found) >= MAX_HITS:
+                        break
+            except TimeoutError:
+                return RuleResult(NA, f"pattern {rule.pattern!r} took too long "
+                                      "(catastrophic backtracking?); rewrite it")
+            per_range.append(((t0, t1), found))
+        return self._presence(rule, per_range, "pattern")
+
+    def _raw(self, speaker: str) -> tuple[str, list[int], list[tuple[Utterance, Role]]]:
+        """A party's utterance texts one per line (Chinese in Simplified), with offsets."""
+        key = ("raw", speaker)
+        if key not in self._speech:
+            utts = [p for p in self.utts if speaker == "any" or p[1] == speaker]
+            texts = [(to_simplified(u.text) if self.cjk else u.text).replace("\n", " ")
+                     for u, _ in utts]
+            offsets, pos = [], 0
+            for t in texts:
+                offsets.append(pos)
+                pos += len(t) + 1
+            self._speech[key] = ("\n".join(texts), offsets, utts)  # type: ignore[assignment]
+        return self._speech[key]  # type: ignore[return-value]
+
+    def _ref(self, rule: RefRule) -> RuleResult:
+        if rule.ref == "hold":
+            holds = [Evidence(start=h.start, end=h.end, note=f"hold {h.duration:.1f} s")
+                     for h in self.metrics.holds]
+            if not holds:
+                return RuleResult(NA, "no hold in this call")
+            return RuleResult(PASS, f"{len(holds)} hold(s)", holds, holds)
+        target = self.named.get(rule.ref)
+        if target is None:
+            return RuleResult(NA, f"unknown rule {rule.ref!r}")
+        return self.evaluate(target)
+
+    def _order(self, rule: OrderRule) -> RuleResult:
+        first, then = self.events(rule.first), self.events(rule.then)
+        a_name, b_name = _event_name(rule.first), _event_name(rule.then)
+        if not then:
+            outcome = PASS if rule.when_then_absent == "pass" else NA
+            return RuleResult(outcome, f"{b_name} did not happen")
+        b = then[0]
+        if not first:
+            ev = b.model_copy(update={"note": f"{b_name} at {_fmt(b.start)} without {a_name}"})
+            return RuleResult(FAIL, ev.note, [ev], [])
+        a = first[0]
+        if a.start < b.start:
+            return RuleResult(PASS, f"{a_name} at {_fmt(a.start)} before {b_name} at "
+                                    f"{_fmt(b.start)}", [a, b], [a, b])
+        ev = b.model_copy(update={"note": f"{b_name} at {_fmt(b.start)} before {a_name} at "
+                                          f"{_fmt(a.start)}"})
+        return RuleResult(FAIL, ev.note, [ev, a], [a, b])
+
+    def _semantic(self, rule: SemanticRule) -> RuleResult:
+        if self.encoder is None:
+            return RuleResult(NA, "no sentence encoder supplied for semantic rules")
+        ranges = self.ranges(rule.window)
+        if isinstance(ranges, str):
+            return RuleResult(NA, ranges)
+        idx = [i for i, (_, r) in enumerate(self.utts)
+               if rule.speaker == "any" or r == rule.speaker]
+        if not idx:
+            return self._presence(rule, [(rng, []) for rng in ranges], "similar utterance")
+        sims = self.vectors()[idx] @ self.example_vectors(rule.examples).T
+        best = sims.argmax(axis=1)
+        per_range = []
+        closest: tuple[float, int, int] | None = None
+        for t0, t1 in ranges:
+            found = []
+            for k, i in enumerate(idx):
+                u, role = self.utts[i]
+                if u.end < t0 or u.start > t1:
+                    continue
+                sim = float(sims[k, best[k]])
+                if closest is None or sim > closest[0]:
+                    closest = (sim, i, int(best[k]))
+                if sim >= rule.threshold:
+                    found.append(Evidence(start=u.start, end=u.end, speaker=u.speaker, role=role,
+                                          text=u.text, matched=rule.examples[best[k]],
+                                          similarity=round(sim, 3)))
+            per_range.append(((t0, t1), found))
+        result = self._presence(rule, per_range, "similar utterance")
+        if result.outcome == FAIL and rule.mode == "present" and closest is not None:
+            sim, i, e = closest
+            u, role = self.utts[i]
+            result.evidence.append(Evidence(
+                start=u.start, end=u.end, speaker=u.speaker, role=role, text=u.text,
+                matched=rule.examples[e], similarity=round(sim, 3),
+                note=f"closest utterance: similarity {sim:.2f} < {rule.threshold:.2f}"))
+        return result
+
+    def _metric(self, rule: MetricRule) -> RuleResult:
+        m = self.metrics
+        role = rule.role or "agent"
+        segments: list = []
+        value: float | None
+        name = rule.metric
+        if name == "longest_silence":
+            value, segments = m.longest_silence, m.silences
+        elif name == "dead_air":
+            value, segments = m.longest_dead_air, m.dead_air
+        elif name == "silence_total":
+            value, segments = m.silence_total, m.silences
+        elif name == "hold_total":
+            value, segments = m.hold_total, m.holds
+        elif name == "hold_count":
+            value, segments = float(len(m.holds)), m.holds
+        elif name == "overtalk_total":
+            value, segments = m.overtalk_total, m.overtalks
+        elif name == "interruptions":
+            value = float(m.interruptions.get(role, 0))
+            segments = m.interruption_spans.get(role, [])
+        elif name == "talk_ratio":
+            value = m.talk_share.get(role)
+        elif name == "speaking_rate":
+            value = m.speaking_rate_wpm.get(role)
+        elif name == "first_response":
+            value = m.first_agent_response
+        else:  # response_latency
+            value = m.mean_response_latency
+        label = name.replace("_", " ") + (f" ({role})" if name in (
+            "interruptions", "talk_ratio", "speaking_rate") else "")
+        if value is None:
+            return RuleResult(NA, f"{label}: not measurable in this call")
+        ok = OPS[rule.op](value, rule.threshold)
+        sign = rule.op if ok else NEGATED[rule.op]
+        note = f"{label} {value:g} {sign} {rule.threshold:g}"
+        if name in ("longest_silence", "dead_air") and rule.op in ("<", "<="):
+            shown = [s for s in segments if not OPS[rule.op](s.duration, rule.threshold)]
+        else:
+            shown = list(segments)
+        evidence = [Evidence(start=s.start, end=s.end, note=f"{name.replace('_', ' ')} "
+                             f"{s.duration:.1f} s") for s in shown[:MAX_HITS]]
+        if not evidence or ok:
+            evidence.insert(0, Evidence(start=0.0, end=round(self.duration, 3), note=note))
+        return RuleResult(PASS if ok else FAIL, note, evidence, evidence)
+
+    def _sentiment(self, rule: SentimentRule) -> RuleResult:
+        scores = self.sentiments()
+        if scores is None:
+            return RuleResult(NA, "no sentiment available (no model supplied, none stored)")
+        ranges = self.ranges(rule.window)
+        if isinstance(ranges, str):
+            return RuleResult(NA, ranges)
+        chosen = [(u, r, s) for (u, r), s in zip(self.utts, scores, strict=True)
+                  if r == rule.role and any(u.end >= t0 and u.start <= t1
+                                                  for t0, t1 in ranges)]
+        if not chosen:
+            return RuleResult(NA, f"no {rule.role} speech in the window")
+        values = [s.score for _, _, s in chosen]
+        agg = rule.aggregate
+        if agg == "mean":
+            value = sum(values) / len(values)
+        elif agg == "min":
+            value = min(values)
+        elif agg == "max":
+            value = max(values)
+        elif agg == "last":
+            value = values[-1]
+        else:
+            value = sum(1 for _, _, s in chosen if s.label == "negative") / len(chosen)
+        ok = OPS[rule.op](value, rule.threshold)
+        note = (f"{rule.role} sentiment {agg} {value:.2f} "
+                f"{rule.op if ok else NEGATED[rule.op]} {rule.threshold:g}")
+        ordered = sorted(chosen, key=lambda c: c[2].score, reverse=rule.op in ("<", "<="))
+        evidence = [Evidence(start=u.start, end=u.end, speaker=u.speaker, role=r, text=u.text,
+                             note=f"sentiment {s.score:+.2f} ({s.label})")
+                    for u, r, s in ordered[:3]]
+        evidence.insert(0, Evidence(start=chosen[0][0].start, end=chosen[-1][0].end, note=note))
+        return RuleResult(PASS if ok else FAIL, note, evidence, evidence)
+
+    def _all(self, rule: AllRule) -> RuleResult:
+        results = [self.evaluate(r) for r in rule.rules]
+        hits = [h for r in results for h in r.hits]
+        failed = [r for r in results if r.outcome == FAIL]
+        if failed:
+            return RuleResult(FAIL, "; ".join(r.reason for r in failed),
+                              [e for r in failed for e in r.evidence], hits)
+        passed = [r for r in results if r.outcome == PASS]
+        if not passed:
+            return RuleResult(NA, "; ".join(r.reason for r in results), [], hits)
+        return RuleResult(PASS, "; ".join(r.reason for r in passed),
+                          [e for r in passed for e in r.evidence], hits)
+
+    def _any(self, rule: AnyRule) -> RuleResult:
+        results = [self.evaluate(r) for r in rule.rules]
+        hits = [h for r in results for h in r.hits]
+        for r in results:
+            if r.outcome == PASS:
+                return RuleResult(PASS, r.reason, r.evidence, hits)
+        failed = [r for r in results if r.outcome == FAIL]
+        if failed:
+            return RuleResult(FAIL, "; ".join(r.reason for r in failed),
+                              [e for r in failed for e in r.evidence], hits)
+        return RuleResult(NA, "; ".join(r.reason for r in results), [], hits)
+
+    def _not(self, rule: NotRule) -> RuleResult:
+        inner = self.evaluate(rule.rule)
+        if inner.outcome == NA:
+            return RuleResult(NA, inner.reason)
+        outcome = FAIL if inner.outcome == PASS else PASS
+        return RuleResult(outcome, f"not ({inner.reason})",
+                          inner.evidence if outcome == FAIL else [], [])
+
+
+def _event_name(rule: Any) -> str:
+    if isinstance(rule, RefRule):
+        return rule.ref
+    return rule.id or f"{rule.type} rule"
+
+
+def _time_at(u: Utterance, frac: float) -> float:
+    """Time at a fraction of an utterance's text, by its words' characters when known."""
+    if u.words:
+        total = sum(len(w.text) for w in u.words) or 1
+        target = frac * total
+        acc = 0
+        for w in u.words:
+            if acc + len(w.text) >= target:
+                inside = (target - acc) / max(len(w.text), 1)
+                return w.start + (w.end - w.start) * inside
+            acc += len(w.text)
+        return u.words[-1].end
+    return u.start + (u.end - u.start) * frac
