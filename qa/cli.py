@@ -7,6 +7,7 @@ Heavy imports (torch, faster-whisper, ray, streamlit) happen inside commands so 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -139,6 +140,110 @@ def users_disable(username: str = typer.Argument(..., help="login name")) -> Non
 
     open_workflow(get_settings()).disable_user(None, username)
     console.print(f"user {username} disabled")
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+@app.command("serve")
+def serve(
+    port: int = typer.Option(8501, "--port", "-p", help="port to listen on"),
+    address: str = typer.Option("127.0.0.1", "--address", help="interface to bind"),
+) -> None:
+    """Run the review dashboard (Streamlit, headless) with the settings in the environment."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    app_path = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+    if not app_path.is_file():
+        raise QAError("dashboard not found next to the qa package", file=str(app_path))
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, QA_HOME=str(settings.home.resolve()))
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path),
+           "--server.headless=true", f"--server.port={port}", f"--server.address={address}",
+           "--browser.gatherUsageStats=false", "--global.developmentMode=false"]
+    console.print(f"dashboard on http://{address}:{port}  (store {settings.resolved_store_url}, "
+                  f"database {settings.resolved_database_url})")
+    try:
+        code = subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        code = 0
+    raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- sentiment, redaction
+
+
+@eval_app.command("sentiment")
+def eval_sentiment(
+    data: Path | None = typer.Option(None, help="folder with MAIA-DQE and STC-3 files "
+                                     "(default: $QA_SHARED_DATA/text or ../shared/data/text)"),
+    baseline: str = typer.Option("lexicon", help="backend to compare against"),
+) -> None:
+    """Held-out macro-F1 (MAIA-DQE) and satisfaction correlation (STC-3), model vs baseline."""
+    from qa.scoring.train_sentiment import default_data_dir, evaluate, print_figures
+
+    settings = get_settings()
+    backends = list(dict.fromkeys([settings.sentiment_backend, baseline]))
+    print_figures(evaluate(settings, data or default_data_dir(), backends))
+
+
+@bench_app.command("sentiment")
+def bench_sentiment(
+    n: int = typer.Option(256, help="number of utterances"),
+    language: str = typer.Option("en", help="language code passed to the model"),
+) -> None:
+    """Utterances per second of the configured backend and the lexicon baseline, on CPU."""
+    from qa.scoring.sentiment import benchmark
+    from qa.scoring.train_sentiment import MAIA_EVAL, default_data_dir, load_maia
+
+    settings = get_settings()
+    path = default_data_dir() / MAIA_EVAL
+    if path.is_file():
+        pool = [s.text for s in load_maia(path, original_language="pt") if s.language == language]
+    else:
+        pool = ["I have been waiting for forty minutes and nobody called me back.",
+                "Thanks, that fixed it, you have been really helpful.",
+                "Can you tell me when the engineer will arrive?"]
+    texts = [pool[i % len(pool)] for i in range(n)]
+    backends = list(dict.fromkeys([settings.sentiment_backend, "lexicon"]))
+    table = Table("backend", "load s", "utterances", "seconds", "utterances/s")
+    for row in benchmark(settings, texts, language=language, backends=backends):
+        table.add_row(str(row["backend"]), f"{row['load_s']:.2f}", str(row["texts"]),
+                      f"{row['seconds']:.2f}", f"{row['per_second']:.1f}")
+    console.print(table)
+
+
+@app.command("redact")
+def redact(
+    transcript: Path = typer.Argument(..., help="transcript JSON (qa.schema.Transcript)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="write here instead of stdout"),
+    kinds: list[str] | None = typer.Option(None, "--kind", help="only these kinds (repeat)"),
+) -> None:
+    """Replace PII in a transcript's text and words with typed placeholders."""
+    from pydantic import ValidationError
+
+    from qa.schema import Transcript
+    from qa.scoring.redact import redact_transcript
+
+    try:
+        record = Transcript.model_validate_json(transcript.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise QAError(f"cannot read transcript: {exc.strerror}", file=str(transcript)) from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise QAError(f"not a transcript: {where}: {first['msg']}", file=str(transcript)) from exc
+    redacted = redact_transcript(record, kinds=kinds or None)
+    result = redacted.model_dump_json(indent=2)
+    if out is None:
+        sys.stdout.write(result + "\n")
+    else:
+        out.write_text(result + "\n", encoding="utf-8")
+        added = len(redacted.redactions) - len(record.redactions)
+        err_console.print(f"{len(record.utterances)} utterances, {added} redactions -> {out}")
 
 
 def main() -> None:
