@@ -431,3 +431,32 @@ def test_case_library(wf, users, calls):
         wf.add_case(alice, "c1", "good_example", "Me")
     with pytest.raises(AccessDenied):
         wf.search_cases(alice, "apology")
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_simultaneous_writers(wf, users, calls):
+    """Reviewers submitting at the same moment are all kept; one reviewer's two tabs are not."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    admin = users["admin"]
+    inspectors = [wf.add_user(admin, f"insp{n}", PASSWORD, "inspector") for n in range(6)]
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda u: wf.save_review(u, "c3", all_pass(), submit=True), inspectors))
+    assert len(wf.reviews_for_call(users["lea"], "c3")) == 6
+    assert wf.get_call(users["lea"], "c3").submitted_reviews == 6
+
+    ivy = users["ivy"]
+    base = wf.save_review(ivy, "c2", all_pass())
+
+    def edit(outcome: str) -> str:
+        try:
+            wf.save_review(ivy, "c2", all_pass(close=outcome), expected_version=base.version)
+            return "saved"
+        except StaleEditError:
+            return "stale"
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(edit, ["fail", "na", "fail", "na"]))
+    assert sorted(results) == ["saved", "stale", "stale", "stale"]

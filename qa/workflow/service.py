@@ -147,20 +147,33 @@ class Workflow:
 
             @event.listens_for(engine, "connect")
             def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA foreign_keys=ON")
                 if not memory:
                     cur.execute("PRAGMA journal_mode=WAL")
                 cur.close()
 
+            @event.listens_for(engine, "begin")
+            def _begin(conn: Any) -> None:
+                write = conn.get_execution_options().get("qa_write", False)
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
             return engine
         return create_engine(url, echo=echo, pool_pre_ping=True)
 
     @contextmanager
-    def _tx(self) -> Iterator[Session]:
+    def _tx(self, *, write: bool = False) -> Iterator[Session]:
+        """One transaction; on SQLite a writing one takes the write lock up front.
+
+        A deferred SQLite transaction that reads and then writes fails at once if another
+        connection wrote in between; BEGIN IMMEDIATE waits for the lock instead.
+        """
         session = self._sessions()
         try:
             with session.begin():
+                if write:
+                    session.connection(execution_options={"qa_write": True})
                 yield session
         except StaleDataError as exc:
             raise StaleEditError("the record was changed by someone else; reload and retry") \
@@ -246,7 +259,7 @@ class Workflow:
         if role is UserRole.AGENT and not agent_id:
             raise QAError(f"agent {username!r} needs an agent id (the id calls carry)")
         password_hash = auth.hash_password(self._hasher, password)
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             by = SYSTEM
             if actor is not None:
                 admin = self._user(s, actor)
@@ -281,7 +294,7 @@ class Workflow:
 
     def disable_user(self, actor: UserView | None, username: str) -> UserView:
         """Disable an account and end its sessions; history keeps its name."""
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             by = SYSTEM
             if actor is not None:
                 admin = self._user(s, actor)
@@ -297,7 +310,7 @@ class Workflow:
 
     def authenticate(self, username: str, password: str) -> tuple[UserView, str]:
         """Check a password and open a session; the token is shown once and stored hashed."""
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             user = s.scalar(select(User).where(User.username == username))
             if user is None:
                 if self._dummy_hash is None:
@@ -313,6 +326,9 @@ class Workflow:
                 user.password_hash = auth.hash_password(self._hasher, password)
             token = auth.new_token()
             now = self.now()
+            for stale in s.scalars(select(AuthSession).where(AuthSession.user_id == user.id,
+                                                             AuthSession.expires_at <= now)):
+                s.delete(stale)
             s.add(AuthSession(token_hash=auth.token_hash(token), user_id=user.id,
                               created_at=now, expires_at=now + self.session_ttl))
             self._audit(s, username, "user", username, "login")
@@ -326,7 +342,6 @@ class Workflow:
             if session is None:
                 raise AccessDenied("session unknown or ended; sign in again")
             if session.expires_at <= self.now():
-                s.delete(session)
                 raise AccessDenied("session expired; sign in again")
             user = s.get(User, session.user_id)
             if user is None or not user.active:
@@ -335,7 +350,7 @@ class Workflow:
 
     def logout(self, token: str) -> None:
         """End a session; unknown tokens are ignored so logging out twice is harmless."""
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             session = s.scalar(select(AuthSession)
                                .where(AuthSession.token_hash == auth.token_hash(token)))
             if session is not None:
@@ -353,7 +368,7 @@ class Workflow:
             raise QAError(f"metadata is for call {meta.call_id!r} but the score is for "
                           f"{score.call_id!r}")
         now = self.now()
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             call = s.get(Call, meta.call_id)
             values = {
                 "agent_id": meta.agent_id, "team": meta.team, "queue": meta.queue,
@@ -513,7 +528,7 @@ class Workflow:
 
     def assign(self, actor: UserView, call_id: str, reviewer: str) -> CallView:
         """A lead puts a call on an inspector's or lead's queue."""
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             lead = self._user(s, actor)
             self._require(lead, auth.LEADS, "assign reviews")
             call = self._call(s, lead, call_id)
@@ -535,7 +550,7 @@ class Workflow:
 
     def unassign(self, actor: UserView, call_id: str, reviewer: str) -> CallView:
         """A lead takes a call off a reviewer's queue."""
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             lead = self._user(s, actor)
             self._require(lead, auth.LEADS, "assign reviews")
             call = self._call(s, lead, call_id)
@@ -554,7 +569,7 @@ class Workflow:
         """A random, reproducible sample (default: unreviewed calls), optionally assigned."""
         if n < 0:
             raise QAError(f"sample size must be >= 0, got {n}")
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             lead = self._user(s, actor)
             self._require(lead, auth.LEADS, "sample calls for review")
             pool = self._query_calls(s, lead, filters or CallFilter(reviewed=False))
@@ -565,7 +580,7 @@ class Workflow:
         if assign_to is not None:
             for call_id in ids:
                 self.assign(actor, call_id, assign_to)
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             calls = [s.get(Call, i) for i in ids]
             return self._call_views(s, [c for c in calls if c is not None], None)
 
@@ -594,7 +609,7 @@ class Workflow:
         between, StaleEditError is raised and nothing is written. A submitted review is
         frozen until a lead reopens it (`reopen_review`), which starts a new revision.
         """
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             user = self._user(s, actor)
             call = self._call(s, user, call_id)
             self_review = _role(user) is UserRole.AGENT
@@ -689,7 +704,7 @@ class Workflow:
 
     def reopen_review(self, actor: UserView, review_id: int, reason: str = "") -> ReviewView:
         """A lead sends a submitted review back to draft as a new revision (audit-logged)."""
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             lead = self._user(s, actor)
             self._require(lead, auth.LEADS, "reopen reviews")
             review = s.get(Review, review_id)
@@ -873,7 +888,7 @@ class Workflow:
         Items not named keep their current outcome. `total` / `passed` default to the
         scorecard arithmetic over the final item outcomes (na left out, critical fail fails).
         """
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             lead = self._user(s, actor)
             self._require(lead, auth.LEADS, "set final scores")
             call = self._call(s, lead, call_id)
@@ -924,7 +939,7 @@ class Workflow:
         """The agent of the call contests one item's outcome, with a reason."""
         if not reason.strip():
             raise QAError("a dispute needs a reason")
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             user = self._user(s, actor)
             call = self._own_call(s, user, call_id, "dispute scores")
             item = next((i for i in call.items if i.item_id == item_id), None)
@@ -975,7 +990,7 @@ class Workflow:
             raise QAError("a decision is 'upheld' or 'overturned'")
         if not resolution.strip():
             raise QAError("a resolution needs an explanation")
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             lead = self._user(s, actor)
             self._require(lead, auth.LEADS, "resolve disputes")
             dispute = s.get(Dispute, dispute_id)
@@ -1016,7 +1031,7 @@ class Workflow:
 
     def acknowledge_score(self, actor: UserView, call_id: str) -> CallView:
         """The agent confirms they have seen the score of their own call."""
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             user = self._user(s, actor)
             call = self._own_call(s, user, call_id, "acknowledge scores")
             if call.acknowledged_at is None:
@@ -1056,7 +1071,7 @@ class Workflow:
                         ) -> CoachingView:
         """An inspector or lead records a coaching session on some of an agent's calls/items."""
         call_ids, item_ids = list(dict.fromkeys(call_ids)), list(dict.fromkeys(item_ids))
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             coach = self._user(s, actor)
             self._require(coach, auth.COACHES, "create coaching")
             for call_id in call_ids:
@@ -1076,7 +1091,7 @@ class Workflow:
 
     def acknowledge_coaching(self, actor: UserView, coaching_id: int) -> CoachingView:
         """The coached agent confirms the session; only their own coaching."""
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             user = self._user(s, actor)
             if _role(user) is not UserRole.AGENT:
                 raise AccessDenied("only the coached agent acknowledges coaching")
@@ -1095,7 +1110,7 @@ class Workflow:
                       follow_up_date: date | None = None, *, complete: bool = False
                       ) -> CoachingView:
         """The coach records the follow-up and may close the coaching."""
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             coach = self._user(s, actor)
             self._require(coach, auth.COACHES, "follow up coaching")
             c = self._coaching(s, coach, coaching_id)
@@ -1180,7 +1195,7 @@ class Workflow:
         if not title.strip():
             raise QAError("a case needs a title")
         clean_tags = list(dict.fromkeys(t.strip().lower() for t in tags if t.strip()))
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             user = self._user(s, actor)
             self._require(user, auth.CASE_EDITORS, "add cases")
             self._call(s, user, call_id)
@@ -1218,7 +1233,7 @@ class Workflow:
 
     def swap_roles(self, actor: UserView, call_id: str, reason: str = "") -> bool:
         """Record that the call's agent/customer sides are the other way round (toggles)."""
-        with self._tx() as s:
+        with self._tx(write=True) as s:
             user = self._user(s, actor)
             self._require(user, auth.REVIEWERS, "swap speaker roles")
             self._call(s, user, call_id)
