@@ -195,6 +195,16 @@ def test_resync_keeps_decisions(wf, users, calls):
     assert items["empathy"].final_outcome is ItemOutcome.PASS
     assert items["greet"].auto_outcome is ItemOutcome.FAIL
     assert call.final_total == 100.0
+    from qa.schema import CallResult, Transcript
+
+    result = CallResult(meta=CallMeta(call_id="c9", agent_id="A1", team="red"),
+                        transcript=Transcript(call_id="c9", language="en", duration=3.0),
+                        score=make_score("c9", {"close": "na"}), pipeline_version="p2",
+                        scorecard_version="2", created_at=T0)
+    synced = wf.sync_result(result)
+    assert (synced.pipeline_version, synced.scorecard_version) == ("p2", "2")
+    assert synced.auto_total == 100.0  # the na item is left out of the total
+    assert "c9" in [c.call_id for c in wf.list_calls(users["alice"])]
 
 
 # --------------------------------------------------------------------------- reviews
@@ -427,6 +437,10 @@ def test_case_library(wf, users, calls):
     assert [c.call_id for c in wf.search_cases(ivy, kind="good_example")] == ["c2"]
     assert [c.call_id for c in wf.search_cases(ivy, tag="close")] == ["c2"]
     assert wf.search_cases(ivy, "nothing like this") == []
+    wf.add_case(ivy, "c3", "good_example", "核实身份", "先核实再办理", tags=["核实"])
+    assert [c.call_id for c in wf.search_cases(ivy, "核实")] == ["c3"]
+    assert [c.call_id for c in wf.search_cases(ivy, tag="核实")] == ["c3"]
+    assert [c.call_id for c in wf.search_cases(ivy, "MISSED customer")] == ["c1"]
     with pytest.raises(AccessDenied):
         wf.add_case(alice, "c1", "good_example", "Me")
     with pytest.raises(AccessDenied):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import Text, create_engine, event, func, or_, select
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -26,7 +26,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import StaticPool
 
 from qa.errors import AccessDenied, QAError, StaleEditError
-from qa.schema import CallMeta, CallScore, ItemOutcome
+from qa.schema import CallMeta, CallResult, CallScore, ItemOutcome
 from qa.workflow import auth
 from qa.workflow.models import (
     Assignment,
@@ -90,6 +90,10 @@ def _dump(value: Any) -> str | None:
     return json.dumps(value, default=str, sort_keys=True)
 
 
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _role(user: User) -> UserRole:
     return UserRole(user.role)
 
@@ -136,7 +140,8 @@ class Workflow:
     def _make_engine(url: str, echo: bool) -> Engine:
         if url.startswith("sqlite"):
             memory = url in ("sqlite://", "sqlite:///:memory:") or ":memory:" in url
-            kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+            kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30},
+                                      "json_serializer": _json}
             if memory:
                 kwargs["poolclass"] = StaticPool
             else:
@@ -160,7 +165,7 @@ class Workflow:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
             return engine
-        return create_engine(url, echo=echo, pool_pre_ping=True)
+        return create_engine(url, echo=echo, pool_pre_ping=True, json_serializer=_json)
 
     @contextmanager
     def _tx(self, *, write: bool = False) -> Iterator[Session]:
@@ -420,6 +425,11 @@ class Workflow:
                                 item.auto_outcome, None)
             s.flush()
             return self._call_views(s, [call], None)[0]
+
+    def sync_result(self, result: CallResult) -> CallView:
+        """Upsert a call from a pipeline `CallResult` (what workers publish to the store)."""
+        return self.sync_call(result.meta, result.score, pipeline_version=result.pipeline_version,
+                              scorecard_version=result.scorecard_version)
 
     def _call_views(self, s: Session, calls: Sequence[Call], user: User | None) -> list[CallView]:
         ids = [c.call_id for c in calls]
@@ -1194,7 +1204,7 @@ class Workflow:
         kind = CaseKind(kind)
         if not title.strip():
             raise QAError("a case needs a title")
-        clean_tags = list(dict.fromkeys(t.strip().lower() for t in tags if t.strip()))
+        clean_tags = list(dict.fromkeys(t.strip().casefold() for t in tags if t.strip()))
         with self._tx(write=True) as s:
             user = self._user(s, actor)
             self._require(user, auth.CASE_EDITORS, "add cases")
@@ -1216,18 +1226,16 @@ class Workflow:
             query = select(Case).order_by(Case.created_at.desc(), Case.id.desc())
             if kind is not None:
                 query = query.where(Case.kind == CaseKind(kind).value)
-            words = (text or "").lower().split()
-            if words:
-                query = query.where(*[or_(func.lower(Case.title).contains(w),
-                                          func.lower(Case.notes).contains(w),
-                                          func.lower(Case.call_id).contains(w),
-                                          func.lower(func.cast(Case.tags, Text))
-                                          .contains(w))
-                                      for w in words])
             found = [self._case_view(c) for c in s.scalars(query)]
-            if tag is not None:
-                found = [c for c in found if tag.strip().lower() in c.tags]
-            return found
+        # matched here, not in SQL: SQLite's lower() folds ASCII only, and tags are JSON
+        words = (text or "").casefold().split()
+        if words:
+            found = [c for c in found
+                     if all(w in " ".join([c.title, c.notes, c.call_id, *c.tags]).casefold()
+                            for w in words)]
+        if tag is not None:
+            found = [c for c in found if tag.strip().casefold() in c.tags]
+        return found
 
     # ------------------------------------------------------------------ roles
 
