@@ -55,6 +55,9 @@ MAX_HITS = 20  # evidence entries kept per rule
 # Shorter phrases match exactly only: one wrong letter in "hell" is "hello".
 MIN_FUZZY, MIN_FUZZY_CJK = 8, 4
 INF = math.inf
+SEGMENT_KIND = {"longest_silence": "silence", "silence_total": "silence", "hold_total": "hold",
+                "hold_count": "hold", "overtalk_total": "overtalk",
+                "interruptions": "interruption"}
 
 
 @dataclass
@@ -296,6 +299,8 @@ class CallContext:
             result = self._dispatch(rule)
         finally:
             self._stack.pop()
+        if rule.id and result.reason and not isinstance(rule, AllRule | AnyRule):
+            result.reason = f"{rule.id}: {result.reason}"
         self._memo[key] = result
         return result
 
@@ -362,24 +367,32 @@ class CallContext:
         return Evidence(start=round(start, 3), end=round(max(start, end), 3), note=note)
 
     def _presence(self, rule: Any, per_range: list[tuple[tuple[float, float], list[Evidence]]],
-                  what: str) -> RuleResult:
-        """Outcome of a present/absent search given the hits in each range."""
+                  what: str, example: str) -> RuleResult:
+        """Outcome of a present/absent search given the hits in each range.
+
+        `what` names the kind of match ("agent phrase"), `example` the first alternative, so
+        a reason reads: no agent phrase like "thank you for calling" in the last 60 s.
+        """
         hits = [e for _, found in per_range for e in found][:MAX_HITS]
         if rule.mode == "absent":
             if hits:
-                return RuleResult(FAIL, f"{what} found at {_fmt(hits[0].start)}", hits, hits)
-            return RuleResult(PASS, f"no {what}", [], hits)
+                more = f" and {len(hits) - 1} more" if len(hits) > 1 else ""
+                return RuleResult(FAIL, f'{what} "{hits[0].matched}" at {_fmt(hits[0].start)}'
+                                        f"{more}", hits, hits)
+            return RuleResult(PASS, f"no {what} of the {len(_alternatives(rule))} listed",
+                              [], hits)
         need = getattr(rule, "min_count", 1)
         missing = [(rng, found) for rng, found in per_range if len(found) < need]
         if not missing:
-            return RuleResult(PASS, f"{what} at {_fmt(hits[0].start)}" if hits else what,
-                              hits[: max(need, 1) * len(per_range)], hits)
+            first = hits[0] if hits else None
+            reason = f'{what} "{first.matched}" at {_fmt(first.start)}' if first else what
+            return RuleResult(PASS, reason, hits[: max(need, 1) * len(per_range)], hits)
         evidence = []
         for (t0, t1), found in missing:
             where = "" if t0 == -INF and t1 == INF else f" between {_fmt(max(0.0, t0))} and " \
                 f"{_fmt(min(self.duration, t1))}"
-            note = f"expected {what}{where}" + (f" at least {need} times, found {len(found)}"
-                                                if need > 1 else "")
+            count = f" (needed {need} times, found {len(found)})" if need > 1 else ""
+            note = f'no {what} like "{example}"{where}{count}'
             evidence.append(self._range_evidence(t0, t1, note))
             evidence.extend(found)
         return RuleResult(FAIL, evidence[0].note or f"no {what}", evidence, hits)
@@ -423,7 +436,7 @@ class CallContext:
             found.sort(key=lambda e: e.start)
             per_range.append(((t0, t1), found))
         who = "" if rule.speaker == "any" else f"{rule.speaker} "
-        return self._presence(rule, per_range, f"{who}phrase")
+        return self._presence(rule, per_range, f"{who}phrase", rule.phrases[0])
 
     def _phrase_norms(self, rule: PhraseRule) -> dict[str, str]:
         """Normalised phrase -> phrase as written, cached per scorecard."""
@@ -469,7 +482,7 @@ class CallContext:
                 return RuleResult(NA, f"pattern {rule.pattern!r} took too long "
                                       "(catastrophic backtracking?); rewrite it")
             per_range.append(((t0, t1), found))
-        return self._presence(rule, per_range, "pattern")
+        return self._presence(rule, per_range, "pattern match", rule.pattern)
 
     def _raw(self, speaker: str) -> tuple[str, list[int], list[tuple[Utterance, Role]]]:
         """A party's utterance texts one per line (Chinese in Simplified), with offsets."""
@@ -524,7 +537,8 @@ class CallContext:
         idx = [i for i, (_, r) in enumerate(self.utts)
                if rule.speaker == "any" or r == rule.speaker]
         if not idx:
-            return self._presence(rule, [(rng, []) for rng in ranges], "similar utterance")
+            return self._presence(rule, [(rng, []) for rng in ranges], "similar utterance",
+                                  rule.examples[0])
         sims = self.vectors()[idx] @ self.example_vectors(rule.examples).T
         best = sims.argmax(axis=1)
         per_range = []
@@ -543,7 +557,8 @@ class CallContext:
                                           text=u.text, matched=rule.examples[best[k]],
                                           similarity=round(sim, 3)))
             per_range.append(((t0, t1), found))
-        result = self._presence(rule, per_range, "similar utterance")
+        result = self._presence(rule, per_range, "utterance similar to an example",
+                                rule.examples[0])
         if result.outcome == FAIL and rule.mode == "present" and closest is not None:
             sim, i, e = closest
             u, role = self.utts[i]
@@ -593,8 +608,9 @@ class CallContext:
             shown = [s for s in segments if not OPS[rule.op](s.duration, rule.threshold)]
         else:
             shown = list(segments)
-        evidence = [Evidence(start=s.start, end=s.end, note=f"{name.replace('_', ' ')} "
-                             f"{s.duration:.1f} s") for s in shown[:MAX_HITS]]
+        kind = SEGMENT_KIND.get(name, name.replace("_", " "))
+        evidence = [Evidence(start=s.start, end=s.end, note=f"{kind} {s.duration:.1f} s")
+                    for s in shown[:MAX_HITS]]
         if not evidence or ok:
             evidence.insert(0, Evidence(start=0.0, end=round(self.duration, 3), note=note))
         return RuleResult(PASS if ok else FAIL, note, evidence, evidence)
@@ -665,6 +681,10 @@ class CallContext:
         outcome = FAIL if inner.outcome == PASS else PASS
         return RuleResult(outcome, f"not ({inner.reason})",
                           inner.evidence if outcome == FAIL else [], [])
+
+
+def _alternatives(rule: Any) -> list[str]:
+    return getattr(rule, "phrases", None) or getattr(rule, "examples", None) or [rule.pattern]
 
 
 def _event_name(rule: Any) -> str:
