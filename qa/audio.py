@@ -127,6 +127,17 @@ def write_wav(path: str | Path, samples: np.ndarray, rate: int, subtype: str = "
 # --------------------------------------------------------------------------- decoding
 
 
+def probe_duration(src: str | Path) -> float | None:
+    """Duration from the container header without decoding (None when it does not say)."""
+    try:
+        with av.open(str(src), mode="r", metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                return None
+            return _header_duration(container, container.streams.audio[0])
+    except (av.error.FFmpegError, OSError):
+        return None
+
+
 def _looks_like_audio(head: bytes) -> bool:
     if any(head[off : off + len(magic)] == magic for off, magic in _AUDIO_MAGIC):
         return True

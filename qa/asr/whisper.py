@@ -1,0 +1,440 @@
+"""Offline transcription with faster-whisper (CTranslate2), word timestamps included.
+
+Call audio provokes Whisper's known failure modes: it invents text in long silences and
+on hold music, and repeats itself in loops once a phrase is in its context. The options
+below guard against each (see `_plain_options` / `_batched_options`); the model is loaded
+once per `Transcriber` and reused for every call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from qa.asr.chinese import is_chinese, to_script
+from qa.asr.utterances import group_words, merge_speaker_words
+from qa.audio import DecodedAudio
+from qa.config import Settings, get_settings
+from qa.errors import ModelNotFoundError, QAError
+from qa.models import model_path
+from qa.schema import Record, Transcript, Word
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+MODEL_KEYS = {"en": "asr_model_en", "multi": "asr_model_multi"}
+
+# Whisper's own defaults for dropping a decoded window: likely no speech and low
+# confidence, or text that compresses too well (a repetition loop).
+NO_SPEECH_THRESHOLD = 0.6
+LOG_PROB_THRESHOLD = -1.0
+COMPRESSION_RATIO_THRESHOLD = 2.4
+# Skip silent stretches longer than this (s) around a suspected hallucination; needs
+# word timestamps. Only the sequential decoder supports it.
+HALLUCINATION_SILENCE_THRESHOLD = 2.0
+# An immediate repeat of a word aligned to less audio than this (s) is dropped.
+MIN_REPEAT_DURATION = 0.02
+
+
+class AsrResult(Record):
+    """Words of one audio stream, with the language the model used."""
+
+    words: list[Word] = Field(default_factory=list)
+    language: str
+    language_probability: float = 1.0
+    duration: float
+    model: str = ""
+
+    @property
+    def text(self) -> str:
+        return "".join(w.text for w in self.words).strip()
+
+    @property
+    def confidence(self) -> float | None:
+        return float(np.mean([w.probability for w in self.words])) if self.words else None
+
+
+def select_model_key(language: str | None, settings: Settings | None = None) -> str:
+    """English calls use the English-only model (faster, more accurate); others "multi".
+
+    Without a language the multilingual model detects it, unless the site's default
+    language is English.
+    """
+    if language is None:
+        language = (settings or get_settings()).default_language
+    return "en" if language is not None and _base_language(language) == "en" else "multi"
+
+
+def _word_key(text: str) -> str:
+    return "".join(ch for ch in text.lower() if ch.isalnum())
+
+
+def _base_language(language: str) -> str:
+    return language.strip().replace("_", "-").split("-")[0].lower()
+
+
+def _cpu_threads(settings: Settings) -> int:
+    """CTranslate2 defaults to 4 threads, which oversubscribes a 2-core machine."""
+    if settings.asr_threads > 0:
+        return settings.asr_threads
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
+def _resolve_device(settings: Settings) -> tuple[str, str]:
+    device = settings.asr_device
+    if device == "auto":
+        import ctranslate2
+
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    compute = settings.asr_compute_type
+    if compute == "auto":
+        compute = "float16" if device == "cuda" else "int8"
+    return device, compute
+
+
+class Transcriber:
+    """One loaded Whisper model; `transcribe` is safe to call for every call in a batch."""
+
+    def __init__(self, settings: Settings, model: str = "en") -> None:
+        from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+        self.settings = settings
+        if model in MODEL_KEYS:
+            path = model_path(MODEL_KEYS[model], settings)
+        else:
+            path = Path(model)
+            if not (path / "model.bin").is_file():
+                raise ModelNotFoundError(
+                    "not a CTranslate2 Whisper model directory (no model.bin)", file=str(path)
+                )
+        self.path = path
+        self.device, self.compute_type = _resolve_device(settings)
+        try:
+            self.model = WhisperModel(
+                str(path),
+                device=self.device,
+                compute_type=self.compute_type,
+                cpu_threads=_cpu_threads(settings),
+                local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelNotFoundError(f"cannot load Whisper model: {exc}", file=str(path)) from exc
+        self.multilingual = bool(self.model.model.is_multilingual)
+        self.name = self._model_name(model)
+        self.batch_size = settings.asr_batch_size
+        self.batched = BatchedInferencePipeline(self.model) if self.batch_size > 0 else None
+
+    def _model_name(self, key: str) -> str:
+        if key == "en":
+            return "whisper-tiny.en"
+        if key == "multi":
+            return "whisper-base"
+        return self.path.name
+
+    # ------------------------------------------------------------------ options
+
+    def _common_options(self) -> dict:
+        return {
+            "beam_size": self.settings.asr_beam_size,
+            "word_timestamps": True,
+            # Silero VAD drops silence and hold music before decoding: the main guard
+            # against text invented in the long pauses of a call.
+            "vad_filter": True,
+            "compression_ratio_threshold": COMPRESSION_RATIO_THRESHOLD,
+            "log_prob_threshold": LOG_PROB_THRESHOLD,
+            "no_speech_threshold": NO_SPEECH_THRESHOLD,
+        }
+
+    def _plain_options(self) -> dict:
+        return {
+            **self._common_options(),
+            # A hallucinated phrase in the context makes the next window repeat it.
+            "condition_on_previous_text": False,
+            "hallucination_silence_threshold": HALLUCINATION_SILENCE_THRESHOLD,
+            "temperature": [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        }
+
+    def _batched_options(self) -> dict:
+        # The batched pipeline always runs without previous-text conditioning, ignores
+        # the hallucination-silence option and decodes at the first temperature only;
+        # the thresholds are accepted but not applied, so `_keep_segment` applies them.
+        return {**self._common_options(), "batch_size": self.batch_size}
+
+    @staticmethod
+    def _keep_segment(segment) -> bool:
+        if segment.compression_ratio > COMPRESSION_RATIO_THRESHOLD:
+            return False
+        return not (
+            segment.no_speech_prob > NO_SPEECH_THRESHOLD
+            and segment.avg_logprob < LOG_PROB_THRESHOLD
+        )
+
+    # ------------------------------------------------------------------ transcription
+
+    def check_language(self, language: str | None) -> str | None:
+        """The language code the model will be asked for; a clear error if it cannot."""
+        if language is None:
+            return None
+        lang = _base_language(language)
+        if not self.multilingual and lang != "en":
+            raise QAError(
+                f"model {self.name} is English-only and cannot transcribe language "
+                f"{language!r}; use the multilingual model (--model multi)",
+                file=str(self.path),
+            )
+        if self.multilingual and lang not in self.model.supported_languages:
+            raise QAError(f"language {language!r} is not supported by {self.name}")
+        return lang
+
+    def transcribe(
+        self,
+        samples: np.ndarray,
+        language: str | None = None,
+        *,
+        progress: Callable[[float], None] | None = None,
+    ) -> AsrResult:
+        """Words of mono 16 kHz float32 samples; `progress` gets audio seconds done."""
+        lang = self.check_language(language)
+        audio = np.asarray(samples, dtype=np.float32)
+        if audio.ndim == 2 and audio.shape[0] == 1:
+            audio = audio[0]
+        if audio.ndim != 1:
+            raise ValueError(f"expected mono samples, got shape {audio.shape}")
+        duration = len(audio) / SAMPLE_RATE
+        if len(audio) == 0:
+            return AsrResult(language=lang or "en", duration=0.0, model=self.name)
+
+        if self.batched is not None:
+            segments, info = self.batched.transcribe(audio, language=lang,
+                                                     **self._batched_options())
+            segments = (s for s in segments if self._keep_segment(s))
+        else:
+            segments, info = self.model.transcribe(audio, language=lang, **self._plain_options())
+
+        words = list(self._words(segments, progress))
+        detected = info.language
+        if is_chinese(detected):
+            script = self.settings.chinese_script
+            words = [w.model_copy(update={"text": to_script(w.text, script)}) for w in words]
+        if progress is not None:
+            progress(duration)
+        return AsrResult(
+            words=words,
+            language=detected,
+            language_probability=float(info.language_probability),
+            duration=duration,
+            model=self.name,
+        )
+
+    @staticmethod
+    def _words(segments: Iterable, progress: Callable[[float], None] | None) -> Iterable[Word]:
+        previous = ""
+        for segment in segments:
+            for w in segment.words or ():
+                key = _word_key(w.word)
+                if not key:
+                    continue
+                # A repeat the aligner gives no audio to ("Hello. Hello. Hello." stacked
+                # at one instant) is a decoding loop, not speech.
+                if key == previous and w.end - w.start < MIN_REPEAT_DURATION:
+                    continue
+                previous = key
+                yield Word(
+                    start=round(float(w.start), 3),
+                    end=round(float(max(w.end, w.start)), 3),
+                    text=w.word,
+                    probability=round(float(w.probability), 4),
+                )
+            if progress is not None:
+                progress(float(segment.end))
+
+
+def transcribe_channels(
+    transcriber: Transcriber,
+    audio: DecodedAudio,
+    *,
+    call_id: str,
+    language: str | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> Transcript:
+    """A transcript without diarization: one speaker per channel, or one speaker "S0".
+
+    Every channel of a real multi-channel recording is one party; the language detected
+    on the first channel with speech is used for the others, so a call has one language.
+    `progress` receives audio seconds done across all channels.
+    """
+    at16 = audio.resampled(SAMPLE_RATE)
+    streams = [at16.mono()] if at16.channels == 1 else [at16.channel(i)
+                                                        for i in range(at16.channels)]
+    done = 0.0
+    per_channel: list[list[Word]] = []
+    results: list[AsrResult] = []
+    for i, samples in enumerate(streams):
+        def report(seconds: float, base: float = done) -> None:
+            if progress is not None:
+                progress(base + seconds)
+
+        result = transcriber.transcribe(samples, language, progress=report)
+        if language is None and result.words:
+            language = result.language
+        results.append(result)
+        done += result.duration
+        speaker = "S0" if len(streams) == 1 else f"ch{i}"
+        channel = None if len(streams) == 1 else i
+        per_channel.append(
+            [w.model_copy(update={"speaker": speaker, "channel": channel}) for w in result.words]
+        )
+
+    if len(streams) == 1:
+        utterances = group_words(per_channel[0])
+        source = "single"
+    else:
+        utterances = merge_speaker_words(per_channel)
+        source = "channels"
+    words = [w for ws in per_channel for w in ws]
+    return Transcript(
+        call_id=call_id,
+        language=language or results[0].language,
+        duration=round(audio.duration, 3),
+        channels=audio.channels,
+        speaker_source=source,
+        utterances=utterances,
+        asr_model=transcriber.name,
+        asr_confidence=(round(float(np.mean([w.probability for w in words])), 4)
+                        if words else None),
+    )
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class StmSegment(Record):
+    """One line of a NIST STM reference: `file channel speaker start end [<label>] text`."""
+
+    file: str
+    channel: str
+    speaker: str
+    start: float
+    end: float
+    text: str
+
+
+def read_stm(path: str | Path) -> list[StmSegment]:
+    """Reference segments in time order; comment lines (`;;`) and blank lines skipped."""
+    path = Path(path)
+    out: list[StmSegment] = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith(";;"):
+            continue
+        parts = line.split(maxsplit=5)
+        if len(parts) < 5:
+            raise QAError(f"line {lineno}: an STM line needs file, channel, speaker, start, end",
+                          file=str(path))
+        text = parts[5] if len(parts) > 5 else ""
+        if text.startswith("<"):  # optional <label> column
+            text = text.split(">", 1)[1] if ">" in text else ""
+        try:
+            start, end = float(parts[3]), float(parts[4])
+        except ValueError as exc:
+            raise QAError(f"line {lineno}: start and end must be numbers",
+                          file=str(path)) from exc
+        out.append(StmSegment(file=parts[0], channel=parts[1], speaker=parts[2], start=start,
+                              end=end, text=text.strip()))
+    out.sort(key=lambda s: s.start)
+    return out
+
+
+def normalize_text(text: str) -> str:
+    """Lowercase, punctuation removed (apostrophes joined: "didn't" -> "didnt")."""
+    text = text.lower().replace("'", "").replace("\u2019", "")
+    text = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in text)
+    return " ".join(text.split())
+
+
+def error_rate(reference: str, hypothesis: str, language: str = "en") -> float:
+    """WER on normalised text; character error rate for Chinese, which has no spaces."""
+    import jiwer
+
+    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
+    if is_chinese(language):  # one script on both sides: script is not a recognition error
+        ref = to_script(ref.replace(" ", ""), "simplified")
+        hyp = to_script(hyp.replace(" ", ""), "simplified")
+        if not ref:
+            return 0.0 if not hyp else 1.0
+        return float(jiwer.cer(ref, hyp))
+    if not ref:
+        return 0.0 if not hyp else 1.0
+    return float(jiwer.wer(ref, hyp))
+
+
+def transcript_text(transcript: Transcript) -> str:
+    """All words of a transcript in time order, whatever speaker said them."""
+    words = sorted(transcript.words, key=lambda w: w.start)
+    return " ".join(w.text.strip() for w in words)
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+class BenchResult(Record):
+    mode: Literal["plain", "batched"]
+    model: str
+    compute_type: str
+    threads: int
+    batch_size: int
+    audio_seconds: float
+    load_seconds: float
+    wall_seconds: float
+    peak_rss_mb: float
+    words: int
+
+    @property
+    def x_real_time(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+
+def bench_once(path: str, settings: Settings, model: str, batch_size: int) -> BenchResult:
+    """Transcribe every channel of one file; run in a fresh process so the peak memory
+    (RSS high-water mark) belongs to this mode alone."""
+    import resource
+    import time
+
+    from qa.audio import load_audio
+
+    settings = settings.model_copy(update={"asr_batch_size": batch_size})
+    audio = load_audio(path).resampled(SAMPLE_RATE)
+    t0 = time.perf_counter()
+    transcriber = Transcriber(settings, model)
+    t1 = time.perf_counter()
+    words = 0
+    for i in range(audio.channels):
+        words += len(transcriber.transcribe(audio.channel(i), "en" if not
+                                            transcriber.multilingual else None).words)
+    t2 = time.perf_counter()
+    return BenchResult(
+        mode="batched" if batch_size > 0 else "plain",
+        model=transcriber.name,
+        compute_type=transcriber.compute_type,
+        threads=_cpu_threads(settings),
+        batch_size=batch_size,
+        audio_seconds=audio.duration * audio.channels,
+        load_seconds=round(t1 - t0, 2),
+        wall_seconds=round(t2 - t1, 2),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        words=words,
+    )
+
+
+def bench_isolated(path: str, settings: Settings, model: str, batch_size: int) -> BenchResult:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        return pool.submit(bench_once, path, settings, model, batch_size).result()
