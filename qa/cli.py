@@ -246,8 +246,203 @@ def redact(
         err_console.print(f"{len(record.utterances)} utterances, {added} redactions -> {out}")
 
 
+# --------------------------------------------------------------------------- transcription
+
+
+def _call_id_for(path: Path) -> str:
+    """A file name made safe for the call-id alphabet (object keys, file names)."""
+    import re
+
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("._-") or "call"
+    return re.sub(r"\.\.+", ".", stem)[:128]
+
+
+@app.command("transcribe")
+def transcribe(
+    files: list[Path] = typer.Argument(..., help="audio files (any format FFmpeg decodes)"),
+    model: str | None = typer.Option(None, "--model", help="en, multi, or a CTranslate2 model "
+                                     "folder (default: en for English, else multi)"),
+    language: str | None = typer.Option(None, "--language", help="language code; "
+                                        "default: detect"),
+    out: Path = typer.Option(Path("."), "--out", help="folder for the outputs"),
+    formats: str = typer.Option("json", "--format", help="comma-separated: json,srt,vtt"),
+) -> None:
+    """Transcribe calls: one speaker per channel for stereo, one speaker for mono."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from qa.asr.export import FORMATS, render
+    from qa.asr.whisper import Transcriber, select_model_key, transcribe_channels
+    from qa.audio import load_audio, probe_duration
+
+    settings = get_settings()
+    wanted = [f.strip().lower() for f in formats.split(",") if f.strip()]
+    unknown = [f for f in wanted if f not in FORMATS]
+    if unknown or not wanted:
+        raise QAError(f"unknown --format {', '.join(unknown) or formats!r}; "
+                      f"use {','.join(FORMATS)}")
+    transcriber = Transcriber(settings, model or select_model_key(language, settings))
+    language = transcriber.check_language(language)
+    out.mkdir(parents=True, exist_ok=True)
+
+    durations = {f: probe_duration(f) or 0.0 for f in files}
+    failed: list[str] = []
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.fields[files]} files"),
+               TextColumn("{task.completed:.0f}/{task.total:.0f} s audio"),
+               TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task("transcribing", total=sum(durations.values()) or None,
+                                 files=f"0/{len(files)}", speed="")
+
+        for n, path in enumerate(files, start=1):
+            base = progress.tasks[0].completed
+
+            def advance(seconds: float, base: float = base) -> None:
+                t = progress.tasks[0]
+                progress.update(task, completed=base + seconds)
+                if t.elapsed:
+                    progress.update(task, speed=f"{t.completed / t.elapsed:.1f}x real time")
+
+            try:
+                audio = load_audio(path, max_duration=settings.max_duration,
+                                   silence_dbfs=settings.silence_dbfs)
+                if not durations[path]:  # header gave no duration: count it now
+                    progress.update(task, total=(progress.tasks[0].total or 0) + audio.duration)
+                transcript = transcribe_channels(transcriber, audio, call_id=_call_id_for(path),
+                                                 language=language, progress=advance)
+                for fmt in wanted:
+                    target = out / f"{path.stem}.{fmt}"
+                    tmp = target.with_name(target.name + ".part")
+                    tmp.write_text(render(transcript, fmt), encoding="utf-8")
+                    tmp.replace(target)
+            except QAError as exc:
+                failed.append(str(path))
+                progress.console.print(f"[red]error:[/] {exc}")
+                advance(durations[path])
+            progress.update(task, files=f"{n}/{len(files)}")
+    done = len(files) - len(failed)
+    err_console.print(f"{done} of {len(files)} files transcribed with {transcriber.name} "
+                      f"-> {out}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@eval_app.command("asr")
+def eval_asr(
+    model: str = typer.Option("all", "--model", help="en, multi, all, or a model folder"),
+    synth: Path | None = typer.Option(None, "--synth", help="folder of `qa synth` calls "
+                                      "(<call_id>.json beside the wavs)"),
+    data: Path | None = typer.Option(None, "--data", help="folder with sample.wav and "
+                                     "sample.stm (default: $QA_SHARED_DATA/calls)"),
+    show: bool = typer.Option(False, "--show", help="print each hypothesis"),
+) -> None:
+    """Word error rate (lowercase, punctuation stripped) against reference transcripts."""
+    import os
+
+    from qa.asr.whisper import Transcriber, evaluate, stm_case, synth_cases
+
+    settings = get_settings()
+    root = Path(__file__).resolve().parent.parent
+    shared = Path(os.environ.get("QA_SHARED_DATA", root.parent / "shared" / "data"))
+    calls = data or shared / "calls"
+    cases = []
+    if (calls / "sample.wav").is_file() and (calls / "sample.stm").is_file():
+        cases.append(stm_case(calls / "sample.wav", calls / "sample.stm"))
+    else:
+        err_console.print(f"no sample.wav + sample.stm in {calls}: skipped")
+    if synth is not None:
+        found = synth_cases(synth)
+        err_console.print(f"{len(found)} synthetic calls in {synth}")
+        cases += found
+    if not cases:
+        raise QAError("nothing to evaluate: give --data or --synth")
+    keys = ["en", "multi"] if model == "all" else [model]
+    table = Table("model", "call", "lang", "metric", "error", "ref words", "audio s", "x RT")
+    rows = []
+    for key in keys:
+        transcriber = Transcriber(settings, key)
+        with console.status(f"{transcriber.name}: {len(cases)} recordings"):
+            rows += evaluate(transcriber, cases)
+    for r in rows:
+        table.add_row(r.model, r.case, r.language, r.metric, f"{r.error_rate:.1%}",
+                      str(r.reference_words), f"{r.audio_seconds:.1f}",
+                      f"{r.audio_seconds / r.wall_seconds:.1f}" if r.wall_seconds else "-")
+    console.print(table)
+    for name in dict.fromkeys(r.model for r in rows):
+        mine = [r for r in rows if r.model == name and r.metric == "WER"]
+        if mine:
+            total = sum(r.reference_words for r in mine)
+            pooled = sum(r.error_rate * r.reference_words for r in mine) / max(total, 1)
+            console.print(f"{name}: WER {pooled:.1%} over {len(mine)} English recordings "
+                          f"({total} reference words)")
+    if show:
+        for r in rows:
+            console.print(f"[bold]{r.model} {r.case}[/]: {r.hypothesis}")
+
+
+@bench_app.command("asr")
+def bench_asr(
+    audio: Path | None = typer.Option(None, "--audio", help="recording (default: "
+                                      "auto_repairs_40_stereo.wav in the shared data)"),
+    model: str = typer.Option("en", "--model", help="en, multi or a model folder"),
+    batch_size: int = typer.Option(8, "--batch-size", help="batch size of the batched run"),
+) -> None:
+    """Sequential vs batched faster-whisper on every channel: x real time and peak memory.
+
+    Each mode runs in a fresh process, so its memory high-water mark is its own.
+    """
+    import os
+    import platform
+    from datetime import date
+
+    from qa.asr.whisper import bench_isolated
+
+    settings = get_settings()
+    root = Path(__file__).resolve().parent.parent
+    shared = Path(os.environ.get("QA_SHARED_DATA", root.parent / "shared" / "data"))
+    path = audio or shared / "calls" / "auto_repairs_40_stereo.wav"
+    if not path.is_file():
+        raise QAError("benchmark recording not found (give --audio)", file=str(path))
+    results = []
+    for bs in (0, batch_size):
+        label = "batched" if bs else "plain"
+        with console.status(f"{label}: transcribing {path.name}"):
+            results.append(bench_isolated(str(path), settings, model, bs))
+    table = Table("mode", "model", "compute", "threads", "batch", "audio s", "load s",
+                  "wall s", "x real time", "CPU s", "audio s / CPU s", "peak RSS MB", "words",
+                  title=f"{path.name}, all channels, {platform.node()}, {date.today()}")
+    for r in results:
+        table.add_row(r.mode, r.model, r.compute_type, str(r.threads), str(r.batch_size),
+                      f"{r.audio_seconds:.1f}", f"{r.load_seconds:.2f}", f"{r.wall_seconds:.1f}",
+                      f"{r.x_real_time:.1f}", f"{r.cpu_seconds:.1f}",
+                      f"{r.audio_per_cpu_second:.1f}", f"{r.peak_rss_mb:.0f}", str(r.words))
+    console.print(table)
+    plain, batched = results
+    if plain.x_real_time and plain.audio_per_cpu_second:
+        console.print(f"batched / plain: {batched.x_real_time / plain.x_real_time:.2f}x wall, "
+                      f"{batched.audio_per_cpu_second / plain.audio_per_cpu_second:.2f}x CPU; "
+                      f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
+def _register_plugins() -> None:
+    """Command groups from other packages (the Ray pipeline) join through an entry point,
+    so this library never imports them."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="qa.commands"):
+        ep.load()(app, bench_app)
+
+
 def main() -> None:
     """Entry point: a user mistake prints one clear line, never a traceback."""
+    _register_plugins()
     try:
         app()
     except QAError as exc:

@@ -1,0 +1,72 @@
+"""Ray actors: each holds its models for its whole life, so a model loads once per process.
+
+Transcribe actors read the audio from the object store themselves, so recordings never
+pass through the driver; the driver publishes results and error records.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+
+from qa.config import Settings
+from qa.schema import CallMeta, CallResult, ErrorRecord, Transcript
+
+
+def _settings(values: dict[str, Any], threads: int) -> Settings:
+    # One intra-op thread per actor: on a small machine parallelism comes from the actors.
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import torch
+
+    torch.set_num_threads(threads)
+    return Settings(**{**values, "asr_threads": threads})
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class TranscribeActor:
+    """Decode + ASR + speakers + roles."""
+
+    def __init__(self, settings: dict[str, Any], threads: int = 1) -> None:
+        from qa.pipeline import Models
+        from qa.store import open_store
+
+        self.settings = _settings(settings, threads)
+        self.models = Models(self.settings)
+        self.store = open_store(self.settings)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(self, meta: CallMeta) -> Transcript | ErrorRecord:
+        from qa.pipeline import guarded, transcribe_stage
+
+        def work() -> Transcript:
+            audio = self.store.get_bytes(meta.audio_key)
+            return transcribe_stage(audio, meta, self.models)
+
+        return guarded("transcribe", meta, work)  # type: ignore[return-value]
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0)
+class ScoreActor:
+    """Redaction + metrics + sentiment + scorecard."""
+
+    def __init__(self, settings: dict[str, Any], threads: int = 1) -> None:
+        from qa.pipeline import Models
+
+        self.settings = _settings(settings, threads)
+        self.models = Models(self.settings)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def run(
+        self, transcript: Transcript, meta: CallMeta, timings: dict[str, float]
+    ) -> CallResult | ErrorRecord:
+        from qa.pipeline import guarded, score_stage
+
+        return guarded(  # type: ignore[return-value]
+            "score", meta, lambda: score_stage(transcript, meta, self.models, timings)
+        )
