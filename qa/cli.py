@@ -431,6 +431,139 @@ def bench_asr(
                       f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
+# --------------------------------------------------------------------------- scoring
+
+scorecard_app = typer.Typer(help="Scorecard files: check them before use.", no_args_is_help=True)
+app.add_typer(scorecard_app, name="scorecard")
+
+
+def _load_models(settings, encoder: bool, sentiment: bool) -> tuple[object, object]:
+    """The encoder and sentiment model when wanted and installed; otherwise None (their
+    rules are then N/A with the reason), with a note on stderr."""
+    enc = sent = None
+    if encoder:
+        try:
+            from qa.scoring.encoder import Encoder
+
+            enc = Encoder(settings)
+        except (ImportError, QAError, OSError) as exc:
+            err_console.print(f"[yellow]note:[/] semantic rules N/A, no encoder: {exc}")
+    if sentiment:
+        try:
+            from qa.scoring.sentiment import SentimentModel
+
+            sent = SentimentModel(settings)
+        except (ImportError, QAError, OSError) as exc:
+            err_console.print(f"[yellow]note:[/] sentiment rules N/A, no model: {exc}")
+    return enc, sent
+
+
+@app.command("score")
+def score(
+    transcript: Path = typer.Argument(..., help="transcript JSON (qa.schema.Transcript)"),
+    scorecard: Path | None = typer.Option(None, "--scorecard", "-s",
+                                          help="scorecard YAML (default: by language)"),
+    meta: Path | None = typer.Option(None, "--meta", help="call metadata JSON (CallMeta)"),
+    as_json: bool = typer.Option(False, "--json", help="print the CallScore as JSON"),
+    models: bool = typer.Option(True, "--models/--no-models",
+                                help="load the encoder and sentiment model for their rules"),
+    sample_rate: float = typer.Option(0.0, help="share of calls flagged for random review"),
+    seed: str = typer.Option("", help="random-review seed (same seed, same calls)"),
+) -> None:
+    """Score one transcript: every item with outcome, points and evidence."""
+    from pydantic import ValidationError
+
+    from qa.schema import CallMeta, Transcript
+    from qa.scoring.report import render
+    from qa.scoring.scorecard import default_scorecard, load_scorecard, score_call
+
+    def read(path: Path, model, what: str):
+        try:
+            return model.model_validate_json(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise QAError(f"cannot read {what}: {exc.strerror}", file=str(path)) from exc
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise QAError(f"not a {what}: {where}: {first['msg']}", file=str(path)) from exc
+
+    settings = get_settings()
+    record = read(transcript, Transcript, "transcript")
+    call_meta = read(meta, CallMeta, "call metadata") if meta else None
+    card = (load_scorecard(scorecard) if scorecard else
+            default_scorecard((call_meta and call_meta.language) or record.language, settings))
+    encoder, sentiment = _load_models(settings, models, models)
+    result = score_call(record, call_meta, card, encoder=encoder, sentiment=sentiment,
+                        sample_rate=sample_rate, rng_seed=seed)
+    if as_json:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    else:
+        console.print(render(result))
+
+
+@scorecard_app.command("validate")
+def scorecard_validate(
+    files: list[Path] = typer.Argument(..., help="scorecard YAML files"),
+) -> None:
+    """Check scorecards; the first problem is reported as FILE:LINE: reason."""
+    from qa.rules.format import load_scorecard
+
+    for path in files:
+        card = load_scorecard(path)
+        n = len(card.items)
+        console.print(f"[green]ok[/] {path}: {card.id} v{card.version}, {len(card.sections)} "
+                      f"sections, {n} items, {sum(1 for _, i in card.items if i.critical)} "
+                      f"critical, {card.scoring} scoring, pass mark {card.pass_mark:g}")
+
+
+@bench_app.command("scoring")
+def bench_scoring(
+    calls: int = typer.Option(300, help="calls for the rules without models"),
+    model_calls: int = typer.Option(3, help="calls for semantic and sentiment rules"),
+    minutes: float = typer.Option(5.0, help="length of each scripted call"),
+    language: str = typer.Option("en", help="en or zh (default scorecard of the language)"),
+    models: bool = typer.Option(True, "--models/--no-models", help="also time model rules"),
+) -> None:
+    """Calls/s per core with the default scorecard on scripted calls of MINUTES."""
+    import os
+
+    from rich.progress import Progress
+
+    from qa.rules.scripted import long_call
+    from qa.scoring.scorecard import default_scorecard, time_scoring
+
+    settings = get_settings()
+    card = default_scorecard(language, settings)
+    transcripts = [long_call(minutes, language=language, seed=i) for i in range(calls)]
+    words = sum(len(u.words) for u in transcripts[0].utterances)
+    time_scoring(transcripts[:5], card)  # warm caches (phrase tables, normalisation tables)
+    rows: list[tuple[str, dict]] = []
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("rules without models", total=len(transcripts))
+        rows.append(("metrics + phrase/regex/order/metric rules",
+                     time_scoring(transcripts, card,
+                                  progress=lambda d: bar.update(task, completed=d))))
+        if models and model_calls:
+            encoder, sentiment = _load_models(settings, True, True)
+            few = transcripts[:model_calls]
+            for label, kw in (("+ semantic rules (encoder)", {"encoder": encoder}),
+                              ("+ sentiment rules (sentiment model)", {"sentiment": sentiment})):
+                if next(iter(kw.values())) is None:
+                    continue
+                task = bar.add_task(label, total=len(few))
+                rows.append((label, time_scoring(few, card, **kw,
+                                                 progress=lambda d, t=task: bar.update(
+                                                     t, completed=d))))
+    table = Table("rules", "calls", "CPU s", "wall s", "ms/call (CPU)", "calls/s per core")
+    for label, r in rows:
+        table.add_row(label, str(r["calls"]), f"{r['cpu_s']:.2f}", f"{r['wall_s']:.2f}",
+                      f"{r['ms_per_call']:.2f}", f"{r['calls_per_core_s']:.1f}")
+    console.print(f"scorecard {card.id} v{card.version}; {minutes:g}-minute {language} calls "
+                  f"({len(transcripts[0].utterances)} utterances, {words} words); load average "
+                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    console.print(table)
+
+
 def _register_plugins() -> None:
     """Command groups from other packages (the Ray pipeline) join through an entry point,
     so this library never imports them."""

@@ -316,8 +316,12 @@ def test_semantic_rule_with_encoder_and_without():
     ev = r.evidence[0]
     assert ev.matched == "I am so sorry about the trouble" and ev.similarity >= 0.7
     assert (ev.start, ev.end) == (t.utterances[1].start, t.utterances[1].end)
+    long = call((A, "Your router is on its way. I am so sorry about all the trouble. Bye."))
+    r = evaluate(long, c, encoder=enc)  # sentences are compared, not the whole turn
+    u = long.utterances[0]
+    assert r.outcome == PASS and u.start < r.evidence[0].start < r.evidence[0].end < u.end
     r = evaluate(call((A, "Your router is on its way.")), c, encoder=enc)
-    assert r.outcome == FAIL and "closest utterance" in r.evidence[-1].note
+    assert r.outcome == FAIL and "closest sentence" in r.evidence[-1].note
 
 
 class FixedSentiment:

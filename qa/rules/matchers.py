@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ MAX_HITS = 20  # evidence entries kept per rule
 # Shorter phrases match exactly only: one wrong letter in "hell" is "hello".
 MIN_FUZZY, MIN_FUZZY_CJK = 8, 4
 INF = math.inf
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*|\s+$")
 SEGMENT_KIND = {"longest_silence": "silence", "silence_total": "silence", "hold_total": "hold",
                 "hold_count": "hold", "overtalk_total": "overtalk",
                 "interruptions": "interruption"}
@@ -201,8 +203,12 @@ class _Speech:
                     out.append((i, j, phrase))
                     n += 1
                 pos = i + 1
-        out.sort()
-        return out
+        out.sort(key=lambda m: (m[0], -m[1]))  # the longest phrase at a position wins
+        kept: list[tuple[int, int, str]] = []
+        for m in out:
+            if not kept or m[0] >= kept[-1][1]:
+                kept.append(m)
+        return kept
 
     def find_fuzzy(self, phrase: str, region: tuple[int, int], threshold: float
                    ) -> Iterator[tuple[int, int, float]]:
@@ -243,6 +249,7 @@ class CallContext:
         self._speech: dict[Any, Any] = {}
         self._memo: dict[int, RuleResult] = {}
         self._vectors: np.ndarray | None = None
+        self._sentences: list[tuple[int, int, int]] | None = None
         self._sentiments: list[Sentiment] | None | bool = False  # False: not looked yet
         self._stack: list[int] = []
 
@@ -257,9 +264,26 @@ class CallContext:
                                             [self._norms[i] for i in keep], self.cjk)
         return self._speech[speaker]
 
+    def sentences(self) -> list[tuple[int, int, int]]:
+        """(utterance index, start, end character) of every sentence of the call.
+
+        Semantic rules compare sentences, not whole turns: an apology inside a long turn
+        about something else is otherwise diluted below any useful threshold.
+        """
+        if self._sentences is None:
+            self._sentences = []
+            for i, (u, _) in enumerate(self.utts):
+                pos = 0
+                for m in _SENTENCE_END.finditer(u.text + " "):
+                    if u.text[pos:m.start()].strip():
+                        self._sentences.append((i, pos, m.start()))
+                    pos = m.end()
+        return self._sentences
+
     def vectors(self) -> np.ndarray:
+        """Sentence vectors (rows aligned with `sentences()`), encoded once per call."""
         if self._vectors is None:
-            texts = [u.text for u, _ in self.utts]
+            texts = [self.utts[i][0].text[a:b].strip() for i, a, b in self.sentences()]
             self._vectors = (np.asarray(self.encoder.encode(texts), dtype=np.float32)
                              if texts else np.zeros((0, 1), np.float32))
         return self._vectors
@@ -534,38 +558,39 @@ class CallContext:
         ranges = self.ranges(rule.window)
         if isinstance(ranges, str):
             return RuleResult(NA, ranges)
-        idx = [i for i, (_, r) in enumerate(self.utts)
-               if rule.speaker == "any" or r == rule.speaker]
+        sentences = self.sentences()
+        idx = [k for k, (i, _, _) in enumerate(sentences)
+               if rule.speaker == "any" or self.utts[i][1] == rule.speaker]
+        what = "sentence similar to an example"
         if not idx:
-            return self._presence(rule, [(rng, []) for rng in ranges], "similar utterance",
-                                  rule.examples[0])
+            return self._presence(rule, [(rng, []) for rng in ranges], what, rule.examples[0])
         sims = self.vectors()[idx] @ self.example_vectors(rule.examples).T
         best = sims.argmax(axis=1)
         per_range = []
-        closest: tuple[float, int, int] | None = None
+        closest: Evidence | None = None
         for t0, t1 in ranges:
             found = []
-            for k, i in enumerate(idx):
+            for row, k in enumerate(idx):
+                i, a, b = sentences[k]
                 u, role = self.utts[i]
-                if u.end < t0 or u.start > t1:
+                n = max(len(u.text), 1)
+                start, end = _time_at(u, a / n), _time_at(u, b / n)
+                if end < t0 or start > t1:
                     continue
-                sim = float(sims[k, best[k]])
-                if closest is None or sim > closest[0]:
-                    closest = (sim, i, int(best[k]))
+                sim = float(sims[row, best[row]])
+                ev = Evidence(start=round(start, 3), end=round(end, 3), speaker=u.speaker,
+                              role=role, text=u.text, matched=rule.examples[best[row]],
+                              similarity=round(sim, 3))
                 if sim >= rule.threshold:
-                    found.append(Evidence(start=u.start, end=u.end, speaker=u.speaker, role=role,
-                                          text=u.text, matched=rule.examples[best[k]],
-                                          similarity=round(sim, 3)))
+                    found.append(ev)
+                elif closest is None or sim > (closest.similarity or 0.0):
+                    closest = ev
             per_range.append(((t0, t1), found))
-        result = self._presence(rule, per_range, "utterance similar to an example",
-                                rule.examples[0])
+        result = self._presence(rule, per_range, what, rule.examples[0])
         if result.outcome == FAIL and rule.mode == "present" and closest is not None:
-            sim, i, e = closest
-            u, role = self.utts[i]
-            result.evidence.append(Evidence(
-                start=u.start, end=u.end, speaker=u.speaker, role=role, text=u.text,
-                matched=rule.examples[e], similarity=round(sim, 3),
-                note=f"closest utterance: similarity {sim:.2f} < {rule.threshold:.2f}"))
+            result.evidence.append(closest.model_copy(update={
+                "note": f"closest sentence: similarity {closest.similarity:.2f} < "
+                        f"{rule.threshold:.2f}"}))
         return result
 
     def _metric(self, rule: MetricRule) -> RuleResult:
