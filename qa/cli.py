@@ -564,6 +564,192 @@ def bench_scoring(
     console.print(table)
 
 
+# --------------------------------------------------------------------------- store, ingest, index
+
+index_app = typer.Typer(help="Analytics index (Parquet + DuckDB) over the stored results.",
+                        no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+@app.command("ingest")
+def ingest_cmd(
+    paths: list[Path] = typer.Argument(None, help="recordings or folders of recordings"),
+    meta: Path | None = typer.Option(None, "--meta", help="metadata CSV (file, call_id, "
+                                     "agent_id, team, queue, direction, started_at, language, "
+                                     "channels like '0=agent,1=customer', source)"),
+) -> None:
+    """Upload recordings with validated metadata; duplicates are skipped, nothing is overwritten.
+
+    Exits 1 when any row or file was rejected (the rest are ingested).
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from qa.ingest import ingest
+    from qa.store import open_store
+
+    if not paths and meta is None:
+        raise QAError("give recordings, folders, or --meta with a 'file' column")
+    settings = get_settings()
+    store = open_store(settings)
+    store.check()
+    with Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[name]}"), TimeRemainingColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("ingest", total=None, name="")
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, name=name)
+
+        report = ingest(store, list(paths or []), meta, settings, progress=progress)
+    table = Table("call", "file", "outcome", title=f"ingest into {store.url_root}")
+    for c in report.ingested:
+        table.add_row(c.call_id, c.file, f"[green]ingested[/] {c.duration:.1f} s")
+    for d in report.duplicates:
+        table.add_row(d.call_id, d.file, f"[yellow]duplicate[/] {d.reason}")
+    for r in report.rejected:
+        where = ", ".join(x for x in (f"row {r.row}" if r.row else "",
+                                      f"column {r.column}" if r.column else "") if x)
+        table.add_row("-", r.file or "-", f"[red]rejected[/] {where + ': ' if where else ''}"
+                      f"{r.reason}")
+    console.print(table)
+    console.print(f"{len(report.ingested)} ingested, {len(report.duplicates)} duplicates, "
+                  f"{len(report.rejected)} rejected, {len(report.ignored)} non-audio ignored")
+    if report.rejected:
+        raise typer.Exit(1)
+
+
+def _open_index():
+    from qa.index import Index
+    from qa.store import open_store
+
+    return Index(open_store(get_settings()))
+
+
+@index_app.command("rebuild")
+def index_rebuild() -> None:
+    """Re-derive the index from every stored result (then drop the old parts)."""
+    from rich.progress import Progress
+
+    index = _open_index()
+    with Progress(console=err_console, transient=True) as bar:
+        task = bar.add_task("index results", total=None)
+        report = index.rebuild(lambda done, total: bar.update(task, completed=done, total=total))
+    console.print(f"{report.rows} rows from {report.results} results in "
+                  f"{report.parts_written} part(s); {report.parts_removed} old part(s) removed")
+    for key, reason in report.skipped.items():
+        err_console.print(f"[yellow]skipped[/] {key}: {reason}")
+
+
+@index_app.command("compact")
+def index_compact() -> None:
+    """Merge the part files into one, keeping each call's latest row."""
+    report = _open_index().compact()
+    console.print(f"{report.rows_before} rows in {report.parts_removed} parts -> "
+                  f"{report.rows_after} rows in {report.part or 'unchanged'}")
+
+
+@index_app.command("query")
+def index_query(
+    name: str = typer.Argument(..., help="trend | review-queue | item-pareto | sql"),
+    sql: str | None = typer.Option(None, "--sql", help="SQL over table `calls` (with 'sql')"),
+    by: str = typer.Option("team", "--by", help="trend: team | agent | queue | scorecard | "
+                           "language | direction | all"),
+    period: str = typer.Option("week", "--period", help="trend: day | week | month | quarter"),
+    team: str | None = typer.Option(None, "--team"),
+    agent: str | None = typer.Option(None, "--agent"),
+    queue: str | None = typer.Option(None, "--queue"),
+    since: str | None = typer.Option(None, "--since", help="ISO date, inclusive"),
+    until: str | None = typer.Option(None, "--until", help="ISO date, exclusive"),
+    limit: int = typer.Option(50, "--limit", help="rows to show"),
+    csv_out: Path | None = typer.Option(None, "--csv", help="write the full result as CSV"),
+) -> None:
+    """A manager's question answered from the index; prints a table (or writes CSV)."""
+    from datetime import date
+
+    index = _open_index()
+    try:
+        window = {"since": date.fromisoformat(since) if since else None,
+                  "until": date.fromisoformat(until) if until else None}
+    except ValueError as exc:
+        raise QAError(f"--since/--until: {exc}") from exc
+    filters = {"team": team, "agent_id": agent, "queue": queue}
+    if name == "trend":
+        df = index.trend(None if by == "all" else by, period, **window, **filters)
+    elif name == "review-queue":
+        df = index.review_queue(**window, **filters, limit=max(limit, 200))
+    elif name == "item-pareto":
+        df = index.item_pareto(**window, **filters)
+    elif name == "sql":
+        if not sql:
+            raise QAError("'qa index query sql' needs --sql 'SELECT ... FROM calls'")
+        df = index.query(sql)
+    else:
+        raise QAError(f"unknown query {name!r}: use trend, review-queue, item-pareto or sql")
+    if csv_out:
+        df.to_csv(csv_out, index=False)
+        console.print(f"{len(df)} rows -> {csv_out}")
+        return
+    table = Table(*[str(c) for c in df.columns])
+    for row in df.head(limit).itertuples(index=False):
+        table.add_row(*[", ".join(map(str, v)) if hasattr(v, "__len__") and not isinstance(v, str)
+                        else str(v) for v in row])
+    console.print(table)
+    if len(df) > limit:
+        console.print(f"... {len(df) - limit} more rows (--limit, --csv)")
+
+
+@bench_app.command("index")
+def bench_index(
+    rows: int = typer.Option(1_000_000, "--rows", help="synthetic calls"),
+    repeat: int = typer.Option(5, "--repeat", help="timed runs of each query"),
+) -> None:
+    """Time a manager's queries on a synthetic index (local store in a temporary folder)."""
+    import statistics
+    import tempfile
+    import time
+
+    from qa.index import Index, synthetic_table
+    from qa.store import LocalStore
+
+    with tempfile.TemporaryDirectory(prefix="qa-bench-index-") as tmp:
+        t0 = time.perf_counter()
+        table = synthetic_table(rows)
+        t_gen = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        Index(LocalStore(tmp)).append_table(table)
+        t_write = time.perf_counter() - t0
+        del table
+        index = Index(LocalStore(tmp))
+        t0 = time.perf_counter()
+        index.trend("team", "week")
+        t_cold = time.perf_counter() - t0
+        out = Table("query", "median s", "min s", "result rows",
+                    title=f"analytics index, {rows:,} calls")
+        out.add_row("generate rows", f"{t_gen:.2f}", "", f"{rows:,}")
+        out.add_row("write Parquet part", f"{t_write:.2f}", "", "")
+        out.add_row("trend by team/week (first, new process state)", f"{t_cold:.3f}", "", "")
+        queries = {
+            "trend by team/week": lambda: index.trend("team", "week"),
+            "trend by agent/month": lambda: index.trend("agent", "month"),
+            "review queue (one team)": lambda: index.review_queue(team="team-3"),
+            "item pareto": lambda: index.item_pareto(),
+        }
+        for label, fn in queries.items():
+            times, n = [], 0
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                n = len(fn())
+                times.append(time.perf_counter() - t0)
+            out.add_row(label, f"{statistics.median(times):.3f}", f"{min(times):.3f}", str(n))
+        console.print(out)
+
+
 def _register_plugins() -> None:
     """Command groups from other packages (the Ray pipeline) join through an entry point,
     so this library never imports them."""
