@@ -292,3 +292,39 @@ def test_report_text_has_items_outcomes_and_times(synth_calls):
     text = report_text(scored(synth_calls["nw_dead_air_interrupts"]), width=160)
     assert "No dead air" in text and "FAIL" in text and "85" in text
     assert "0:46.0" in text  # the dead air starts at 45.98 s
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("call_id, semantic", [("nw_billing_complaint", PASS),
+                                               ("nw_angry_outage_forbidden", FAIL)])
+def test_real_encoder_and_sentiment(synth_calls, settings, call_id, semantic):
+    """With the bundled encoder and sentiment model, the planted violations are still
+    found, and the semantic empathy rule tells an apology from "calm down"."""
+    from qa.errors import QAError
+    from qa.rules.matchers import CallContext
+    from qa.scoring.encoder import Encoder
+    from qa.scoring.metrics import compute_metrics
+    from qa.scoring.sentiment import SentimentModel
+
+    try:
+        encoder = Encoder(settings)
+    except QAError as exc:
+        pytest.skip(f"encoder not installed: {exc}")
+    try:
+        sentiment = SentimentModel(settings)
+    except QAError:  # the trained head may be absent; its rules are then N/A
+        sentiment = None
+    call = synth_calls[call_id]
+    card = default_scorecard(call.language)
+    transcript = call.to_transcript()
+    score = score_call(transcript, call.meta, card, encoder=encoder, sentiment=sentiment)
+    failed = {r.item_id for r in score.items if r.outcome == FAIL}
+    model_items = {"agent_tone", "customer_sentiment_end"}  # not planted: judged by the model
+    assert set(call.violations) <= failed <= set(call.violations) | model_items
+    empathy = next(i for _, i in card.items if i.id == "empathy")
+    rule = next(r for r in empathy.rule.rules if r.type == "semantic")
+    ctx = CallContext(transcript, card, compute_metrics(transcript), encoder=encoder)
+    result = ctx.evaluate(rule)
+    assert result.outcome == semantic, result.evidence
+    if semantic == PASS:
+        assert "sorry" in result.evidence[0].text.lower() or "apologise" in result.evidence[0].text

@@ -144,8 +144,9 @@ class _Speech:
             span = u.end - u.start
             t0 = u.start + span * local_start / max(len(norm), 1)
             t1 = u.start + span * local_end / max(len(norm), 1)
-        return Evidence(start=round(t0, 3), end=round(t1, 3), speaker=u.speaker, role=role,
-                        text=u.text, matched=matched, similarity=round(score / 100.0, 3))
+        return Evidence.model_construct(start=round(t0, 3), end=round(t1, 3), speaker=u.speaker,
+                                        role=role, text=u.text, matched=matched,
+                                        similarity=round(score / 100.0, 3))
 
     # ---------------------------------------------------------------- phrase search
 
@@ -186,13 +187,16 @@ class _Speech:
                     best = (a, b, score)
         return best
 
-    def find_exact(self, phrases: list[str], region: tuple[int, int], limit: int
-                   ) -> list[tuple[int, int, str]]:
-        """Exact whole-word occurrences of the normalised phrases, in text order."""
+    def find_exact(self, phrases: list[str], region: tuple[int, int], limit: int,
+                   stop_after: int | None = None) -> list[tuple[int, int, str]]:
+        """Exact whole-word occurrences of the normalised phrases, in text order; with
+        `stop_after`, phrases after the one that brings that many are not searched."""
         lo, hi = region
         text = self.text
         out: list[tuple[int, int, str]] = []
         for phrase in phrases:
+            if stop_after is not None and len(out) >= stop_after:
+                break
             pos, n = lo, 0
             while n < limit:
                 i = text.find(phrase, pos, hi)
@@ -248,7 +252,7 @@ class CallContext:
         self._norms: list[str] | None = None
         self._speech: dict[Any, Any] = {}
         self._memo: dict[int, RuleResult] = {}
-        self._vectors: np.ndarray | None = None
+        self._vectors: dict[int, np.ndarray] = {}
         self._sentences: list[tuple[int, int, int]] | None = None
         self._sentiments: list[Sentiment] | None | bool = False  # False: not looked yet
         self._stack: list[int] = []
@@ -280,13 +284,17 @@ class CallContext:
                     pos = m.end()
         return self._sentences
 
-    def vectors(self) -> np.ndarray:
-        """Sentence vectors (rows aligned with `sentences()`), encoded once per call."""
-        if self._vectors is None:
-            texts = [self.utts[i][0].text[a:b].strip() for i, a, b in self.sentences()]
-            self._vectors = (np.asarray(self.encoder.encode(texts), dtype=np.float32)
-                             if texts else np.zeros((0, 1), np.float32))
-        return self._vectors
+    def vectors(self, rows: list[int]) -> np.ndarray:
+        """Vectors of the given sentences (indices into `sentences()`); each sentence is
+        encoded at most once per call, and only when some rule needs it."""
+        todo = [k for k in rows if k not in self._vectors]
+        if todo:
+            sentences = self.sentences()
+            texts = [self.utts[sentences[k][0]][0].text[sentences[k][1]:sentences[k][2]].strip()
+                     for k in todo]
+            vecs = np.asarray(self.encoder.encode(texts), dtype=np.float32)
+            self._vectors.update(zip(todo, vecs, strict=True))
+        return np.stack([self._vectors[k] for k in rows])
 
     def example_vectors(self, examples: list[str]) -> np.ndarray:
         key = ("examples", tuple(examples))
@@ -388,7 +396,8 @@ class CallContext:
     def _range_evidence(self, t0: float, t1: float, note: str) -> Evidence:
         start = max(0.0, t0)
         end = min(self.duration, t1)
-        return Evidence(start=round(start, 3), end=round(max(start, end), 3), note=note)
+        return Evidence.model_construct(start=round(start, 3), end=round(max(start, end), 3),
+                                        note=note)
 
     def _presence(self, rule: Any, per_range: list[tuple[tuple[float, float], list[Evidence]]],
                   what: str, example: str) -> RuleResult:
@@ -434,14 +443,20 @@ class CallContext:
             region = speech.region(t0, t1)
             found: list[Evidence] = []
             spans: list[tuple[int, int]] = []
-            # exact first: one regex pass over the party's speech finds every phrase
-            for a, b, norm in speech.find_exact(list(by_norm), region, limit):
-                ev = speech.evidence(a, b, by_norm[norm], 100.0)
-                if ev.end >= t0 and ev.start <= t1:
-                    found.append(ev)
-                    spans.append((a, b))
-                    if len(found) >= limit:
-                        break
+            # exact first (str.find per phrase); a present rule stops at the first phrase
+            # that satisfies it, and looks again through all phrases only if needed
+            quick = rule.mode == "present"
+            for stop_after in ((limit, None) if quick else (None,)):
+                found, spans = [], []
+                for a, b, norm in speech.find_exact(list(by_norm), region, limit, stop_after):
+                    ev = speech.evidence(a, b, by_norm[norm], 100.0)
+                    if ev.end >= t0 and ev.start <= t1:
+                        found.append(ev)
+                        spans.append((a, b))
+                        if len(found) >= limit:
+                            break
+                if len(found) >= limit:
+                    break
             if rule.fuzzy and len(found) < limit:
                 for norm, phrase in by_norm.items():
                     if len(found) >= limit:
@@ -497,9 +512,9 @@ class CallContext:
                     n = max(len(u.text), 1)
                     s0 = _time_at(u, (m.start() - offsets[i]) / n)
                     s1 = _time_at(u, (m.end() - offsets[i]) / n)
-                    found.append(Evidence(start=round(s0, 3), end=round(s1, 3),
-                                          speaker=u.speaker, role=role, text=u.text,
-                                          matched=m.group(0)))
+                    found.append(Evidence.model_construct(
+                        start=round(s0, 3), end=round(s1, 3), speaker=u.speaker, role=role,
+                        text=u.text, matched=m.group(0)))
                     if len(found) >= MAX_HITS:
                         break
             except TimeoutError:
@@ -564,7 +579,7 @@ class CallContext:
         what = "sentence similar to an example"
         if not idx:
             return self._presence(rule, [(rng, []) for rng in ranges], what, rule.examples[0])
-        sims = self.vectors()[idx] @ self.example_vectors(rule.examples).T
+        sims = self.vectors(idx) @ self.example_vectors(rule.examples).T
         best = sims.argmax(axis=1)
         per_range = []
         closest: Evidence | None = None
@@ -634,10 +649,12 @@ class CallContext:
         else:
             shown = list(segments)
         kind = SEGMENT_KIND.get(name, name.replace("_", " "))
-        evidence = [Evidence(start=s.start, end=s.end, note=f"{kind} {s.duration:.1f} s")
+        evidence = [Evidence.model_construct(start=s.start, end=s.end,
+                                             note=f"{kind} {s.duration:.1f} s")
                     for s in shown[:MAX_HITS]]
         if not evidence or ok:
-            evidence.insert(0, Evidence(start=0.0, end=round(self.duration, 3), note=note))
+            evidence.insert(0, Evidence.model_construct(start=0.0, end=round(self.duration, 3),
+                                                        note=note))
         return RuleResult(PASS if ok else FAIL, note, evidence, evidence)
 
     def _sentiment(self, rule: SentimentRule) -> RuleResult:
