@@ -733,7 +733,7 @@ def bench_index(
                     title=f"analytics index, {rows:,} calls")
         out.add_row("generate rows", f"{t_gen:.2f}", "", f"{rows:,}")
         out.add_row("write Parquet part", f"{t_write:.2f}", "", "")
-        out.add_row("trend by team/week (first, new process state)", f"{t_cold:.3f}", "", "")
+        out.add_row("trend by team/week, first query (opens index)", f"{t_cold:.3f}", "", "")
         queries = {
             "trend by team/week": lambda: index.trend("team", "week"),
             "trend by agent/month": lambda: index.trend("agent", "month"),
