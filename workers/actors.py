@@ -1,5 +1,8 @@
 """Ray actors: each holds its models for its whole life, so a model loads once per process.
 
+A dead actor is not restarted by Ray: the runner replaces it and re-submits its call, so it
+can count attempts and give a call that keeps killing workers an error record.
+
 Transcribe actors read the audio from the object store themselves, so recordings never
 pass through the driver; the driver publishes results and error records.
 """
@@ -24,7 +27,7 @@ def _settings(values: dict[str, Any], threads: int) -> Settings:
     return Settings(**{**values, "asr_threads": threads})
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0)
+@ray.remote(max_restarts=0, max_task_retries=0)
 class TranscribeActor:
     """Decode + ASR + speakers + roles."""
 
@@ -49,7 +52,7 @@ class TranscribeActor:
         return guarded("transcribe", meta, work)  # type: ignore[return-value]
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0)
+@ray.remote(max_restarts=0, max_task_retries=0)
 class ScoreActor:
     """Redaction + metrics + sentiment + scorecard."""
 

@@ -101,6 +101,7 @@ def run_batch(
     runner: Runner | None = None,
     console: Console | None = None,
     metas: list[CallMeta] | None = None,
+    on_progress: Callable[[RunSummary], None] | None = None,
 ) -> RunSummary:
     console = console or Console()
     store = open_store(settings)
@@ -122,14 +123,16 @@ def run_batch(
         with progress_display(console) as progress:
             task = progress.add_task("run", total=len(metas), audio=0.0, rate="", failed=0)
 
-            def on_progress(s: RunSummary) -> None:
+            def show(s: RunSummary) -> None:
                 minutes = max(s.wall_seconds, 1e-9) / 60
                 rate = f"{(s.done + s.failed) / minutes:.1f} calls/min, " \
                        f"{s.audio_seconds / 60 / minutes:.1f} audio min/min"
                 progress.update(task, completed=s.done + s.failed, audio=s.audio_seconds / 3600,
                                 rate=rate, failed=s.failed)
+                if on_progress:
+                    on_progress(s)
 
-            summary = runner.run(metas, publisher.result, publisher.error, on_progress)
+            summary = runner.run(metas, publisher.result, publisher.error, show)
         publisher.flush()
     finally:
         if own_runner:
