@@ -25,14 +25,14 @@ if user is None:
     # Keep a deep link (?call=...) so it opens once the user has logged in.
     if "call" in st.query_params:
         st.session_state["pending_call"] = st.query_params["call"]
-    nav = st.navigation([st.Page("pages/login.py", title="Log in", icon=":material/login:",
+    nav = st.navigation([st.Page("views/login.py", title="Log in", icon=":material/login:",
                                  url_path="login")], position="hidden")
 else:
     role = data.role_of(user)
     pages = []
     for name in data.ROLE_PAGES.get(role, []):
         title, icon = data.PAGE_TITLES[name]
-        pages.append(st.Page(f"pages/{name}.py", title=title, icon=icon, url_path=name))
+        pages.append(st.Page(f"views/{name}.py", title=title, icon=icon, url_path=name))
     with st.sidebar:
         st.markdown(f"**{user.display_name or user.username}**  \n{role}"
                     + (f" · {user.team}" if user.team else ""))
@@ -43,5 +43,5 @@ else:
     pending = st.session_state.pop("pending_call", None)
     if pending and "review" in data.ROLE_PAGES.get(role, []):
         st.session_state["open_call"] = pending
-        st.switch_page("pages/review.py")
+        st.switch_page("views/review.py")
 nav.run()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,6 +21,7 @@ from pydantic import BaseModel
 from qa.config import Settings
 from qa.errors import AccessDenied, QAError
 from qa.schema import CallResult
+from qa.workflow.views import CallFilter
 
 if TYPE_CHECKING:
     from qa.workflow import CallView, UserView, Workflow
@@ -28,7 +30,7 @@ T = TypeVar("T")
 
 TOKEN = "auth_token"
 NOTICE = "login_notice"
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+PAGES_DIR = Path(__file__).resolve().parent / "views"
 
 # Which pages each role sees; the service still checks every call a page makes.
 ROLE_PAGES: dict[str, list[str]] = {
@@ -177,10 +179,12 @@ def audio_source(call: CallView, result: CallResult | None
     """Bytes for a local store; a presigned URL when the store is remote (S3)."""
     meta = result.meta if result else None
     key = meta.audio_key if meta and meta.audio_key else None
+    from qa.store import keys
+
     s = store()
     if key is None:
         for ext in ("wav", "mp3", "flac", "ogg", "m4a", "opus"):
-            candidate = f"calls/{call.call_id}/audio.{ext}"
+            candidate = keys.audio(call.call_id, ext)
             if s.exists(candidate):
                 key = candidate
                 break
@@ -228,3 +232,66 @@ def _as_text(value: Any) -> Any:
         return ", ".join(f"{k}={v}" for k, v in value.items())
     return value
 
+
+
+# --------------------------------------------------------------------------- trends
+
+
+@dataclass
+class TrendData:
+    """Per-call rows (outcomes that count) and item failure counts for the trend page."""
+
+    calls: pd.DataFrame
+    items: pd.DataFrame
+
+
+TREND_COLUMNS = ["call_id", "team", "agent_id", "queue", "week", "total", "passed", "auto_fail",
+                 "customer_sentiment", "finalised"]
+
+
+def trend_data(user: UserView, filters: CallFilter) -> TrendData:
+    """Final outcomes from the workflow (access checked there) with the index's analytics.
+
+    The service's `final_outcomes` refuses users who may not see trends; the analytics
+    index adds what only the pipeline knows (customer sentiment) per call.
+    """
+    rows = workflow().final_outcomes(user, filters)
+    critical = _critical_items(user)
+    records = []
+    item_counts: dict[str, list[int]] = {}
+    for r in rows:
+        failed = [k for k, v in r.items.items() if v.value == "fail"]
+        records.append({
+            "call_id": r.call_id, "team": r.team, "agent_id": r.agent_id, "queue": r.queue,
+            "week": r.week, "total": r.total, "passed": r.passed,
+            "auto_fail": any(k in critical.get(r.scorecard_id, ()) for k in failed),
+            "customer_sentiment": None, "finalised": r.finalised,
+        })
+        for k, v in r.items.items():
+            counts = item_counts.setdefault(k, [0, 0])
+            if v.value != "na":
+                counts[1] += 1
+                counts[0] += v.value == "fail"
+    calls = pd.DataFrame.from_records(records, columns=TREND_COLUMNS)
+    calls["customer_sentiment"] = calls["customer_sentiment"].astype(float)
+    sentiment = _index_sentiment()
+    if sentiment is not None and not calls.empty:
+        calls["customer_sentiment"] = calls["call_id"].map(sentiment).astype(float)
+    items = pd.DataFrame([{"item_id": k, "fails": f, "applicable": n,
+                           "fail_rate": f / n if n else None}
+                          for k, (f, n) in item_counts.items() if f],
+                         columns=["item_id", "fails", "applicable", "fail_rate"])
+    return TrendData(calls=calls, items=items)
+
+
+def _critical_items(user: UserView) -> dict[str, set[str]]:
+    """Critical item ids per scorecard: a failed one makes the call an auto-fail."""
+    out: dict[str, set[str]] = {}
+    for call in workflow().list_calls(user, CallFilter(limit=200)):
+        out.setdefault(call.scorecard_id, set()).update(
+            i.item_id for i in call.items if i.critical)
+    return out
+
+
+def _index_sentiment() -> dict[str, float] | None:
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -40,7 +41,16 @@ class Demo(BaseModel):
     agents: dict[str, str] = Field(default_factory=dict)  # agent_id -> username
     calls: dict[str, str] = Field(default_factory=dict)  # call_id -> agent_id
     flagged: list[str] = Field(default_factory=list)
+    auto_failed: list[str] = Field(default_factory=list)
     with_audio: list[str] = Field(default_factory=list)
+
+
+def synth_cache(request: Any, tmp_path_factory: Any) -> Path:
+    """Rendered calls are kept in pytest's cache between runs (espeak-ng takes ~30 s)."""
+    cache = getattr(request.config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("qa-demo-synth"))
+    return Path(tmp_path_factory.mktemp("synth"))
 
 
 def agent_username(agent_id: str) -> str:
@@ -51,6 +61,7 @@ def build_results(synth_dir: Path, weeks: int = 2, languages: tuple[str, ...] = 
                   ) -> list[tuple[CallResult, Path | None]]:
     """Scored results of the scripted calls, newest week first, with the audio to upload."""
     from qa.scoring.scorecard import default_scorecard, score_call
+    from qa.store import keys
     from qa.synth import load_scripts, render_all
 
     scripts = [s for s in load_scripts() if s.language in languages]
@@ -67,7 +78,7 @@ def build_results(synth_dir: Path, weeks: int = 2, languages: tuple[str, ...] = 
             meta = sc.meta.model_copy(update={
                 "call_id": call_id, "started_at": started, "duration": sc.duration,
                 "language": sc.language,
-                "audio_key": f"calls/{call_id}/audio.wav" if audio else None,
+                "audio_key": keys.audio(call_id, "wav") if audio else None,
                 "audio_format": "wav" if audio else None,
             })
             transcript = sc.to_transcript().model_copy(update={"call_id": call_id})
@@ -83,13 +94,11 @@ def build_results(synth_dir: Path, weeks: int = 2, languages: tuple[str, ...] = 
 def build_demo(settings: Settings, synth_dir: Path, *, weeks: int = 2,
                languages: tuple[str, ...] = ("en",)) -> Demo:
     """Fill the store, the index and the workflow database named by `settings`."""
-    from qa.index import Index, IndexRow
     from qa.store import keys, open_store
     from qa.workflow import open_workflow
 
     store = open_store(settings)
     wf = open_workflow(settings)
-    index = Index(store)
     demo = Demo(settings_env={"QA_HOME": str(settings.home),
                               "QA_STORE_URL": settings.resolved_store_url,
                               "QA_DATABASE_URL": settings.resolved_database_url})
@@ -107,17 +116,22 @@ def build_demo(settings: Settings, synth_dir: Path, *, weeks: int = 2,
             demo.with_audio.append(meta.call_id)
         store.put_json(keys.result(meta.call_id, result.pipeline_version, score.scorecard_id,
                                    score.scorecard_version), result)
-        wf.sync_call(meta, score, pipeline_version=result.pipeline_version,
-                     scorecard_version=score.scorecard_version)
-        rows.append(IndexRow.from_result(result))
+        wf.sync_result(result)
+        rows.append(result)
         demo.calls[meta.call_id] = meta.agent_id or ""
         if score.flags:
             demo.flagged.append(meta.call_id)
+        if score.auto_fail:
+            demo.auto_failed.append(meta.call_id)
         agent_id = meta.agent_id
         if agent_id and agent_id not in demo.agents:
             username = agent_username(agent_id)
             wf.add_user(None, username, DEMO_PASSWORD, "agent", display_name=f"Agent {agent_id}",
                         team=meta.team, agent_id=agent_id)
             demo.agents[agent_id] = username
-    index.append(rows)
+    try:  # TEMP until qa.index lands
+        from qa.index import Index, IndexRow
+    except ImportError:
+        return demo
+    Index(store).append([IndexRow.from_result(r) for r in rows])
     return demo

@@ -137,7 +137,7 @@ if role == "lead":
         passed = st.checkbox("Passed", value=total >= call.pass_mark and not
                              (critical & set(failed)), key=f"final_passed:{call_id}")
         note = st.text_area("Note", key=f"final_note:{call_id}")
-        if st.form_submit_button("Set final score", type="primary"):
+        if st.form_submit_button("Set final score", type="primary", key="final_submit"):
             items = [ReviewItemInput(item_id=k, outcome=ItemOutcome(v)) for k, v in chosen.items()]
             data.guarded(wf.set_final_score, user, call_id, items, float(total), bool(passed),
                          note)

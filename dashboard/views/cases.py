@@ -37,4 +37,4 @@ if cases:
         st.markdown(ui.escape_md(case.notes))
     if st.button("Open the call", key="case_open", icon=":material/headphones:"):
         st.session_state["open_call"] = case.call_id
-        st.switch_page("pages/review.py")
+        st.switch_page("views/review.py")

@@ -41,11 +41,12 @@ if role in ("inspector", "lead"):
                 names = {i.item_id: i.name for i in call.items}
                 with st.form("new_coaching"):
                     items = st.multiselect("Items to coach", list(names), default=failed,
-                                           format_func=lambda k: names[k], key="co_items")
+                                           format_func=lambda k: names[k],
+                                           key=f"co_items:{call_id}")
                     notes = st.text_area("Notes for the agent", key="co_notes")
                     due = st.date_input("Follow up by", value=date.today() + timedelta(days=14),
                                         key="co_due")
-                    if st.form_submit_button("Create session", type="primary"):
+                    if st.form_submit_button("Create session", type="primary", key="co_create"):
                         if not items:
                             st.error("Choose at least one item to coach.")
                         else:
@@ -107,7 +108,7 @@ if role in ("inspector", "lead"):
         notes = st.text_area("Notes", value=s.follow_up_notes or "", key=f"fu_notes:{s.id}")
         when = st.date_input("Date", value=s.follow_up_date or date.today(),
                              key=f"fu_date:{s.id}")
-        if st.form_submit_button("Save follow-up"):
+        if st.form_submit_button("Save follow-up", key=f"fu_save:{s.id}"):
             data.guarded(wf.add_follow_up, user, s.id, notes, when)
             st.success("Follow-up saved.")
             st.rerun()

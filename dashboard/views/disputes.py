@@ -63,7 +63,7 @@ for d in disputes:
                     format_func=lambda v: {"upheld": "uphold (score stands)",
                                            "overturned": "overturn (change the item)"}[v])
                 resolution = st.text_area("Resolution", key=f"resolution:{d.id}")
-                if st.form_submit_button("Resolve", type="primary"):
+                if st.form_submit_button("Resolve", type="primary", key=f"resolve_btn:{d.id}"):
                     if not resolution.strip():
                         st.error("Write the resolution the agent will read.")
                     else:

@@ -15,7 +15,7 @@ if notice:
 with st.form("login"):
     username = st.text_input("Username", key="login_username")
     password = st.text_input("Password", type="password", key="login_password")
-    submitted = st.form_submit_button("Log in")
+    submitted = st.form_submit_button("Log in", key="login_submit")
 
 if submitted:
     try:

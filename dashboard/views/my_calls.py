@@ -39,7 +39,7 @@ else:
                            "dispute", df["call_id"].tolist(), key="my_open")
     if st.button("Open call", key="my_open_btn", type="primary", icon=":material/headphones:"):
         st.session_state["open_call"] = open_id
-        st.switch_page("pages/review.py")
+        st.switch_page("views/review.py")
 
 st.subheader("My disputes")
 disputes = data.guarded(wf.list_disputes, user, None)

@@ -77,7 +77,7 @@ open_id = st.selectbox("Open call", df["call_id"].tolist(), index=0 if chosen is
 if open_id and st.button("Review this call", key="q_open_btn", type="primary",
                          icon=":material/headphones:"):
     st.session_state["open_call"] = open_id
-    st.switch_page("pages/review.py")
+    st.switch_page("views/review.py")
 
 if role in ("lead", "admin"):
     st.subheader("Assign and sample")
@@ -86,7 +86,7 @@ if role in ("lead", "admin"):
         st.markdown("**Assign a call to a reviewer**")
         target = st.selectbox("Call", df["call_id"].tolist(), key="assign_call")
         reviewer = st.text_input("Reviewer username", key="assign_reviewer")
-        if st.form_submit_button("Assign") and target and reviewer.strip():
+        if st.form_submit_button("Assign", key="assign_submit") and target and reviewer.strip():
             data.guarded(wf.assign, user, target, reviewer.strip())
             st.success(f"{target} assigned to {reviewer.strip()}")
             st.rerun()
@@ -94,10 +94,10 @@ if role in ("lead", "admin"):
         st.markdown("**Random sample for review** (uses the filters above)")
         n = st.number_input("Calls", min_value=1, max_value=200, value=5, key="sample_n")
         seed = st.number_input("Seed", min_value=0, value=0, key="sample_seed")
-        if st.form_submit_button("Draw sample"):
+        if st.form_submit_button("Draw sample", key="sample_submit"):
             drawn = data.guarded(wf.sample_for_review, user, int(n),
                                  filters.model_copy(update={"limit": None, "flagged": None}),
                                  int(seed))
-            st.session_state["sample"] = [cv.call_id for cv in drawn]
-    if st.session_state.get("sample"):
-        st.write("Sampled: " + ", ".join(st.session_state["sample"]))
+            st.session_state["sampled_calls"] = [cv.call_id for cv in drawn]
+    if st.session_state.get("sampled_calls"):
+        st.write("Sampled: " + ", ".join(st.session_state["sampled_calls"]))

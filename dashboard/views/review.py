@@ -143,9 +143,8 @@ with right:
             except StaleEditError:
                 st.error("This review was changed elsewhere since you opened it, so your edit "
                          "was not saved. Reload to see the latest version, then re-apply it.")
-                if st.button("Reload", key="reload_review"):
-                    st.session_state.pop(version_key, None)
-                    st.rerun()
+                st.button("Reload", key="reload_review", on_click=st.session_state.pop,
+                          args=(version_key, None))
             except QAError as exc:
                 st.error(str(exc))
             else:
@@ -194,7 +193,7 @@ if role == "agent":
         names = {i.item_id: f"{i.name} ({i.outcome.value})" for i in failed_first}
         item_id = st.selectbox("Item", list(names), format_func=names.get, key="dispute_item")
         reason = st.text_area("Why the score is wrong", key="dispute_reason")
-        if st.form_submit_button("Open dispute"):
+        if st.form_submit_button("Open dispute", key="dispute_submit"):
             if not reason.strip():
                 st.error("Say why the item was scored wrongly.")
             else:
@@ -210,7 +209,7 @@ if role in ("inspector", "lead"):
         title = st.text_input("Title", key="case_title")
         notes = st.text_area("Notes", key="case_notes")
         tags = st.text_input("Tags (comma separated)", key="case_tags")
-        if st.form_submit_button("Add case"):
+        if st.form_submit_button("Add case", key="case_submit"):
             if not title.strip():
                 st.error("A case needs a title.")
             else:

@@ -1,0 +1,138 @@
+"""Trends for managers and leads: quality over time by team, agent, queue and scorecard item.
+
+Numbers use final outcomes where a lead decided or a dispute changed an item, and the
+automatic score elsewhere. Every table has a CSV export.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from dashboard import components as ui
+from dashboard import data
+from qa.workflow.views import CallFilter
+
+user = data.current_user()
+wf = data.workflow()
+
+st.title("Trends")
+
+c = st.columns(4)
+by = c[0].selectbox("Group by", ["team", "agent_id", "queue"], key="tr_by",
+                    format_func=lambda v: {"agent_id": "agent"}.get(v, v))
+dates = c[1].date_input("Calls between", value=(), key="tr_dates")
+team = c[2].text_input("Team", key="tr_team") or None
+queue = c[3].text_input("Queue", key="tr_queue") or None
+date_from = date_to = None
+if isinstance(dates, tuple | list) and len(dates) >= 1:
+    date_from = datetime.combine(dates[0], time.min, tzinfo=UTC)
+    date_to = datetime.combine(dates[-1], time.min, tzinfo=UTC) + timedelta(days=1)
+filters = CallFilter(team=team, queue=queue, date_from=date_from, date_to=date_to)
+
+trend = data.guarded(data.trend_data, user, filters)
+calls = trend.calls
+if calls.empty:
+    st.info("No calls in this selection.")
+    st.stop()
+
+# ---------------------------------------------------------------- headline figures
+k = st.columns(6)
+k[0].metric("Calls", f"{len(calls):,}")
+k[1].metric("Average score", f"{calls['total'].mean():.1f}")
+k[2].metric("Pass rate", f"{calls['passed'].mean():.0%}")
+k[3].metric("Auto-fail rate", f"{calls['auto_fail'].mean():.0%}")
+sent = calls["customer_sentiment"].dropna()
+k[4].metric("Customer sentiment", "-" if sent.empty else f"{sent.mean():+.2f}")
+k[5].metric("Final decisions", f"{int(calls['finalised'].sum()):,}",
+            help="calls whose outcome a lead set or a dispute changed")
+
+# ---------------------------------------------------------------- by week
+weekly = (calls.groupby(["week", by], dropna=False)
+          .agg(calls=("call_id", "count"), average_score=("total", "mean"),
+               pass_rate=("passed", "mean"), auto_fail_rate=("auto_fail", "mean"),
+               customer_sentiment=("customer_sentiment", "mean"))
+          .reset_index().rename(columns={by: "group"}))
+weekly["group"] = weekly["group"].fillna("(none)").astype(str)
+weekly["week"] = pd.to_datetime(weekly["week"])
+
+tabs = st.tabs(["Score", "Pass rate", "Auto-fail", "Sentiment", "Items", "Reviewers",
+                "Coaching"])
+for tab, col, title in [(tabs[0], "average_score", "Average score"),
+                        (tabs[1], "pass_rate", "Pass rate"),
+                        (tabs[2], "auto_fail_rate", "Auto-fail rate"),
+                        (tabs[3], "customer_sentiment", "Customer sentiment")]:
+    with tab:
+        chart = (alt.Chart(weekly.dropna(subset=[col])).mark_line(point=True)
+                 .encode(x=alt.X("week:T", title="week"), y=alt.Y(f"{col}:Q", title=title),
+                         color=alt.Color("group:N", title=by), tooltip=list(weekly.columns))
+                 .properties(height=300))
+        st.altair_chart(chart, width="stretch")
+
+table = weekly.copy()
+table["week"] = table["week"].dt.date
+st.subheader(f"By {by.replace('_id', '')} and week")
+st.dataframe(table, hide_index=True, width="stretch", key="tr_weekly")
+ui.csv_download(table, f"trend_by_{by}", key="dl_trend")
+
+overall = (calls.groupby(by, dropna=False)
+           .agg(calls=("call_id", "count"), average_score=("total", "mean"),
+                pass_rate=("passed", "mean"), auto_fail_rate=("auto_fail", "mean"),
+                customer_sentiment=("customer_sentiment", "mean"),
+                final_decisions=("finalised", "sum"))
+           .reset_index().sort_values("average_score"))
+st.subheader(f"By {by.replace('_id', '')}")
+st.dataframe(overall, hide_index=True, width="stretch", key="tr_overall")
+ui.csv_download(overall, f"summary_by_{by}", key="dl_overall")
+
+with tabs[4]:
+    pareto = trend.items
+    if pareto.empty:
+        st.caption("No failed items.")
+    else:
+        pareto = pareto.sort_values("fails", ascending=False).reset_index(drop=True)
+        pareto["cumulative share"] = pareto["fails"].cumsum() / pareto["fails"].sum()
+        bars = alt.Chart(pareto).mark_bar().encode(
+            x=alt.X("item_id:N", sort=None, title="item"), y=alt.Y("fails:Q", title="failures"),
+            tooltip=list(pareto.columns))
+        line = alt.Chart(pareto).mark_line(point=True, color="orange").encode(
+            x=alt.X("item_id:N", sort=None),
+            y=alt.Y("cumulative share:Q", axis=alt.Axis(format="%"), title="cumulative"))
+        st.altair_chart(alt.layer(bars, line).resolve_scale(y="independent").properties(
+            height=300), width="stretch")
+        st.dataframe(pareto, hide_index=True, width="stretch", key="tr_pareto")
+        ui.csv_download(pareto, "item_failure_pareto", key="dl_pareto")
+
+with tabs[5]:
+    stats = data.guarded(wf.agreement_stats, user, filters)
+    a = st.columns(3)
+    a[0].metric("Reviewed calls", stats.calls)
+    a[1].metric("Krippendorff α", "-" if stats.alpha is None else f"{stats.alpha:.2f}")
+    a[2].metric("Automatic vs human", "-" if stats.auto_human_agreement is None
+                else f"{stats.auto_human_agreement:.0%}")
+    rdf = data.frame(stats.reviewers, ["reviewer", "reviews", "alpha_vs_others",
+                                       "agreement_vs_others", "alpha_vs_final",
+                                       "agreement_vs_final", "agreement_vs_auto"])
+    st.dataframe(rdf, hide_index=True, width="stretch", key="tr_reviewers")
+    ui.csv_download(rdf, "reviewer_agreement", key="dl_reviewers")
+
+with tabs[6]:
+    sessions = data.guarded(wf.list_coaching, user)
+    if not sessions:
+        st.caption("No coaching sessions.")
+    else:
+        cdf = data.frame(sessions, ["id", "agent_id", "session_at", "status", "due",
+                                    "acknowledged_at", "follow_up_date"])
+        cdf["acknowledged"] = cdf["acknowledged_at"].notna()
+        cdf["followed_up"] = cdf["follow_up_date"].notna()
+        summary = (cdf.groupby("agent_id")
+                   .agg(sessions=("id", "count"), acknowledged=("acknowledged", "mean"),
+                        followed_up=("followed_up", "mean")).reset_index())
+        b = st.columns(2)
+        b[0].metric("Acknowledged", f"{cdf['acknowledged'].mean():.0%}")
+        b[1].metric("Followed up", f"{cdf['followed_up'].mean():.0%}")
+        st.dataframe(summary, hide_index=True, width="stretch", key="tr_coaching")
+        ui.csv_download(summary, "coaching_completion", key="dl_coaching_completion")

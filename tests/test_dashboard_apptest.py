@@ -1,0 +1,352 @@
+"""Every dashboard page, run in-process with streamlit.testing as the role that uses it.
+
+The demo store, index and database are built once per module from the scripted calls;
+each test logs in through the login page like a person would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.fixtures_demo import DEMO_PASSWORD, Demo, build_demo, synth_cache
+
+APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
+NOT_PERMITTED = "not found or not permitted"
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory, request) -> Demo:
+    from qa.config import Settings
+
+    home = tmp_path_factory.mktemp("dash") / "home"
+    settings = Settings(home=home)
+    synth_dir = synth_cache(request, tmp_path_factory)
+    built = build_demo(settings, synth_dir, weeks=2)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in built.settings_env.items():
+            mp.setenv(key, value)
+        yield built
+
+
+def login(username: str, page: str | None = None, call: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    if call:
+        at.query_params["call"] = call
+    at.run()
+    at.text_input(key="login_username").input(username)
+    at.text_input(key="login_password").input(DEMO_PASSWORD)
+    at.button(key="login_submit").click().run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything a user reads on the page, to assert on messages."""
+    parts = []
+    for kind in ("markdown", "caption", "error", "warning", "info", "success", "title",
+                 "subheader"):
+        parts.extend(str(e.value) for e in getattr(at, kind))
+    parts.extend(f"{m.label} {m.value}" for m in at.metric)
+    return "\n".join(parts)
+
+
+def table(at: AppTest, column: str):
+    """The first table on the page that has this column (tables carry no key in AppTest)."""
+    for df in at.dataframe:
+        value = df.value
+        if column in getattr(value, "columns", ()):
+            return value
+    raise AssertionError(f"no table with column {column!r}")
+
+
+def workflow(demo: Demo):
+    from qa.workflow import Workflow
+
+    return Workflow(demo.settings_env["QA_DATABASE_URL"])
+
+
+def as_user(demo: Demo, key: str):
+    wf = workflow(demo)
+    username = demo.users.get(key) or key
+    user, _ = wf.authenticate(username, DEMO_PASSWORD)
+    return wf, user
+
+
+# --------------------------------------------------------------------------- login
+
+
+def test_login_rejects_wrong_password_and_expired_session_returns_to_login(demo):
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    assert [t.value for t in at.title] == ["Call QA — log in"]
+    at.text_input(key="login_username").input(demo.users["inspector"])
+    at.text_input(key="login_password").input("wrong-password")
+    at.button(key="login_submit").click().run()
+    assert "Wrong username or password" in texts(at)
+
+    at = login(demo.users["inspector"])
+    assert "Review queue" in [t.value for t in at.title]
+    workflow(demo).logout(at.session_state["auth_token"])  # the session ends elsewhere
+    at.run()
+    assert [t.value for t in at.title] == ["Call QA — log in"]
+    assert "session has expired" in texts(at)
+
+
+# --------------------------------------------------------------------------- queue
+
+
+def test_queue_lists_flagged_calls_with_reasons_and_filters(demo):
+    at = login(demo.users["inspector"], "queue")
+    at.toggle(key="q_mine").set_value(False).run()
+    df = table(at, "flag reasons")
+    assert set(df["call_id"]) == set(demo.flagged)
+    assert df["flag reasons"].str.len().gt(0).all()
+    at.selectbox(key="q_flag").set_value("auto_fail").run()
+    df = table(at, "flag reasons")
+    assert len(df) > 0 and df["flags"].str.contains("auto_fail").all()
+    assert df["auto_fail"].all()
+    at.slider(key="q_score").set_value((50.0, 100.0)).run()
+    assert table(at, "flag reasons").empty  # auto-failed calls score 0
+    assert not at.exception
+
+
+def test_lead_assigns_and_samples(demo):
+    at = login(demo.users["lead"], "queue")
+    at.toggle(key="q_flagged").set_value(False).run()
+    target = table(at, "flag reasons")["call_id"].iloc[0]
+    at.selectbox(key="assign_call").set_value(target)
+    at.text_input(key="assign_reviewer").input(demo.users["inspector2"])
+    at.button(key="assign_submit").click().run()
+    assert not at.exception
+    df = table(at, "flag reasons")
+    assert demo.users["inspector2"] in df.set_index("call_id").loc[target, "assigned"]
+    at.number_input(key="sample_n").set_value(3)
+    at.button(key="sample_submit").click().run()
+    assert len(at.session_state["sampled_calls"]) == 3
+
+
+# --------------------------------------------------------------------------- review
+
+
+def flagged_call(demo: Demo, n: int = 0) -> str:
+    """An auto-failed call with a recording; each test takes its own so they do not mix."""
+    return sorted(c for c in demo.auto_failed if c in demo.with_audio)[n]
+
+
+def test_review_page_shows_audio_transcript_evidence_and_saves(demo):
+    call_id = flagged_call(demo, 0)
+    at = login(demo.users["inspector"], call=call_id)
+    assert "Call review" in [t.value for t in at.title]
+    assert at.get("audio"), "recording player missing"
+    body = texts(at)
+    assert "**agent**" in body and "**customer**" in body
+    radios = [r for r in at.radio if r.key and r.key.startswith(f"rv:{call_id}:")]
+    assert len(radios) >= 10
+    # play from an evidence span: the player restarts there
+    ev = next(b for b in at.button if b.key and ":ev:" in b.key)
+    ev.click().run()
+    assert at.session_state[f"seek:{call_id}"] > 0
+    assert "Playing from" in texts(at)
+    # override one item, save a draft, then submit
+    radios[0].set_value("na")
+    at.text_input(key=f"rv:{call_id}:{radios[0].key.split(':')[2]}:comment").input("not asked")
+    at.button(key="save_draft").click().run()
+    assert "saved as draft" in texts(at)
+    at.button(key="submit_review").click().run()
+    assert not at.exception
+    assert "Your review is submitted" in texts(at)
+
+
+def test_stale_edit_shows_a_clear_message(demo):
+    call_id = flagged_call(demo, 1)
+    at = login(demo.users["inspector2"], call=call_id)
+    at.button(key="save_draft").click().run()
+    assert "saved as draft" in texts(at), [e.value for e in at.error]
+    # the same reviewer saves from another window in between
+    wf, user = as_user(demo, "inspector2")
+    mine = next(r for r in wf.reviews_for_call(user, call_id) if r.reviewer == user.username)
+    from qa.workflow import ReviewItemInput
+
+    wf.save_review(user, call_id, [ReviewItemInput(item_id=i.item_id, outcome=i.outcome)
+                                   for i in mine.items], expected_version=mine.version)
+    at.button(key="save_draft").click().run()
+    assert "changed elsewhere" in texts(at)
+    at.button(key="reload_review").click().run()
+    at.button(key="save_draft").click().run()
+    assert "saved as draft" in texts(at)
+
+
+def test_swap_roles_flips_the_transcript(demo):
+    call_id = sorted(demo.calls)[-1]
+    at = login(demo.users["lead"], call=call_id)
+    first = next(m.value for m in at.markdown if "**agent**" in m.value
+                 or "**customer**" in m.value)
+    at.button(key="swap_roles").click().run()
+    assert "swapped by a reviewer" in texts(at)
+    flipped = next(m.value for m in at.markdown if "**agent**" in m.value
+                   or "**customer**" in m.value)
+    assert ("**agent**" in first) == ("**customer**" in flipped)
+    at.button(key="swap_roles").click().run()  # and back, for the other tests
+
+
+def test_agent_sees_only_own_calls_and_disputes(demo):
+    agent_id, username = sorted(demo.agents.items())[0]
+    own = sorted(c for c, a in demo.calls.items() if a == agent_id)
+    other = next(c for c, a in sorted(demo.calls.items()) if a != agent_id)
+
+    at = login(username, "my_calls")
+    df = table(at, "acknowledged")
+    assert sorted(df["call_id"]) == own
+
+    at = login(username, call=other)
+    assert NOT_PERMITTED in texts(at)
+    assert not at.get("audio")
+
+    at = login(username, call=own[0])
+    at.button(key="ack_score").click().run()
+    assert "You acknowledged this score" in texts(at)
+    at.selectbox(key="dispute_item").set_value("greeting")
+    at.text_area(key="dispute_reason").input("I greeted the customer at 0:01")
+    at.button(key="dispute_submit").click().run()
+    assert not at.exception
+    wf, lead = as_user(demo, "lead")
+    assert any(d.call_id == own[0] and d.item_id == "greeting"
+               for d in wf.list_disputes(lead, "open"))
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def test_calibration_shows_disagreement_and_lead_sets_final(demo):
+    from qa.schema import ItemOutcome
+    from qa.workflow import ReviewItemInput
+
+    call_id = flagged_call(demo, 2)
+    for key, flip in (("inspector", False), ("inspector2", True)):
+        wf, user = as_user(demo, key)
+        call = wf.get_call(user, call_id)
+        opposite = {ItemOutcome.PASS: ItemOutcome.FAIL, ItemOutcome.FAIL: ItemOutcome.PASS,
+                    ItemOutcome.NA: ItemOutcome.FAIL}
+        items = [ReviewItemInput(item_id=i.item_id, outcome=(
+            opposite[i.auto_outcome] if flip and n == 0 else i.auto_outcome))
+            for n, i in enumerate(call.items)]
+        wf.save_review(user, call_id, items, submit=True)
+
+    at = login(demo.users["lead"], "calibration")
+    at.selectbox(key="cal_call").set_value(call_id).run()
+    assert "Disagreement on" in texts(at)
+    assert not table(at, "all agree")["all agree"].all()
+    at.text_area(key=f"final_note:{call_id}").input("agreed in calibration")
+    at.number_input(key=f"final_total:{call_id}").set_value(88.0)
+    at.button(key="final_submit").click().run()
+    assert not at.exception
+    wf, lead = as_user(demo, "lead")
+    assert wf.get_call(lead, call_id).final_total == 88.0
+
+
+# --------------------------------------------------------------------------- disputes
+
+
+def test_lead_resolves_dispute_with_audit_trail(demo):
+    wf, lead = as_user(demo, "lead")
+    agent_id, username = sorted(demo.agents.items())[-1]
+    call_id = next(c for c, a in sorted(demo.calls.items()) if a == agent_id)
+    wf_a, agent = as_user(demo, username)
+    d = wf_a.open_dispute(agent, call_id, "closing", "I closed the call properly")
+
+    at = login(demo.users["lead"], "disputes")
+    assert f"Dispute {d.id}" in texts(at)
+    at.radio(key=f"decision:{d.id}").set_value("overturned")
+    at.text_area(key=f"resolution:{d.id}").input("Closing was there")
+    at.button(key=f"resolve_btn:{d.id}").click().run()
+    assert not at.exception
+    assert next(x for x in wf.list_disputes(lead) if x.id == d.id).status.value == "overturned"
+    trail = table(at, "old_value")
+    assert ((trail["entity"] == "dispute") & (trail["entity_id"] == str(d.id))).any()
+
+
+# --------------------------------------------------------------------------- coaching
+
+
+def test_coaching_created_from_failed_items_and_acknowledged(demo):
+    call_id = flagged_call(demo, 3)
+    agent_id = demo.calls[call_id]
+    at = login(demo.users["lead"], "coaching")
+    at.text_input(key="co_agent").input(agent_id).run()
+    at.selectbox(key="co_call").set_value(call_id).run()
+    assert at.multiselect(key=f"co_items:{call_id}").value, "failed items are preselected"
+    at.text_area(key="co_notes").input("Practise the recording disclosure")
+    at.button(key="co_create").click().run()
+    assert "Coaching session" in texts(at)
+    assert "Pass rate before" in texts(at)
+
+    at = login(demo.agents[agent_id], "coaching")
+    sid = at.selectbox(key="co_pick").value
+    at.button(key=f"co_ack:{sid}").click().run()
+    wf, lead = as_user(demo, "lead")
+    assert next(c for c in wf.list_coaching(lead) if c.id == sid).acknowledged_at is not None
+
+
+# --------------------------------------------------------------------------- trends, cases
+
+
+def test_trends_for_manager_with_charts_and_csv(demo):
+    at = login(demo.users["manager"], "trends")
+    body = texts(at)
+    assert "Average score" in body and "Auto-fail rate" in body
+    assert len(at.get("vega_lite_chart")) >= 4
+    weekly = table(at, "group")
+    assert weekly["calls"].sum() == len(demo.calls)
+    assert len(at.get("download_button")) >= 4
+    at.selectbox(key="tr_by").set_value("agent_id").run()
+    assert not at.exception
+    assert set(table(at, "final_decisions")["agent_id"]) == set(demo.agents)
+
+
+@pytest.mark.parametrize("view", ["trends", "cases"])
+def test_views_refused_to_agents_by_the_service(demo, view):
+    """An agent who runs a page not in their menu is refused by qa.workflow, not the menu."""
+    username = sorted(demo.agents.values())[0]
+    _, token = workflow(demo).authenticate(username, DEMO_PASSWORD)
+    at = AppTest.from_file(str(Path(APP).parent / "views" / f"{view}.py"), default_timeout=30)
+    at.session_state["auth_token"] = token
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Not permitted" in texts(at)
+
+
+def test_case_library_add_search_open(demo):
+    call_id = sorted(demo.calls)[0]
+    at = login(demo.users["inspector"], call=call_id)
+    at.text_input(key="case_title").input("Textbook address change")
+    at.text_input(key="case_tags").input("address, verification")
+    at.button(key="case_submit").click().run()
+    assert "Added to the case library" in texts(at)
+
+    at.switch_page("views/cases.py").run()
+    at.text_input(key="case_search").input("address").run()
+    df = table(at, "tags")
+    assert call_id in set(df["call_id"])
+    at.button(key="case_open").click().run()
+    assert "Call review" in [t.value for t in at.title]
+
+
+def test_queue_run_by_an_agent_lists_only_own_calls(demo):
+    """The queue is not in an agent's menu; run anyway, the service still narrows the list."""
+    agent_id, username = sorted(demo.agents.items())[1]
+    _, token = workflow(demo).authenticate(username, DEMO_PASSWORD)
+    at = AppTest.from_file(str(Path(APP).parent / "views" / "queue.py"), default_timeout=30)
+    at.session_state["auth_token"] = token
+    at.run()
+    at.toggle(key="q_flagged").set_value(False)
+    at.toggle(key="q_mine").set_value(False)
+    at.selectbox(key="q_status").set_value("all").run()
+    assert not at.exception
+    ids = set(table(at, "flag reasons")["call_id"])
+    assert ids == {c for c, a in demo.calls.items() if a == agent_id}
+    assert "Assign and sample" not in texts(at)
