@@ -144,7 +144,7 @@ class _Speech:
             span = u.end - u.start
             t0 = u.start + span * local_start / max(len(norm), 1)
             t1 = u.start + span * local_end / max(len(norm), 1)
-        return Evidence.model_construct(start=round(t0, 3), end=round(t1, 3), speaker=u.speaker,
+        return Evidence(start=round(t0, 3), end=round(t1, 3), speaker=u.speaker,
                                         role=role, text=u.text, matched=matched,
                                         similarity=round(score / 100.0, 3))
 
@@ -245,9 +245,10 @@ class CallContext:
         self.duration = max(metrics.duration, transcript.duration)
         self.utts = sorted(((u, role_of(u, transcript)) for u in transcript.utterances),
                            key=lambda p: (p[0].start, p[0].end))
-        named = scorecard._cache.get("named")
+        self._cache = scorecard._cache  # (pydantic's private-attribute access is slow)
+        named = self._cache.get("named")
         if named is None:
-            named = scorecard._cache["named"] = scorecard.named_rules()
+            named = self._cache["named"] = scorecard.named_rules()
         self.named = named
         self._norms: list[str] | None = None
         self._speech: dict[Any, Any] = {}
@@ -298,10 +299,10 @@ class CallContext:
 
     def example_vectors(self, examples: list[str]) -> np.ndarray:
         key = ("examples", tuple(examples))
-        cached = self.scorecard._cache.get(key)
+        cached = self._cache.get(key)
         if cached is None or cached[0] is not self.encoder:
             vecs = np.asarray(self.encoder.encode(list(examples)), dtype=np.float32)
-            self.scorecard._cache[key] = cached = (self.encoder, vecs)
+            self._cache[key] = cached = (self.encoder, vecs)
         return cached[1]
 
     def sentiments(self) -> list[Sentiment] | None:
@@ -396,7 +397,7 @@ class CallContext:
     def _range_evidence(self, t0: float, t1: float, note: str) -> Evidence:
         start = max(0.0, t0)
         end = min(self.duration, t1)
-        return Evidence.model_construct(start=round(start, 3), end=round(max(start, end), 3),
+        return Evidence(start=round(start, 3), end=round(max(start, end), 3),
                                         note=note)
 
     def _presence(self, rule: Any, per_range: list[tuple[tuple[float, float], list[Evidence]]],
@@ -480,13 +481,13 @@ class CallContext:
     def _phrase_norms(self, rule: PhraseRule) -> dict[str, str]:
         """Normalised phrase -> phrase as written, cached per scorecard."""
         key = ("phrases", id(rule), self.cjk)
-        cached = self.scorecard._cache.get(key)
+        cached = self._cache.get(key)
         if cached is None:
             cached = {}
             for phrase in rule.phrases:
                 cached.setdefault(normalize(phrase, self.cjk), phrase)
             cached.pop("", None)
-            self.scorecard._cache[key] = cached
+            self._cache[key] = cached
         return cached
 
     def _regex(self, rule: RegexRule) -> RuleResult:
@@ -494,10 +495,10 @@ class CallContext:
         if isinstance(ranges, str):
             return RuleResult(NA, ranges)
         key = ("regex", rule.pattern, rule.ignore_case)
-        pattern = self.scorecard._cache.get(key)
+        pattern = self._cache.get(key)
         if pattern is None:
             flags = regex.MULTILINE | (regex.IGNORECASE if rule.ignore_case else 0)
-            pattern = self.scorecard._cache[key] = regex.compile(rule.pattern, flags)
+            pattern = self._cache[key] = regex.compile(rule.pattern, flags)
         text, offsets, utts = self._raw(rule.speaker)
         per_range = []
         for t0, t1 in ranges:
@@ -512,7 +513,7 @@ class CallContext:
                     n = max(len(u.text), 1)
                     s0 = _time_at(u, (m.start() - offsets[i]) / n)
                     s1 = _time_at(u, (m.end() - offsets[i]) / n)
-                    found.append(Evidence.model_construct(
+                    found.append(Evidence(
                         start=round(s0, 3), end=round(s1, 3), speaker=u.speaker, role=role,
                         text=u.text, matched=m.group(0)))
                     if len(found) >= MAX_HITS:
@@ -649,11 +650,11 @@ class CallContext:
         else:
             shown = list(segments)
         kind = SEGMENT_KIND.get(name, name.replace("_", " "))
-        evidence = [Evidence.model_construct(start=s.start, end=s.end,
+        evidence = [Evidence(start=s.start, end=s.end,
                                              note=f"{kind} {s.duration:.1f} s")
                     for s in shown[:MAX_HITS]]
         if not evidence or ok:
-            evidence.insert(0, Evidence.model_construct(start=0.0, end=round(self.duration, 3),
+            evidence.insert(0, Evidence(start=0.0, end=round(self.duration, 3),
                                                         note=note))
         return RuleResult(PASS if ok else FAIL, note, evidence, evidence)
 

@@ -78,7 +78,7 @@ def scripted_transcript(turns: list[ScriptedTurn], *, call_id: str = "scripted",
 _EN_BODY = [
     ("customer", "I have a question about the charges on my last bill, there is an extra fee."),
     ("agent", "I can see a roaming charge of twelve dollars from the fourteenth of March."),
-    ("customer", "I was not travelling then, so I do not understand where that comes from."),
+    ("customer", "I was not travelling then, this is really frustrating, where does it come from?"),
     ("agent", "Let me look at the usage records for that day to see what happened."),
     ("customer", "Also my internet has been slow in the evenings for about two weeks."),
     ("agent", "I understand, slow evenings are frustrating, let me run a line test."),
@@ -92,7 +92,7 @@ _EN_BODY = [
 _ZH_BODY = [
     ("customer", "我想问一下我上个月的账单，多了一笔费用。"),
     ("agent", "我看到有一笔十二元的漫游费，是三月十四号产生的。"),
-    ("customer", "那天我没有出门，不知道这笔钱是怎么来的。"),
+    ("customer", "那天我没有出门，不知道这笔钱是怎么来的，我很生气。"),
     ("agent", "我帮您查一下那天的使用记录，看看是什么情况。"),
     ("customer", "还有最近两个星期晚上网速特别慢。"),
     ("agent", "理解您的心情，晚上网速慢确实影响使用，我给您做一个线路检测。"),
