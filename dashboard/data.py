@@ -247,51 +247,88 @@ class TrendData:
 
 TREND_COLUMNS = ["call_id", "team", "agent_id", "queue", "week", "total", "passed", "auto_fail",
                  "customer_sentiment", "finalised"]
+PARETO_COLUMNS = ["item_id", "fails", "applicable", "fail_rate"]
+
+
+def _index_filters(filters: CallFilter) -> dict[str, Any]:
+    return {"team": filters.team, "queue": filters.queue, "agent_id": filters.agent_id,
+            "since": filters.date_from, "until": filters.date_to}
+
+
+def finalised_calls(user: UserView, filters: CallFilter) -> list[CallView]:
+    """Calls whose outcome a person changed: a lead's final score or an overturned dispute.
+
+    Both go through the service, which refuses users who may not see trends
+    (`final_outcomes`) and decides what each may read.
+    """
+    wf = workflow()
+    reviewed = wf.final_outcomes(user, filters.model_copy(update={"reviewed": True}))
+    ids = {r.call_id for r in reviewed if r.finalised}
+    ids |= {d.call_id for d in wf.list_disputes(user, "overturned")}
+    calls = [wf.get_call(user, call_id) for call_id in sorted(ids)]
+    return [c for c in calls if c.final_total is not None
+            or any(i.final_outcome is not None for i in c.items)]
 
 
 def trend_data(user: UserView, filters: CallFilter) -> TrendData:
-    """Final outcomes from the workflow (access checked there) with the index's analytics.
+    """Per-call rows for the trend page: the analytics index, corrected by final outcomes.
 
-    The service's `final_outcomes` refuses users who may not see trends; the analytics
-    index adds what only the pipeline knows (customer sentiment) per call.
+    The index holds every call's automatic score and the pipeline's analytics (sentiment)
+    and aggregates fast; the few calls a lead decided or a dispute changed are taken from
+    the workflow service and replace their automatic rows.
     """
-    rows = workflow().final_outcomes(user, filters)
-    critical = _critical_items(user)
-    records = []
-    item_counts: dict[str, list[int]] = {}
-    for r in rows:
-        failed = [k for k, v in r.items.items() if v.value == "fail"]
-        records.append({
-            "call_id": r.call_id, "team": r.team, "agent_id": r.agent_id, "queue": r.queue,
-            "week": r.week, "total": r.total, "passed": r.passed,
-            "auto_fail": any(k in critical.get(r.scorecard_id, ()) for k in failed),
-            "customer_sentiment": None, "finalised": r.finalised,
-        })
-        for k, v in r.items.items():
-            counts = item_counts.setdefault(k, [0, 0])
-            if v.value != "na":
-                counts[1] += 1
-                counts[0] += v.value == "fail"
-    calls = pd.DataFrame.from_records(records, columns=TREND_COLUMNS)
-    calls["customer_sentiment"] = calls["customer_sentiment"].astype(float)
-    sentiment = _index_sentiment()
-    if sentiment is not None and not calls.empty:
-        calls["customer_sentiment"] = calls["call_id"].map(sentiment).astype(float)
-    items = pd.DataFrame([{"item_id": k, "fails": f, "applicable": n,
-                           "fail_rate": f / n if n else None}
-                          for k, (f, n) in item_counts.items() if f],
-                         columns=["item_id", "fails", "applicable", "fail_rate"])
-    return TrendData(calls=calls, items=items)
+    finals = finalised_calls(user, filters)
+    idx = index()
+    where = _index_filters(filters)
+    calls = idx.query(*_calls_sql(where))
+    calls = calls.rename(columns={"customer_sentiment_mean": "customer_sentiment"})
+    calls["finalised"] = False
+    items = idx.item_pareto(**where)[["item_id", "fails", "applicable"]].set_index("item_id")
+    if finals and not calls.empty:
+        final_ids = [c.call_id for c in finals]
+        auto_items = idx.query(
+            "SELECT call_id, i.item_id AS item_id, i.outcome AS outcome FROM "
+            "(SELECT call_id, unnest(items) AS i FROM calls "
+            "WHERE call_id IN (SELECT unnest(?::VARCHAR[])))", [final_ids])
+        calls = calls.set_index("call_id")
+        for c in finals:
+            if c.call_id not in calls.index:
+                continue  # outside the selection
+            critical_fail = any(i.critical and i.outcome.value == "fail" for i in c.items)
+            calls.loc[c.call_id, ["total", "passed", "auto_fail", "finalised"]] = [
+                c.total, c.passed, critical_fail, True]
+            for i in c.items:  # move the item from its automatic to its final outcome
+                _count(items, i.item_id, i.outcome.value, +1)
+            for row in auto_items[auto_items["call_id"] == c.call_id].itertuples():
+                _count(items, row.item_id, row.outcome, -1)
+        calls = calls.reset_index()
+    items = items.reset_index()
+    items = items[items["fails"] > 0].copy()
+    items["fail_rate"] = items["fails"] / items["applicable"].where(items["applicable"] > 0)
+    return TrendData(calls=calls[TREND_COLUMNS], items=items[PARETO_COLUMNS])
 
 
-def _critical_items(user: UserView) -> dict[str, set[str]]:
-    """Critical item ids per scorecard: a failed one makes the call an auto-fail."""
-    out: dict[str, set[str]] = {}
-    for call in workflow().list_calls(user, CallFilter(limit=200)):
-        out.setdefault(call.scorecard_id, set()).update(
-            i.item_id for i in call.items if i.critical)
-    return out
+def _calls_sql(where: dict[str, Any]) -> tuple[str, list[Any]]:
+    clauses, params = ["TRUE"], []
+    for column in ("team", "queue", "agent_id"):
+        if where[column] is not None:
+            clauses.append(f"{column} = ?")
+            params.append(where[column])
+    if where["since"] is not None:
+        clauses.append("coalesce(started_at, processed_at) >= ?")
+        params.append(where["since"])
+    if where["until"] is not None:
+        clauses.append("coalesce(started_at, processed_at) < ?")
+        params.append(where["until"])
+    sql = ("SELECT call_id, team, agent_id, queue, week, total, passed, auto_fail, "
+           f"customer_sentiment_mean FROM calls WHERE {' AND '.join(clauses)}")
+    return sql, params
 
 
-def _index_sentiment() -> dict[str, float] | None:
-    return None
+def _count(items: pd.DataFrame, item_id: str, outcome: str, step: int) -> None:
+    if item_id not in items.index:
+        items.loc[item_id] = [0, 0]
+    if outcome == "fail":
+        items.loc[item_id, "fails"] += step
+    if outcome != "na":
+        items.loc[item_id, "applicable"] += step

@@ -94,6 +94,7 @@ def build_results(synth_dir: Path, weeks: int = 2, languages: tuple[str, ...] = 
 def build_demo(settings: Settings, synth_dir: Path, *, weeks: int = 2,
                languages: tuple[str, ...] = ("en",)) -> Demo:
     """Fill the store, the index and the workflow database named by `settings`."""
+    from qa.index import Index, IndexRow
     from qa.store import keys, open_store
     from qa.workflow import open_workflow
 
@@ -129,9 +130,5 @@ def build_demo(settings: Settings, synth_dir: Path, *, weeks: int = 2,
             wf.add_user(None, username, DEMO_PASSWORD, "agent", display_name=f"Agent {agent_id}",
                         team=meta.team, agent_id=agent_id)
             demo.agents[agent_id] = username
-    try:  # TEMP until qa.index lands
-        from qa.index import Index, IndexRow
-    except ImportError:
-        return demo
     Index(store).append([IndexRow.from_result(r) for r in rows])
     return demo

@@ -297,6 +297,14 @@ def test_coaching_created_from_failed_items_and_acknowledged(demo):
 
 def test_trends_for_manager_with_charts_and_csv(demo):
     at = login(demo.users["manager"], "trends")
+    # the figures match the service's final outcomes (lead decisions, overturned disputes)
+    wf, manager = as_user(demo, "manager")
+    rows = wf.final_outcomes(manager)
+    assert any(r.finalised for r in rows), "earlier tests set final scores"
+    metric = {m.label: m.value for m in at.metric}
+    assert metric["Average score"] == f"{sum(r.total for r in rows) / len(rows):.1f}"
+    assert metric["Pass rate"] == f"{sum(r.passed for r in rows) / len(rows):.0%}"
+    assert metric["Final decisions"] == str(sum(r.finalised for r in rows))
     body = texts(at)
     assert "Average score" in body and "Auto-fail rate" in body
     assert len(at.get("vega_lite_chart")) >= 4
