@@ -1,0 +1,275 @@
+"""Who spoke when in a mono call: pyannote.audio's SpeakerDiarization, loaded once.
+
+The pipeline is assembled from the offline weights (segmentation-3.0 and CAM++, see
+`qa/config/diarization.yaml`), or loaded whole from a site's own pyannote pipeline directory
+(`pipeline:` in that file). Audio is handed over in memory, so pyannote never decodes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from qa.audio import resample
+from qa.config import PACKAGE_DIR, Settings
+from qa.errors import ModelNotFoundError, QAError
+from qa.models import model_path
+from qa.schema import Record
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+
+SAMPLE_RATE = 16000
+DEFAULT_CONFIG = PACKAGE_DIR / "config" / "diarization.yaml"
+
+# Hook signature of pyannote pipelines: hook(step, artifact, file=..., total=..., completed=...)
+Hook = Callable[..., None]
+
+
+class SpeakerTurn(Record):
+    start: float
+    end: float
+    speaker: str
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+class DiarizationConfig(BaseModel):
+    """`qa/config/diarization.yaml`; unknown keys are errors so a typo is not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pipeline: str | None = None
+    segmentation: str | None = None
+    embedding: str | None = None
+    segmentation_step: float = Field(default=0.1, gt=0.0, le=1.0)
+    segmentation_batch_size: int = Field(default=32, ge=1)
+    embedding_batch_size: int = Field(default=64, ge=1)
+    embedding_exclude_overlap: bool = True
+    embedding_min_speech: float = Field(default=0.25, ge=0.0)
+    embedding_batched: bool = True
+    clustering: Literal["AgglomerativeClustering", "KMeansClustering", "VBxClustering"] = (
+        "AgglomerativeClustering"
+    )
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    num_speakers: int | None = Field(default=2, ge=1)
+    min_speakers: int | None = Field(default=None, ge=1)
+    max_speakers: int | None = Field(default=None, ge=1)
+
+
+def load_config(path: str | Path | None = None) -> tuple[DiarizationConfig, Path]:
+    """The config and the folder its relative paths are read from."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise QAError(f"cannot read diarization config: {exc}", file=str(path)) from exc
+    if not isinstance(data, dict):
+        raise QAError("diarization config must be a mapping", file=str(path))
+    try:
+        return DiarizationConfig.model_validate(data), path.parent
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise QAError(f"invalid diarization config: {problems}", file=str(path)) from exc
+
+
+def _no_plda() -> Any:
+    """A PLDA stand-in: the pipeline insists on one, agglomerative clustering never uses it."""
+    from pyannote.audio.core.plda import PLDA
+
+    class NoPLDA(PLDA):
+        def __init__(self) -> None:  # no weights: nothing to load
+            pass
+
+        def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+            raise QAError("VBx clustering needs a PLDA: configure a full pyannote `pipeline`")
+
+    return NoPLDA()
+
+
+def _resolve(value: str | None, base: Path) -> Path | None:
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+class Diarizer:
+    """Loads the pipeline once; each call diarizes one recording."""
+
+    def __init__(self, settings: Settings, *, config: DiarizationConfig | None = None) -> None:
+        import torch
+
+        self.settings = settings
+        if config is None:
+            config, base = load_config(settings.diarization_config)
+        else:
+            base = Path.cwd()
+        self.config = config
+        self.default_num_speakers = config.num_speakers
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchcodec / lightning notices at import
+            self.pipeline = self._load(config, base)
+        # a site pipeline may have been saved with a GPU in mind; here we run where we can
+        if torch.cuda.is_available():
+            self.pipeline.to(torch.device("cuda"))
+
+    def _load(self, config: DiarizationConfig, base: Path) -> Any:
+        from pyannote.audio import Model, Pipeline
+        from pyannote.audio.pipelines import SpeakerDiarization
+
+        from qa.asr.campplus import CamPlusPlus
+
+        if config.pipeline:
+            path = _resolve(config.pipeline, base)
+            assert path is not None
+            if not path.exists():
+                raise ModelNotFoundError("diarization pipeline not found", file=str(path))
+            pipeline = Pipeline.from_pretrained(path)
+            if pipeline is None:
+                raise ModelNotFoundError("not a pyannote pipeline", file=str(path))
+            return pipeline
+
+        seg_path = _resolve(config.segmentation, base) or model_path(
+            "segmentation_model", self.settings
+        )
+        emb_path = _resolve(config.embedding, base) or model_path("embedding_model", self.settings)
+        for p in (seg_path, emb_path):
+            if not p.exists():
+                raise ModelNotFoundError("diarization model not found", file=str(p))
+        segmentation = Model.from_pretrained(seg_path)
+        if segmentation is None:
+            raise ModelNotFoundError("not a pyannote segmentation model", file=str(seg_path))
+        embedding = CamPlusPlus(emb_path, min_speech=config.embedding_min_speech,
+                                batched=config.embedding_batched)
+        pipeline = SpeakerDiarization(
+            segmentation=segmentation,
+            segmentation_step=config.segmentation_step,
+            embedding=embedding,
+            embedding_exclude_overlap=config.embedding_exclude_overlap,
+            plda=_no_plda(),
+            clustering=config.clustering,
+            embedding_batch_size=config.embedding_batch_size,
+            segmentation_batch_size=config.segmentation_batch_size,
+        )
+        params = {
+            "segmentation": {"min_duration_off": 0.0},
+            "clustering": {"method": "centroid", "threshold": 0.7, "min_cluster_size": 12},
+        }
+        for key, values in config.params.items():
+            params.setdefault(key, {}).update(values)
+        if config.clustering != "AgglomerativeClustering":
+            params["clustering"] = config.params.get("clustering", {})
+        pipeline.instantiate(params)
+        return pipeline
+
+    def __call__(
+        self,
+        samples: np.ndarray,
+        sample_rate: int,
+        *,
+        num_speakers: int | None = None,
+        min_speakers: int | None = None,
+        max_speakers: int | None = None,
+        hook: Hook | None = None,
+        progress: bool = False,
+    ) -> list[SpeakerTurn]:
+        """Speaker turns of a mono recording (may overlap); `num_speakers=None` estimates it.
+
+        `hook` receives pyannote's progress calls; `progress=True` shows a progress bar.
+        """
+        import torch
+
+        if samples.ndim == 2:
+            samples = samples.mean(axis=0) if samples.shape[0] <= 8 else samples.mean(axis=1)
+        audio = resample(np.asarray(samples, dtype=np.float32), sample_rate, SAMPLE_RATE)
+        if audio.size == 0:
+            return []
+        file = {"waveform": torch.from_numpy(np.ascontiguousarray(audio))[None],
+                "sample_rate": SAMPLE_RATE, "uri": "call"}
+        min_speakers = min_speakers if min_speakers is not None else self.config.min_speakers
+        max_speakers = max_speakers if max_speakers is not None else self.config.max_speakers
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(warnings.catch_warnings())
+            warnings.simplefilter("ignore")
+            # agglomerative clustering prints advice on stdout when it cannot reach a count
+            stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            if progress and hook is None:
+                from pyannote.audio.pipelines.utils.hook import ProgressHook
+
+                hook = stack.enter_context(ProgressHook())
+            output = self.pipeline(file, num_speakers=num_speakers, min_speakers=min_speakers,
+                                   max_speakers=max_speakers, hook=hook)
+        annotation = getattr(output, "speaker_diarization", output)
+        turns = [
+            SpeakerTurn(start=round(seg.start, 3), end=round(seg.end, 3), speaker=str(label))
+            for seg, _, label in annotation.itertracks(yield_label=True)
+        ]
+        turns.sort(key=lambda t: (t.start, t.end))
+        return turns
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def vad_turns(samples: np.ndarray, sample_rate: int, speaker: str, settings: Settings
+              ) -> list[SpeakerTurn]:
+    """Speech regions of one channel (Silero VAD): the reference for a stereo call's speaker."""
+    import torch
+    from silero_vad.utils_vad import get_speech_timestamps, init_jit_model
+
+    model = init_jit_model(str(model_path("vad_model", settings)))
+    audio = torch.from_numpy(resample(samples, sample_rate, SAMPLE_RATE))
+    stamps = get_speech_timestamps(audio, model, sampling_rate=SAMPLE_RATE, return_seconds=True)
+    return [SpeakerTurn(start=s["start"], end=s["end"], speaker=speaker) for s in stamps]
+
+
+def to_annotation(turns: list[SpeakerTurn], uri: str = "call") -> Any:
+    from pyannote.core import Annotation, Segment
+
+    annotation = Annotation(uri=uri)
+    for i, t in enumerate(turns):
+        annotation[Segment(t.start, t.end), i] = t.speaker
+    return annotation.support()  # merge a speaker's touching regions
+
+
+def read_rttm(path: Path) -> list[SpeakerTurn]:
+    turns = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0] != "SPEAKER":
+            continue
+        try:
+            start, dur = float(parts[3]), float(parts[4])
+        except (IndexError, ValueError) as exc:
+            raise QAError(f"line {n}: not an RTTM SPEAKER line", file=str(path)) from exc
+        turns.append(SpeakerTurn(start=start, end=start + dur, speaker=parts[7]))
+    return turns
+
+
+def der(reference: list[SpeakerTurn], hypothesis: list[SpeakerTurn]) -> dict[str, float]:
+    """Diarization error rate, no collar, overlap scored (the strict variant)."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    metric = DiarizationErrorRate(collar=0.0, skip_overlap=False)
+    parts = metric(to_annotation(reference), to_annotation(hypothesis), detailed=True)
+    total = parts["total"] or 1.0
+    return {
+        "der": parts["diarization error rate"],
+        "missed": parts["missed detection"] / total,
+        "false_alarm": parts["false alarm"] / total,
+        "confusion": parts["confusion"] / total,
+    }

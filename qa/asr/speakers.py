@@ -1,0 +1,126 @@
+"""Words with speakers: one speaker per channel for stereo calls, diarization for mono ones.
+
+Stereo call-centre recordings put each party on its own channel, which is exact and needs
+no model, so each channel is transcribed on its own and the streams are merged (overtalk
+kept and marked). Mono calls are transcribed once and each word takes the speaker of the
+diarization turn it overlaps most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from qa.asr.roles import assign_roles
+from qa.asr.utterances import apply_roles, group_words, mark_overlap, merge_speaker_words
+from qa.config import Settings
+from qa.schema import CallMeta, Transcript, Utterance, Word
+
+if TYPE_CHECKING:
+    from qa.asr.diarize import Diarizer, SpeakerTurn
+    from qa.asr.whisper import AsrResult
+    from qa.audio import DecodedAudio
+
+ASR_RATE = 16000
+SINGLE_SPEAKER = "S0"
+
+Transcribe = Callable[[np.ndarray, str | None], "AsrResult"]
+
+
+def assign_words(words: list[Word], turns: list[SpeakerTurn]) -> list[Word]:
+    """Each word takes the speaker it overlaps most (summed over that speaker's turns, so a
+    word straddling a turn boundary goes to the larger share); a word in no turn takes the
+    nearest turn's speaker. Without turns every word is one speaker: none is left unlabelled.
+    """
+    if not words:
+        return []
+    if not turns:
+        return [w.model_copy(update={"speaker": SINGLE_SPEAKER}) for w in words]
+    speakers = sorted({t.speaker for t in turns})
+    index = {s: i for i, s in enumerate(speakers)}
+    starts = np.array([t.start for t in turns])
+    ends = np.array([t.end for t in turns])
+    owner = np.array([index[t.speaker] for t in turns])
+    out = []
+    for w in words:
+        overlap = np.minimum(ends, w.end) - np.maximum(starts, w.start)
+        per_speaker = np.zeros(len(speakers))
+        np.add.at(per_speaker, owner, np.clip(overlap, 0.0, None))
+        if per_speaker.max() > 0:
+            best = int(np.argmax(per_speaker))
+        else:
+            # distance from the word (a point if it has no duration) to each turn
+            mid = (w.start + w.end) / 2
+            gap = np.maximum(starts - mid, mid - ends).clip(min=0.0)
+            best = int(owner[np.argmin(gap)])
+        out.append(w.model_copy(update={"speaker": speakers[best]}))
+    return out
+
+
+def _mean_probability(utterances: list[Utterance]) -> float | None:
+    probs = [w.probability for u in utterances for w in u.words]
+    return round(float(np.mean(probs)), 4) if probs else None
+
+
+def transcribe_call(
+    audio: DecodedAudio,
+    meta: CallMeta,
+    transcribe: Transcribe,
+    diarizer: Diarizer | None,
+    settings: Settings,
+) -> Transcript:
+    """Transcript of one call with speakers, roles and ASR confidence.
+
+    `transcribe(samples_16k_mono, language)` is the ASR; `diarizer` is only needed for mono
+    (or fake-stereo) audio — without it a mono call is one speaker.
+    """
+    audio16 = audio.resampled(ASR_RATE)
+    language = meta.language or settings.default_language
+    channel_speakers: dict[int, str] | None = None
+    source: Literal["channels", "diarization", "single"]
+    models: list[str] = []
+    languages: list[tuple[int, str]] = []
+
+    if audio.channels >= 2 and not audio.fake_stereo:
+        source = "channels"
+        channel_speakers = {i: f"ch{i}" for i in range(audio.channels)}
+        streams: list[list[Word]] = []
+        for i, speaker in channel_speakers.items():
+            result = transcribe(audio16.channel(i), language)
+            models.append(result.model)
+            languages.append((len(result.words), result.language))
+            streams.append([w.model_copy(update={"speaker": speaker, "channel": i})
+                            for w in result.words])
+        utterances = merge_speaker_words(streams)
+    else:
+        samples = audio16.mono()
+        result = transcribe(samples, language)
+        models.append(result.model)
+        languages.append((len(result.words), result.language))
+        if diarizer is not None:
+            source = "diarization"
+            turns = diarizer(samples, ASR_RATE, num_speakers=diarizer.default_num_speakers)
+            words = assign_words(result.words, turns)
+        else:
+            source = "single"
+            words = [w.model_copy(update={"speaker": SINGLE_SPEAKER}) for w in result.words]
+        utterances = group_words(words)
+        mark_overlap(utterances)
+
+    roles = assign_roles(utterances, meta, channel_speakers=channel_speakers)
+    apply_roles(utterances, roles.speaker_roles)
+    # the language of the stream with the most words (a silent channel's guess is noise)
+    detected = max(languages)[1] if languages else (language or "en")
+    return Transcript(
+        call_id=meta.call_id,
+        language=detected,
+        duration=audio.duration,
+        channels=audio.channels,
+        speaker_source=source,
+        utterances=utterances,
+        roles=roles,
+        asr_model=next((m for m in models if m), ""),
+        asr_confidence=_mean_probability(utterances),
+    )
