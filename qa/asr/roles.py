@@ -72,6 +72,7 @@ CUES: tuple[Cue, ...] = (
 FIRST_SPEAKER_WEIGHT = 1.0  # the agent answers inbound calls; the customer answers outbound ones
 TALK_SHARE_WEIGHT = 1.0  # agents usually talk more; weak, so it only breaks near-ties
 CONFIDENCE_SCALE = 3.0  # margin at which confidence is tanh(1) = 0.76
+NO_SCRIPT_MAX_CONFIDENCE = 0.3  # turn order and talk share alone are weak evidence
 
 
 def _configured(meta: CallMeta | None, channel_speakers: dict[int, str] | None
@@ -96,8 +97,9 @@ def _configured(meta: CallMeta | None, channel_speakers: dict[int, str] | None
 
 
 def score_speakers(utterances: list[Utterance], meta: CallMeta | None = None
-                   ) -> tuple[dict[str, float], dict[str, list[str]]]:
-    """Agent-likeness of each speaker and the evidence behind it."""
+                   ) -> tuple[dict[str, float], dict[str, list[str]], int]:
+    """Agent-likeness of each speaker, the evidence behind it, and how many script or
+    customer phrases were found (the strong evidence)."""
     scores: dict[str, float] = defaultdict(float)
     evidence: dict[str, list[str]] = defaultdict(list)
     talk: dict[str, float] = defaultdict(float)
@@ -131,7 +133,7 @@ def score_speakers(utterances: list[Utterance], meta: CallMeta | None = None
             bonus = TALK_SHARE_WEIGHT * (share - 1 / len(talk)) * 2
             scores[speaker] += bonus
             evidence[speaker].append(f"{speaker} talk share {share:.0%} ({bonus:+.2f})")
-    return dict(scores), dict(evidence)
+    return dict(scores), dict(evidence), len(seen)
 
 
 def assign_roles(utterances: list[Utterance], meta: CallMeta | None, *,
@@ -141,7 +143,7 @@ def assign_roles(utterances: list[Utterance], meta: CallMeta | None, *,
     configured = _configured(meta, channel_speakers)
     if configured:
         return configured
-    scores, evidence = score_speakers(utterances, meta)
+    scores, evidence, phrases = score_speakers(utterances, meta)
     if not scores:
         return RoleAssignment(method="default", confidence=0.0,
                               evidence=["no speech: roles undecided"])
@@ -157,12 +159,15 @@ def assign_roles(utterances: list[Utterance], meta: CallMeta | None, *,
         )
     margin = scores[best] - scores[ranked[1]]
     roles = {s: (Role.AGENT if s == best else Role.CUSTOMER) for s in ranked}
+    confidence = math.tanh(margin / CONFIDENCE_SCALE)
     lines = [f"agent = {best}: score {scores[best]:+.2f} vs {scores[ranked[1]]:+.2f} "
              f"({ranked[1]})"]
+    if not phrases:
+        confidence = min(confidence, NO_SCRIPT_MAX_CONFIDENCE)
+        lines.append("no script phrase from either side: decided on turn order and talk share")
     for speaker in ranked:
         lines.extend(evidence.get(speaker, []))
-    return RoleAssignment(speaker_roles=roles, method="scored",
-                          confidence=round(math.tanh(margin / CONFIDENCE_SCALE), 3),
+    return RoleAssignment(speaker_roles=roles, method="scored", confidence=round(confidence, 3),
                           evidence=lines)
 
 
