@@ -273,3 +273,162 @@ def der(reference: list[SpeakerTurn], hypothesis: list[SpeakerTurn]) -> dict[str
         "false_alarm": parts["false alarm"] / total,
         "confusion": parts["confusion"] / total,
     }
+
+
+class EvalRow(BaseModel):
+    """One recording scored against its reference."""
+
+    name: str
+    num_speakers: int | None  # given to the diarizer; None: estimated
+    reference_speakers: int
+    found_speakers: int
+    der: float
+    missed: float
+    false_alarm: float
+    confusion: float
+    seconds: float
+    audio_seconds: float
+    agent_correct: bool | None = None  # synthetic calls with ASR: agent role right
+    word_accuracy: float | None = None  # synthetic calls with ASR: words given the right role
+
+
+def _timed(diarizer: Diarizer, samples: np.ndarray, rate: int, num_speakers: int | None
+           ) -> tuple[list[SpeakerTurn], float]:
+    import time
+
+    start = time.perf_counter()
+    turns = diarizer(samples, rate, num_speakers=num_speakers)
+    return turns, time.perf_counter() - start
+
+
+def _row(name: str, reference: list[SpeakerTurn], turns: list[SpeakerTurn], ns: int | None,
+         seconds: float, audio_seconds: float, **extra: Any) -> EvalRow:
+    return EvalRow(name=name, num_speakers=ns,
+                   reference_speakers=len({t.speaker for t in reference}),
+                   found_speakers=len({t.speaker for t in turns}), seconds=round(seconds, 2),
+                   audio_seconds=round(audio_seconds, 2), **der(reference, turns), **extra)
+
+
+def stereo_reference(path: Path, settings: Settings) -> tuple[np.ndarray, int, list[SpeakerTurn]]:
+    """Mono mixdown of a two-channel call and its reference from per-channel voice activity."""
+    import soundfile as sf
+
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    if data.shape[1] != 2:
+        raise QAError("expected a two-channel recording", file=str(path))
+    reference = vad_turns(data[:, 0], rate, "left", settings) + vad_turns(
+        data[:, 1], rate, "right", settings)
+    return data.mean(axis=1), rate, reference
+
+
+def evaluate(settings: Settings, data_dir: Path, synth_dir: Path | None = None,
+             report: Callable[[EvalRow], None] | None = None) -> list[EvalRow]:
+    """DER on the development recordings (each with the speaker count given and estimated)
+    and on synthetic calls; with `synth_dir`, also roles and word attribution through ASR."""
+    import soundfile as sf
+
+    diarizer = Diarizer(settings)
+    rows: list[EvalRow] = []
+
+    def add(row: EvalRow) -> None:
+        rows.append(row)
+        if report:
+            report(row)
+
+    calls = data_dir / "calls"
+    for name, counts in (("sample", (2, None)), ("ami_dev00", (None, 2))):
+        wav = calls / f"{name}.wav"
+        if not wav.is_file():
+            continue
+        samples, rate = sf.read(str(wav), dtype="float32")
+        reference = read_rttm(calls / f"{name}.rttm")
+        for ns in counts:
+            turns, secs = _timed(diarizer, samples, rate, ns)
+            add(_row(name, reference, turns, ns, secs, len(samples) / rate))
+    stereo = calls / "auto_repairs_40_stereo.wav"
+    if stereo.is_file():
+        samples, rate, reference = stereo_reference(stereo, settings)
+        for ns in (2, None):
+            turns, secs = _timed(diarizer, samples, rate, ns)
+            add(_row("auto_repairs_40 mixdown", reference, turns, ns, secs, len(samples) / rate))
+    if synth_dir is not None:
+        for row in evaluate_synth(settings, synth_dir, diarizer):
+            add(row)
+    return rows
+
+
+def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer) -> list[EvalRow]:
+    """Synthetic calls: DER against the script's turns, then the full mono path (ASR,
+    diarization, roles) scored per word against the role of the turn the word is in."""
+    import soundfile as sf
+
+    from qa.asr.speakers import assign_words, transcribe_call
+    from qa.asr.whisper import Transcriber, select_model_key
+    from qa.audio import load_audio
+    from qa.schema import Role
+    from qa.synth import SynthCall
+
+    transcribers: dict[str, Any] = {}
+    rows = []
+    for path in sorted(synth_dir.glob("*.json")):
+        call = SynthCall.load(path)
+        wav = call.files.get("mono_16k")
+        if not wav:
+            continue
+        reference = [SpeakerTurn(start=t.start, end=t.end, speaker=t.role.value)
+                     for t in call.turns]
+        samples, rate = sf.read(wav, dtype="float32")
+        turns, secs = _timed(diarizer, samples, rate, None)
+        key = select_model_key(call.language, settings)
+        if key not in transcribers:
+            transcribers[key] = Transcriber(settings, model=key)
+        meta = call.meta.model_copy(update={"channel_roles": None})
+        transcript = transcribe_call(load_audio(Path(wav)), meta, transcribers[key].transcribe,
+                                     diarizer, settings)
+        words = transcript.words
+        truth = assign_words(words, reference)  # each word's true role, by time
+        said = [u.role.value for u in transcript.utterances for _ in u.words]
+        correct = sum(t.speaker == r for t, r in zip(truth, said, strict=True))
+        agent_speakers = {s for s, r in transcript.roles.speaker_roles.items() if r == Role.AGENT}
+        agent_words = [w.speaker for w, t in zip(words, truth, strict=True)
+                       if t.speaker == Role.AGENT.value]
+        majority = max(set(agent_words), key=agent_words.count) if agent_words else None
+        rows.append(_row(f"synth {call.call_id}", reference, turns, None, secs, call.duration,
+                         agent_correct=majority in agent_speakers,
+                         word_accuracy=round(correct / len(words), 4) if words else None))
+    return rows
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+class BenchResult(BaseModel):
+    mode: str
+    audio_seconds: float
+    seconds: float
+    cpu_seconds: float
+    x_real_time: float
+    peak_rss_mb: float
+    der: float
+
+
+def bench_one(settings: Settings, path: Path, batched: bool) -> BenchResult:
+    """One mode in this process (run each mode in a fresh process: peak RSS is per process)."""
+    import resource
+    import time
+
+    samples, rate, reference = stereo_reference(path, settings)
+    config, _ = load_config(settings.diarization_config)
+    config.embedding_batched = batched
+    diarizer = Diarizer(settings, config=config)
+    wall, cpu = time.perf_counter(), time.process_time()
+    turns = diarizer(samples, rate, num_speakers=config.num_speakers, progress=True)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    audio_seconds = len(samples) / rate
+    return BenchResult(
+        mode="batched" if batched else "one chunk at a time", audio_seconds=audio_seconds,
+        seconds=round(wall, 2), cpu_seconds=round(cpu, 2),
+        x_real_time=round(audio_seconds / wall, 2),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        der=round(der(reference, turns)["der"], 4),
+    )
