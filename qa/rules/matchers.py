@@ -43,7 +43,14 @@ from qa.rules.format import (
     SentimentRule,
     Window,
 )
-from qa.rules.text import is_cjk, normalize, normalize_many, role_of, to_simplified
+from qa.rules.text import (
+    is_cjk,
+    kept_chars,
+    normalize,
+    normalize_many,
+    role_of,
+    to_simplified,
+)
 from qa.schema import CallMetrics, Evidence, ItemOutcome, Role, Sentiment, Transcript, Utterance
 
 PASS, FAIL, NA = ItemOutcome.PASS, ItemOutcome.FAIL, ItemOutcome.NA
@@ -116,9 +123,10 @@ class _Speech:
                 return self._unit_times[i]
             times: list[tuple[float, float]] = []
             for w in u.words:
-                n = normalize(w.text, self.cjk)
-                count = len(n) if self.cjk else len(n.split())
-                if self.cjk and count:
+                count = kept_chars(w.text) if self.cjk else len(normalize(w.text, False).split())
+                if count == 1:
+                    times.append((w.start, w.end))
+                elif self.cjk and count:
                     step = (w.end - w.start) / count
                     times.extend((w.start + k * step, w.start + (k + 1) * step)
                                  for k in range(count))

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from qa.schema import Role, Transcript, Utterance
 
 _TOKEN_RE = re.compile(r"[^\W_]+", re.UNICODE)
-_CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_NOT_HAN_RE = re.compile(rf"[^{_CJK}]+")
+_LATIN_RUN_RE = re.compile(rf"[^\W_{_CJK}]+")  # a Latin (or digit) word among Han characters
 
 
 def is_cjk(language: str | None) -> bool:
@@ -88,9 +90,14 @@ def count_units(text: str, cjk: bool) -> int:
     """Words, or for Chinese characters (plus any Latin words among them): the rate unit."""
     if not cjk:
         return len(_TOKEN_RE.findall(text))
-    han = len(_CJK_RE.findall(text))
-    latin = len(_TOKEN_RE.findall(_CJK_RE.sub(" ", text)))
-    return han + latin
+    # Han characters counted by deleting everything else (no match object per character)
+    return len(_NOT_HAN_RE.sub("", text)) + len(_LATIN_RUN_RE.findall(text))
+
+
+@lru_cache(maxsize=65536)
+def kept_chars(text: str) -> int:
+    """How many characters of `text` the Chinese normal form keeps (t2s keeps lengths)."""
+    return len(text.translate(_tables()[1]))
 
 
 def role_of(utterance: Utterance, transcript: Transcript) -> Role:
