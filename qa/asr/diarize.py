@@ -111,14 +111,18 @@ class Diarizer:
     """Loads the pipeline once; each call diarizes one recording."""
 
     def __init__(self, settings: Settings, *, config: DiarizationConfig | None = None) -> None:
-        import torch
-
         self.settings = settings
         if config is None:
             config, base = load_config(settings.diarization_config)
         else:
             base = Path.cwd()
         self.config = config
+        site = _resolve(config.pipeline, base)
+        if site is not None and not site.exists():
+            raise ModelNotFoundError("diarization pipeline not found", file=str(site))
+
+        import torch
+
         self.default_num_speakers = config.num_speakers
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchcodec / lightning notices at import
@@ -135,9 +139,6 @@ class Diarizer:
 
         if config.pipeline:
             path = _resolve(config.pipeline, base)
-            assert path is not None
-            if not path.exists():
-                raise ModelNotFoundError("diarization pipeline not found", file=str(path))
             pipeline = Pipeline.from_pretrained(path)
             if pipeline is None:
                 raise ModelNotFoundError("not a pyannote pipeline", file=str(path))
