@@ -47,43 +47,48 @@ def _traditional_chars() -> frozenset[str]:
     return frozenset(chars)
 
 
+@cache
+def _traditional_re() -> re.Pattern:
+    return re.compile("[" + "".join(re.escape(c) for c in sorted(_traditional_chars())) + "]")
+
+
 def to_simplified(text: str) -> str:
     """Traditional to Simplified; the common all-Simplified case skips the slow converter."""
-    if _traditional_chars().isdisjoint(text):
+    if _traditional_re().search(text) is None:
         return text
     return _converter().convert(text)
 
 
 @cache
-def _tables() -> tuple[dict[int, str | None], dict[int, str | None]]:
-    """str.translate tables (fast, C): punctuation and symbols become word breaks (or,
-    for Chinese, vanish with the spaces); apostrophes vanish so "that's" is "thats"."""
+def _table() -> dict[int, str | None]:
+    """str.translate table (fast, C): punctuation and symbols become word breaks;
+    apostrophes vanish so "that's" is "thats"."""
     marks = [cp for cp in range(0x10000)
              if unicodedata.category(chr(cp))[0] in "PS" or chr(cp) == "_"]
     spaced: dict[int, str | None] = {cp: " " for cp in marks}
     spaced.update({ord("'"): None, 0x2019: None})
-    joined: dict[int, str | None] = {cp: None for cp in marks}
-    joined.update({cp: None for cp in range(0x10000) if chr(cp).isspace() and cp != 10})
-    return spaced, joined
+    return spaced
+
+
+# Chinese keeps only word characters (Han, Latin, digits); few matches, so a regex is fast.
+_CJK_DROP_RE = re.compile(r"(?:[^\w\n]|_)+")
 
 
 def normalize(text: str, cjk: bool) -> str:
     """The form phrases and speech are compared in (see module docstring)."""
-    spaced, joined = _tables()
     if cjk:
-        return to_simplified(text).lower().translate(joined).replace("\n", "")
-    return " ".join(text.lower().translate(spaced).split())
+        return _CJK_DROP_RE.sub("", to_simplified(text).lower().replace("\n", ""))
+    return " ".join(text.lower().translate(_table()).split())
 
 
 def normalize_many(texts: list[str], cjk: bool) -> list[str]:
     """`normalize` of each text, in one pass over all of them (a call's utterances)."""
     if not texts:
         return []
-    spaced, joined = _tables()
     text = "\n".join(t.replace("\n", " ") for t in texts)
     if cjk:
-        return to_simplified(text).lower().translate(joined).split("\n")
-    return [" ".join(line.split()) for line in text.lower().translate(spaced).split("\n")]
+        return _CJK_DROP_RE.sub("", to_simplified(text).lower()).split("\n")
+    return [" ".join(line.split()) for line in text.lower().translate(_table()).split("\n")]
 
 
 def count_units(text: str, cjk: bool) -> int:
@@ -97,7 +102,7 @@ def count_units(text: str, cjk: bool) -> int:
 @lru_cache(maxsize=65536)
 def kept_chars(text: str) -> int:
     """How many characters of `text` the Chinese normal form keeps (t2s keeps lengths)."""
-    return len(text.translate(_tables()[1]))
+    return len(_CJK_DROP_RE.sub("", text.replace("\n", "")))
 
 
 def role_of(utterance: Utterance, transcript: Transcript) -> Role:
