@@ -107,6 +107,40 @@ def _resolve(value: str | None, base: Path) -> Path | None:
     return path if path.is_absolute() else base / path
 
 
+class ProgressBar:
+    """pyannote hook drawing each step's done/total, rate and ETA on stderr (stdout is kept
+    clean for results and is silenced while the pipeline runs)."""
+
+    def __enter__(self) -> ProgressBar:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                                 console=Console(stderr=True), transient=False)
+        self.progress.start()
+        self.tasks: dict[str, Any] = {}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, step: str, artifact: Any, file: Any = None, total: int | None = None,
+                 completed: int | None = None) -> None:
+        if total is None or completed is None:
+            return
+        if step not in self.tasks:
+            self.tasks[step] = self.progress.add_task(step, total=total)
+        self.progress.update(self.tasks[step], completed=completed, total=total)
+
+
 class Diarizer:
     """Loads the pipeline once; each call diarizes one recording."""
 
@@ -194,8 +228,8 @@ class Diarizer:
         """
         import torch
 
-        if samples.ndim == 2:
-            samples = samples.mean(axis=0) if samples.shape[0] <= 8 else samples.mean(axis=1)
+        if samples.ndim == 2:  # (channels, n), as qa.audio decodes it
+            samples = samples.mean(axis=0)
         audio = resample(np.asarray(samples, dtype=np.float32), sample_rate, SAMPLE_RATE)
         if audio.size == 0:
             return []
@@ -209,9 +243,7 @@ class Diarizer:
             # agglomerative clustering prints advice on stdout when it cannot reach a count
             stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
             if progress and hook is None:
-                from pyannote.audio.pipelines.utils.hook import ProgressHook
-
-                hook = stack.enter_context(ProgressHook())
+                hook = stack.enter_context(ProgressBar())
             output = self.pipeline(file, num_speakers=num_speakers, min_speakers=min_speakers,
                                    max_speakers=max_speakers, hook=hook)
         annotation = getattr(output, "speaker_diarization", output)
