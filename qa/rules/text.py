@@ -47,14 +47,9 @@ def _traditional_chars() -> frozenset[str]:
     return frozenset(chars)
 
 
-@cache
-def _traditional_re() -> re.Pattern:
-    return re.compile("[" + "".join(re.escape(c) for c in sorted(_traditional_chars())) + "]")
-
-
 def to_simplified(text: str) -> str:
     """Traditional to Simplified; the common all-Simplified case skips the slow converter."""
-    if _traditional_re().search(text) is None:
+    if _traditional_chars().isdisjoint(text):
         return text
     return _converter().convert(text)
 
