@@ -64,13 +64,13 @@ class _Backend(Protocol):
 class _HeadBackend:
     """The trained head: softmax(W x + b) on encoder embeddings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, encoder: Any = None) -> None:
         from qa.models import model_path
         from qa.scoring.encoder import Encoder
 
         path = model_path("sentiment_model", settings)
         head = load_head(path)
-        self.encoder = Encoder(settings)
+        self.encoder = encoder if encoder is not None else Encoder(settings)
         if head["encoder"] != self.encoder.name or head["dim"] != self.encoder.dim:
             raise QAError(
                 f"sentiment head was trained on {head['encoder']} ({head['dim']}-d) but the "
@@ -206,12 +206,16 @@ class _LexiconBackend:
 
 
 class SentimentModel:
-    """Loads its backend once per process; score, annotate and summarize calls."""
+    """Loads its backend once per process; score, annotate and summarize calls.
 
-    def __init__(self, settings: Settings) -> None:
+    `encoder` lets a process that already holds the sentence encoder (semantic rules, the
+    evaluation's embedding cache) share it with the default backend.
+    """
+
+    def __init__(self, settings: Settings, *, encoder: Any = None) -> None:
         self.backend_name = settings.sentiment_backend
         if self.backend_name == "default":
-            self._backend: _Backend = _HeadBackend(settings)
+            self._backend: _Backend = _HeadBackend(settings, encoder)
         elif self.backend_name == "transformers":
             self._backend = _TransformersBackend(settings)
         elif self.backend_name == "lexicon":
