@@ -7,6 +7,7 @@ machine and CPU models from the offline packages. Production sets URLs and model
 from __future__ import annotations
 
 import os
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +44,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QA_", extra="ignore")
 
     home: Path = Field(default=Path(".qa"), description="working directory for embedded state")
+    # Assembled model weights live with the environment whose packages they come from, so
+    # every QA_HOME (a test's, a site's) shares them.
+    models_dir: Path = Field(default=Path(sys.prefix) / "share" / "qa-models")
 
     # ---- ASR
     asr_model_en: str | None = Field(default=None, description="path to English CTranslate2 model")
@@ -96,10 +100,6 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _YamlSource(settings_cls)
-
-    @property
-    def models_dir(self) -> Path:
-        return self.home / "models"
 
     @property
     def resolved_store_url(self) -> str:

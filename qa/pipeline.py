@@ -62,7 +62,8 @@ class Models:
     def sentiment(self) -> SentimentModel:
         from qa.scoring.sentiment import SentimentModel
 
-        return SentimentModel(self.settings)
+        encoder = self.encoder if self.settings.sentiment_backend == "default" else None
+        return SentimentModel(self.settings, encoder=encoder)
 
     def scorecard(self, language: str) -> Scorecard:
         """The configured scorecard for the call's language (Chinese has its own)."""
