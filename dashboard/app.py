@@ -17,6 +17,7 @@ if _ROOT not in sys.path:
 import streamlit as st  # noqa: E402
 
 from dashboard import data  # noqa: E402
+from dashboard.views import login  # noqa: E402
 
 st.set_page_config(page_title="Call QA", page_icon=":material/headset_mic:", layout="wide")
 
@@ -25,8 +26,9 @@ if user is None:
     # Keep a deep link (?call=...) so it opens once the user has logged in.
     if "call" in st.query_params:
         st.session_state["pending_call"] = st.query_params["call"]
-    nav = st.navigation([st.Page("views/login.py", title="Log in", icon=":material/login:",
-                                 url_path="login")], position="hidden")
+    pages = [st.Page(login.render, title="Log in", url_path="login", default=True)]
+    pages += [st.Page(login.render, title="Log in", url_path=name) for name in data.PAGE_TITLES]
+    nav = st.navigation(pages, position="hidden")
 else:
     role = data.role_of(user)
     pages = []

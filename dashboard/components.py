@@ -15,7 +15,9 @@ import streamlit as st
 from qa.schema import CallResult, Evidence, ItemOutcome, ItemResult, Role, Transcript
 
 ROLE_COLOUR = {Role.AGENT: "blue", Role.CUSTOMER: "green", Role.UNKNOWN: "gray"}
-OUTCOME_ICON = {ItemOutcome.PASS: "✅", ItemOutcome.FAIL: "❌", ItemOutcome.NA: "➖"}
+OUTCOME_ICON = {ItemOutcome.PASS: ":green[:material/check_circle:]",
+                ItemOutcome.FAIL: ":red[:material/cancel:]",
+                ItemOutcome.NA: ":gray[:material/remove_circle_outline:]"}
 NOT_PERMITTED = "Call not found or not permitted."
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -67,9 +69,14 @@ def audio_player(call_id: str, source: bytes | str | None, fmt: str | None = Non
         st.caption(f"Playing from {fmt_time(start)}")
 
 
+def short_time(seconds: float) -> str:
+    seconds = int(max(0.0, float(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
 def play_button(call_id: str, seconds: float, key: str, label: str | None = None) -> None:
-    st.button(label or f"▶ {fmt_time(seconds)}", key=key, on_click=seek, args=(call_id, seconds),
-              help="Play the recording from here")
+    st.button(label or f"▶ {short_time(seconds)}", key=key, on_click=seek,
+              args=(call_id, seconds), help=f"Play the recording from {fmt_time(seconds)}")
 
 
 # --------------------------------------------------------------------------- transcript
@@ -85,7 +92,7 @@ def transcript_view(call_id: str, transcript: Transcript, *, height: int = 420) 
     )
     box = st.container(height=height)
     for i, utt in enumerate(transcript.utterances):
-        left, right = box.columns([1, 6], vertical_alignment="top")
+        left, right = box.columns([1, 4], vertical_alignment="top")
         with left:
             play_button(call_id, utt.start, key=f"utt:{call_id}:{i}")
         colour = ROLE_COLOUR.get(utt.role, "gray")
@@ -125,7 +132,7 @@ def evidence_lines(call_id: str, item: ItemResult, key_prefix: str) -> None:
     if item.reason:
         st.caption(item.reason)
     for j, ev in enumerate(item.evidence):
-        left, right = st.columns([1, 6], vertical_alignment="top")
+        left, right = st.columns([1, 4], vertical_alignment="top")
         with left:
             play_button(call_id, ev.start, key=f"{key_prefix}:ev:{item.item_id}:{j}")
         right.markdown(_evidence_text(ev))

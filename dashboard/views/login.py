@@ -7,20 +7,23 @@ import streamlit as st
 from dashboard import data
 from qa.errors import AccessDenied
 
-st.title("Call QA — log in")
-notice = st.session_state.get(data.NOTICE)
-if notice:
-    st.warning(notice)
 
-with st.form("login"):
-    username = st.text_input("Username", key="login_username")
-    password = st.text_input("Password", type="password", key="login_password")
-    submitted = st.form_submit_button("Log in", key="login_submit")
+def render() -> None:
+    """Shown for every address while logged out, so a deep link survives the login."""
+    st.title("Call QA — log in")
+    notice = st.session_state.get(data.NOTICE)
+    if notice:
+        st.warning(notice)
 
-if submitted:
-    try:
-        data.login(username.strip(), password)
-    except AccessDenied:
-        st.error("Wrong username or password, or the account is disabled.")
-    else:
-        st.rerun()
+    with st.form("login"):
+        username = st.text_input("Username", key="login_username")
+        password = st.text_input("Password", type="password", key="login_password")
+        submitted = st.form_submit_button("Log in", key="login_submit")
+
+    if submitted:
+        try:
+            data.login(username.strip(), password)
+        except AccessDenied:
+            st.error("Wrong username or password, or the account is disabled.")
+        else:
+            st.rerun()
