@@ -423,17 +423,36 @@ class _LineLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
-    """The line of the YAML node that a pydantic error location (or a check's path) names.
+RULE_FIELDS = frozenset({"rule", "first", "then", "after", "before"})
 
-    Discriminated-union tags (`phrase`, `ref`, ...) and validator names in the location
-    have no node of their own and are skipped; a missing key reports its parent's line.
-    """
+
+def _strip_tags(loc: tuple) -> tuple:
+    """A pydantic error location without the parts that name no YAML node: the rule type
+    a discriminated union adds after a rule-valued key (`rule.metric.metric` is the
+    `metric` key of a metric rule) and validator names (`function-after[...]`)."""
+    out: list = []
+    tagged = False  # the rule slot at the end of `out` already had its tag skipped
+    for part in loc:
+        if isinstance(part, str) and ("[" in part or part.startswith("function")):
+            continue
+        rule_slot = bool(out) and (out[-1] in RULE_FIELDS or (
+            isinstance(out[-1], int) and len(out) > 1 and out[-2] == "rules"))
+        if isinstance(part, str) and part in RULE_TYPES and rule_slot and not tagged:
+            tagged = True
+            continue
+        out.append(part)
+        tagged = False
+    return tuple(out)
+
+
+def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+    """The line of the YAML node that a pydantic error location (or a check's path) names;
+    a missing key reports its parent's line."""
     if root is None:
         return None
     node = root
     line = node.start_mark.line + 1
-    for part in loc:
+    for part in _strip_tags(loc):
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 if key_node.value == str(part):
@@ -441,26 +460,21 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
                     node = value_node
                     break
             else:
-                if isinstance(node, yaml.MappingNode) and isinstance(part, str) and (
-                    part in RULE_TYPES or "[" in part or part.startswith("function")
-                ):
-                    continue  # a union tag or validator name
                 return line
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if part >= len(node.value):
                 return line
             node = node.value[part]
             line = node.start_mark.line + 1
-        elif isinstance(node, yaml.ScalarNode) and isinstance(part, str):
-            continue  # a string shorthand validated as a rule
+        elif isinstance(node, yaml.ScalarNode):
+            return line  # a string shorthand (`first: greeting`) validated as a rule
         else:
             return line
     return line
 
 
 def _loc_text(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if not (isinstance(p, str) and (
-        p in RULE_TYPES or "[" in p or p.startswith("function"))))
+    return ".".join(str(p) for p in _strip_tags(loc))
 
 
 def parse_scorecard(text: str, *, source: str = "<scorecard>") -> Scorecard:
