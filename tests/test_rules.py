@@ -370,3 +370,9 @@ def test_speaker_roles_come_from_the_assignment():
     assert evaluate(t, c).outcome == FAIL  # the speaker's role is unknown
     t.roles.speaker_roles = {"S0": A}
     assert evaluate(t, c).outcome == PASS
+
+
+def test_error_location_names_the_key():
+    text = card_text(item("x", "type: not\nrule: {type: metric, metric: loud, op: '<', "
+                               "threshold: 1}"))
+    assert "sections.0.items.0.rule.rule.metric:" in str(rejected(text))
