@@ -239,20 +239,17 @@ def _as_text(value: Any) -> Any:
 
 @dataclass
 class TrendData:
-    """Per-call rows (outcomes that count) and item failure counts for the trend page."""
+    """Sums per (week, group) so means stay exact after final outcomes replace automatic ones,
+    and item failure counts for the Pareto chart."""
 
-    calls: pd.DataFrame
-    items: pd.DataFrame
+    weekly: pd.DataFrame  # week, group, calls, total_sum, passed_sum, auto_fail_sum, ...
+    items: pd.DataFrame  # item_id, fails, applicable, fail_rate
 
 
-TREND_COLUMNS = ["call_id", "team", "agent_id", "queue", "week", "total", "passed", "auto_fail",
-                 "customer_sentiment", "finalised"]
+GROUP_COLUMNS = {"team": "team", "agent_id": "agent_id", "queue": "queue"}
+SUM_COLUMNS = ["calls", "total_sum", "passed_sum", "auto_fail_sum", "sentiment_sum",
+               "sentiment_n", "finalised"]
 PARETO_COLUMNS = ["item_id", "fails", "applicable", "fail_rate"]
-
-
-def _index_filters(filters: CallFilter) -> dict[str, Any]:
-    return {"team": filters.team, "queue": filters.queue, "agent_id": filters.agent_id,
-            "since": filters.date_from, "until": filters.date_to}
 
 
 def finalised_calls(user: UserView, filters: CallFilter) -> list[CallView]:
@@ -270,64 +267,75 @@ def finalised_calls(user: UserView, filters: CallFilter) -> list[CallView]:
             or any(i.final_outcome is not None for i in c.items)]
 
 
-def trend_data(user: UserView, filters: CallFilter) -> TrendData:
-    """Per-call rows for the trend page: the analytics index, corrected by final outcomes.
+def trend_data(user: UserView, filters: CallFilter, by: str = "team") -> TrendData:
+    """Quality per week and group from the analytics index, corrected by final outcomes.
 
-    The index holds every call's automatic score and the pipeline's analytics (sentiment)
-    and aggregates fast; the few calls a lead decided or a dispute changed are taken from
-    the workflow service and replace their automatic rows.
+    The index aggregates every call's automatic score and the pipeline's analytics in
+    DuckDB; the few calls a lead decided or a dispute changed come from the workflow
+    service and replace their automatic contribution to the sums.
     """
-    finals = finalised_calls(user, filters)
+    if by not in GROUP_COLUMNS:
+        raise QAError(f"cannot group trends by {by!r}; use one of {', '.join(GROUP_COLUMNS)}")
+    finals = finalised_calls(user, filters)  # first: the service refuses non-managers here
     idx = index()
-    where = _index_filters(filters)
-    calls = idx.query(*_calls_sql(where))
-    calls = calls.rename(columns={"customer_sentiment_mean": "customer_sentiment"})
-    calls["finalised"] = False
-    items = idx.item_pareto(**where)[["item_id", "fails", "applicable"]].set_index("item_id")
-    if finals and not calls.empty:
-        final_ids = [c.call_id for c in finals]
-        auto_items = idx.query(
-            "SELECT call_id, i.item_id AS item_id, i.outcome AS outcome FROM "
-            "(SELECT call_id, unnest(items) AS i FROM calls "
-            "WHERE call_id IN (SELECT unnest(?::VARCHAR[])))", [final_ids])
-        calls = calls.set_index("call_id")
-        for c in finals:
-            if c.call_id not in calls.index:
-                continue  # outside the selection
-            critical_fail = any(i.critical and i.outcome.value == "fail" for i in c.items)
-            calls.loc[c.call_id, ["total", "passed", "auto_fail", "finalised"]] = [
-                c.total, c.passed, critical_fail, True]
-            for i in c.items:  # move the item from its automatic to its final outcome
-                _count(items, i.item_id, i.outcome.value, +1)
-            for row in auto_items[auto_items["call_id"] == c.call_id].itertuples():
-                _count(items, row.item_id, row.outcome, -1)
-        calls = calls.reset_index()
+    where, params = _where_sql(filters)
+    col = GROUP_COLUMNS[by]
+    weekly = idx.query(
+        f"SELECT week, {col} AS grp, count(*) AS calls, sum(total) AS total_sum, "
+        "sum(passed::INT) AS passed_sum, sum(auto_fail::INT) AS auto_fail_sum, "
+        "sum(customer_sentiment_mean) AS sentiment_sum, "
+        "count(customer_sentiment_mean) AS sentiment_n, 0 AS finalised "
+        f"FROM calls WHERE {where} GROUP BY ALL", params)
+    items = idx.query(
+        "SELECT i.item_id AS item_id, count(*) FILTER (WHERE i.outcome = 'fail') AS fails, "
+        "count(*) FILTER (WHERE i.outcome <> 'na') AS applicable "
+        f"FROM (SELECT unnest(items) AS i FROM calls WHERE {where}) GROUP BY 1", params)
+    weekly = weekly.astype({c: float for c in SUM_COLUMNS}).set_index(["week", "grp"])
+    items = items.astype({"fails": float, "applicable": float}).set_index("item_id")
+    if finals:
+        ids = [c.call_id for c in finals]
+        auto = idx.query(
+            f"SELECT call_id, week, {col} AS grp, total, passed, auto_fail, items FROM calls "
+            f"WHERE {where} AND call_id IN (SELECT unnest(?::VARCHAR[]))", [*params, ids])
+        by_id = {c.call_id: c for c in finals}
+        for row in auto.itertuples(index=False):
+            final = by_id[row.call_id]
+            key = (row.week, row.grp)
+            critical_fail = any(i.critical and i.outcome.value == "fail" for i in final.items)
+            weekly.loc[key, "total_sum"] += final.total - row.total
+            weekly.loc[key, "passed_sum"] += int(final.passed) - int(row.passed)
+            weekly.loc[key, "auto_fail_sum"] += int(critical_fail) - int(row.auto_fail)
+            weekly.loc[key, "finalised"] += 1
+            for it in row.items:  # move each item from its automatic to its final outcome
+                _count(items, it["item_id"], str(it["outcome"]), -1)
+            for it in final.items:
+                _count(items, it.item_id, it.outcome.value, +1)
+    weekly = weekly.reset_index().rename(columns={"grp": "group"})
     items = items.reset_index()
     items = items[items["fails"] > 0].copy()
     items["fail_rate"] = items["fails"] / items["applicable"].where(items["applicable"] > 0)
-    return TrendData(calls=calls[TREND_COLUMNS], items=items[PARETO_COLUMNS])
+    return TrendData(weekly=weekly, items=items[PARETO_COLUMNS])
 
 
-def _calls_sql(where: dict[str, Any]) -> tuple[str, list[Any]]:
+def _where_sql(filters: CallFilter) -> tuple[str, list[Any]]:
     clauses, params = ["TRUE"], []
     for column in ("team", "queue", "agent_id"):
-        if where[column] is not None:
+        value = getattr(filters, column)
+        if value is not None:
             clauses.append(f"{column} = ?")
-            params.append(where[column])
-    if where["since"] is not None:
+            params.append(value)
+    if filters.date_from is not None:
         clauses.append("coalesce(started_at, processed_at) >= ?")
-        params.append(where["since"])
-    if where["until"] is not None:
+        params.append(filters.date_from)
+    if filters.date_to is not None:
         clauses.append("coalesce(started_at, processed_at) < ?")
-        params.append(where["until"])
-    sql = ("SELECT call_id, team, agent_id, queue, week, total, passed, auto_fail, "
-           f"customer_sentiment_mean FROM calls WHERE {' AND '.join(clauses)}")
-    return sql, params
+        params.append(filters.date_to)
+    return " AND ".join(clauses), params
 
 
 def _count(items: pd.DataFrame, item_id: str, outcome: str, step: int) -> None:
     if item_id not in items.index:
-        items.loc[item_id] = [0, 0]
+        items.loc[item_id] = [0.0, 0.0]
     if outcome == "fail":
         items.loc[item_id, "fails"] += step
     if outcome != "na":

@@ -53,6 +53,13 @@ def synth_cache(request: Any, tmp_path_factory: Any) -> Path:
     return Path(tmp_path_factory.mktemp("synth"))
 
 
+def demo_settings(home: Path) -> Settings:
+    """Settings for a demo under `home`, whatever QA_* variables the environment holds."""
+    home = Path(home).resolve()
+    return Settings(home=home, store_url=f"file://{home / 'store'}",
+                    database_url=f"sqlite:///{home / 'workflow.db'}")
+
+
 def agent_username(agent_id: str) -> str:
     return f"agent_{agent_id.lower()}"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.fixtures_demo import DEMO_PASSWORD, Demo, build_demo, synth_cache
+from tests.fixtures_demo import DEMO_PASSWORD, Demo, build_demo, demo_settings, synth_cache
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 NOT_PERMITTED = "not found or not permitted"
@@ -19,10 +19,9 @@ NOT_PERMITTED = "not found or not permitted"
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, request) -> Demo:
-    from qa.config import Settings
 
     home = tmp_path_factory.mktemp("dash") / "home"
-    settings = Settings(home=home)
+    settings = demo_settings(home)
     synth_dir = synth_cache(request, tmp_path_factory)
     built = build_demo(settings, synth_dir, weeks=2)
     with pytest.MonkeyPatch.context() as mp:
@@ -56,13 +55,13 @@ def texts(at: AppTest) -> str:
     return "\n".join(parts)
 
 
-def table(at: AppTest, column: str):
-    """The first table on the page that has this column (tables carry no key in AppTest)."""
+def table(at: AppTest, *columns: str):
+    """The first table on the page with these columns (tables carry no key in AppTest)."""
     for df in at.dataframe:
         value = df.value
-        if column in getattr(value, "columns", ()):
+        if set(columns) <= set(getattr(value, "columns", ())):
             return value
-    raise AssertionError(f"no table with column {column!r}")
+    raise AssertionError(f"no table with columns {columns!r}")
 
 
 def workflow(demo: Demo):
@@ -313,7 +312,7 @@ def test_trends_for_manager_with_charts_and_csv(demo):
     assert len(at.get("download_button")) >= 4
     at.selectbox(key="tr_by").set_value("agent_id").run()
     assert not at.exception
-    assert set(table(at, "final_decisions")["agent_id"]) == set(demo.agents)
+    assert set(table(at, "agent_id", "average_score")["agent_id"]) == set(demo.agents)
 
 
 @pytest.mark.parametrize("view", ["trends", "cases"])
@@ -358,3 +357,41 @@ def test_queue_run_by_an_agent_lists_only_own_calls(demo):
     ids = set(table(at, "flag reasons")["call_id"])
     assert ids == {c for c, a in demo.calls.items() if a == agent_id}
     assert "Assign and sample" not in texts(at)
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+@pytest.mark.slow
+def test_pages_render_under_a_second_with_100k_calls_in_the_index(tmp_path_factory, request):
+    """Queue, call review and trends, timed as AppTest reruns (the server-side render)."""
+    import statistics
+    import time
+
+    from qa.index import Index, synthetic_table
+    from qa.store import open_store
+
+    settings = demo_settings(tmp_path_factory.mktemp("dash-bench") / "home")
+    bench = build_demo(settings, synth_cache(request, tmp_path_factory), weeks=1)
+    index = Index(open_store(settings))
+    index.append_table(synthetic_table(100_000, seed=3))
+    assert index.count() >= 100_000
+    call_id = sorted(bench.auto_failed)[0]
+    timings: dict[str, float] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in bench.settings_env.items():
+            mp.setenv(key, value)
+        for who, page, call in (("inspector", "queue", None), ("inspector", "review", call_id),
+                                ("manager", "trends", None)):
+            at = login(bench.users[who], page, call=call)
+            runs = []
+            for _ in range(3):
+                start = time.perf_counter()
+                at.run()
+                runs.append(time.perf_counter() - start)
+                assert not at.exception
+            timings[page] = statistics.median(runs)
+    if page == "trends":
+        assert table(at, "group")["calls"].sum() >= 100_000
+    print("render seconds (median of 3):", {k: round(v, 3) for k, v in timings.items()})
+    assert all(t < 1.0 for t in timings.values()), timings

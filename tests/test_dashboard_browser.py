@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_demo import DEMO_PASSWORD, Demo, build_demo, synth_cache
+from tests.fixtures_demo import DEMO_PASSWORD, Demo, build_demo, demo_settings, synth_cache
 
 pytestmark = pytest.mark.browser
 
@@ -39,10 +39,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, request) -> Demo:
-    from qa.config import Settings
 
     home = tmp_path_factory.mktemp("dash-e2e") / "home"
-    return build_demo(Settings(home=home), synth_cache(request, tmp_path_factory), weeks=2)
+    return build_demo(demo_settings(home), synth_cache(request, tmp_path_factory), weeks=2)
 
 
 @pytest.fixture(scope="module")

@@ -33,31 +33,43 @@ if isinstance(dates, tuple | list) and len(dates) >= 1:
     date_to = datetime.combine(dates[-1], time.min, tzinfo=UTC) + timedelta(days=1)
 filters = CallFilter(team=team, queue=queue, date_from=date_from, date_to=date_to)
 
-trend = data.guarded(data.trend_data, user, filters)
-calls = trend.calls
-if calls.empty:
+trend = data.guarded(data.trend_data, user, filters, by)
+sums = trend.weekly
+if sums.empty or sums["calls"].sum() == 0:
     st.info("No calls in this selection.")
     st.stop()
 
+
+def means(df: pd.DataFrame) -> pd.DataFrame:
+    """Rates from the sums: exact however the calls were grouped."""
+    out = df.drop(columns=[c for c in data.SUM_COLUMNS if c != "finalised"])
+    out.insert(len(out.columns) - 1, "calls", df["calls"].astype(int))
+    out["average_score"] = (df["total_sum"] / df["calls"]).round(2)
+    out["pass_rate"] = (df["passed_sum"] / df["calls"]).round(4)
+    out["auto_fail_rate"] = (df["auto_fail_sum"] / df["calls"]).round(4)
+    out["customer_sentiment"] = (df["sentiment_sum"] / df["sentiment_n"].where(
+        df["sentiment_n"] > 0)).round(4)
+    out["final_decisions"] = df["finalised"].astype(int)
+    return out.drop(columns=["finalised"])
+
+
 # ---------------------------------------------------------------- headline figures
+total = sums[data.SUM_COLUMNS].sum()
 k = st.columns(6)
-k[0].metric("Calls", f"{len(calls):,}")
-k[1].metric("Average score", f"{calls['total'].mean():.1f}")
-k[2].metric("Pass rate", f"{calls['passed'].mean():.0%}")
-k[3].metric("Auto-fail rate", f"{calls['auto_fail'].mean():.0%}")
-sent = calls["customer_sentiment"].dropna()
-k[4].metric("Customer sentiment", "-" if sent.empty else f"{sent.mean():+.2f}")
-k[5].metric("Final decisions", f"{int(calls['finalised'].sum()):,}",
+k[0].metric("Calls", f"{int(total['calls']):,}")
+k[1].metric("Average score", f"{total['total_sum'] / total['calls']:.1f}")
+k[2].metric("Pass rate", f"{total['passed_sum'] / total['calls']:.0%}")
+k[3].metric("Auto-fail rate", f"{total['auto_fail_sum'] / total['calls']:.0%}")
+k[4].metric("Customer sentiment", "-" if not total["sentiment_n"] else
+            f"{total['sentiment_sum'] / total['sentiment_n']:+.2f}")
+k[5].metric("Final decisions", f"{int(total['finalised']):,}",
             help="calls whose outcome a lead set or a dispute changed")
 
 # ---------------------------------------------------------------- by week
-weekly = (calls.groupby(["week", by], dropna=False)
-          .agg(calls=("call_id", "count"), average_score=("total", "mean"),
-               pass_rate=("passed", "mean"), auto_fail_rate=("auto_fail", "mean"),
-               customer_sentiment=("customer_sentiment", "mean"))
-          .reset_index().rename(columns={by: "group"}))
+weekly = means(sums)
 weekly["group"] = weekly["group"].fillna("(none)").astype(str)
 weekly["week"] = pd.to_datetime(weekly["week"])
+weekly = weekly.sort_values(["week", "group"])
 
 tabs = st.tabs(["Score", "Pass rate", "Auto-fail", "Sentiment", "Items", "Reviewers",
                 "Coaching"])
@@ -78,12 +90,8 @@ st.subheader(f"By {by.replace('_id', '')} and week")
 st.dataframe(table, hide_index=True, width="stretch", key="tr_weekly")
 ui.csv_download(table, f"trend_by_{by}", key="dl_trend")
 
-overall = (calls.groupby(by, dropna=False)
-           .agg(calls=("call_id", "count"), average_score=("total", "mean"),
-                pass_rate=("passed", "mean"), auto_fail_rate=("auto_fail", "mean"),
-                customer_sentiment=("customer_sentiment", "mean"),
-                final_decisions=("finalised", "sum"))
-           .reset_index().sort_values("average_score"))
+overall = means(sums.drop(columns=["week"]).groupby("group", dropna=False).sum()
+                .reset_index()).rename(columns={"group": by}).sort_values("average_score")
 st.subheader(f"By {by.replace('_id', '')}")
 st.dataframe(overall, hide_index=True, width="stretch", key="tr_overall")
 ui.csv_download(overall, f"summary_by_{by}", key="dl_overall")
