@@ -10,7 +10,8 @@ def test_group_words_splits_on_speaker_and_long_gap():
     words = [w(0, 0.4, " Hello", "A"), w(0.5, 0.9, " there", "A"), w(1.0, 1.3, " Hi", "B"),
              w(5.0, 5.5, " Later", "B")]
     utts = group_words(words, roles={"A": Role.AGENT})
-    assert [(u.speaker, u.text) for u in utts] == [("A", "Hello there"), ("B", "Hi"), ("B", "Later")]
+    assert [(u.speaker, u.text) for u in utts] == [
+        ("A", "Hello there"), ("B", "Hi"), ("B", "Later")]
     assert utts[0].role is Role.AGENT and utts[1].role is Role.UNKNOWN
 
 
