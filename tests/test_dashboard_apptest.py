@@ -378,12 +378,18 @@ def test_pages_render_under_a_second_with_100k_calls_in_the_index(tmp_path_facto
     assert index.count() >= 100_000
     call_id = sorted(bench.auto_failed)[0]
     timings: dict[str, float] = {}
+    first: dict[str, float] = {}
     with pytest.MonkeyPatch.context() as mp:
         for key, value in bench.settings_env.items():
             mp.setenv(key, value)
         for who, page, call in (("inspector", "queue", None), ("inspector", "review", call_id),
                                 ("manager", "trends", None)):
-            at = login(bench.users[who], page, call=call)
+            at = login(bench.users[who])
+            if call:
+                at.query_params["call"] = call
+            start = time.perf_counter()
+            at.switch_page(f"views/{page}.py").run()
+            first[page] = time.perf_counter() - start
             runs = []
             for _ in range(3):
                 start = time.perf_counter()
@@ -393,5 +399,6 @@ def test_pages_render_under_a_second_with_100k_calls_in_the_index(tmp_path_facto
             timings[page] = statistics.median(runs)
     if page == "trends":
         assert table(at, "group")["calls"].sum() >= 100_000
-    print("render seconds (median of 3):", {k: round(v, 3) for k, v in timings.items()})
+    print("render seconds, first:", {k: round(v, 3) for k, v in first.items()},
+          "rerun (median of 3):", {k: round(v, 3) for k, v in timings.items()})
     assert all(t < 1.0 for t in timings.values()), timings
