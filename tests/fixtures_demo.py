@@ -1,7 +1,7 @@
 """Demo data for the dashboard: the scripted calls, scored for real, with users of every role.
 
 Each bundled script (qa/synth_scripts) is rendered by qa.synth (espeak-ng; cached in
-`synth_dir`), turned into its ground-truth transcript and scored with the default
+`synth_dir`), turned into its ground-truth transcript, redacted and scored with the default
 scorecard; the results go to the object store, the analytics index and the workflow
 database exactly as the pipeline would put them. Earlier weeks repeat the same calls
 under new ids so trend charts have more than one point.
@@ -67,6 +67,7 @@ def agent_username(agent_id: str) -> str:
 def build_results(synth_dir: Path, weeks: int = 2, languages: tuple[str, ...] = ("en",)
                   ) -> list[tuple[CallResult, Path | None]]:
     """Scored results of the scripted calls, newest week first, with the audio to upload."""
+    from qa.scoring.redact import redact_transcript
     from qa.scoring.scorecard import default_scorecard, score_call
     from qa.store import keys
     from qa.synth import load_scripts, render_all
@@ -88,7 +89,9 @@ def build_results(synth_dir: Path, weeks: int = 2, languages: tuple[str, ...] = 
                 "audio_key": keys.audio(call_id, "wav") if audio else None,
                 "audio_format": "wav" if audio else None,
             })
-            transcript = sc.to_transcript().model_copy(update={"call_id": call_id})
+            # as the pipeline does: personal data is replaced before anything is stored
+            transcript = redact_transcript(
+                sc.to_transcript().model_copy(update={"call_id": call_id}))
             card = cards[sc.language]
             score = score_call(transcript, meta, card, sample_rate=0.25, rng_seed=7)
             out.append((CallResult(meta=meta, transcript=transcript, score=score,

@@ -180,6 +180,13 @@ def test_stale_edit_shows_a_clear_message(demo):
     assert "saved as draft" in texts(at)
 
 
+def test_redacted_card_number_is_highlighted(demo):
+    at = login(demo.users["inspector"], call="nw_card_payment")
+    body = texts(at)
+    assert ":orange-background[**\\[CARD" in body, "card number placeholder not highlighted"
+    assert "4556" not in body and "four five five six" not in body
+
+
 def test_swap_roles_flips_the_transcript(demo):
     call_id = sorted(demo.calls)[-1]
     at = login(demo.users["lead"], call=call_id)
@@ -246,6 +253,14 @@ def test_calibration_shows_disagreement_and_lead_sets_final(demo):
     assert not at.exception
     wf, lead = as_user(demo, "lead")
     assert wf.get_call(lead, call_id).final_total == 88.0
+
+    # the lead sends one review back to its reviewer as a new draft revision
+    at = login(demo.users["lead"], call=call_id)
+    at.text_input(key="reopen_reason").input("recheck the first item")
+    at.button(key="reopen_btn").click().run()
+    assert not at.exception
+    statuses = {r.reviewer: r.status.value for r in wf.reviews_for_call(lead, call_id)}
+    assert sorted(statuses.values()) == ["draft", "submitted"]
 
 
 # --------------------------------------------------------------------------- disputes

@@ -170,6 +170,17 @@ if others:
     df = data.frame(rows)
     st.dataframe(df, hide_index=True, width="stretch")
     ui.csv_download(df, f"reviews_{call.call_id}", key="dl_reviews")
+    submitted = {r.id: r for r in others if r.status == ReviewStatus.SUBMITTED}
+    if role == "lead" and submitted:
+        r1, r2, r3 = st.columns([2, 3, 1], vertical_alignment="bottom")
+        rid = r1.selectbox("Reopen a submitted review", list(submitted), key="reopen_pick",
+                           format_func=lambda k: submitted[k].reviewer_name
+                           or submitted[k].reviewer)
+        why = r2.text_input("Reason", key="reopen_reason")
+        if r3.button("Reopen", key="reopen_btn"):
+            data.guarded(wf.reopen_review, user, rid, why)
+            st.toast("Review sent back to draft")
+            st.rerun()
 elif role == "inspector" and (mine is None or mine.status != ReviewStatus.SUBMITTED):
     st.caption("Other reviewers' scores appear after you submit yours (blind calibration).")
 
