@@ -25,7 +25,12 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 bench: setup
-	$(QA) bench all
+	$(QA) bench asr
+	$(QA) bench diarization
+	$(QA) bench scoring
+	$(QA) bench sentiment
+	$(QA) bench index
+	$(QA) bench pipeline
 
 serve: setup
 	$(QA) serve
