@@ -152,7 +152,6 @@ def serve(
 ) -> None:
     """Run the review dashboard (Streamlit, headless) with the settings in the environment."""
     import os
-    import subprocess
     from pathlib import Path
 
     app_path = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
@@ -166,11 +165,9 @@ def serve(
            "--browser.gatherUsageStats=false", "--global.developmentMode=false"]
     console.print(f"dashboard on http://{address}:{port}  (store {settings.resolved_store_url}, "
                   f"database {settings.resolved_database_url})")
-    try:
-        code = subprocess.call(cmd, env=env)
-    except KeyboardInterrupt:
-        code = 0
-    raise typer.Exit(code)
+    sys.stdout.flush()
+    # Become the server, so signals (Ctrl-C, a supervisor's SIGTERM) reach Streamlit itself.
+    os.execve(sys.executable, cmd, env)
 
 
 # --------------------------------------------------------------------------- sentiment, redaction

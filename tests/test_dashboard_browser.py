@@ -1,6 +1,6 @@
 """End to end in headless Chromium: review, calibration, final score, dispute, trends.
 
-The dashboard runs as a real `streamlit run` server on a free localhost port over a temp
+The dashboard runs as a real `qa serve` (Streamlit) server on a free localhost port over a temp
 store and SQLite database seeded with the scored demo calls. Every page visited is
 screenshotted into the artefacts folder (QA_TEST_ARTEFACTS, default
 .pytest_cache/dashboard-screens) and checked for a Streamlit exception box.
@@ -49,11 +49,9 @@ def server(demo: Demo):
     port = _free_port()
     env = dict(os.environ, **demo.settings_env)
     log = open(Path(demo.settings_env["QA_HOME"]) / "streamlit.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "dashboard" / "app.py"),
-         "--server.headless=true", f"--server.port={port}", "--server.address=127.0.0.1",
-         "--browser.gatherUsageStats=false", "--server.fileWatcherType=none"],
-        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    qa = Path(sys.executable).parent / "qa"  # the `qa serve` command users run
+    proc = subprocess.Popen([str(qa), "serve", "--port", str(port)], env=env, cwd=REPO,
+                            stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -156,8 +154,9 @@ def review(ui: Ui, decision_for_first_fail: str) -> None:
     """Open the call, play an evidence span, change the first failed item and submit."""
     page = ui.page
     page.get_by_role("heading", name="Call review").wait_for()
-    assert page.locator("audio").count() == 1
+    page.locator("audio").wait_for(state="attached")
     ui.check("review")
+    assert page.locator("audio").count() == 1
     page.get_by_role("button", name=re.compile(r"^▶ 0:[0-5][1-9]")).first.click()
     ui.settle()
     assert "Playing from" in ui.text()
