@@ -68,6 +68,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from workers.demo import run_demo
 
         run_demo(get_settings(), console=console)
+        import ray
+
+        ray.shutdown()  # the dashboard replaces this process; the local Ray cluster goes first
         if serve:
             from qa.cli import serve as serve_dashboard
 
