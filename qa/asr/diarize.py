@@ -59,6 +59,7 @@ class DiarizationConfig(BaseModel):
     embedding_exclude_overlap: bool = True
     embedding_min_speech: float = Field(default=0.25, ge=0.0)
     embedding_batched: bool = True
+    embedding_stride: int = Field(default=3, ge=1)
     clustering: Literal["AgglomerativeClustering", "KMeansClustering", "VBxClustering"] = (
         "AgglomerativeClustering"
     )
@@ -105,6 +106,87 @@ def _resolve(value: str | None, base: Path) -> Path | None:
         return None
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
+
+
+def _strided_pipeline(**kwargs: Any) -> Any:
+    """SpeakerDiarization that embeds only every `embedding_stride`-th window.
+
+    With a 1 s step, consecutive 10 s windows share 9 s, so their speakers' embeddings are
+    nearly the same and computing every one is most of the CPU time. A window between two
+    embedded ones takes, for each local speaker, the embedding of the nearest embedded
+    window's speaker it co-occurs with over the shared seconds (Hungarian matching on
+    co-activity); a speaker without a clear match (e.g. one who starts talking only in the
+    new second) gets its own embedding, so nobody is clustered on a guess.
+    """
+    import torch
+    from pyannote.audio.pipelines import SpeakerDiarization
+    from pyannote.core import SlidingWindow, SlidingWindowFeature
+    from scipy.optimize import linear_sum_assignment
+
+    class StridedSpeakerDiarization(SpeakerDiarization):
+        embedding_stride: int = 1
+
+        def get_embeddings(self, file: Any, binary_segmentations: Any,
+                           exclude_overlap: bool = False, hook: Hook | None = None) -> Any:
+            k = self.embedding_stride
+            if k <= 1 or self.training:
+                return super().get_embeddings(file, binary_segmentations, exclude_overlap, hook)
+            data = np.nan_to_num(binary_segmentations.data, nan=0.0)
+            window = binary_segmentations.sliding_window
+            num_chunks, num_frames, num_speakers = data.shape
+            anchors = np.arange(0, num_chunks, k)
+            anchor_windows = SlidingWindow(start=window.start, duration=window.duration,
+                                           step=window.step * k)
+            found = super().get_embeddings(
+                file, SlidingWindowFeature(data[anchors], anchor_windows), exclude_overlap, hook
+            )
+            embeddings = np.full((num_chunks, num_speakers, found.shape[-1]), np.nan,
+                                 dtype=found.dtype)
+            embeddings[anchors] = found
+            frames_per_step = window.step / window.duration * num_frames
+            todo: list[tuple[int, int]] = []
+            for c in range(num_chunks):
+                if c % k == 0:
+                    continue
+                a = int(min(anchors[-1], round(c / k) * k))
+                shift = int(round(abs(c - a) * frames_per_step))
+                active = data[c].sum(axis=0)
+                if shift >= num_frames:
+                    todo += [(c, j) for j in range(num_speakers) if active[j] > 0]
+                    continue
+                if c > a:
+                    ya, yc = data[a, shift:], data[c, : num_frames - shift]
+                else:
+                    ya, yc = data[a, : num_frames - shift], data[c, shift:]
+                co = yc.T @ ya  # (speakers of c, speakers of a): frames spoken together
+                own = yc.sum(axis=0)
+                match = dict(zip(*linear_sum_assignment(co, maximize=True), strict=True))
+                for j in range(num_speakers):
+                    if active[j] == 0:
+                        continue
+                    i = match.get(j)
+                    if (i is not None and own[j] >= 0.5 * active[j] and co[j, i] >= 0.8 * own[j]
+                            and not np.isnan(embeddings[a, i, 0])):
+                        embeddings[c, j] = embeddings[a, i]
+                    else:
+                        todo.append((c, j))
+            for start in range(0, len(todo), self.embedding_batch_size):
+                batch = todo[start : start + self.embedding_batch_size]
+                waves, masks = [], []
+                for c, j in batch:
+                    wave, _ = self._audio.crop(file, window[c], mode="pad")
+                    mask = data[c, :, j]
+                    if exclude_overlap:
+                        clean = mask * (data[c].sum(axis=1) < 2)
+                        mask = clean if clean.sum() > 0 else mask
+                    waves.append(wave[None])
+                    masks.append(torch.from_numpy(mask.astype(np.float32))[None])
+                result = self._embedding(torch.vstack(waves), masks=torch.vstack(masks))
+                for (c, j), vector in zip(batch, result, strict=True):
+                    embeddings[c, j] = vector
+            return embeddings
+
+    return StridedSpeakerDiarization(**kwargs)
 
 
 class ProgressBar:
@@ -167,7 +249,6 @@ class Diarizer:
 
     def _load(self, config: DiarizationConfig, base: Path) -> Any:
         from pyannote.audio import Model, Pipeline
-        from pyannote.audio.pipelines import SpeakerDiarization
 
         from qa.asr.campplus import CamPlusPlus
 
@@ -190,7 +271,7 @@ class Diarizer:
             raise ModelNotFoundError("not a pyannote segmentation model", file=str(seg_path))
         embedding = CamPlusPlus(emb_path, min_speech=config.embedding_min_speech,
                                 batched=config.embedding_batched)
-        pipeline = SpeakerDiarization(
+        pipeline = _strided_pipeline(
             segmentation=segmentation,
             segmentation_step=config.segmentation_step,
             embedding=embedding,
@@ -200,6 +281,7 @@ class Diarizer:
             embedding_batch_size=config.embedding_batch_size,
             segmentation_batch_size=config.segmentation_batch_size,
         )
+        pipeline.embedding_stride = config.embedding_stride
         params = {
             "segmentation": {"min_duration_off": 0.0},
             "clustering": {"method": "centroid", "threshold": 0.7, "min_cluster_size": 12},
