@@ -527,21 +527,27 @@ class BenchResult(BaseModel):
     der: float
 
 
-def bench_one(settings: Settings, path: Path, batched: bool) -> BenchResult:
-    """One mode in this process (run each mode in a fresh process: peak RSS is per process)."""
+def bench_one(settings: Settings, path: Path, batched: bool, stride: int | None = None
+              ) -> BenchResult:
+    """One mode in this process (run each mode in a fresh process: peak RSS is per process).
+    `stride` overrides the config's embedding_stride (1: every window embedded)."""
     import resource
     import time
 
     samples, rate, reference = stereo_reference(path, settings)
     config, _ = load_config(settings.diarization_config)
     config.embedding_batched = batched
+    if stride is not None:
+        config.embedding_stride = stride
     diarizer = Diarizer(settings, config=config)
     wall, cpu = time.perf_counter(), time.process_time()
     turns = diarizer(samples, rate, num_speakers=config.num_speakers, progress=True)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     audio_seconds = len(samples) / rate
     return BenchResult(
-        mode="batched" if batched else "one chunk at a time", audio_seconds=audio_seconds,
+        mode=f"{'batched' if batched else 'one chunk at a time'}, every "
+             f"{'' if config.embedding_stride == 1 else f'{config.embedding_stride}rd '}window",
+        audio_seconds=audio_seconds,
         seconds=round(wall, 2), cpu_seconds=round(cpu, 2),
         x_real_time=round(audio_seconds / wall, 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
