@@ -16,7 +16,7 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import data  # noqa: E402
+from dashboard import components, data  # noqa: E402
 from dashboard.views import login  # noqa: E402
 
 st.set_page_config(page_title="Call QA", page_icon=":material/headset_mic:", layout="wide")
@@ -46,4 +46,5 @@ else:
     if pending and "review" in data.ROLE_PAGES.get(role, []):
         st.session_state["open_call"] = pending
         st.switch_page("views/review.py")
+components.show_flash()
 nav.run()

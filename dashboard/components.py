@@ -182,6 +182,18 @@ def score_header(result: CallResult, final_total: float | None = None,
         st.warning("Flags: " + "; ".join(f"{f.code.value} — {f.reason}" for f in score.flags))
 
 
+def done(message: str) -> None:
+    """Confirm an action and rerun: the message survives the rerun that shows its effect."""
+    st.session_state["flash"] = message
+    st.rerun()
+
+
+def show_flash() -> None:
+    message = st.session_state.pop("flash", None)
+    if message:
+        st.success(message)
+
+
 def csv_download(df: pd.DataFrame, name: str, key: str) -> None:
     """Every table on the dashboard can be taken to a spreadsheet."""
     st.download_button(f"Download {name}.csv", df.to_csv(index=False).encode(), f"{name}.csv",

@@ -141,5 +141,4 @@ if role == "lead":
             items = [ReviewItemInput(item_id=k, outcome=ItemOutcome(v)) for k, v in chosen.items()]
             data.guarded(wf.set_final_score, user, call_id, items, float(total), bool(passed),
                          note)
-            st.success(f"Final score of {call_id} set to {total:.1f}.")
-            st.rerun()
+            ui.done(f"Final score of {call_id} set to {total:.1f}.")

@@ -110,5 +110,4 @@ if role in ("inspector", "lead"):
                              key=f"fu_date:{s.id}")
         if st.form_submit_button("Save follow-up", key=f"fu_save:{s.id}"):
             data.guarded(wf.add_follow_up, user, s.id, notes, when)
-            st.success("Follow-up saved.")
-            st.rerun()
+            ui.done("Follow-up saved.")

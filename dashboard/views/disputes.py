@@ -69,8 +69,7 @@ for d in disputes:
                     else:
                         data.guarded(wf.resolve_dispute, user, d.id, DisputeStatus(decision),
                                      resolution.strip())
-                        st.success(f"Dispute {d.id} {decision}.")
-                        st.rerun()
+                        ui.done(f"Dispute {d.id} {decision}.")
 
 if role in ("lead", "manager", "admin"):
     st.subheader("Audit trail")

@@ -88,8 +88,7 @@ if role in ("lead", "admin"):
         reviewer = st.text_input("Reviewer username", key="assign_reviewer")
         if st.form_submit_button("Assign", key="assign_submit") and target and reviewer.strip():
             data.guarded(wf.assign, user, target, reviewer.strip())
-            st.success(f"{target} assigned to {reviewer.strip()}")
-            st.rerun()
+            ui.done(f"{target} assigned to {reviewer.strip()}")
     with b, st.form("sample"):
         st.markdown("**Random sample for review** (uses the filters above)")
         n = st.number_input("Calls", min_value=1, max_value=200, value=5, key="sample_n")

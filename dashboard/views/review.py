@@ -149,10 +149,11 @@ with right:
                 st.error(str(exc))
             else:
                 st.session_state[version_key] = saved.version
-                st.success(f"Review {'submitted' if submit else 'saved as draft'} "
+                message = (f"Review {'submitted' if submit else 'saved as draft'} "
                            f"(total {saved.total:.1f}).")
                 if submit:
-                    st.rerun()
+                    ui.done(message)
+                st.success(message)
     elif locked:
         st.info("Your review is submitted; a lead can reopen it.")
 
@@ -209,8 +210,7 @@ if role == "agent":
                 st.error("Say why the item was scored wrongly.")
             else:
                 data.guarded(wf.open_dispute, user, call.call_id, item_id, reason.strip())
-                st.success("Dispute opened; a lead will resolve it.")
-                st.rerun()
+                ui.done("Dispute opened; a lead will resolve it.")
 
 # ---------------------------------------------------------------- case library
 if role in ("inspector", "lead"):
