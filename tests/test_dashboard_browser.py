@@ -159,7 +159,8 @@ def review(ui: Ui, decision_for_first_fail: str) -> None:
     assert page.locator("audio").count() == 1
     page.get_by_role("button", name=re.compile(r"^▶ 0:[0-5][1-9]")).first.click()
     ui.settle()
-    assert "Playing from" in ui.text()
+    # the rerun may start late on a busy machine: wait for its result, not a fixed time
+    page.get_by_text(re.compile("Playing from")).first.wait_for(timeout=30_000)
     radios = page.locator('[data-testid="stRadio"]').filter(has_text="Your decision")
     first_fail = next(i for i in range(radios.count())
                       if "fail (confirm)" in radios.nth(i).inner_text())
