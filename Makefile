@@ -31,6 +31,7 @@ bench: setup
 	$(QA) bench sentiment
 	$(QA) bench index
 	$(QA) bench pipeline
+	$(PY) -m pytest -q -s tests/test_dashboard_apptest.py -k 100k_calls
 
 serve: setup
 	$(QA) serve
