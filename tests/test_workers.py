@@ -55,7 +55,7 @@ def ingest_calls(settings: Settings, rendered: dict[str, Path], tmp: Path) -> No
     from qa.ingest import ingest
 
     inbox = tmp / "inbox"
-    inbox.mkdir()
+    inbox.mkdir(parents=True)
     with (inbox / "meta.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["file", "call_id", "agent_id", "language", "channels"])
@@ -147,3 +147,20 @@ def test_s3_outage_mid_run_loses_nothing(s3_settings, s3_server, rendered, ray_s
     second = run_batch(s3_settings)
     assert first.done + second.done == 3  # what the outage left, the second run finished
     assert outcomes(s3_settings) == {c: 1 for c in CALLS}
+
+
+def test_watch_processes_calls_as_they_arrive(settings, rendered, ray_session, tmp_path):
+    from workers.batch import watch
+
+    first, second = "nw_no_disclosure_no_verification", "nw_address_change"
+    ingest_calls(settings, {first: rendered[first]}, tmp_path / "a")
+    batches = []
+
+    def arrive(summary) -> None:  # a new recording lands while the watcher sleeps
+        batches.append(summary)
+        if len(batches) == 1:
+            ingest_calls(settings, {second: rendered[second]}, tmp_path / "b")
+
+    watch(settings, interval=0.5, max_polls=2, on_batch=arrive)
+    assert [b.results for b in batches] == [[first], [second]]
+    assert outcomes(settings) == {first: 1, second: 1}
