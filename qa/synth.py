@@ -556,27 +556,12 @@ def render_all(
             one(script)
         return calls
 
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from qa.progress import progress_bar
 
-    columns = (
-        TextColumn("synth {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=True) as bar:
+    with progress_bar("{task.fields[rate]}", transient=True) as bar:
         task = bar.add_task("calls", total=len(todo), rate="")
         for script in todo:
-            bar.update(task, description=script.call_id)
+            bar.update(task, description=f"synth {script.call_id}")
             one(script)
             elapsed = bar.tasks[task].elapsed or 0.0
             done = len(calls)

@@ -12,17 +12,10 @@ import time
 from collections.abc import Callable
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from qa.config import Settings
 from qa.pipeline import PIPELINE_VERSION, Models, scorecard_tag
+from qa.progress import progress_bar
 from qa.results import pending_calls, publish_error, publish_result
 from qa.schema import CallMeta, CallResult, ErrorRecord
 from qa.store import StoreUnavailableError, open_store
@@ -77,21 +70,6 @@ class Publisher:
             self.rows = []
 
 
-def progress_display(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]calls"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[audio]:.2f} h audio"),
-        TextColumn("{task.fields[rate]}"),
-        TextColumn("[red]{task.fields[failed]} failed"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=console,
-    )
-
-
 def run_batch(
     settings: Settings,
     *,
@@ -120,8 +98,10 @@ def run_batch(
         runner.start()
     publisher = Publisher(settings)
     try:
-        with progress_display(console) as progress:
-            task = progress.add_task("run", total=len(metas), audio=0.0, rate="", failed=0)
+        display = progress_bar("{task.fields[audio]:.2f} h audio", "{task.fields[rate]}",
+                               "[red]{task.fields[failed]} failed", console=console)
+        with display as progress:
+            task = progress.add_task("calls", total=len(metas), audio=0.0, rate="", failed=0)
 
             def show(s: RunSummary) -> None:
                 minutes = max(s.wall_seconds, 1e-9) / 60
