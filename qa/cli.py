@@ -321,12 +321,12 @@ def transcribe(
                     tmp.replace(target)
             except QAError as exc:
                 failed.append(str(path))
-                progress.console.print(f"[red]error:[/] {exc}")
+                progress.console.print(f"[red]error:[/] {exc}", soft_wrap=True)
                 advance(durations[path])
             progress.update(task, files=f"{n}/{len(files)}")
     done = len(files) - len(failed)
     err_console.print(f"{done} of {len(files)} files transcribed with {transcriber.name} "
-                      f"-> {out}")
+                      f"-> {out}", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 

@@ -106,7 +106,7 @@ def test_stereo_one_speaker_per_channel():
                                                                       ("ch1", 1, "w2")]
     assert t.utterances[0].start == pytest.approx(0.25, abs=0.01)
     assert t.asr_confidence == pytest.approx(0.8)
-    assert progress == sorted(progress) and progress[-1] == pytest.approx(2.0)
+    assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
 
 
 def test_mono_is_one_speaker():
@@ -222,3 +222,34 @@ def test_english_only_model_refuses_other_languages(tiny_en):
     with pytest.raises(QAError, match="English-only.*'zh'.*--model multi"):
         tiny_en.transcribe(np.zeros(16000, np.float32), "zh")
     assert tiny_en.check_language("en-GB") == "en"
+
+
+@pytest.mark.slow
+def test_cli_transcribe_goes_on_after_a_bad_file(speech, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from qa.cli import app
+    from qa.config import get_settings
+
+    monkeypatch.setenv("QA_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("QA_ASR_THREADS", "2")
+    get_settings.cache_clear()
+    stereo = tmp_path / "call 1.wav"
+    subprocess.run(["sox", "-M", str(speech["greeting"]), str(speech["request"]), "-r", "8000",
+                    str(stereo)], check=True)
+    bad = tmp_path / "notes.wav"
+    bad.write_text("not audio")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["transcribe", str(bad), str(stereo), "--model", "en",
+                                      "--out", str(out), "--format", "json,vtt"])
+    assert result.exit_code == 1
+    assert f"error: {bad}: not an audio file" in result.output.splitlines()[0]
+    assert sorted(p.name for p in out.iterdir()) == ["call 1.json", "call 1.vtt"]
+    from qa.schema import Transcript
+
+    t = Transcript.model_validate_json((out / "call 1.json").read_text())
+    assert t.call_id == "call_1" and t.speaker_source == "channels" and t.channels == 2
+    assert {u.speaker for u in t.utterances} == {"ch0", "ch1"}
+    assert all(w.channel == int(u.speaker[-1]) for u in t.utterances for w in u.words)
+    assert "ch1: " in (out / "call 1.vtt").read_text()
+    get_settings.cache_clear()

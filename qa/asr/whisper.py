@@ -267,7 +267,7 @@ def transcribe_channels(
 
     Every channel of a real multi-channel recording is one party; the language detected
     on the first channel with speech is used for the others, so a call has one language.
-    `progress` receives audio seconds done across all channels.
+    `progress` receives seconds of the call done (channels count as fractions of it).
     """
     at16 = audio.resampled(SAMPLE_RATE)
     streams = [at16.mono()] if at16.channels == 1 else [at16.channel(i)
@@ -278,7 +278,7 @@ def transcribe_channels(
     for i, samples in enumerate(streams):
         def report(seconds: float, base: float = done) -> None:
             if progress is not None:
-                progress(base + seconds)
+                progress((base + seconds) / len(streams))
 
         result = transcriber.transcribe(samples, language, progress=report)
         if language is None and result.words:
@@ -379,6 +379,96 @@ def transcript_text(transcript: Transcript) -> str:
     return " ".join(w.text.strip() for w in words)
 
 
+class EvalCase(Record):
+    """One recording with its reference text, from an STM file or a synthetic call."""
+
+    name: str
+    audio: str
+    reference: str
+    language: str
+
+
+class EvalRow(Record):
+    model: str
+    case: str
+    language: str
+    error_rate: float  # WER, or CER for Chinese
+    metric: Literal["WER", "CER"]
+    reference_words: int
+    audio_seconds: float
+    wall_seconds: float
+    hypothesis: str = ""
+
+
+def stm_case(audio: str | Path, stm: str | Path, language: str = "en") -> EvalCase:
+    segments = read_stm(stm)
+    return EvalCase(name=Path(audio).name, audio=str(audio), language=language,
+                    reference=" ".join(s.text for s in segments))
+
+
+def synth_cases(folder: str | Path) -> list[EvalCase]:
+    """Synthetic calls written by `qa synth`: `<call_id>.json` beside its wavs.
+
+    The mono mix is used (highest rate available); the reference is every turn's text
+    in time order.
+    """
+    import json
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise QAError("not a folder", file=str(folder))
+    cases: list[EvalCase] = []
+    for gt in sorted(folder.glob("*.json")):
+        try:
+            data = json.loads(gt.read_text(encoding="utf-8"))
+            turns = sorted(data["turns"], key=lambda t: t["start"])
+            call_id, language = data["call_id"], data["language"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a ground-truth file
+        monos = sorted(folder.glob(f"{call_id}.mono_*.wav"),
+                       key=lambda p: int("".join(ch for ch in p.stem.rsplit("_", 1)[1]
+                                                 if ch.isdigit()) or 0))
+        if not monos:
+            continue
+        cases.append(EvalCase(name=call_id, audio=str(monos[-1]), language=language,
+                              reference=" ".join(t["text"] for t in turns)))
+    return cases
+
+
+def evaluate(
+    transcriber: Transcriber,
+    cases: list[EvalCase],
+    progress: Callable[[EvalCase], None] | None = None,
+) -> list[EvalRow]:
+    """Error rate of one model on each case; cases the model cannot handle are skipped
+    (an English-only model on a Chinese call)."""
+    import time
+
+    from qa.audio import load_audio
+
+    rows: list[EvalRow] = []
+    for case in cases:
+        lang = _base_language(case.language)
+        if not transcriber.multilingual and lang != "en":
+            continue
+        audio = load_audio(case.audio).resampled(SAMPLE_RATE)
+        t0 = time.perf_counter()
+        result = transcriber.transcribe(audio.mono(), lang)
+        wall = time.perf_counter() - t0
+        chinese = is_chinese(lang)
+        rows.append(EvalRow(
+            model=transcriber.name, case=case.name, language=lang,
+            error_rate=round(error_rate(case.reference, result.text, lang), 4),
+            metric="CER" if chinese else "WER",
+            reference_words=len(normalize_text(case.reference).split()),
+            audio_seconds=round(audio.duration, 2), wall_seconds=round(wall, 2),
+            hypothesis=result.text,
+        ))
+        if progress is not None:
+            progress(case)
+    return rows
+
+
 # --------------------------------------------------------------------------- benchmark
 
 
@@ -391,12 +481,17 @@ class BenchResult(Record):
     audio_seconds: float
     load_seconds: float
     wall_seconds: float
+    cpu_seconds: float  # user + system: less sensitive than wall time to a busy machine
     peak_rss_mb: float
     words: int
 
     @property
     def x_real_time(self) -> float:
         return self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    @property
+    def audio_per_cpu_second(self) -> float:
+        return self.audio_seconds / self.cpu_seconds if self.cpu_seconds else 0.0
 
 
 def bench_once(path: str, settings: Settings, model: str, batch_size: int) -> BenchResult:
@@ -412,11 +507,14 @@ def bench_once(path: str, settings: Settings, model: str, batch_size: int) -> Be
     t0 = time.perf_counter()
     transcriber = Transcriber(settings, model)
     t1 = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = usage.ru_utime + usage.ru_stime
     words = 0
     for i in range(audio.channels):
         words += len(transcriber.transcribe(audio.channel(i), "en" if not
                                             transcriber.multilingual else None).words)
     t2 = time.perf_counter()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return BenchResult(
         mode="batched" if batch_size > 0 else "plain",
         model=transcriber.name,
@@ -426,7 +524,8 @@ def bench_once(path: str, settings: Settings, model: str, batch_size: int) -> Be
         audio_seconds=audio.duration * audio.channels,
         load_seconds=round(t1 - t0, 2),
         wall_seconds=round(t2 - t1, 2),
-        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        cpu_seconds=round(usage.ru_utime + usage.ru_stime - cpu0, 2),
+        peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
         words=words,
     )
 
