@@ -265,17 +265,10 @@ def transcribe(
     formats: str = typer.Option("json", "--format", help="comma-separated: json,srt,vtt"),
 ) -> None:
     """Transcribe calls: one speaker per channel for stereo, one speaker for mono."""
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from qa.asr.export import FORMATS, render
     from qa.asr.whisper import Transcriber, select_model_key, transcribe_channels
     from qa.audio import load_audio, probe_duration
+    from qa.progress import progress_bar
 
     settings = get_settings()
     wanted = [f.strip().lower() for f in formats.split(",") if f.strip()]
@@ -289,12 +282,8 @@ def transcribe(
 
     durations = {f: probe_duration(f) or 0.0 for f in files}
     failed: list[str] = []
-    columns = (TextColumn("{task.description}"), BarColumn(),
-               TextColumn("{task.fields[files]} files"),
-               TextColumn("{task.completed:.0f}/{task.total:.0f} s audio"),
-               TextColumn("{task.fields[speed]}"), TimeElapsedColumn(), TextColumn("ETA"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=err_console, transient=False) as progress:
+    with progress_bar("s audio, {task.fields[files]} files", "{task.fields[speed]}",
+                      console=err_console) as progress:
         task = progress.add_task("transcribing", total=sum(durations.values()) or None,
                                  files=f"0/{len(files)}", speed="")
 
@@ -303,7 +292,7 @@ def transcribe(
 
             def advance(seconds: float, base: float = base) -> None:
                 t = progress.tasks[0]
-                progress.update(task, completed=base + seconds)
+                progress.update(task, completed=round(base + seconds, 1))
                 if t.elapsed:
                     progress.update(task, speed=f"{t.completed / t.elapsed:.1f}x real time")
 
