@@ -394,7 +394,7 @@ class EvalRow(Record):
     language: str
     error_rate: float  # WER, or CER for Chinese
     metric: Literal["WER", "CER"]
-    reference_words: int
+    reference_words: int  # characters for Chinese
     audio_seconds: float
     wall_seconds: float
     hypothesis: str = ""
@@ -460,7 +460,8 @@ def evaluate(
             model=transcriber.name, case=case.name, language=lang,
             error_rate=round(error_rate(case.reference, result.text, lang), 4),
             metric="CER" if chinese else "WER",
-            reference_words=len(normalize_text(case.reference).split()),
+            reference_words=(len(normalize_text(case.reference).replace(" ", "")) if chinese
+                             else len(normalize_text(case.reference).split())),
             audio_seconds=round(audio.duration, 2), wall_seconds=round(wall, 2),
             hypothesis=result.text,
         ))
