@@ -166,6 +166,11 @@ def test_call_filters_and_sampling(wf, users, calls):
     lea = users["lea"]
     assert [c.call_id for c in wf.list_calls(lea, CallFilter(team="blue"))] == ["c3"]
     assert [c.call_id for c in wf.list_calls(lea, CallFilter(flag="auto_fail"))] == ["c3"]
+    flagged = {c.call_id for c in wf.list_calls(lea, CallFilter(flagged=True))}
+    unflagged = {c.call_id for c in wf.list_calls(lea, CallFilter(flagged=False))}
+    assert flagged and unflagged and not flagged & unflagged
+    assert all(c.flags for c in wf.list_calls(lea, CallFilter(flagged=True)))
+    assert len(wf.list_calls(lea, CallFilter(limit=2))) == 2
     assert {c.call_id for c in wf.list_calls(lea, CallFilter(max_total=80))} == {"c1", "c3"}
     assert {c.call_id for c in wf.list_calls(
         lea, CallFilter(date_from=T0 + timedelta(hours=1), date_to=T0 + timedelta(days=2)))} \

@@ -97,6 +97,8 @@ class Call(Base):
     auto_fail: Mapped[bool] = mapped_column(Boolean, default=False)
     auto_fail_reasons: Mapped[list[str]] = mapped_column(default=list)
     flags: Mapped[list[str]] = mapped_column(default=list)
+    # ",auto_fail,below_pass," - the flag codes as text, so queues filter in SQL, not Python
+    flag_codes: Mapped[str] = mapped_column(String(255), default=",")
     flag_reasons: Mapped[list[str]] = mapped_column(default=list)
     final_total: Mapped[float | None] = mapped_column(Float)
     final_passed: Mapped[bool | None] = mapped_column(Boolean)

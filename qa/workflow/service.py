@@ -386,6 +386,7 @@ class Workflow:
                 "auto_passed": score.passed, "auto_fail": score.auto_fail,
                 "auto_fail_reasons": list(score.auto_fail_reasons),
                 "flags": [f.code.value for f in score.flags],
+                "flag_codes": "," + "".join(f"{f.code.value}," for f in score.flags),
                 "flag_reasons": [f.reason for f in score.flags],
             }
             if values["started_at"] is not None and values["started_at"].tzinfo is None:
@@ -514,15 +515,15 @@ class Workflow:
         if f.assigned_to_me:
             query = query.where(select(Assignment.id).where(
                 Assignment.call_id == Call.call_id, Assignment.user_id == user.id).exists())
-        query = query.order_by(Call.started_at.desc().nulls_last(), Call.call_id)
-        calls = list(s.scalars(query))
         if f.flag is not None:
-            calls = [c for c in calls if f.flag in (c.flags or [])]
+            query = query.where(Call.flag_codes.contains(f",{f.flag},", autoescape=True))
         if f.flagged is not None:
-            calls = [c for c in calls if bool(c.flags) is f.flagged]
+            query = query.where((Call.flag_codes != ",") if f.flagged else
+                                (Call.flag_codes == ","))
+        query = query.order_by(Call.started_at.desc().nulls_last(), Call.call_id)
         if f.limit is not None:
-            calls = calls[:f.limit]
-        return calls
+            query = query.limit(f.limit)
+        return list(s.scalars(query))
 
     def list_calls(self, actor: UserView, filters: CallFilter | None = None) -> list[CallView]:
         """Calls the actor may see (an agent: only their own), newest first."""
