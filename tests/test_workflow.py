@@ -171,6 +171,7 @@ def test_call_filters_and_sampling(wf, users, calls):
     assert flagged and unflagged and not flagged & unflagged
     assert all(c.flags for c in wf.list_calls(lea, CallFilter(flagged=True)))
     assert len(wf.list_calls(lea, CallFilter(limit=2))) == 2
+    assert wf.list_calls(lea, CallFilter(finalised=True)) == []
     assert {c.call_id for c in wf.list_calls(lea, CallFilter(max_total=80))} == {"c1", "c3"}
     assert {c.call_id for c in wf.list_calls(
         lea, CallFilter(date_from=T0 + timedelta(hours=1), date_to=T0 + timedelta(days=2)))} \
@@ -354,6 +355,8 @@ def test_final_score_and_disputes(wf, users, calls):
     kept = wf.resolve_dispute(lea, d2.id, "upheld", "the close was missing")
     assert kept.outcome_after is ItemOutcome.PASS
     assert wf.get_call(lea, "c2").final_total is None  # upheld changes nothing
+    assert [c.call_id for c in wf.list_calls(lea, CallFilter(finalised=True))] == ["c1"]
+    assert "c1" not in {c.call_id for c in wf.list_calls(lea, CallFilter(finalised=False))}
     rows = {r.call_id: r for r in wf.final_outcomes(users["max"])}
     assert rows["c1"].total == 90.0 and rows["c1"].finalised
     assert rows["c1"].items["empathy"] is ItemOutcome.PASS and rows["c1"].week == T0.date()

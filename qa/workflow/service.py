@@ -512,6 +512,10 @@ class Workflow:
                 Review.call_id == Call.call_id, Review.status == ReviewStatus.SUBMITTED.value,
                 Review.self_review.is_(False)).exists()
             query = query.where(has_review if f.reviewed else ~has_review)
+        if f.finalised is not None:
+            changed = Call.final_total.is_not(None) | select(CallItem.id).where(
+                CallItem.call_id == Call.call_id, CallItem.final_outcome.is_not(None)).exists()
+            query = query.where(changed if f.finalised else ~changed)
         if f.assigned_to_me:
             query = query.where(select(Assignment.id).where(
                 Assignment.call_id == Call.call_id, Assignment.user_id == user.id).exists())

@@ -80,6 +80,7 @@ class CallFilter(View):
     max_total: float | None = None
     passed: bool | None = None  # final-or-automatic pass
     reviewed: bool | None = None  # has a submitted review by an inspector or lead
+    finalised: bool | None = None  # a lead's final score or an overturned item changed it
     assigned_to_me: bool = False
     scorecard_id: str | None = None
     limit: int | None = Field(default=None, ge=1)
