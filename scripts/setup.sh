@@ -22,7 +22,12 @@ stamp="$VENV/.setup-stamp"
 want=$(cat pyproject.toml requirements.lock scripts/setup.sh | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages into $VENV (first run takes a few minutes)"
-  PIP=("$VENV/bin/pip" install -q --disable-pip-version-check)
+  pip_install() {  # quiet, but keep pip's exit status and its real errors
+    "$VENV/bin/pip" install -q --disable-pip-version-check "$@" 2>&1 \
+      | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+    return "${PIPESTATUS[0]}"
+  }
+  PIP=(pip_install)
   # The CPU build of torch lies on this machine's disk; an unpinned torch pulls a CUDA build.
   "${PIP[@]}" "torch==2.13.0"
   "${PIP[@]}" -c requirements.lock -e ".[dev]"
