@@ -146,7 +146,12 @@ def test_s3_outage_mid_run_loses_nothing(s3_settings, s3_server, rendered, ray_s
     assert first.total == 3
     second = run_batch(s3_settings)
     assert first.done + second.done == 3  # what the outage left, the second run finished
+    assert first.skipped == second.total
     assert outcomes(s3_settings) == {c: 1 for c in CALLS}
+    from qa.index import Index
+
+    frame = Index(open_store(s3_settings)).query("SELECT call_id FROM calls")
+    assert sorted(frame["call_id"]) == sorted(CALLS)  # the index converged on the results
 
 
 def test_watch_processes_calls_as_they_arrive(settings, rendered, ray_session, tmp_path):

@@ -40,34 +40,51 @@ class Publisher:
         self.workflow = open_workflow(settings)
         self.index = Index(self.store)
         self.rows: list = []
-        self.deferred: list[str] = []
 
-    def result(self, result: CallResult) -> None:
+    def result(self, result: CallResult) -> bool:
         from qa.index import IndexRow
 
         try:
             publish_result(self.store, result)
         except StoreUnavailableError:
-            self.deferred.append(result.meta.call_id)
-            return
+            return False
         self.workflow.sync_result(result)
         self.rows.append(IndexRow.from_result(result))
         if len(self.rows) >= INDEX_FLUSH_EVERY:
             self.flush()
+        return True
 
-    def error(self, error: ErrorRecord) -> None:
+    def error(self, error: ErrorRecord) -> bool:
         if error.error_type == StoreUnavailableError.__name__:
-            self.deferred.append(error.call_id)
-            return
+            return False  # the store, not the call, failed
         try:
             publish_error(self.store, error)
         except StoreUnavailableError:
-            self.deferred.append(error.call_id)
+            return False
+        return True
 
     def flush(self) -> None:
         if self.rows:
             self.index.append(self.rows)
             self.rows = []
+
+    def catch_up(self, scorecards: set[str]) -> int:
+        """Index the results published while the index could not be written (a store outage
+        at the end of an earlier run), so the index converges on the results."""
+        from qa.index import IndexRow
+        from qa.results import done_calls, latest_result
+
+        indexed: set[str] = set()
+        if self.index.parts():
+            frame = self.index.query("SELECT DISTINCT call_id FROM calls_all "
+                                     "WHERE pipeline_version = ?", [PIPELINE_VERSION])
+            indexed = set(frame["call_id"])
+        missing = done_calls(self.store, PIPELINE_VERSION, scorecards) - indexed
+        rows = [IndexRow.from_result(r) for c in sorted(missing)
+                if (r := latest_result(self.store, c))]
+        if rows:
+            self.index.append(rows)
+        return len(rows)
 
 
 def run_batch(
@@ -83,10 +100,12 @@ def run_batch(
 ) -> RunSummary:
     console = console or Console()
     store = open_store(settings)
+    scorecards = current_scorecards(settings)
+    publisher = Publisher(settings)
+    if caught_up := publisher.catch_up(scorecards):
+        console.print(f"run: indexed {caught_up} result(s) missing from the analytics index")
     if metas is None:
-        metas = pending_calls(
-            store, PIPELINE_VERSION, current_scorecards(settings), retry_errors=retry_errors
-        )
+        metas = pending_calls(store, PIPELINE_VERSION, scorecards, retry_errors=retry_errors)
     metas = metas[:limit] if limit else metas
     if not metas:
         console.print("run: every call has a result for the current versions")
@@ -96,7 +115,6 @@ def run_batch(
         ray_init(address or settings.ray_address)
         runner = Runner(settings)
         runner.start()
-    publisher = Publisher(settings)
     try:
         display = progress_bar("{task.fields[audio]:.2f} h audio", "{task.fields[rate]}",
                                "[red]{task.fields[failed]} failed", console=console)
@@ -113,13 +131,16 @@ def run_batch(
                     on_progress(s)
 
             summary = runner.run(metas, publisher.result, publisher.error, show)
-        publisher.flush()
+        try:
+            publisher.flush()
+        except StoreUnavailableError:
+            console.print("[yellow]analytics index not updated (store unreachable); "
+                          "the next run adds the rows[/]")
     finally:
         if own_runner:
             runner.shutdown()
-    summary.skipped = len(publisher.deferred)
-    if publisher.deferred:
-        console.print(f"[yellow]{len(publisher.deferred)} call(s) left for the next run "
+    if summary.skipped:
+        console.print(f"[yellow]{summary.skipped} call(s) left for the next run "
                       "(store unreachable)[/]")
     return summary
 

@@ -29,7 +29,7 @@ class RunSummary(BaseModel):
     total: int = 0
     done: int = 0
     failed: int = 0
-    skipped: int = 0
+    skipped: int = 0  # left for the next run: the store could not be reached
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     worker_restarts: int = 0
@@ -116,8 +116,8 @@ class Runner:
     def run(
         self,
         metas: Iterable[CallMeta],
-        on_result: Callable[[CallResult], None] | None = None,
-        on_error: Callable[[ErrorRecord], None] | None = None,
+        on_result: Callable[[CallResult], bool] | None = None,
+        on_error: Callable[[ErrorRecord], bool] | None = None,
         on_progress: Callable[[RunSummary], None] | None = None,
     ) -> RunSummary:
         summary = RunSummary()
@@ -144,17 +144,19 @@ class Runner:
             job.transcript = transcript
 
         def finish(job: _Job, outcome: CallResult | ErrorRecord) -> None:
+            # a callback returning False could not publish: the call is left for the next run
             if isinstance(outcome, ErrorRecord):
-                summary.failed += 1
-                summary.errors[job.meta.call_id] = outcome.message
-                if on_error:
-                    on_error(outcome)
+                if on_error and on_error(outcome) is False:
+                    summary.skipped += 1
+                else:
+                    summary.failed += 1
+                    summary.errors[job.meta.call_id] = outcome.message
+            elif on_result and on_result(outcome) is False:
+                summary.skipped += 1
             else:
                 summary.done += 1
                 summary.results.append(job.meta.call_id)
                 summary.audio_seconds += outcome.transcript.duration
-                if on_result:
-                    on_result(outcome)
             summary.wall_seconds = time.perf_counter() - t0
             if on_progress:
                 on_progress(summary)
