@@ -263,12 +263,16 @@ def transcribe(
                                         "default: detect"),
     out: Path = typer.Option(Path("."), "--out", help="folder for the outputs"),
     formats: str = typer.Option("json", "--format", help="comma-separated: json,srt,vtt"),
+    diarize: bool = typer.Option(True, "--diarize/--no-diarize",
+                                 help="split mono calls by speaker (pyannote)"),
 ) -> None:
-    """Transcribe calls: one speaker per channel for stereo, one speaker for mono."""
+    """Transcribe calls: one speaker per channel for stereo, diarized speakers for mono."""
     from qa.asr.export import FORMATS, render
-    from qa.asr.whisper import Transcriber, select_model_key, transcribe_channels
+    from qa.asr.speakers import transcribe_call
+    from qa.asr.whisper import Transcriber, select_model_key
     from qa.audio import load_audio, probe_duration
     from qa.progress import progress_bar
+    from qa.schema import CallMeta
 
     settings = get_settings()
     wanted = [f.strip().lower() for f in formats.split(",") if f.strip()]
@@ -281,6 +285,7 @@ def transcribe(
     out.mkdir(parents=True, exist_ok=True)
 
     durations = {f: probe_duration(f) or 0.0 for f in files}
+    diarizers: list = []  # loaded at the first mono file, then kept
     failed: list[str] = []
     with progress_bar("s audio, {task.fields[files]} files", "{task.fields[speed]}",
                       console=err_console) as progress:
@@ -301,8 +306,27 @@ def transcribe(
                                    silence_dbfs=settings.silence_dbfs)
                 if not durations[path]:  # header gave no duration: count it now
                     progress.update(task, total=(progress.tasks[0].total or 0) + audio.duration)
-                transcript = transcribe_channels(transcriber, audio, call_id=_call_id_for(path),
-                                                 language=language, progress=advance)
+                streams = 1 if audio.channels == 1 or audio.fake_stereo else audio.channels
+                done = [0.0]
+
+                def asr(samples, lang, streams: int = streams, done: list = done,
+                        advance=advance):
+                    """One stream; progress counts each channel as its share of the call."""
+                    base = done[0]
+                    result = transcriber.transcribe(
+                        samples, lang, progress=lambda s: advance((base + s) / streams))
+                    done[0] += result.duration
+                    return result
+
+                diarizer = None
+                if streams == 1 and diarize:
+                    if not diarizers:
+                        from qa.asr.diarize import Diarizer
+
+                        diarizers.append(Diarizer(settings))
+                    diarizer = diarizers[0]
+                meta = CallMeta(call_id=_call_id_for(path), language=language)
+                transcript = transcribe_call(audio, meta, asr, diarizer, settings)
                 for fmt in wanted:
                     target = out / f"{path.stem}.{fmt}"
                     tmp = target.with_name(target.name + ".part")

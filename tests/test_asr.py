@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from qa.asr.chinese import is_chinese, to_script
+from qa.asr.speakers import transcribe_call
 from qa.asr.whisper import (
     AsrResult,
     Transcriber,
@@ -18,13 +19,12 @@ from qa.asr.whisper import (
     normalize_text,
     read_stm,
     select_model_key,
-    transcribe_channels,
     transcript_text,
 )
 from qa.audio import DecodedAudio, load_audio
 from qa.config import Settings
 from qa.errors import ModelNotFoundError, QAError
-from qa.schema import Word
+from qa.schema import CallMeta, Word
 
 GREETING = "Thank you for calling Northwind support, my name is Sarah. How can I help you today?"
 REQUEST = "I would like to check the balance on my account please."
@@ -94,11 +94,11 @@ def _audio(samples: np.ndarray, rate: int) -> DecodedAudio:
                         duration=samples.shape[1] / rate)
 
 
-def test_stereo_one_speaker_per_channel():
+def test_stereo_one_speaker_per_channel(settings):
     x = np.zeros((2, 8000), np.float32)
     x[0, 2000], x[1, 6000] = 0.9, 0.9  # 0.25 s and 0.75 s
-    fake, progress = FakeTranscriber(), []
-    t = transcribe_channels(fake, _audio(x, 8000), call_id="c1", progress=progress.append)
+    fake = FakeTranscriber()
+    t = transcribe_call(_audio(x, 8000), CallMeta(call_id="c1"), fake.transcribe, None, settings)
     assert [c[0] for c in fake.calls] == [16000, 16000]  # resampled to 16 kHz
     assert fake.calls[1][1] == "de"  # first channel's language reused
     assert t.speaker_source == "channels" and t.channels == 2 and t.language == "de"
@@ -106,13 +106,13 @@ def test_stereo_one_speaker_per_channel():
                                                                       ("ch1", 1, "w2")]
     assert t.utterances[0].start == pytest.approx(0.25, abs=0.01)
     assert t.asr_confidence == pytest.approx(0.8)
-    assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
 
 
-def test_mono_is_one_speaker():
+def test_mono_without_diarizer_is_one_speaker(settings):
     x = np.zeros((1, 16000), np.float32)
     x[0, 100] = 0.5
-    t = transcribe_channels(FakeTranscriber(), _audio(x, 16000), call_id="c2", language="en")
+    t = transcribe_call(_audio(x, 16000), CallMeta(call_id="c2", language="en"),
+                        FakeTranscriber().transcribe, None, settings)
     assert t.speaker_source == "single" and t.channels == 1
     assert [u.speaker for u in t.utterances] == ["S0"] and t.utterances[0].channel is None
     assert transcript_text(t) == "w1"
@@ -251,5 +251,7 @@ def test_cli_transcribe_goes_on_after_a_bad_file(speech, tmp_path, monkeypatch):
     assert t.call_id == "call_1" and t.speaker_source == "channels" and t.channels == 2
     assert {u.speaker for u in t.utterances} == {"ch0", "ch1"}
     assert all(w.channel == int(u.speaker[-1]) for u in t.utterances for w in u.words)
-    assert "ch1: " in (out / "call 1.vtt").read_text()
+    assert t.roles.speaker_roles == {"ch0": "agent", "ch1": "customer"}  # from the greeting
+    vtt = (out / "call 1.vtt").read_text()
+    assert "\nagent: Thank you for calling" in vtt and "\ncustomer: " in vtt
     get_settings.cache_clear()

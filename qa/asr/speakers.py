@@ -89,6 +89,8 @@ def transcribe_call(
         streams: list[list[Word]] = []
         for i, speaker in channel_speakers.items():
             result = transcribe(audio16.channel(i), language)
+            if language is None and result.words:  # one call, one language
+                language = result.language
             models.append(result.model)
             languages.append((len(result.words), result.language))
             streams.append([w.model_copy(update={"speaker": speaker, "channel": i})

@@ -18,8 +18,6 @@ import numpy as np
 from pydantic import Field
 
 from qa.asr.chinese import is_chinese, to_script
-from qa.asr.utterances import group_words, merge_speaker_words
-from qa.audio import DecodedAudio
 from qa.config import Settings, get_settings
 from qa.errors import ModelNotFoundError, QAError
 from qa.models import model_path
@@ -253,62 +251,6 @@ class Transcriber:
                 )
             if progress is not None:
                 progress(float(segment.end))
-
-
-def transcribe_channels(
-    transcriber: Transcriber,
-    audio: DecodedAudio,
-    *,
-    call_id: str,
-    language: str | None = None,
-    progress: Callable[[float], None] | None = None,
-) -> Transcript:
-    """A transcript without diarization: one speaker per channel, or one speaker "S0".
-
-    Every channel of a real multi-channel recording is one party; the language detected
-    on the first channel with speech is used for the others, so a call has one language.
-    `progress` receives seconds of the call done (channels count as fractions of it).
-    """
-    at16 = audio.resampled(SAMPLE_RATE)
-    streams = [at16.mono()] if at16.channels == 1 else [at16.channel(i)
-                                                        for i in range(at16.channels)]
-    done = 0.0
-    per_channel: list[list[Word]] = []
-    results: list[AsrResult] = []
-    for i, samples in enumerate(streams):
-        def report(seconds: float, base: float = done) -> None:
-            if progress is not None:
-                progress((base + seconds) / len(streams))
-
-        result = transcriber.transcribe(samples, language, progress=report)
-        if language is None and result.words:
-            language = result.language
-        results.append(result)
-        done += result.duration
-        speaker = "S0" if len(streams) == 1 else f"ch{i}"
-        channel = None if len(streams) == 1 else i
-        per_channel.append(
-            [w.model_copy(update={"speaker": speaker, "channel": channel}) for w in result.words]
-        )
-
-    if len(streams) == 1:
-        utterances = group_words(per_channel[0])
-        source = "single"
-    else:
-        utterances = merge_speaker_words(per_channel)
-        source = "channels"
-    words = [w for ws in per_channel for w in ws]
-    return Transcript(
-        call_id=call_id,
-        language=language or results[0].language,
-        duration=round(audio.duration, 3),
-        channels=audio.channels,
-        speaker_source=source,
-        utterances=utterances,
-        asr_model=transcriber.name,
-        asr_confidence=(round(float(np.mean([w.probability for w in words])), 4)
-                        if words else None),
-    )
 
 
 # --------------------------------------------------------------------------- evaluation
