@@ -195,18 +195,10 @@ class ProgressBar:
 
     def __enter__(self) -> ProgressBar:
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                                 console=Console(stderr=True), transient=False)
+        from qa.progress import progress_bar
+
+        self.progress = progress_bar(console=Console(stderr=True))
         self.progress.start()
         self.tasks: dict[str, Any] = {}
         return self

@@ -102,6 +102,22 @@ def _default_points(outcome: ItemOutcome, possible: float) -> float:
     return possible if outcome is ItemOutcome.PASS else 0.0
 
 
+def _checked_item(call_id: str, item: CallItem | None, entry: ReviewItemInput
+                  ) -> tuple[ItemOutcome, float]:
+    """A reviewer's or lead's outcome and points for one item, checked against the card."""
+    if item is None:
+        raise QAError(f"call {call_id!r} has no scorecard item {entry.item_id!r}")
+    outcome = ItemOutcome(entry.outcome)
+    points = (_default_points(outcome, item.points_possible)
+              if entry.points is None else float(entry.points))
+    if outcome is ItemOutcome.NA:
+        points = 0.0
+    if not 0.0 <= points <= item.points_possible:
+        raise QAError(f"item {entry.item_id!r}: points {points} outside 0.."
+                      f"{item.points_possible}")
+    return outcome, points
+
+
 def _flip(outcome: ItemOutcome) -> ItemOutcome:
     return ItemOutcome.PASS if outcome is not ItemOutcome.PASS else ItemOutcome.FAIL
 
@@ -635,17 +651,7 @@ class Workflow:
             for entry in items:
                 if entry.item_id in rows:
                     raise QAError(f"item {entry.item_id!r} appears twice in the review")
-                item = call_items.get(entry.item_id)
-                if item is None:
-                    raise QAError(f"call {call_id!r} has no scorecard item {entry.item_id!r}")
-                outcome = ItemOutcome(entry.outcome)
-                points = (_default_points(outcome, item.points_possible)
-                          if entry.points is None else float(entry.points))
-                if outcome is ItemOutcome.NA:
-                    points = 0.0
-                if not 0.0 <= points <= item.points_possible:
-                    raise QAError(f"item {entry.item_id!r}: points {points} outside 0.."
-                                  f"{item.points_possible}")
+                outcome, points = _checked_item(call_id, call_items.get(entry.item_id), entry)
                 rows[entry.item_id] = (outcome, points, entry.comment)
             if submit:
                 missing = [i for i in call_items if i not in rows]
@@ -910,16 +916,7 @@ class Workflow:
             by_id = {i.item_id: i for i in call.items}
             for entry in items:
                 item = by_id.get(entry.item_id)
-                if item is None:
-                    raise QAError(f"call {call_id!r} has no scorecard item {entry.item_id!r}")
-                outcome = ItemOutcome(entry.outcome)
-                points = (_default_points(outcome, item.points_possible)
-                          if entry.points is None else float(entry.points))
-                if outcome is ItemOutcome.NA:
-                    points = 0.0
-                if not 0.0 <= points <= item.points_possible:
-                    raise QAError(f"item {entry.item_id!r}: points {points} outside 0.."
-                                  f"{item.points_possible}")
+                outcome, points = _checked_item(call_id, item, entry)
                 for name, value in (("final_outcome", outcome.value), ("final_points", points)):
                     old = getattr(item, name)
                     if old != value:
