@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     asr_threads: int = 0  # 0: let CTranslate2 decide
     asr_beam_size: int = 1
     default_language: str | None = None  # None: detect per call
+    # the site's own words (company, products), e.g. "Northwind Telecom, broadband, SIM":
+    # given to Whisper as hotwords so names the scorecard looks for are spelt right
+    asr_hotwords: str | None = None
     chinese_script: Literal["simplified", "traditional"] = "simplified"
 
     # ---- speakers

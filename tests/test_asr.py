@@ -255,3 +255,17 @@ def test_cli_transcribe_goes_on_after_a_bad_file(speech, tmp_path, monkeypatch):
     vtt = (out / "call 1.vtt").read_text()
     assert "\nagent: Thank you for calling" in vtt and "\ncustomer: " in vtt
     get_settings.cache_clear()
+
+
+@pytest.mark.slow
+@needs_espeak
+def test_site_hotwords_spell_the_company_name(tmp_path):
+    """Telephone-band speech of a company name Whisper does not know, with the site's words."""
+    wav = _speak("Thank you for calling Northwind Telecom, my name is Olivia.", tmp_path / "g.wav")
+    phone = tmp_path / "g8k.wav"
+    subprocess.run(["sox", str(wav), "-r", "8000", str(phone)], check=True)
+    samples = load_audio(phone).resampled(16000).mono()
+    site = Transcriber(Settings(asr_threads=2, asr_hotwords="Northwind Telecom"), "en")
+    assert site._common_options()["hotwords"] == "Northwind Telecom"
+    text = normalize_text(site.transcribe(samples, "en").text)
+    assert "northwind telecom" in text, text

@@ -147,6 +147,7 @@ class Transcriber:
             "compression_ratio_threshold": COMPRESSION_RATIO_THRESHOLD,
             "log_prob_threshold": LOG_PROB_THRESHOLD,
             "no_speech_threshold": NO_SPEECH_THRESHOLD,
+            "hotwords": self.settings.asr_hotwords,
         }
 
     def _plain_options(self) -> dict:
