@@ -21,7 +21,6 @@ from qa.schema import CallResult
 from workers.runner import RunSummary
 
 MONO_CALLS = {"nw_address_change", "bf_zh_billing_clean"}
-DEMO_SITE_WORDS = "Northwind Telecom"  # QA_ASR_HOTWORDS of the sample calls' contact centre
 
 DEMO_STAFF = [  # username, role, team
     ("inspector1", "inspector", None),
@@ -101,8 +100,6 @@ def run_demo(settings: Settings, *, console: Console | None = None) -> RunSummar
     from workers.batch import run_batch
 
     console = console or Console()
-    if settings.asr_hotwords is None:  # the sample calls' site, as a site would configure it
-        settings = settings.model_copy(update={"asr_hotwords": DEMO_SITE_WORDS})
     inbox, meta_csv = prepare_samples(settings, console)
     store = open_store(settings)
     report = ingest(store, [inbox], meta_csv, settings)
