@@ -151,13 +151,47 @@ def test_phrase_evidence_has_time_speaker_and_phrase():
 @pytest.mark.parametrize("heard", [
     "Please note this call maybe recorder for quality purposes.",  # ASR substitutions
     "This call may be record it for quality.",
-    "Thank you for calling North Wind Telecom.",
+    "Thank you for calling North Wind Telcom.",
 ])
 def test_fuzzy_phrase_tolerates_asr_errors(heard):
     c = card(item("x", "type: phrase\nphrases: [this call may be recorded, northwind telecom]"))
     r = evaluate(call((A, heard)), c)
     assert r.outcome == PASS, r.reason
     assert 0.85 <= r.evidence[0].similarity < 1.0
+
+
+@pytest.mark.parametrize("heard, found", [
+    ("Thank you for calling Northwindcalicam, my name is Olivia.", "Northwindcalicam,"),
+    ("Thank you for calling North Windcalic.", "North Windcalic."),
+    ("Thank you for calling North wind.", "North wind."),
+])
+def test_names_split_or_glued_by_asr_are_found(heard, found):
+    """Whisper writes an unknown name in pieces or glued to the next word; the letters in a
+    row from a word start are the name, with full similarity and the glued word as evidence."""
+    c = card(item("x", "type: phrase\nphrases: [northwind]"))
+    r = evaluate(call((A, heard)), c)
+    assert r.outcome == PASS, r.reason
+    ev = r.evidence[0]
+    assert ev.similarity == 1.0 and ev.matched == "northwind"
+    words = call((A, heard)).utterances[0].words
+    first = heard.split().index(found.split()[0])
+    last = first + len(found.split()) - 1
+    assert (ev.start, ev.end) == (words[first].start, words[last].end)
+
+
+def test_word_breaks_are_ignored_only_at_word_starts_and_ends():
+    c = card(item("x", "type: phrase\nphrases: [northwind]"))
+    assert evaluate(call((A, "the southnorthwind line")), c).outcome == FAIL  # not a word start
+    several = card(item("x", "type: phrase\nmode: absent\nthreshold: 95\n"
+                             "phrases: [listen to me]"))
+    # a phrase of several words does not run on into a longer word: "listen to mention"
+    assert evaluate(call((A, "You should listen to mentors.")), several).outcome == PASS
+    assert evaluate(call((A, "Just listento me.")), several).outcome == FAIL
+    two = card(item("x", "type: phrase\nphrases: [thank you for calling]"))
+    assert evaluate(call((A, "Thankyou for calling.")), two).outcome == PASS
+    # a name glued across two utterances is not one word
+    split = call((A, "Thank you for calling North"), (C, "Wind is here"))
+    assert evaluate(split, c).outcome == FAIL
 
 
 def test_fuzzy_threshold_is_configurable_and_short_phrases_are_exact():

@@ -5,8 +5,9 @@ each party as one normalised text (phrase search runs over it in one pass per ph
 utterance vectors for semantic rules, the utterance sentiment, and the results of rules
 other rules refer to.
 
-Phrase matching: an exact search first (fast), then rapidfuzz's partial-ratio alignment
-for ASR errors ("north wind telecom", "recorder for quality"); a fuzzy hit is snapped to
+Phrase matching: an exact search first (fast), then, for ASR errors, the phrase with word
+breaks ignored (ASR splits and glues words, names most: "north wind", "northwindcalicam")
+and rapidfuzz's partial-ratio alignment ("recorder for quality"); a fuzzy hit is snapped to
 whole words (characters for Chinese), must lie in one utterance and reach the threshold.
 
 Regular expressions run under the `regex` module with a timeout, so a pattern with
@@ -23,6 +24,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -100,6 +102,7 @@ class _Speech:
         self.starts = [u.start for u, _ in utts]
         self.max_len = max((u.end - u.start for u, _ in utts), default=0.0)
         self._unit_times: dict[int, list[tuple[float, float]] | None] = {}
+        self._squashed: tuple[str, list[int]] | None = None
 
     def region(self, t0: float, t1: float) -> tuple[int, int]:
         """Character range of the utterances that overlap [t0, t1]."""
@@ -221,6 +224,35 @@ class _Speech:
             if not kept or m[0] >= kept[-1][1]:
                 kept.append(m)
         return kept
+
+    def find_unspaced(self, phrase: str, region: tuple[int, int]
+                      ) -> Iterator[tuple[int, int, float]]:
+        """The phrase's letters in a row with the word breaks ignored, from the start of a word
+        to the end of one; a one-word phrase (a name) may run on into a glued word.
+
+        Whisper writes a name it does not know as pieces or glued to the next word
+        ("north wind", "northwindcalicam"); the letters are right, only the spacing is not,
+        so this is an exact match, not a guess.
+        """
+        if self.cjk:
+            return  # no word breaks to get wrong
+        if self._squashed is None:
+            index = [i for i, ch in enumerate(self.text) if ch != " "]
+            self._squashed = "".join(self.text[i] for i in index), index
+        squashed, index = self._squashed
+        target = phrase.replace(" ", "")
+        glued_ok = " " not in phrase
+        lo, hi = region
+        k = squashed.find(target, bisect_left(index, lo))
+        while k != -1 and index[k] < hi:
+            a, last = index[k], index[k + len(target) - 1]
+            b = last + 1
+            if b <= hi and (a == 0 or self.text[a - 1] in " \n"):
+                while glued_ok and b < len(self.text) and self.text[b] not in " \n":
+                    b += 1
+                if b == len(self.text) or self.text[b] in " \n":
+                    yield a, b, 100.0
+            k = squashed.find(target, k + 1)
 
     def find_fuzzy(self, phrase: str, region: tuple[int, int], threshold: float
                    ) -> Iterator[tuple[int, int, float]]:
@@ -472,7 +504,9 @@ class CallContext:
                         break
                     if len(norm) < (MIN_FUZZY_CJK if self.cjk else MIN_FUZZY):
                         continue
-                    for a, b, score in speech.find_fuzzy(norm, region, threshold):
+                    hits = chain(speech.find_unspaced(norm, region),
+                                 speech.find_fuzzy(norm, region, threshold))
+                    for a, b, score in hits:
                         if any(x < b and a < y for x, y in spans):
                             continue
                         ev = speech.evidence(a, b, phrase, score)
