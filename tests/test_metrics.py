@@ -45,6 +45,15 @@ def test_very_long_unannounced_silence_is_a_hold_and_dead_air():
     assert m.longest_dead_air == pytest.approx(138.0)
 
 
+def test_hold_announcement_misheard_by_asr_still_makes_a_hold():
+    """"I'm putting you on hold" heard as "on post": with the silence after it, a hold."""
+    t = transcript([utt(A, 0, 3, "Right, I'm putting you on post now."),
+                    utt(A, 30, 32, "Okay, I have the plan."),
+                    utt(A, 32.5, 34.5, "I'll put you on the new plan."), utt(C, 35, 36, "Great.")])
+    m = compute_metrics(t)
+    assert [(s.start, s.end) for s in m.holds] == [(3.0, 30.0)] and m.dead_air == []
+
+
 def test_chinese_hold_announcement():
     t = transcript([utt(A, 0, 3, "我帮您查一下，请您稍等。"), utt(A, 43, 45, "感谢您的耐心等待。")],
                    language="zh")

@@ -26,6 +26,8 @@ HOLD_ANNOUNCEMENTS = (
     "hold", "one moment", "just a moment", "a moment please", "bear with me", "one second",
     "just a second", "give me a moment", "give me a second", "let me check", "let me look",
     "let me find", "let me just", "mute", "wait a moment",
+    # "putting you on hold" heard as "on hole", "on post": the silence that follows makes it one
+    "put you on", "putting you on", "place you on", "placing you on",
     # Chinese (Simplified after normalisation)
     "稍等", "稍候", "等一下", "等一等", "等一会", "请您等", "我查一下", "查询一下", "帮您查",
     "保持", "别挂",
