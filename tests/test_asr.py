@@ -42,13 +42,37 @@ def test_select_model_key(settings):
     assert select_model_key(None, settings.model_copy(update={"default_language": "de"})) == "multi"
 
 
-def test_keep_segment_applies_whisper_thresholds():
-    keep = Transcriber._keep_segment
-    seg = dict(compression_ratio=1.5, no_speech_prob=0.1, avg_logprob=-0.3)
-    assert keep(SimpleNamespace(**seg))
-    assert not keep(SimpleNamespace(**{**seg, "compression_ratio": 3.1}))  # repetition loop
-    assert not keep(SimpleNamespace(**{**seg, "no_speech_prob": 0.9, "avg_logprob": -1.4}))
-    assert keep(SimpleNamespace(**{**seg, "no_speech_prob": 0.9, "avg_logprob": -0.2}))
+def test_batched_segments_are_guarded_and_loops_decoded_again():
+    """Silence decoded to text is dropped; a looping window is not lost but decoded again on
+    its own (with the temperature fallback), its times shifted back into the call."""
+    from faster_whisper.transcribe import Segment
+    from faster_whisper.transcribe import Word as FwWord
+
+    def seg(start, end, text, **stats):
+        values = dict(compression_ratio=1.5, no_speech_prob=0.1, avg_logprob=-0.3) | stats
+        words = [FwWord(start=start, end=end, word=text, probability=0.9)]
+        return Segment(id=0, seek=0, start=start, end=end, text=text, tokens=[],
+                       temperature=0.0, words=words, **values)
+
+    asked = []
+
+    def transcribe(audio, language=None, **options):
+        asked.append((len(audio), language, options))
+        return iter([seg(1.0, 2.0, " again")]), None
+
+    t = Transcriber.__new__(Transcriber)
+    t.model = SimpleNamespace(transcribe=transcribe)
+    t._plain_options = lambda: {"temperature": [0.0, 0.2]}
+    audio = np.zeros(16000 * 40, dtype=np.float32)
+    segments = [seg(0.0, 5.0, " kept"),
+                seg(5.0, 10.0, " noise", no_speech_prob=0.9, avg_logprob=-1.4),
+                seg(10.0, 30.0, " loop loop loop", compression_ratio=3.1),
+                seg(30.0, 32.0, " quiet but sure", no_speech_prob=0.9, avg_logprob=-0.2)]
+    out = list(t._checked(segments, audio, "zh"))
+    assert [s.text for s in out] == [" kept", " again", " quiet but sure"]
+    assert (out[1].start, out[1].end) == (11.0, 12.0)
+    assert (out[1].words[0].start, out[1].words[0].end) == (11.0, 12.0)
+    assert asked == [(16000 * 20, "zh", {"temperature": [0.0, 0.2]})]
 
 
 def test_unaligned_repeats_are_dropped():

@@ -162,17 +162,31 @@ class Transcriber:
     def _batched_options(self) -> dict:
         # The batched pipeline always runs without previous-text conditioning, ignores
         # the hallucination-silence option and decodes at the first temperature only;
-        # the thresholds are accepted but not applied, so `_keep_segment` applies them.
+        # the thresholds are accepted but not applied, so `_checked` applies them.
         return {**self._common_options(), "batch_size": self.batch_size}
 
-    @staticmethod
-    def _keep_segment(segment) -> bool:
-        if segment.compression_ratio > COMPRESSION_RATIO_THRESHOLD:
-            return False
-        return not (
-            segment.no_speech_prob > NO_SPEECH_THRESHOLD
-            and segment.avg_logprob < LOG_PROB_THRESHOLD
-        )
+    def _checked(self, segments: Iterable, audio: np.ndarray, lang: str | None) -> Iterable:
+        """Batched segments through the guards the batched pipeline does not apply.
+
+        A window whose text loops (compression ratio too high) is decoded again on its own
+        with the temperature fallback, as the sequential decoder would, rather than dropped:
+        dropping it loses up to 30 s of the call. Silence that decoded to text is dropped.
+        """
+        from dataclasses import replace
+
+        for segment in segments:
+            if segment.compression_ratio > COMPRESSION_RATIO_THRESHOLD:
+                lo, hi = int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE)
+                again, _ = self.model.transcribe(audio[lo:hi], language=lang,
+                                                 **self._plain_options())
+                for s in again:
+                    yield replace(s, start=s.start + segment.start, end=s.end + segment.start,
+                                  words=[replace(w, start=w.start + segment.start,
+                                                 end=w.end + segment.start)
+                                         for w in s.words or ()])
+            elif not (segment.no_speech_prob > NO_SPEECH_THRESHOLD
+                      and segment.avg_logprob < LOG_PROB_THRESHOLD):
+                yield segment
 
     # ------------------------------------------------------------------ transcription
 
@@ -212,7 +226,7 @@ class Transcriber:
         if self.batched is not None:
             segments, info = self.batched.transcribe(audio, language=lang,
                                                      **self._batched_options())
-            segments = (s for s in segments if self._keep_segment(s))
+            segments = self._checked(segments, audio, lang)
         else:
             segments, info = self.model.transcribe(audio, language=lang, **self._plain_options())
 
