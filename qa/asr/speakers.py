@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from qa.asr.roles import assign_roles
-from qa.asr.utterances import apply_roles, group_words, mark_overlap, merge_speaker_words
+from qa.asr.utterances import (
+    apply_roles,
+    fit_to_turns,
+    group_words,
+    mark_overlap,
+    merge_speaker_words,
+)
 from qa.config import Settings
 from qa.schema import CallMeta, Transcript, Utterance, Word
 
@@ -104,11 +110,12 @@ def transcribe_call(
         if diarizer is not None:
             source = "diarization"
             turns = diarizer(samples, ASR_RATE, num_speakers=diarizer.default_num_speakers)
-            words = assign_words(result.words, turns)
+            utterances = group_words(assign_words(result.words, turns))
+            fit_to_turns(utterances, turns)
         else:
             source = "single"
-            words = [w.model_copy(update={"speaker": SINGLE_SPEAKER}) for w in result.words]
-        utterances = group_words(words)
+            utterances = group_words(
+                [w.model_copy(update={"speaker": SINGLE_SPEAKER}) for w in result.words])
         mark_overlap(utterances)
 
     roles = assign_roles(utterances, meta, channel_speakers=channel_speakers)

@@ -7,8 +7,12 @@ Used for stereo calls (words carry their channel's speaker), for diarized mono c
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from qa.schema import Role, Utterance, Word
+
+if TYPE_CHECKING:
+    from qa.asr.diarize import SpeakerTurn
 
 # A pause longer than this, even by the same speaker, starts a new utterance.
 DEFAULT_MAX_GAP = 1.5
@@ -69,6 +73,30 @@ def merge_speaker_words(per_speaker: list[list[Word]], **kwargs) -> list[Utteran
     utterances.sort(key=lambda u: (u.start, u.end))
     mark_overlap(utterances)
     return utterances
+
+
+def fit_to_turns(utterances: list[Utterance], turns: list[SpeakerTurn]) -> None:
+    """Times of each utterance of a diarized mono call from the speaker turns it overlaps.
+
+    In overtalk the ASR of one mixed channel writes one voice: the other party's words are
+    lost and their utterance seems to end where the interruption starts. The diarization
+    turns still show both voices (and their edges are closer than Whisper's word times), so
+    utterance times taken from them keep the overtalk, interruptions and silences of the
+    call. An utterance never grows over its speaker's neighbouring utterances; word times
+    (the evidence) are left as the ASR gave them.
+    """
+    for speaker in {u.speaker for u in utterances}:
+        own = sorted((u for u in utterances if u.speaker == speaker), key=lambda u: u.start)
+        spans = [(t.start, t.end) for t in turns if t.speaker == speaker]
+        for i, u in enumerate(own):
+            hit = [(a, b) for a, b in spans if a < u.end and b > u.start]
+            if not hit:
+                continue
+            floor = own[i - 1].end if i else 0.0
+            ceiling = own[i + 1].start if i + 1 < len(own) else float("inf")
+            u.start = round(max(floor, min(a for a, _ in hit)), 3)
+            u.end = round(min(ceiling, max(b for _, b in hit)), 3)
+    utterances.sort(key=lambda u: (u.start, u.end))
 
 
 def mark_overlap(utterances: list[Utterance]) -> None:
