@@ -43,6 +43,21 @@ def test_chinese_agent_found_from_script():
     assert any("工号" in e for e in roles.evidence)
 
 
+def test_chinese_agent_found_from_phrases_that_survive_asr_errors():
+    """Mandarin ASR on telephone audio garbles most of the script; the apology, the
+    security preface, "不客气" and "您的来电" come through and still mark the agent."""
+    heard = [utt("S1", 0.0, 9.0, "您抱, 万元之天被分天心, 或是可负小玩"),
+             utt("S2", 9.5, 14.0, "或是个月化, 被便知多疑贷多愉快"),
+             utt("S1", 14.5, 25.0, "最长抱歉被您太爱不便, 为了保护您的长护"),
+             utt("S2", 25.5, 27.0, "好,就好,谢谢您"),
+             utt("S1", 27.5, 30.0, "不客气,千万您的问题决了吗?"),
+             utt("S1", 30.5, 33.0, "当先您的来电,祝您神负虐快,再见")]
+    roles = assign_roles(heard, None)
+    assert roles.speaker_roles == {"S1": Role.AGENT, "S2": Role.CUSTOMER}
+    assert roles.confidence > 0.9
+    assert "no script phrase" not in "\n".join(roles.evidence)
+
+
 def test_no_script_evidence_gives_low_confidence():
     chat = [utt("A", 0, 2, "Hey, how are things?"), utt("B", 2.5, 5, "Not bad, and you?"),
             utt("A", 5.5, 7, "Fine, thanks.")]
