@@ -466,7 +466,11 @@ def eval_diarization(
                   "confusion", "x RT", "agent ok", "word role acc")
 
     def report(r) -> None:
-        console.print(f"{r.name} (speakers {r.num_speakers or 'estimated'}): DER {r.der:.1%}")
+        extra = "" if r.word_accuracy is None else (
+            f", agent {'right' if r.agent_correct else 'WRONG'}, words with the right role "
+            f"{r.word_accuracy:.1%}")
+        console.print(f"{r.name} (speakers {r.num_speakers or 'estimated'}): DER {r.der:.1%}, "
+                      f"{r.found_speakers} found{extra}")
         table.add_row(r.name, str(r.num_speakers or "-"), str(r.reference_speakers),
                       str(r.found_speakers), f"{r.der:.1%}", f"{r.missed:.1%}",
                       f"{r.false_alarm:.1%}", f"{r.confusion:.1%}",
@@ -484,6 +488,9 @@ def eval_diarization(
 def bench_diarization(
     audio: Path | None = typer.Option(None, "--audio", help="two-channel call (default: "
                                       "auto_repairs_40_stereo.wav in the shared data)"),
+    long_minutes: float = typer.Option(0.0, "--long-minutes", help="also a call this long "
+                                       "(the recording played again and again), configured "
+                                       "pipeline only: memory on long calls"),
 ) -> None:
     """Mono mixdown of a stereo call: the configured pipeline vs CAM++ on every window
     (batched, and one chunk at a time), x real time and peak memory; each mode in a fresh
@@ -501,9 +508,15 @@ def bench_diarization(
         raise QAError("benchmark recording not found (give --audio)", file=str(path))
     settings = get_settings()
     results = []
-    for batched, stride in ((True, None), (True, 1), (False, 1)):
+    runs = [(True, None, 1), (True, 1, 1), (False, 1, 1)]
+    if long_minutes > 0:
+        import soundfile as sf
+
+        runs.append((True, None, max(2, round(long_minutes * 60 / sf.info(str(path)).duration))))
+    for batched, stride, repeat in runs:
         with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-            results.append(pool.submit(bench_one, settings, path, batched, stride).result())
+            results.append(
+                pool.submit(bench_one, settings, path, batched, stride, repeat).result())
     table = Table("CAM++ embeddings", "audio s", "wall s", "x real time", "CPU s",
                   "peak RSS MB", "DER",
                   title=f"{path.name} mixdown, {platform.node()}, {date.today()}")
@@ -512,7 +525,7 @@ def bench_diarization(
                       f"{r.x_real_time:.1f}", f"{r.cpu_seconds:.1f}", f"{r.peak_rss_mb:.0f}",
                       f"{r.der:.1%}")
     console.print(table)
-    default, batched, single = results
+    default, batched, single = results[:3]
     for name, r in (("batched", batched), ("one at a time", single)):
         console.print(f"configured vs {name}, every window: {r.seconds / default.seconds:.2f}x "
                       f"wall, {r.cpu_seconds / default.cpu_seconds:.2f}x CPU")

@@ -466,9 +466,32 @@ def evaluate(settings: Settings, data_dir: Path, synth_dir: Path | None = None,
     return rows
 
 
+def barely_speaks_mix(call: Any, keep: int = 2) -> tuple[np.ndarray, int, list[SpeakerTurn]]:
+    """A synthetic call in which the customer says only their `keep` shortest turns (a
+    "yes", a name): the agent's channel whole, the customer's silenced elsewhere, mixed
+    down to mono; the reference has only what is still said."""
+    import soundfile as sf
+
+    from qa.schema import Role
+
+    data, rate = sf.read(call.files["stereo_16k"], dtype="float32", always_2d=True)
+    customer = [t for t in call.turns if t.role == Role.CUSTOMER]
+    kept = sorted(customer, key=lambda t: t.end - t.start)[:keep]
+    mask = np.zeros(len(data), dtype=np.float32)
+    for t in kept:
+        mask[int(t.start * rate): int(np.ceil(t.end * rate))] = 1.0
+    mono = data[:, 0] + data[:, 1] * mask
+    reference = [SpeakerTurn(start=t.start, end=t.end, speaker=t.role.value)
+                 for t in call.turns if t.role != Role.CUSTOMER or t in kept]
+    return mono, rate, reference
+
+
 def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer) -> list[EvalRow]:
-    """Synthetic calls: DER against the script's turns, then the full mono path (ASR,
-    diarization, roles) scored per word against the role of the turn the word is in."""
+    """Synthetic calls at 16 and 8 kHz, and with a customer who barely speaks: DER against
+    the script's turns, then the full mono path (ASR, diarization, roles) scored per word
+    against the role of the turn the word is in."""
+    import tempfile
+
     import soundfile as sf
 
     from qa.asr.speakers import assign_words, transcribe_call
@@ -479,21 +502,18 @@ def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer) -> l
 
     transcribers: dict[str, Any] = {}
     rows = []
-    for path in sorted(synth_dir.glob("*.json")):
-        call = SynthCall.load(path)
-        wav = call.files.get("mono_16k")
-        if not wav:
-            continue
-        reference = [SpeakerTurn(start=t.start, end=t.end, speaker=t.role.value)
-                     for t in call.turns]
-        samples, rate = sf.read(wav, dtype="float32")
+
+    def row(name: str, call: Any, samples: np.ndarray, rate: int,
+            reference: list[SpeakerTurn]) -> EvalRow:
         turns, secs = _timed(diarizer, samples, rate, None)
         key = select_model_key(call.language, settings)
         if key not in transcribers:
             transcribers[key] = Transcriber(settings, model=key)
         meta = call.meta.model_copy(update={"channel_roles": None})
-        transcript = transcribe_call(load_audio(Path(wav)), meta, transcribers[key].transcribe,
-                                     diarizer, settings)
+        with tempfile.NamedTemporaryFile(suffix=".wav") as wav:
+            sf.write(wav.name, samples, rate)
+            transcript = transcribe_call(load_audio(Path(wav.name)), meta,
+                                         transcribers[key].transcribe, diarizer, settings)
         words = transcript.words
         truth = assign_words(words, reference)  # each word's true role, by time
         said = [u.role.value for u in transcript.utterances for _ in u.words]
@@ -502,9 +522,23 @@ def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer) -> l
         agent_words = [w.speaker for w, t in zip(words, truth, strict=True)
                        if t.speaker == Role.AGENT.value]
         majority = max(set(agent_words), key=agent_words.count) if agent_words else None
-        rows.append(_row(f"synth {call.call_id}", reference, turns, None, secs, call.duration,
-                         agent_correct=majority in agent_speakers,
-                         word_accuracy=round(correct / len(words), 4) if words else None))
+        return _row(name, reference, turns, None, secs, len(samples) / rate,
+                    agent_correct=majority in agent_speakers,
+                    word_accuracy=round(correct / len(words), 4) if words else None)
+
+    for path in sorted(synth_dir.glob("*.json")):
+        call = SynthCall.load(path)
+        reference = [SpeakerTurn(start=t.start, end=t.end, speaker=t.role.value)
+                     for t in call.turns]
+        for variant in ("mono_16k", "mono_8k"):
+            if variant in call.files:
+                samples, rate = sf.read(call.files[variant], dtype="float32")
+                rows.append(row(f"synth {call.call_id} {variant}", call, samples, rate,
+                                reference))
+        if "stereo_16k" in call.files:
+            samples, rate, few = barely_speaks_mix(call)
+            rows.append(row(f"synth {call.call_id}, customer barely speaks", call, samples,
+                            rate, few))
     return rows
 
 
@@ -521,14 +555,21 @@ class BenchResult(BaseModel):
     der: float
 
 
-def bench_one(settings: Settings, path: Path, batched: bool, stride: int | None = None
-              ) -> BenchResult:
+def bench_one(settings: Settings, path: Path, batched: bool, stride: int | None = None,
+              repeat: int = 1) -> BenchResult:
     """One mode in this process (run each mode in a fresh process: peak RSS is per process).
-    `stride` overrides the config's embedding_stride (1: every window embedded)."""
+    `stride` overrides the config's embedding_stride (1: every window embedded); `repeat`
+    plays the call that many times in a row, for the memory of a long call."""
     import resource
     import time
 
     samples, rate, reference = stereo_reference(path, settings)
+    if repeat > 1:
+        length = len(samples) / rate
+        reference = [t.model_copy(update={"start": t.start + k * length,
+                                          "end": t.end + k * length})
+                     for k in range(repeat) for t in reference]
+        samples = np.tile(samples, repeat)
     config, _ = load_config(settings.diarization_config)
     config.embedding_batched = batched
     if stride is not None:
@@ -538,9 +579,10 @@ def bench_one(settings: Settings, path: Path, batched: bool, stride: int | None 
     turns = diarizer(samples, rate, num_speakers=config.num_speakers, progress=True)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     audio_seconds = len(samples) / rate
+    every = "" if config.embedding_stride == 1 else f"{config.embedding_stride}rd "
     return BenchResult(
-        mode=f"{'batched' if batched else 'one chunk at a time'}, every "
-             f"{'' if config.embedding_stride == 1 else f'{config.embedding_stride}rd '}window",
+        mode=f"{'batched' if batched else 'one chunk at a time'}, every {every}window"
+             + (f", call played {repeat}x" if repeat > 1 else ""),
         audio_seconds=audio_seconds,
         seconds=round(wall, 2), cpu_seconds=round(cpu, 2),
         x_real_time=round(audio_seconds / wall, 2),
