@@ -88,3 +88,41 @@ def test_real_stereo_call_agent_found_without_configuration(shared_data, setting
     assert t.speaker_source == "channels"
     assert t.roles.method == "scored" and t.roles.confidence >= 0.5
     assert t.roles.speaker_roles == {"ch0": Role.AGENT, "ch1": Role.CUSTOMER}
+
+
+@pytest.mark.slow
+def test_customer_who_barely_speaks_is_still_found(tmp_path, settings, diarizer):
+    """The card-payment call with the customer saying only their two shortest lines: two
+    speakers found, what the customer says is theirs, and the agent is the agent."""
+    from qa.asr.diarize import barely_speaks_mix
+    from qa.asr.speakers import transcribe_call
+    from qa.asr.whisper import Transcriber
+    from qa.audio import load_audio
+    from qa.schema import Role
+    from qa.synth import SynthError, espeak_binary, render_all
+
+    try:
+        espeak_binary()
+    except SynthError as exc:
+        pytest.skip(str(exc))
+    (call,) = render_all(tmp_path, names=["nw_card_payment"], rates=(16000,))
+    samples, rate, reference = barely_speaks_mix(call)
+    customer = [t for t in reference if t.speaker == "customer"]
+    assert sum(t.end - t.start for t in customer) < 4.0  # a few words in a 77 s call
+    for num_speakers in (2, None):
+        turns = diarizer(samples, rate, num_speakers=num_speakers)
+        assert len({t.speaker for t in turns}) == 2
+        assert der(reference, turns)["der"] <= 0.08
+
+    import soundfile as sf
+
+    sf.write(tmp_path / "few.wav", samples, rate)
+    meta = call.meta.model_copy(update={"channel_roles": None})
+    t = transcribe_call(load_audio(tmp_path / "few.wav"), meta,
+                        Transcriber(settings, "en").transcribe, diarizer, settings)
+    agent = {s for s, r in t.roles.speaker_roles.items() if r == Role.AGENT}
+    said = [u for u in t.utterances if u.role == Role.CUSTOMER]
+    assert len(agent) == 1 and said and t.roles.confidence >= 0.9
+    for turn in customer:  # the customer's words are the customer's
+        words = [w for w in t.words if turn.start <= (w.start + w.end) / 2 <= turn.end]
+        assert words and all(w.speaker not in agent for w in words)

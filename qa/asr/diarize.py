@@ -8,6 +8,7 @@ The pipeline is assembled from the offline weights (segmentation-3.0 and CAM++, 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import warnings
@@ -63,6 +64,7 @@ class DiarizationConfig(BaseModel):
     clustering: Literal["AgglomerativeClustering", "KMeansClustering", "VBxClustering"] = (
         "AgglomerativeClustering"
     )
+    clustering_min_active: float = Field(default=0.1, ge=0.0, le=1.0)
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     num_speakers: int | None = Field(default=2, ge=1)
     min_speakers: int | None = Field(default=None, ge=1)
@@ -235,6 +237,10 @@ class Diarizer:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torchcodec / lightning notices at import
             self.pipeline = self._load(config, base)
+        clustering = getattr(self.pipeline, "clustering", None)
+        if hasattr(clustering, "filter_embeddings"):
+            clustering.filter_embeddings = functools.partial(
+                clustering.filter_embeddings, min_active_ratio=config.clustering_min_active)
         # a site pipeline may have been saved with a GPU in mind; here we run where we can
         if torch.cuda.is_available():
             self.pipeline.to(torch.device("cuda"))
