@@ -26,7 +26,7 @@ lint: setup
 
 bench: setup
 	$(QA) bench asr
-	$(QA) bench diarization
+	$(QA) bench diarization --long-minutes 60
 	$(QA) bench scoring
 	$(QA) bench sentiment
 	$(QA) bench index

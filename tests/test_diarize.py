@@ -11,7 +11,8 @@ from qa.errors import ModelNotFoundError, QAError
 
 def test_default_config_is_valid():
     config, base = load_config()
-    assert config.num_speakers == 2 and config.pipeline is None
+    assert config.num_speakers is None and config.max_speakers == 2
+    assert config.pipeline is None
     assert config.params["clustering"]["method"] == "centroid"
     assert (base / "diarization.yaml").is_file()
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from qa.errors import CorruptAudioError
+from qa.pipeline import PIPELINE_VERSION as V
 from qa.pipeline import error_record
 from qa.results import (
     call_metas,
@@ -26,7 +27,7 @@ def _meta(call_id: str, day: int) -> CallMeta:
                     audio_key=f"calls/{call_id}/audio.wav")
 
 
-def _result(meta: CallMeta, version: str = "1", created: int = 1) -> CallResult:
+def _result(meta: CallMeta, version: str = V, created: int = 1) -> CallResult:
     score = CallScore(call_id=meta.call_id, scorecard_id="en_customer_service",
                       scorecard_version="1", total=90, pass_mark=80, passed=True)
     return CallResult(meta=meta, transcript=Transcript(call_id=meta.call_id, language="en",
@@ -44,7 +45,7 @@ def store(tmp_path) -> LocalStore:
 
 
 def test_pending_lists_unprocessed_calls_oldest_first(store):
-    assert [m.call_id for m in pending_calls(store, "1", CARDS)] == ["c3", "c1", "c2"]
+    assert [m.call_id for m in pending_calls(store, V, CARDS)] == ["c3", "c1", "c2"]
     assert len(call_metas(store)) == 3
 
 
@@ -52,12 +53,12 @@ def test_result_and_error_records_remove_calls_from_pending(store):
     publish_result(store, _result(_meta("c1", 2)))
     publish_error(store, error_record(_meta("c2", 3), "transcribe",
                                       CorruptAudioError("truncated", file="c2.wav")))
-    assert [m.call_id for m in pending_calls(store, "1", CARDS)] == ["c3"]
-    assert [m.call_id for m in pending_calls(store, "1", CARDS, retry_errors=True)] == ["c3", "c2"]
+    assert [m.call_id for m in pending_calls(store, V, CARDS)] == ["c3"]
+    assert [m.call_id for m in pending_calls(store, V, CARDS, retry_errors=True)] == ["c3", "c2"]
     # a new pipeline version makes every call pending again; a new scorecard re-scores the
     # calls with results, while bad audio stays an error for the pipeline version
-    assert len(pending_calls(store, "2", CARDS)) == 3
-    assert [m.call_id for m in pending_calls(store, "1", {"en_customer_service@2"})] == [
+    assert len(pending_calls(store, V + ".next", CARDS)) == 3
+    assert [m.call_id for m in pending_calls(store, V, {"en_customer_service@2"})] == [
         "c3", "c1"]
 
 
@@ -65,9 +66,9 @@ def test_a_result_replaces_the_error_record_so_a_call_has_exactly_one(store):
     meta = _meta("c2", 3)
     publish_error(store, error_record(meta, "score", RuntimeError("boom")))
     publish_result(store, _result(meta))
-    assert not store.exists(Keys.error("c2", "1"))
+    assert not store.exists(Keys.error("c2", V))
     assert list(store.list(Keys.results_prefix("c2"))) == [
-        "results/c2/1/en_customer_service@1.json"]
+        f"results/c2/{V}/en_customer_service@1.json"]
     publish_result(store, _result(meta))  # re-running writes the same key
     assert len(list(store.list(Keys.results_prefix("c2")))) == 1
 

@@ -94,8 +94,12 @@ def test_empty_and_single_speaker():
     assert assign_roles([], None).confidence == 0.0
     solo = assign_roles([utt("S0", 0, 2, "Thank you for calling, how may I help?")], None)
     assert solo.speaker_roles == {"S0": Role.AGENT}
-    unknown = assign_roles([utt("S0", 0, 2, "Hello, is anyone there?")], None)
-    assert unknown.speaker_roles == {"S0": Role.UNKNOWN} and unknown.confidence == 0.0
+    # one voice and no script either way: the agent (every call has one), confidence 0
+    bare = assign_roles([utt("S0", 0, 2, "Hello, is anyone there?")], None)
+    assert bare.speaker_roles == {"S0": Role.AGENT} and bare.confidence == 0.0
+    assert "only voice" in bare.evidence[0]
+    caller = assign_roles([utt("S0", 0, 2, "Hi, I'm calling about my bill.")], None)
+    assert caller.speaker_roles == {"S0": Role.UNKNOWN} and caller.confidence == 0.0
 
 
 def test_swap_roles_for_a_reviewer():

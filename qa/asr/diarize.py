@@ -12,7 +12,7 @@ import functools
 import io
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,9 +66,9 @@ class DiarizationConfig(BaseModel):
     )
     clustering_min_active: float = Field(default=0.1, ge=0.0, le=1.0)
     params: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    num_speakers: int | None = Field(default=2, ge=1)
+    num_speakers: int | None = Field(default=None, ge=1)
     min_speakers: int | None = Field(default=None, ge=1)
-    max_speakers: int | None = Field(default=None, ge=1)
+    max_speakers: int | None = Field(default=2, ge=1)
 
 
 def load_config(path: str | Path | None = None) -> tuple[DiarizationConfig, Path]:
@@ -492,7 +492,8 @@ def barely_speaks_mix(call: Any, keep: int = 2) -> tuple[np.ndarray, int, list[S
     return mono, rate, reference
 
 
-def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer) -> list[EvalRow]:
+def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer
+                   ) -> Iterator[EvalRow]:
     """Synthetic calls at 16 and 8 kHz, and with a customer who barely speaks: DER against
     the script's turns, then the full mono path (ASR, diarization, roles) scored per word
     against the role of the turn the word is in."""
@@ -507,7 +508,6 @@ def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer) -> l
     from qa.synth import SynthCall
 
     transcribers: dict[str, Any] = {}
-    rows = []
 
     def row(name: str, call: Any, samples: np.ndarray, rate: int,
             reference: list[SpeakerTurn]) -> EvalRow:
@@ -539,13 +539,10 @@ def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer) -> l
         for variant in ("mono_16k", "mono_8k"):
             if variant in call.files:
                 samples, rate = sf.read(call.files[variant], dtype="float32")
-                rows.append(row(f"synth {call.call_id} {variant}", call, samples, rate,
-                                reference))
+                yield row(f"synth {call.call_id} {variant}", call, samples, rate, reference)
         if "stereo_16k" in call.files:
             samples, rate, few = barely_speaks_mix(call)
-            rows.append(row(f"synth {call.call_id}, customer barely speaks", call, samples,
-                            rate, few))
-    return rows
+            yield row(f"synth {call.call_id}, customer barely speaks", call, samples, rate, few)
 
 
 # --------------------------------------------------------------------------- benchmark

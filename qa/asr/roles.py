@@ -155,13 +155,16 @@ def assign_roles(utterances: list[Utterance], meta: CallMeta | None, *,
     ranked = sorted(scores, key=lambda s: (-scores[s], s))
     best = ranked[0]
     if len(ranked) == 1:
-        # one voice only: it is the agent if it follows the script, otherwise we cannot tell
-        role = Role.AGENT if scores[best] > 0 else Role.UNKNOWN
-        return RoleAssignment(
-            speaker_roles={best: role}, method="scored",
-            confidence=round(math.tanh(max(scores[best], 0.0) / CONFIDENCE_SCALE), 3),
-            evidence=evidence.get(best, []) or [f"{best} is the only speaker; no agent script"],
-        )
+        # One voice only: every call has an agent and the customer may barely speak, so it
+        # is the agent unless it talks like a caller; without script phrases the confidence
+        # is 0, which flags the call for a person.
+        score = scores[best]
+        role = Role.AGENT if score >= 0 else Role.UNKNOWN
+        lines = evidence.get(best, []) or [
+            f"{best} is the only voice found and says no script phrase: taken as the agent"]
+        return RoleAssignment(speaker_roles={best: role}, method="scored",
+                              confidence=round(math.tanh(max(score, 0.0) / CONFIDENCE_SCALE), 3),
+                              evidence=lines)
     margin = scores[best] - scores[ranked[1]]
     roles = {s: (Role.AGENT if s == best else Role.CUSTOMER) for s in ranked}
     confidence = math.tanh(margin / CONFIDENCE_SCALE)

@@ -102,7 +102,8 @@ class _Speech:
         self.starts = [u.start for u, _ in utts]
         self.max_len = max((u.end - u.start for u, _ in utts), default=0.0)
         self._unit_times: dict[int, list[tuple[float, float]] | None] = {}
-        self._squashed: tuple[str, list[int]] | None = None
+        self._squashed: str | None = None
+        self._letters: list[int] | None = None
 
     def region(self, t0: float, t1: float) -> tuple[int, int]:
         """Character range of the utterances that overlap [t0, t1]."""
@@ -236,23 +237,32 @@ class _Speech:
         """
         if self.cjk:
             return  # no word breaks to get wrong
+        text = self.text
         if self._squashed is None:
-            index = [i for i, ch in enumerate(self.text) if ch != " "]
-            self._squashed = "".join(self.text[i] for i in index), index
-        squashed, index = self._squashed
+            self._squashed = text.replace(" ", "")
+        squashed = self._squashed
         target = phrase.replace(" ", "")
         glued_ok = " " not in phrase
         lo, hi = region
-        k = squashed.find(target, bisect_left(index, lo))
-        while k != -1 and index[k] < hi:
-            a, last = index[k], index[k + len(target) - 1]
-            b = last + 1
-            if b <= hi and (a == 0 or self.text[a - 1] in " \n"):
-                while glued_ok and b < len(self.text) and self.text[b] not in " \n":
+        k = squashed.find(target, lo - text.count(" ", 0, lo))
+        while k != -1:
+            a = self._unsquash(k)
+            if a >= hi:
+                break
+            b = self._unsquash(k + len(target) - 1) + 1
+            if b <= hi and (a == 0 or text[a - 1] in " \n"):
+                while glued_ok and b < len(text) and text[b] not in " \n":
                     b += 1
-                if b == len(self.text) or self.text[b] in " \n":
+                if b == len(text) or text[b] in " \n":
                     yield a, b, 100.0
             k = squashed.find(target, k + 1)
+
+    def _unsquash(self, k: int) -> int:
+        """Position in the text of the k-th letter of the text without spaces (built on the
+        first hit only: most phrases are not there)."""
+        if self._letters is None:
+            self._letters = [i for i, ch in enumerate(self.text) if ch != " "]
+        return self._letters[k]
 
     def find_fuzzy(self, phrase: str, region: tuple[int, int], threshold: float
                    ) -> Iterator[tuple[int, int, float]]:
