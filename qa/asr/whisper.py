@@ -367,9 +367,9 @@ def synth_cases(folder: str | Path) -> list[EvalCase]:
     """Synthetic calls written by `qa synth`: `<call_id>.json` beside its wavs.
 
     The mono mix is used (highest rate available); the reference is every turn's text
-    in time order.
+    in time order. Other JSON files in the folder are not ground truth and are skipped.
     """
-    import json
+    from qa.synth import SynthCall, SynthError
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -377,18 +377,18 @@ def synth_cases(folder: str | Path) -> list[EvalCase]:
     cases: list[EvalCase] = []
     for gt in sorted(folder.glob("*.json")):
         try:
-            data = json.loads(gt.read_text(encoding="utf-8"))
-            turns = sorted(data["turns"], key=lambda t: t["start"])
-            call_id, language = data["call_id"], data["language"]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # not a ground-truth file
-        monos = sorted(folder.glob(f"{call_id}.mono_*.wav"),
-                       key=lambda p: int("".join(ch for ch in p.stem.rsplit("_", 1)[1]
-                                                 if ch.isdigit()) or 0))
+            call = SynthCall.load(gt)
+        except SynthError:
+            continue
+        monos = {int(key.removeprefix("mono_").removesuffix("k")): path
+                 for key, path in call.files.items()
+                 if key.startswith("mono_") and Path(path).is_file()}
         if not monos:
             continue
-        cases.append(EvalCase(name=call_id, audio=str(monos[-1]), language=language,
-                              reference=" ".join(t["text"] for t in turns)))
+        turns = sorted(call.turns, key=lambda t: t.start)
+        cases.append(EvalCase(name=call.call_id, audio=monos[max(monos)],
+                              language=call.language,
+                              reference=" ".join(t.text for t in turns)))
     return cases
 
 
