@@ -53,9 +53,15 @@ class Settings(BaseSettings):
     asr_model_multi: str | None = Field(default=None, description="path to multilingual model")
     asr_device: Literal["auto", "cpu", "cuda"] = "auto"
     asr_compute_type: str = "auto"  # int8 on CPU, float16 on GPU when "auto"
-    asr_batch_size: int = 8  # 0 disables BatchedInferencePipeline
+    # accurate: faster-whisper's own decoding, words aligned after, speech without words read
+    # again; fast: batched, beam 1, VAD cut (about 2x the speed, loses speech; benchmarks.md)
+    asr_mode: Literal["accurate", "fast"] = "accurate"
+    asr_batch_size: int = 8  # fast mode; 0 decodes sequentially
     asr_threads: int = 0  # 0: let CTranslate2 decide
-    asr_beam_size: int = 1
+    asr_beam_size: int = 5
+    # temperatures of the fallback when a window's text loops or is improbable
+    asr_temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    asr_prompt: str | None = None  # initial prompt (site vocabulary in a sentence)
     default_language: str | None = None  # None: detect per call
     # the site's own words (company, products), e.g. "Northwind Telecom, broadband, SIM":
     # given to Whisper as hotwords so names the scorecard looks for are spelt right

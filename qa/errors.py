@@ -36,6 +36,10 @@ class SilentAudioError(AudioError):
     pass
 
 
+class NoSpeechError(AudioError):
+    """The recording has sound but nobody speaks in it (noise, a dead line, music)."""
+
+
 class TooLongAudioError(AudioError):
     pass
 

@@ -71,6 +71,15 @@ class CallMeta(Record):
 # --------------------------------------------------------------------------- transcript
 
 
+class Segment(Record):
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
 class Sentiment(Record):
     score: float = Field(ge=-1.0, le=1.0)
     label: Literal["negative", "neutral", "positive"]
@@ -105,6 +114,7 @@ class RoleAssignment(Record):
     speaker_roles: dict[str, Role] = Field(default_factory=dict)
     method: Literal["configured", "scored", "swapped", "default"] = "default"
     confidence: float = Field(default=0.0, ge=0.0, le=1.0)
+    margin: float | None = None  # agent score minus the runner-up's (scored roles)
     evidence: list[str] = Field(default_factory=list)
 
 
@@ -114,6 +124,55 @@ class Redaction(Record):
     end: float
     utterance_index: int
     placeholder: str
+
+
+class QualityCode(StrEnum):
+    """Why the evidence of a call may be wrong: each sends the call to a person."""
+
+    SPEAKERS_COLLAPSED = "speakers_collapsed"  # one voice found where two parties talk
+    SPEAKERS_UNCERTAIN = "speakers_uncertain"  # two voices, but hard to tell apart
+    LOST_SPEECH = "lost_speech"  # speech the recogniser wrote nothing for
+    SILENT_CHANNEL = "silent_channel"  # a party's channel without speech
+    OVERLAP = "overlap"  # much of the call is both parties at once
+
+
+class QualityIssue(Record):
+    code: QualityCode
+    reason: str
+
+
+class EvidenceQuality(Record):
+    """What the transcript can be trusted for, from measured signals; `issues` says why not.
+
+    Expected speakers are two (agent and customer). `speaker_separation` is the cosine
+    distance between the two voices' embeddings (mono calls; about 0.35-0.55 for two clearly
+    different voices with the bundled model, under 0.1 for one voice split in two).
+    """
+
+    speakers_expected: int = 2
+    speakers_found: int = 0
+    speaker_pass: Literal["channels", "estimated", "two_party_split", "given", "none"] = "none"
+    speaker_separation: float | None = None
+    speech_seconds: float | None = None  # voice activity; None where not measured
+    lost_speech_seconds: float = 0.0
+    lost_speech: list[Segment] = Field(default_factory=list)
+    recovered_seconds: float = 0.0
+    silent_channels: list[int] = Field(default_factory=list)
+    asr_confidence: float | None = None
+    overlap_share: float = 0.0  # share of speech time with both parties talking
+    role_margin: float | None = None
+    role_confidence: float = 0.0  # after the cap for speakers that are hard to tell apart
+    decode_windows: int = 0
+    decode_fallbacks: int = 0
+    issues: list[QualityIssue] = Field(default_factory=list)
+
+    @property
+    def doubtful(self) -> bool:
+        return bool(self.issues)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(i.reason for i in self.issues)
 
 
 class Transcript(Record):
@@ -127,6 +186,7 @@ class Transcript(Record):
     redactions: list[Redaction] = Field(default_factory=list)
     asr_model: str = ""
     asr_confidence: float | None = None  # mean word probability
+    quality: EvidenceQuality | None = None  # None in results written before it existed
 
     @property
     def words(self) -> list[Word]:
@@ -138,15 +198,6 @@ class Transcript(Record):
 
 
 # --------------------------------------------------------------------------- scoring
-
-
-class Segment(Record):
-    start: float
-    end: float
-
-    @property
-    def duration(self) -> float:
-        return self.end - self.start
 
 
 class CallMetrics(Record):
@@ -216,6 +267,7 @@ class FlagCode(StrEnum):
     NEGATIVE_ENDING = "negative_ending"
     LOW_ROLE_CONFIDENCE = "low_role_confidence"
     LOW_ASR_CONFIDENCE = "low_asr_confidence"
+    EVIDENCE_DOUBT = "evidence_doubt"  # see Transcript.quality
     RANDOM_SAMPLE = "random_sample"
 
 

@@ -62,7 +62,7 @@ def test_batched_segments_are_guarded_and_loops_decoded_again():
 
     t = Transcriber.__new__(Transcriber)
     t.model = SimpleNamespace(transcribe=transcribe)
-    t._plain_options = lambda: {"temperature": [0.0, 0.2]}
+    t._fast_plain_options = lambda: {"temperature": [0.0, 0.2]}
     audio = np.zeros(16000 * 40, dtype=np.float32)
     segments = [seg(0.0, 5.0, " kept"),
                 seg(5.0, 10.0, " noise", no_speech_prob=0.9, avg_logprob=-1.4),
@@ -290,6 +290,6 @@ def test_site_hotwords_spell_the_company_name(tmp_path):
     subprocess.run(["sox", str(wav), "-r", "8000", str(phone)], check=True)
     samples = load_audio(phone).resampled(16000).mono()
     site = Transcriber(Settings(asr_threads=2, asr_hotwords="Northwind Telecom"), "en")
-    assert site._common_options()["hotwords"] == "Northwind Telecom"
+    assert site._accurate_options()["hotwords"] == "Northwind Telecom"
     text = normalize_text(site.transcribe(samples, "en").text)
     assert "northwind telecom" in text, text

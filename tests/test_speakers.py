@@ -126,9 +126,12 @@ class FakeDiarizer:
         self.turns = turns
         self.calls = []
 
-    def __call__(self, samples, sample_rate, *, num_speakers=None, **_):
+    def diarize(self, samples, sample_rate, *, num_speakers=None, **_):
+        from qa.asr.diarize import Diarization
+
         self.calls.append((samples.shape, sample_rate, num_speakers))
-        return self.turns
+        return Diarization(turns=self.turns, speakers_found=len({t.speaker for t in self.turns}),
+                           separation=0.5)
 
 
 def test_mono_call_is_diarized_and_words_assigned(settings):

@@ -46,6 +46,16 @@ class SpeakerTurn(Record):
         return self.end - self.start
 
 
+class Diarization(Record):
+    """Speaker turns with how they were found, for the call's evidence-quality record."""
+
+    turns: list[SpeakerTurn] = Field(default_factory=list)
+    speakers_found: int = 0
+    speaker_pass: Literal["estimated", "two_party_split", "given"] = "estimated"
+    # cosine distance between the two voices' centroid embeddings (None: not two voices)
+    separation: float | None = None
+
+
 class DiarizationConfig(BaseModel):
     """`qa/config/diarization.yaml`; unknown keys are errors so a typo is not silently ignored."""
 
@@ -69,6 +79,9 @@ class DiarizationConfig(BaseModel):
     num_speakers: int | None = Field(default=None, ge=1)
     min_speakers: int | None = Field(default=None, ge=1)
     max_speakers: int | None = Field(default=2, ge=1)
+    two_party_split: bool = True
+    split_min_separation: float = Field(default=0.10, ge=0.0, le=2.0)
+    split_min_seconds: float = Field(default=0.5, ge=0.0)
 
 
 def load_config(path: str | Path | None = None) -> tuple[DiarizationConfig, Path]:
@@ -191,6 +204,62 @@ def _strided_pipeline(**kwargs: Any) -> Any:
     return StridedSpeakerDiarization(**kwargs)
 
 
+def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def two_party_split(embeddings: np.ndarray, segmentations: Any, min_alone: float = 0.05
+                    ) -> tuple[np.ndarray, float] | None:
+    """Two voices where the clustering heard one, from what the segmentation model knows.
+
+    Inside one 10 s window the segmentation model tells two voices apart far better than
+    CAM++ does across a telephone call (its same-speaker and cross-speaker distances overlap
+    on 8 kHz calls), so every window in which two local speakers each talk alone gives a
+    pair of embeddings that must belong to different people (a cannot-link pair). The
+    direction that separates those pairs best (first principal component of their
+    differences) splits all embeddings in two; each window's speakers then go to the nearer
+    centroid, never both to the same one. Returns (hard clusters as pyannote shapes them,
+    centroid distance), or None when no window holds two voices.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    data = np.nan_to_num(segmentations.data)
+    num_chunks, num_frames, num_speakers = data.shape
+    alone = (data * (data.sum(axis=2, keepdims=True) == 1)).sum(axis=1)  # frames alone
+    valid = ~np.isnan(embeddings).any(axis=2)
+    usable = valid & (alone >= min_alone * num_frames)
+    norms = np.linalg.norm(np.nan_to_num(embeddings), axis=2, keepdims=True)
+    unit = np.nan_to_num(embeddings) / np.where(norms > 0, norms, 1.0)
+    pairs = []
+    for c in range(num_chunks):
+        local = np.flatnonzero(usable[c])
+        if len(local) >= 2:
+            a, b = local[np.argsort(-alone[c, local])[:2]]
+            pairs.append(unit[c, a] - unit[c, b])
+    if not pairs:
+        return None
+    direction = np.linalg.svd(np.array(pairs), full_matrices=False)[2][0]
+    values = unit[usable] @ direction
+    cut = float(np.median(values))
+    for _ in range(50):  # two-means in one dimension
+        low, high = values[values < cut], values[values >= cut]
+        if not len(low) or not len(high):
+            return None
+        new = float((low.mean() + high.mean()) / 2)
+        if abs(new - cut) < 1e-6:
+            break
+        cut = new
+    members = unit[usable]
+    centroids = np.stack([members[values < cut].mean(axis=0), members[values >= cut].mean(axis=0)])
+    similarity = np.einsum("csd,kd->csk", unit, centroids)
+    similarity[~valid] = -1.0
+    hard = np.full((num_chunks, num_speakers), -2, dtype=np.int8)
+    for c in range(num_chunks):
+        rows, cols = linear_sum_assignment(similarity[c], maximize=True)
+        hard[c, rows] = cols
+    return hard, _cosine_distance(centroids[0], centroids[1])
+
+
 class ProgressBar:
     """pyannote hook drawing each step's done/total, rate and ETA on stderr (stdout is kept
     clean for results and is silenced while the pipeline runs)."""
@@ -291,7 +360,12 @@ class Diarizer:
         pipeline.instantiate(params)
         return pipeline
 
-    def __call__(
+    def __call__(self, samples: np.ndarray, sample_rate: int, **kwargs: Any
+                 ) -> list[SpeakerTurn]:
+        """Speaker turns only; see `diarize`."""
+        return self.diarize(samples, sample_rate, **kwargs).turns
+
+    def diarize(
         self,
         samples: np.ndarray,
         sample_rate: int,
@@ -301,10 +375,13 @@ class Diarizer:
         max_speakers: int | None = None,
         hook: Hook | None = None,
         progress: bool = False,
-    ) -> list[SpeakerTurn]:
+    ) -> Diarization:
         """Speaker turns of a mono recording (may overlap); `num_speakers=None` estimates it.
 
-        `hook` receives pyannote's progress calls; `progress=True` shows a progress bar.
+        A call is a conversation: when the estimate finds one voice but the segmentation
+        heard two within its windows, the two-party split (see `two_party_split`) is taken
+        if its second voice has speech and the voices differ at all. `hook` receives
+        pyannote's progress calls; `progress=True` shows a progress bar.
         """
         import torch
 
@@ -312,11 +389,22 @@ class Diarizer:
             samples = samples.mean(axis=0)
         audio = resample(np.asarray(samples, dtype=np.float32), sample_rate, SAMPLE_RATE)
         if audio.size == 0:
-            return []
+            return Diarization()
         file = {"waveform": torch.from_numpy(np.ascontiguousarray(audio))[None],
                 "sample_rate": SAMPLE_RATE, "uri": "call"}
         min_speakers = min_speakers if min_speakers is not None else self.config.min_speakers
         max_speakers = max_speakers if max_speakers is not None else self.config.max_speakers
+        steps: dict[str, Any] = {}
+
+        def keep(step: str, artifact: Any, file: Any = None, total: int | None = None,
+                 completed: int | None = None) -> None:
+            if total is None and step in ("segmentation", "speaker_counting", "embeddings"):
+                # the pipeline later overwrites the count's data in place: keep a copy
+                steps[step] = (type(artifact)(np.copy(artifact.data), artifact.sliding_window)
+                               if step == "speaker_counting" else artifact)
+            if hook is not None:
+                hook(step, artifact, file=file, total=total, completed=completed)
+
         with contextlib.ExitStack() as stack:
             stack.enter_context(warnings.catch_warnings())
             warnings.simplefilter("ignore")
@@ -325,14 +413,54 @@ class Diarizer:
             if progress and hook is None:
                 hook = stack.enter_context(ProgressBar())
             output = self.pipeline(file, num_speakers=num_speakers, min_speakers=min_speakers,
-                                   max_speakers=max_speakers, hook=hook)
+                                   max_speakers=max_speakers, hook=keep)
         annotation = getattr(output, "speaker_diarization", output)
-        turns = [
-            SpeakerTurn(start=round(seg.start, 3), end=round(seg.end, 3), speaker=str(label))
-            for seg, _, label in annotation.itertracks(yield_label=True)
-        ]
-        turns.sort(key=lambda t: (t.start, t.end))
-        return turns
+        turns = _turns(annotation)
+        found = len({t.speaker for t in turns})
+        centroids = getattr(output, "speaker_embeddings", None)
+        separation = (round(_cosine_distance(centroids[0], centroids[1]), 4)
+                      if found == 2 and centroids is not None and len(centroids) == 2 else None)
+        result = Diarization(turns=turns, speakers_found=found, separation=separation,
+                             speaker_pass="given" if num_speakers else "estimated")
+        if (found == 1 and num_speakers is None and (max_speakers or 2) >= 2
+                and self.config.two_party_split and len(steps) == 3):
+            split = self._split(steps)
+            if split is not None:
+                result = split
+        return result
+
+    def _split(self, steps: dict[str, Any]) -> Diarization | None:
+        """The two-party split of one recording, if its second voice is real enough."""
+        segmentations = steps["segmentation"]
+        found = two_party_split(steps["embeddings"], segmentations)
+        if found is None:
+            return None
+        hard, separation = found
+        if separation < self.config.split_min_separation:
+            return None
+        hard[np.sum(segmentations.data, axis=1) == 0] = -2  # inactive local speakers
+        count = steps["speaker_counting"]
+        count = type(count)(np.minimum(count.data, 2).astype(np.int8), count.sliding_window)
+        discrete = self.pipeline.reconstruct(segmentations, hard, count)
+        annotation = self.pipeline.to_annotation(
+            discrete, min_duration_on=0.0,
+            min_duration_off=self.pipeline.segmentation.min_duration_off)
+        turns = _turns(annotation.rename_labels(
+            {label: f"SPEAKER_{int(label):02d}" for label in annotation.labels()}))
+        talk: dict[str, float] = {}
+        for t in turns:
+            talk[t.speaker] = talk.get(t.speaker, 0.0) + t.duration
+        if len(talk) < 2 or min(talk.values()) < self.config.split_min_seconds:
+            return None
+        return Diarization(turns=turns, speakers_found=len(talk), speaker_pass="two_party_split",
+                           separation=round(separation, 4))
+
+
+def _turns(annotation: Any) -> list[SpeakerTurn]:
+    turns = [SpeakerTurn(start=round(seg.start, 3), end=round(seg.end, 3), speaker=str(label))
+             for seg, _, label in annotation.itertracks(yield_label=True)]
+    turns.sort(key=lambda t: (t.start, t.end))
+    return turns
 
 
 # --------------------------------------------------------------------------- evaluation

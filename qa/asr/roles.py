@@ -176,7 +176,7 @@ def assign_roles(utterances: list[Utterance], meta: CallMeta | None, *,
     for speaker in ranked:
         lines.extend(evidence.get(speaker, []))
     return RoleAssignment(speaker_roles=roles, method="scored", confidence=round(confidence, 3),
-                          evidence=lines)
+                          margin=round(margin, 3), evidence=lines)
 
 
 SWAP = {Role.AGENT: Role.CUSTOMER, Role.CUSTOMER: Role.AGENT, Role.UNKNOWN: Role.UNKNOWN}

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from qa.asr.quality import assess, temper_roles
 from qa.asr.roles import assign_roles
 from qa.asr.utterances import (
     apply_roles,
@@ -22,10 +23,11 @@ from qa.asr.utterances import (
     merge_speaker_words,
 )
 from qa.config import Settings
+from qa.errors import NoSpeechError
 from qa.schema import CallMeta, Transcript, Utterance, Word
 
 if TYPE_CHECKING:
-    from qa.asr.diarize import Diarizer, SpeakerTurn
+    from qa.asr.diarize import Diarization, Diarizer, SpeakerTurn
     from qa.asr.whisper import AsrResult
     from qa.audio import DecodedAudio
 
@@ -77,17 +79,19 @@ def transcribe_call(
     diarizer: Diarizer | None,
     settings: Settings,
 ) -> Transcript:
-    """Transcript of one call with speakers, roles and ASR confidence.
+    """Transcript of one call with speakers, roles, ASR confidence and evidence quality.
 
     `transcribe(samples_16k_mono, language)` is the ASR; `diarizer` is only needed for mono
-    (or fake-stereo) audio — without it a mono call is one speaker.
+    (or fake-stereo) audio — without it a mono call is one speaker. A call in which nobody
+    speaks is refused with `NoSpeechError`: scoring it would fail the agent for silence.
     """
     audio16 = audio.resampled(ASR_RATE)
     language = meta.language or settings.default_language
     channel_speakers: dict[int, str] | None = None
     source: Literal["channels", "diarization", "single"]
-    models: list[str] = []
-    languages: list[tuple[int, str]] = []
+    results: list[AsrResult] = []
+    per_channel: dict[int, AsrResult] = {}
+    diarization: Diarization | None = None
 
     if audio.channels >= 2 and not audio.fake_stereo:
         source = "channels"
@@ -97,31 +101,36 @@ def transcribe_call(
             result = transcribe(audio16.channel(i), language)
             if language is None and result.words:  # one call, one language
                 language = result.language
-            models.append(result.model)
-            languages.append((len(result.words), result.language))
+            results.append(result)
+            per_channel[i] = result
             streams.append([w.model_copy(update={"speaker": speaker, "channel": i})
                             for w in result.words])
+        _refuse_silence(audio, results)
         utterances = merge_speaker_words(streams)
     else:
         samples = audio16.mono()
         result = transcribe(samples, language)
-        models.append(result.model)
-        languages.append((len(result.words), result.language))
+        results.append(result)
+        _refuse_silence(audio, results)
         if diarizer is not None:
             source = "diarization"
-            turns = diarizer(samples, ASR_RATE, num_speakers=diarizer.default_num_speakers)
-            utterances = group_words(assign_words(result.words, turns))
-            fit_to_turns(utterances, turns)
+            diarization = diarizer.diarize(samples, ASR_RATE,
+                                           num_speakers=diarizer.default_num_speakers)
+            utterances = group_words(assign_words(result.words, diarization.turns))
+            fit_to_turns(utterances, diarization.turns)
         else:
             source = "single"
             utterances = group_words(
                 [w.model_copy(update={"speaker": SINGLE_SPEAKER}) for w in result.words])
         mark_overlap(utterances)
 
-    roles = assign_roles(utterances, meta, channel_speakers=channel_speakers)
+    roles = temper_roles(assign_roles(utterances, meta, channel_speakers=channel_speakers),
+                         diarization)
     apply_roles(utterances, roles.speaker_roles)
+    confidence = _mean_probability(utterances)
     # the language of the stream with the most words (a silent channel's guess is noise)
-    detected = max(languages)[1] if languages else (language or "en")
+    detected = max((len(r.words), r.language) for r in results)[1] if results else (
+        language or "en")
     return Transcript(
         call_id=meta.call_id,
         language=detected,
@@ -130,6 +139,20 @@ def transcribe_call(
         speaker_source=source,
         utterances=utterances,
         roles=roles,
-        asr_model=next((m for m in models if m), ""),
-        asr_confidence=_mean_probability(utterances),
+        asr_model=next((r.model for r in results if r.model), ""),
+        asr_confidence=confidence,
+        quality=assess(utterances, roles, results, source=source, diarization=diarization,
+                       channel_speech=per_channel or None, asr_confidence=confidence),
     )
+
+
+def _refuse_silence(audio: DecodedAudio, results: list[AsrResult]) -> None:
+    """No words anywhere and (where measured) no voice activity: nothing to score."""
+    if any(r.words for r in results):
+        return
+    speech = sum(r.speech_seconds or 0.0 for r in results)
+    heard = (f"voice activity {speech:.1f} s" if all(r.speech_seconds is not None
+                                                     for r in results) else "")
+    raise NoSpeechError(
+        f"no speech: {audio.duration:.1f} s of audio gave no words"
+        + (f" ({heard})" if heard else "") + "; nothing to score, check the recording")

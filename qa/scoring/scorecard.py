@@ -187,6 +187,8 @@ def score_call(transcript: Transcript, meta: CallMeta | None, scorecard: Scoreca
         flags.append(Flag(code=FlagCode.LOW_ASR_CONFIDENCE,
                           reason=f"mean word probability {transcript.asr_confidence:.2f} < "
                                  f"{thresholds.low_asr_confidence:.2f}"))
+    if transcript.quality is not None and transcript.quality.issues:
+        flags.append(Flag(code=FlagCode.EVIDENCE_DOUBT, reason=transcript.quality.reason))
     if sample_rate > 0 and sample_draw(transcript.call_id, rng_seed) < sample_rate:
         flags.append(Flag(code=FlagCode.RANDOM_SAMPLE,
                           reason=f"picked for random review ({sample_rate:.0%} of calls)"))
