@@ -113,6 +113,9 @@ class PhraseRule(RuleBase):
     # rapidfuzz ratio 0-100 a fuzzy match must reach; None: the scorecard's fuzzy_threshold
     threshold: float | None = Field(default=None, ge=50, le=100)
     fuzzy: bool = True
+    # Mandarin: also match homophones in toneless pinyin (位您服务 for 为您服务), phrases of
+    # 3+ Han characters, at `threshold` on the pinyin; None: as `fuzzy`
+    by_sound: bool | None = None
 
 
 class RegexRule(RuleBase):

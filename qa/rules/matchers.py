@@ -9,6 +9,12 @@ Phrase matching: an exact search first (fast), then, for ASR errors, the phrase 
 breaks ignored (ASR splits and glues words, names most: "north wind", "northwindcalicam")
 and rapidfuzz's partial-ratio alignment ("recorder for quality"); a fuzzy hit is snapped to
 whole words (characters for Chinese), must lie in one utterance and reach the threshold.
+Mandarin phrases of 3 or more Han characters are then also looked for by sound (`by_sound`),
+for Whisper's homophones (位您服务 for 为您服务): in toneless pinyin with the usual confusions
+folded (see `qa.rules.text`), over windows of the phrase's length in characters. A 3-character
+phrase must sound the same; a longer one may differ by a few initials or finals (never both of
+one character), as far as the threshold allows. Two-character phrases never match by sound:
+too many words sound alike.
 
 Regular expressions run under the `regex` module with a timeout, so a pattern with
 catastrophic backtracking turns the rule N/A with a reason instead of hanging the batch.
@@ -24,7 +30,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, pairwise
 from typing import Any
 
 import numpy as np
@@ -46,11 +52,15 @@ from qa.rules.format import (
     Window,
 )
 from qa.rules.text import (
+    han_count,
     is_cjk,
+    is_mandarin,
     kept_chars,
     normalize,
     normalize_many,
+    phrase_sound_keys,
     role_of,
+    sound_key,
     to_simplified,
 )
 from qa.schema import CallMetrics, Evidence, ItemOutcome, Role, Sentiment, Transcript, Utterance
@@ -64,6 +74,8 @@ REGEX_TIMEOUT = 0.05  # seconds per utterance
 MAX_HITS = 20  # evidence entries kept per rule
 # Shorter phrases match exactly only: one wrong letter in "hell" is "hello".
 MIN_FUZZY, MIN_FUZZY_CJK = 8, 4
+# Han characters a phrase needs to match by sound; a 3-character one only when it sounds the same.
+MIN_SOUND, MIN_SOUND_NEAR = 3, 4
 INF = math.inf
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*|\s+$")
 SEGMENT_KIND = {"longest_silence": "silence", "silence_total": "silence", "hold_total": "hold",
@@ -104,6 +116,7 @@ class _Speech:
         self._unit_times: dict[int, list[tuple[float, float]] | None] = {}
         self._squashed: str | None = None
         self._letters: list[int] | None = None
+        self._sound: str | None = None
 
     def region(self, t0: float, t1: float) -> tuple[int, int]:
         """Character range of the utterances that overlap [t0, t1]."""
@@ -264,6 +277,54 @@ class _Speech:
             self._letters = [i for i, ch in enumerate(self.text) if ch != " "]
         return self._letters[k]
 
+    def find_by_sound(self, phrase: str, region: tuple[int, int], threshold: float
+                      ) -> Iterator[tuple[int, int, float]]:
+        """Windows of the phrase's length in characters, inside one utterance, that sound like
+        the normalised Mandarin phrase (see module docstring), left to right per reading.
+
+        Sounds are compared position by position (initial with initial, final with final):
+        a shifted window ("我们公司不" in "在我们公司") must not pass for a mishearing. Every
+        character must keep its initial or its final (您 nin for 你 ni, not 理 li for 呀 ya),
+        and the symbols that differ must leave the similarity at `threshold`. Candidates come
+        from exact searches for parts of the phrase's sound: with k symbols wrong, one of k + 1
+        parts is intact (cheap str.find, no window missed). Only asked for once the exact
+        search has come up short, so the sound of the text is built here, once per party and
+        call. Windows that are the phrase itself are left to the exact search.
+        """
+        if self._sound is None:
+            self._sound = sound_key(self.text)
+        sound, text = self._sound, self.text
+        lo, hi = region
+        n = len(phrase)
+        size = 2 * n
+        wrong = int(size * (100 - threshold) / 100 + 1e-9)
+        if han_count(phrase) < MIN_SOUND_NEAR:
+            wrong = 0  # a 3-character phrase must sound the same
+        cuts = [size * k // (wrong + 1) for k in range(wrong + 2)]
+        for key in phrase_sound_keys(phrase):
+            starts: set[int] = set()
+            for c0, c1 in pairwise(cuts):
+                part = key[c0:c1]
+                k = sound.find(part, 2 * lo + c0, 2 * hi - (size - c1))
+                while k != -1:
+                    if (k - c0) % 2 == 0:
+                        starts.add((k - c0) // 2)
+                    k = sound.find(part, k + 1, 2 * hi - (size - c1))
+            for a in sorted(starts):
+                window = text[a:a + n]
+                if "\n" in window or window == phrase:
+                    continue
+                heard = sound[2 * a:2 * a + size]
+                differ = 0
+                for c in range(0, size, 2):
+                    same_initial, same_final = key[c] == heard[c], key[c + 1] == heard[c + 1]
+                    if not (same_initial or same_final):
+                        differ = size
+                        break
+                    differ += (not same_initial) + (not same_final)
+                if differ <= wrong:
+                    yield a, a + n, 100.0 * (1 - differ / size)
+
     def find_fuzzy(self, phrase: str, region: tuple[int, int], threshold: float
                    ) -> Iterator[tuple[int, int, float]]:
         """Approximate occurrences of one normalised phrase, left to right."""
@@ -292,6 +353,7 @@ class CallContext:
         self.encoder = encoder
         self.sentiment_model = sentiment
         self.cjk = is_cjk(transcript.language)
+        self.mandarin = is_mandarin(transcript.language)
         self.duration = max(metrics.duration, transcript.duration)
         self.utts = sorted(((u, role_of(u, transcript)) for u in transcript.utterances),
                            key=lambda p: (p[0].start, p[0].end))
@@ -508,18 +570,26 @@ class CallContext:
                             break
                 if len(found) >= limit:
                     break
-            if rule.fuzzy and len(found) < limit:
+            by_sound = self.mandarin and (rule.fuzzy if rule.by_sound is None
+                                          else rule.by_sound)
+            if (rule.fuzzy or by_sound) and len(found) < limit:
                 for norm, phrase in by_norm.items():
                     if len(found) >= limit:
                         break
-                    if len(norm) < (MIN_FUZZY_CJK if self.cjk else MIN_FUZZY):
-                        continue
-                    hits = chain(speech.find_unspaced(norm, region),
-                                 speech.find_fuzzy(norm, region, threshold))
-                    for a, b, score in hits:
+                    hits: Iterator[tuple[int, int, float, str]] = iter(())
+                    if rule.fuzzy and len(norm) >= (MIN_FUZZY_CJK if self.cjk else MIN_FUZZY):
+                        hits = ((a, b, score, phrase) for a, b, score in chain(
+                            speech.find_unspaced(norm, region),
+                            speech.find_fuzzy(norm, region, threshold)))
+                    if by_sound and han_count(norm) >= MIN_SOUND:
+                        # lazily: only asked for while the text matches leave the rule short
+                        hits = chain(hits, (
+                            (a, b, score, f"{phrase} (by sound: {speech.text[a:b]})")
+                            for a, b, score in speech.find_by_sound(norm, region, threshold)))
+                    for a, b, score, matched in hits:
                         if any(x < b and a < y for x, y in spans):
                             continue
-                        ev = speech.evidence(a, b, phrase, score)
+                        ev = speech.evidence(a, b, matched, score)
                         if ev.end >= t0 and ev.start <= t1:
                             found.append(ev)
                             spans.append((a, b))
