@@ -12,13 +12,28 @@ from collections.abc import Iterable
 import pandas as pd
 import streamlit as st
 
-from qa.schema import CallResult, Evidence, ItemOutcome, ItemResult, Role, Transcript
+from qa.schema import (
+    CallResult,
+    Evidence,
+    EvidenceQuality,
+    FlagCode,
+    ItemOutcome,
+    ItemResult,
+    QualityCode,
+    Role,
+    Segment,
+    Transcript,
+)
 
 ROLE_COLOUR = {Role.AGENT: "blue", Role.CUSTOMER: "green", Role.UNKNOWN: "gray"}
 OUTCOME_ICON = {ItemOutcome.PASS: ":green[:material/check_circle:]",
                 ItemOutcome.FAIL: ":red[:material/cancel:]",
                 ItemOutcome.NA: ":gray[:material/remove_circle_outline:]"}
 NOT_PERMITTED = "Call not found or not permitted."
+SPEAKER_PASS = {"channels": "one per channel", "estimated": "estimated from the voices",
+                "two_party_split": "two-party split", "given": "number given",
+                "none": "not separated"}
+LOST_SPANS_SHOWN = 12
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 _PLACEHOLDER = re.compile(r"\[([A-Z][A-Z0-9_]*)\]")
@@ -177,9 +192,67 @@ def score_header(result: CallResult, final_total: float | None = None,
     else:
         cols[4].metric("Final score", "automatic")
     if score.auto_fail_reasons:
-        st.error("Auto-fail: " + "; ".join(score.auto_fail_reasons))
+        st.error("Auto-fail: " + "; ".join(escape_md(r) for r in score.auto_fail_reasons))
     if score.flags:
-        st.warning("Flags: " + "; ".join(f"{f.code.value} — {f.reason}" for f in score.flags))
+        # the evidence-quality panel lists the doubts one per line; do not repeat them here
+        paneled = result.transcript.quality is not None and result.transcript.quality.doubtful
+        st.warning("Flags: " + "; ".join(
+            f"{f.code.value} — "
+            + ("see Evidence quality below" if paneled and f.code == FlagCode.EVIDENCE_DOUBT
+               else escape_md(f.reason))
+            for f in score.flags))
+
+
+# --------------------------------------------------------------------------- evidence quality
+
+
+def quality_panel(call_id: str, quality: EvidenceQuality | None) -> None:
+    """How far the transcript can be trusted, shown before the items: every item's evidence
+    rests on who said what, so a reviewer must know where that may be wrong."""
+    if quality is None:
+        st.caption("No evidence-quality record (result made before it existed).")
+        return
+    if quality.issues:
+        reasons = "\n".join(f"- {escape_md(i.reason)}" for i in quality.issues)
+        st.warning("**Evidence in doubt**: check who said what before acting on the score."
+                   f"\n\n{reasons}", icon=":material/report:")
+        if quality.lost_speech and any(i.code == QualityCode.LOST_SPEECH
+                                       for i in quality.issues):
+            lost_speech_buttons(call_id, quality.lost_speech)
+    st.caption(quality_signals(quality))
+
+
+def lost_speech_buttons(call_id: str, spans: list[Segment]) -> None:
+    """Speech that produced no words, each span playable like an evidence span."""
+    row = st.container(horizontal=True, vertical_alignment="center")
+    row.caption("Speech without words:", width="content")
+    with row:
+        for j, span in enumerate(spans[:LOST_SPANS_SHOWN]):
+            play_button(call_id, span.start, key=f"lost:{call_id}:{j}",
+                        label=f"▶ {short_time(span.start)}–{short_time(span.end)}")
+    if len(spans) > LOST_SPANS_SHOWN:
+        rest = spans[LOST_SPANS_SHOWN:]
+        row.caption(f"and {len(rest)} more ({sum(s.duration for s in rest):.1f} s)",
+                    width="content")
+
+
+def quality_signals(q: EvidenceQuality) -> str:
+    """The measured signals in one line, whether or not they raised an issue."""
+    how = SPEAKER_PASS.get(q.speaker_pass, q.speaker_pass)
+    if q.speaker_separation is not None:
+        how += f", voices {q.speaker_separation:.2f} apart"
+    parts = [f"speakers {q.speakers_found} of {q.speakers_expected} ({how})",
+             f"role confidence {q.role_confidence:.2f}"]
+    if q.asr_confidence is not None:
+        parts.append(f"ASR confidence {q.asr_confidence:.2f}")
+    speech = "speech not measured" if q.speech_seconds is None else (
+        f"speech {q.speech_seconds:.1f} s")
+    speech += f", {q.lost_speech_seconds:.1f} s lost"
+    if q.recovered_seconds:
+        speech += f", {q.recovered_seconds:.1f} s recovered"
+    parts.append(speech)
+    parts.append(f"overlap {q.overlap_share:.0%}")
+    return "Evidence quality: " + " · ".join(parts)
 
 
 def done(message: str) -> None:

@@ -101,11 +101,26 @@ def build_results(synth_dir: Path, weeks: int = 2, languages: tuple[str, ...] = 
     return out
 
 
+def publish_result(store: Any, wf: Any, result: CallResult, audio: bytes | None) -> bool:
+    """Put one result where the pipeline puts it (its audio, the store, the workflow
+    database); True when the recording was stored too."""
+    from qa.store import keys
+
+    meta, score = result.meta, result.score
+    stored_audio = audio is not None and bool(meta.audio_key)
+    if stored_audio:
+        store.put_bytes(meta.audio_key, audio, f"audio/{meta.audio_format or 'wav'}")
+    store.put_json(keys.result(meta.call_id, result.pipeline_version, score.scorecard_id,
+                               score.scorecard_version), result)
+    wf.sync_result(result)
+    return stored_audio
+
+
 def build_demo(settings: Settings, synth_dir: Path, *, weeks: int = 2,
                languages: tuple[str, ...] = ("en",)) -> Demo:
     """Fill the store, the index and the workflow database named by `settings`."""
     from qa.index import Index, IndexRow
-    from qa.store import keys, open_store
+    from qa.store import open_store
     from qa.workflow import open_workflow
 
     store = open_store(settings)
@@ -122,12 +137,8 @@ def build_demo(settings: Settings, synth_dir: Path, *, weeks: int = 2,
     rows = []
     for result, audio in build_results(synth_dir, weeks, languages):
         meta, score = result.meta, result.score
-        if audio is not None and meta.audio_key:
-            store.put_bytes(meta.audio_key, audio.read_bytes(), "audio/wav")
+        if publish_result(store, wf, result, audio.read_bytes() if audio else None):
             demo.with_audio.append(meta.call_id)
-        store.put_json(keys.result(meta.call_id, result.pipeline_version, score.scorecard_id,
-                                   score.scorecard_version), result)
-        wf.sync_result(result)
         rows.append(result)
         demo.calls[meta.call_id] = meta.agent_id or ""
         if score.flags:

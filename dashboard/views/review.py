@@ -56,6 +56,7 @@ st.markdown(" · ".join(meta_bits))
 
 if result is not None:
     ui.score_header(result, call.final_total, call.final_passed)
+    ui.quality_panel(call.call_id, result.transcript.quality)
 else:
     st.warning("The pipeline's full result for this call is not in the store; showing the "
                "scores the workflow database holds.")
