@@ -397,6 +397,49 @@ def eval_asr(
             console.print(f"[bold]{r.model} {r.case}[/]: {r.hypothesis}")
 
 
+@eval_app.command("zh-phrases")
+def eval_zh_phrases(
+    data: Path | None = typer.Option(None, "--data", help="zh_dev folder: FLAC sentences and "
+                                     "refs.tsv (default: $QA_SHARED_DATA/zh_dev)"),
+    rate: int = typer.Option(16000, "--rate", help="16000, or e.g. 8000: the audio goes "
+                             "through that rate and back (simulated telephone band)"),
+    cache: Path | None = typer.Option(None, "--cache", help="JSON file keeping the ASR text "
+                                      "between runs"),
+    threshold: float | None = typer.Option(None, "--threshold", help="fuzzy threshold "
+                                           "(default: the Chinese scorecard's)"),
+    per_sentence: int = typer.Option(4, "--per-sentence", help="phrases cut per sentence"),
+    show: bool = typer.Option(False, "--show", help="list every match by sound (exact + by "
+                              "sound)"),
+) -> None:
+    """Chinese phrase rules on real Mandarin speech: recall and false matches, exact vs by
+    sound (homophones), through the scorecard's own phrase matching."""
+    from qa.evaluation import zh_phrases as zp
+    from qa.scoring.scorecard import default_scorecard
+
+    settings = get_settings()
+    folder = data or zp.default_data_dir()
+    refs = zp.read_refs(folder)
+    if threshold is None:
+        threshold = default_scorecard("zh", settings).fuzzy_threshold
+    with console.status(f"Whisper (multi) on {len(refs)} sentences at {rate} Hz") as status:
+        words = zp.transcribe_all(folder, refs, rate, settings, cache, lambda k, n, name:
+                                  status.update(f"{k + 1}/{n} {name} at {rate} Hz"))
+    phrases = zp.sample_phrases(refs, per_sentence)
+    figures = zp.measure(refs, words, phrases, threshold)
+    table = Table("rule setting", "recall", "found / said", "false matches",
+                  "found / not said", title=f"{len(phrases)} phrases (4-6 characters) from "
+                  f"{len(refs)} sentences, {rate} Hz, threshold {threshold:g}, ASR CER "
+                  f"{zp.pooled_cer(refs, words):.1%}")
+    for f in figures:
+        table.add_row(f.config, f"{f.recall:.1%}", f"{f.found_own}/{f.phrases}",
+                      f"{f.false_rate:.2%}", f"{f.found_other}/{f.pairs}")
+    console.print(table)
+    if show:
+        for _, j, own, matched in figures[1].by_sound:
+            where = "own sentence" if own else f"FALSE in {refs[j][0]}"
+            console.print(f"{where}: {matched}")
+
+
 @bench_app.command("asr")
 def bench_asr(
     audio: Path | None = typer.Option(None, "--audio", help="recording (default: "
@@ -482,6 +525,121 @@ def eval_diarization(
     if not rows:
         raise QAError("nothing to evaluate: no recordings found (give --data or --synth)")
     console.print(table)
+
+
+@eval_app.command("calls")
+def eval_calls(
+    data: Path | None = typer.Option(None, "--data", help="shared data folder holding calls/ "
+                                     "and zh_dev/ (default: $QA_SHARED_DATA or ../shared/data)"),
+    model: str = typer.Option("en", "--model", help="English model: en (tiny.en), multi "
+                              "(base) or a CTranslate2 folder"),
+    only: list[str] = typer.Option(None, "--only", help="call name (e.g. swoz_SNG0072); "
+                                   "repeatable"),
+    synth: Path | None = typer.Option(None, "--synth", help="also the calls of `qa synth` "
+                                      "in this folder (a second table)"),
+    zh: bool = typer.Option(True, "--zh/--no-zh", help="Mandarin sentences of zh_dev/, at "
+                            "16 kHz and 8 kHz"),
+    anchors: bool = typer.Option(True, "--anchors/--no-anchors", help="also plain "
+                                 "faster-whisper and pyannote with the count given"),
+    json_out: Path | None = typer.Option(None, "--json", help="write every row here"),
+) -> None:
+    """The whole transcription path on every real call with a reference, and the plain
+    anchor on the same audio: error rate, DER, speakers, roles, words with the right role,
+    speech lost, flags."""
+    import json
+
+    from qa.evaluation.calls import (
+        Evaluator,
+        dev_calls,
+        evaluate_calls,
+        evaluate_zh,
+        synth_calls,
+        zh_sentences,
+    )
+    from qa.progress import progress_bar
+
+    settings = get_settings()
+    root = _shared_calls(data)
+    calls = dev_calls(root)
+    if only:
+        calls = [c for c in calls if c.name in only]
+    if not calls and synth is None and not zh:
+        raise QAError("no development calls found (give --data)", file=str(root))
+    evaluator = Evaluator(settings, model, anchors=anchors)
+    rows: list = []
+    tables = [("real calls", calls)]
+    if synth is not None:
+        tables.append(("synthetic calls (espeak-ng, a second table)", synth_calls(synth)))
+    for title, group in tables:
+        if not group:
+            continue
+        with progress_bar("calls", console=err_console) as bar:
+            task = bar.add_task(title, total=len(group))
+            found = []
+            for call in group:
+                found += evaluate_calls(evaluator, [call])
+                bar.advance(task)
+        rows += found
+        wide = Console(width=max(console.width, 200))
+        wide.print(_calls_table(title, found))
+        for r in found:
+            for reason in r.reasons:
+                wide.print(f"  {r.call} ({r.path}) {reason}", soft_wrap=True)
+    zh_rows = []
+    sentences = zh_sentences(root) if zh else []
+    if sentences:
+        transcriber = evaluator.transcriber("zh")
+        for rate in (16000, 8000):
+            with progress_bar("sentences", console=err_console) as bar:
+                task = bar.add_task(f"zh_dev at {rate // 1000} kHz", total=len(sentences))
+                zh_rows.append(evaluate_zh(settings, sentences, rate, transcriber,
+                                           progress=lambda n, t=task: bar.update(t, completed=n)))
+        table = Table("rate", "sentences", "audio s", "CER qa", "CER plain", "x RT qa",
+                      "x RT plain", "fallback windows", *sorted(zh_rows[0].per_domain),
+                      title="Mandarin customer-service sentences (zh_dev), base; per domain: "
+                            "qa / plain")
+        for z in zh_rows:
+            table.add_row(f"{z.rate // 1000} kHz" + (" (simulated)" if z.rate == 8000 else ""),
+                          str(z.sentences), f"{z.audio_seconds:.0f}", f"{z.cer:.1%}",
+                          f"{z.anchor_cer:.1%}", f"{z.audio_seconds / z.seconds:.1f}",
+                          f"{z.audio_seconds / z.anchor_seconds:.1f}",
+                          f"{z.fallbacks} of {z.windows}",
+                          *(f"{a:.1%} / {b:.1%}" for a, b in z.per_domain.values()))
+        console.print(table)
+    if json_out is not None:
+        json_out.write_text(json.dumps({"calls": [r.model_dump() for r in rows],
+                                        "zh": [z.model_dump() for z in zh_rows]}, indent=1))
+    unflagged = [r for r in rows if r.wrong and not r.flagged]
+    if unflagged:
+        console.print("[red]wrong and not flagged:[/] "
+                      + ", ".join(f"{r.call} ({r.path})" for r in unflagged))
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _calls_table(title: str, rows: list) -> Table:
+    table = Table("call", "path", "ref", "WER qa", "WER plain", "DER qa", "DER given 2",
+                  "speakers", "roles", "words right role", "lost s qa", "lost s plain (segments)",
+                  "flagged", title=title)
+    for r in rows:
+        wer = _pct(r.error_rate)
+        plain = _pct(r.anchor_error_rate)
+        if r.channel_error_rates:
+            wer += " (" + ", ".join(f"{k[:2]} {v:.0%}" for k, v in
+                                    r.channel_error_rates.items()) + ")"
+            plain += " (" + ", ".join(f"{k[:2]} {v:.0%}" for k, v in
+                                      r.anchor_channel_error_rates.items()) + ")"
+        speakers = str(r.speakers_found) + (f" ({r.speaker_pass}, {r.separation:.2f})"
+                                            if r.separation is not None else "")
+        roles = "-" if r.roles_right is None else ("right" if r.roles_right else "WRONG")
+        table.add_row(r.call, r.path, r.reference, wer, plain, _pct(r.der), _pct(r.anchor_der),
+                      speakers, f"{roles} {r.role_confidence:.2f}", _pct(r.word_role_accuracy),
+                      f"{r.lost_seconds:.1f}",
+                      "-" if r.anchor_lost_seconds is None else f"{r.anchor_lost_seconds:.1f}",
+                      ", ".join(x.split(":")[0] for x in r.reasons) if r.flagged else "no")
+    return table
 
 
 @bench_app.command("diarization")

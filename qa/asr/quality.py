@@ -10,7 +10,7 @@ decided on wrongly split speakers are wrong however clear the words are.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from qa.schema import (
@@ -42,10 +42,12 @@ def _fmt(seconds: float) -> str:
     return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
-def overlap_share(utterances: Sequence[Utterance]) -> float:
-    """Share of speech time in which two different speakers talk at once."""
-    events = sorted([(u.start, 1, u.speaker) for u in utterances if u.end > u.start]
-                    + [(u.end, -1, u.speaker) for u in utterances if u.end > u.start])
+def overlap_share(spans: Iterable[tuple[str, float, float]]) -> float:
+    """Share of speech time in which two different speakers talk at once; `spans` are
+    (speaker, start, end) of words (two-track calls) or diarization turns (mono calls):
+    utterance spans would count a party's pauses as speech."""
+    events = sorted(e for speaker, a, b in spans if b > a
+                    for e in ((a, 1, speaker), (b, -1, speaker)))
     active: dict[str, int] = {}
     last = None
     speech = both = 0.0
@@ -106,7 +108,10 @@ def assess(
     lost_seconds = round(sum(s.duration for s in lost), 2)
     silent = sorted(ch for ch, r in (channel_speech or {}).items()
                     if not r.words and (r.speech_seconds or 0.0) < SILENT_CHANNEL_SPEECH)
-    overlap = overlap_share(utterances)
+    if diarization is not None:
+        overlap = overlap_share((t.speaker, t.start, t.end) for t in diarization.turns)
+    else:
+        overlap = overlap_share((u.speaker, w.start, w.end) for u in utterances for w in u.words)
 
     if source == "channels":
         found, speaker_pass = len(channel_speech or {}) - len(silent), "channels"

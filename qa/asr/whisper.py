@@ -401,8 +401,8 @@ class Transcriber:
 
     def _retry(self, audio: np.ndarray, piece: Segment, language: str,
                counts: dict[str, int]) -> list[Word]:
-        """Speech the full pass wrote nothing for, decoded on its own; words the decoder
-        doubts (likely no speech, low log probability) are not taken."""
+        """Speech the full pass wrote nothing for, decoded on its own; what the decoder
+        itself takes for no speech is not taken."""
         start = max(0.0, piece.start - RETRY_CONTEXT)
         end = min(len(audio) / SAMPLE_RATE, piece.end + RETRY_CONTEXT)
         clip = audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
@@ -411,8 +411,8 @@ class Transcriber:
         for s in segments:
             counts["windows"] += 1
             counts["fallbacks"] += int(s.temperature > 0)
-            if s.no_speech_prob > NO_SPEECH_THRESHOLD or s.avg_logprob < LOG_PROB_THRESHOLD:
-                continue
+            if s.no_speech_prob > NO_SPEECH_THRESHOLD and s.avg_logprob < LOG_PROB_THRESHOLD:
+                continue  # Whisper's own test for a window without speech
             shifted = replace(s, words=[replace(w, start=w.start + start, end=w.end + start)
                                         for w in s.words or ()])
             found += [w for w in self._words([shifted], None)
