@@ -615,6 +615,30 @@ def eval_calls(
                       + ", ".join(f"{r.call} ({r.path})" for r in unflagged))
 
 
+@eval_app.command("decoding")
+def eval_decoding(
+    data: Path | None = typer.Option(None, "--data", help="shared data folder holding calls/ "
+                                     "(default: $QA_SHARED_DATA or ../shared/data)"),
+    model: str = typer.Option("en", "--model", help="en (tiny.en), multi (base) or a folder"),
+) -> None:
+    """Decoding options on the English real-call streams: WER, lost speech, speed."""
+    from qa.evaluation.decoding import compare
+
+    table = Table("configuration", "model", "WER", "lost s", "audio s / CPU s",
+                  "per stream", title="decoding options on the real calls")
+
+    def report(r) -> None:
+        err_console.print(f"{r.config}: WER {r.wer:.1%}, lost {r.lost_seconds:.1f} s, "
+                          f"{r.audio_per_cpu_second:.1f} audio s per CPU s")
+        table.add_row(r.config, r.model, f"{r.wer:.1%}", f"{r.lost_seconds:.1f}",
+                      f"{r.audio_per_cpu_second:.1f}",
+                      ", ".join(f"{k} {v:.0%}" for k, v in r.per_stream.items()))
+
+    with err_console.status("decoding the development streams"):
+        compare(get_settings(), _shared_calls(data), model, report)
+    Console(width=max(console.width, 200)).print(table)
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 

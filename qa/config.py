@@ -59,8 +59,10 @@ class Settings(BaseSettings):
     asr_batch_size: int = 8  # fast mode; 0 decodes sequentially
     asr_threads: int = 0  # 0: let CTranslate2 decide
     asr_beam_size: int = 5
-    # temperatures of the fallback when a window's text loops or is improbable
-    asr_temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    # temperatures of the fallback when a window's text loops or is improbable; each step
+    # samples 5 candidates. faster-whisper's six steps made synthetic Mandarin 1.5x slower
+    # than these three at the same CER; real calls rarely fall back (docs/benchmarks.md)
+    asr_temperatures: tuple[float, ...] = (0.0, 0.4, 0.8)
     asr_prompt: str | None = None  # initial prompt (site vocabulary in a sentence)
     default_language: str | None = None  # None: detect per call
     # the site's own words (company, products), e.g. "Northwind Telecom, broadband, SIM":

@@ -293,3 +293,11 @@ def test_site_hotwords_spell_the_company_name(tmp_path):
     assert site._accurate_options()["hotwords"] == "Northwind Telecom"
     text = normalize_text(site.transcribe(samples, "en").text)
     assert "northwind telecom" in text, text
+
+
+def test_chinese_words_are_converted_with_their_neighbours():
+    from qa.asr.chinese import words_to_script
+
+    # 計畫 is the phrase 计划; 畫 alone would become 画
+    assert words_to_script(["我", "計", "畫", "保險"]) == ["我", "计", "划", "保险"]
+    assert words_to_script([]) == []

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from qa.asr.chinese import is_chinese, to_script
+from qa.asr.chinese import is_chinese, to_script, words_to_script
 from qa.config import Settings, get_settings
 from qa.errors import ModelNotFoundError, QAError
 from qa.models import model_path
@@ -309,9 +309,9 @@ class Transcriber:
         else:
             result = self._transcribe_accurate(audio, lang, progress)
         if is_chinese(result.language):
-            script = self.settings.chinese_script
-            result.words = [w.model_copy(update={"text": to_script(w.text, script)})
-                            for w in result.words]
+            texts = words_to_script([w.text for w in result.words], self.settings.chinese_script)
+            result.words = [w.model_copy(update={"text": t})
+                            for w, t in zip(result.words, texts, strict=True)]
         if progress is not None:
             progress(duration)
         return result

@@ -190,7 +190,7 @@ def _as_word(w: RefWord) -> Any:
     return Word(start=w.start, end=w.end, text=w.text)
 
 
-def _text(words: Iterable[Any]) -> str:
+def joined_text(words: Iterable[Any]) -> str:
     return " ".join(w.text.strip() for w in sorted(words, key=lambda w: w.start))
 
 
@@ -293,28 +293,28 @@ class Evaluator:
         anchor_segments: list[RefWord] = []
         for ch, role in call.channel_roles.items():
             words = [w for w in transcript.words if w.channel == ch]
-            lost += _seconds(uncovered(_segments(speech[ch]), _spans(words)))
+            lost += _seconds(uncovered(timeline(speech[ch]), _spans(words)))
             ref = [w for w in call.words if w.speaker == role.value]
             if ref:
                 row.channel_error_rates[role.value] = round(
-                    error_rate(_text(ref), _text(words), call.language), 4)
+                    error_rate(joined_text(ref), joined_text(words), call.language), 4)
             if self.anchors:
                 found, secs = self.anchor(audio16.channel(ch), call.language)
                 anchor_segments += found
                 row.anchor_seconds = round(row.anchor_seconds + secs, 2)
-                anchor_lost += _seconds(uncovered(_segments(speech[ch]), _spans(found)))
+                anchor_lost += _seconds(uncovered(timeline(speech[ch]), _spans(found)))
                 if ref:
                     row.anchor_channel_error_rates[role.value] = round(
-                        error_rate(_text(ref), _text(found), call.language), 4)
+                        error_rate(joined_text(ref), joined_text(found), call.language), 4)
         row.lost_seconds = round(lost, 2)
         if self.anchors:
             row.anchor_lost_seconds = round(anchor_lost, 2)
         if call.words:
             row.error_rate = round(error_rate(
-                _text(call.words), _text(transcript.words), call.language), 4)
+                joined_text(call.words), joined_text(transcript.words), call.language), 4)
             if self.anchors:
                 row.anchor_error_rate = round(error_rate(
-                    _text(call.words), _text(anchor_segments), call.language), 4)
+                    joined_text(call.words), joined_text(anchor_segments), call.language), 4)
         row.reasons = self._flags(transcript)
         row.flagged = bool(row.reasons)
         return row
@@ -337,9 +337,10 @@ class Evaluator:
                       role_confidence=transcript.roles.confidence, seconds=round(seconds, 2))
         if reference:
             row.der = round(der(reference, found.turns)["der"], 4)
-            row.lost_seconds = _seconds(uncovered(_segments(reference), _spans(words)))
+            row.lost_seconds = _seconds(uncovered(timeline(reference), _spans(words)))
         if call.words:
-            row.error_rate = round(error_rate(_text(call.words), _text(words), call.language), 4)
+            row.error_rate = round(error_rate(joined_text(call.words), joined_text(words),
+                                              call.language), 4)
         if call.roles_known and reference and words:
             truth = assign_words(words, reference)
             said = [u.role.value for u in transcript.utterances for _ in u.words]
@@ -357,10 +358,10 @@ class Evaluator:
             found, secs = self.anchor(samples, call.language)
             row.anchor_seconds = round(secs, 2)
             if call.words:
-                row.anchor_error_rate = round(error_rate(_text(call.words), _text(found),
-                                                         call.language), 4)
+                row.anchor_error_rate = round(error_rate(
+                    joined_text(call.words), joined_text(found), call.language), 4)
             if reference:
-                row.anchor_lost_seconds = _seconds(uncovered(_segments(reference),
+                row.anchor_lost_seconds = _seconds(uncovered(timeline(reference),
                                                              _spans(found)))
         if self.anchor_diarization and reference:
             start = time.perf_counter()
@@ -373,7 +374,7 @@ class Evaluator:
         return row
 
 
-def _segments(turns: Iterable[SpeakerTurn]) -> list[Segment]:
+def timeline(turns: Iterable[SpeakerTurn]) -> list[Segment]:
     """Reference speech as one timeline (overlapping turns joined)."""
     out: list[Segment] = []
     for t in sorted(turns, key=lambda t: t.start):
