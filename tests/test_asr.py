@@ -301,3 +301,16 @@ def test_chinese_words_are_converted_with_their_neighbours():
     # 計畫 is the phrase 计划; 畫 alone would become 画
     assert words_to_script(["我", "計", "畫", "保險"]) == ["我", "计", "划", "保险"]
     assert words_to_script([]) == []
+
+
+@pytest.mark.slow
+def test_accurate_mode_writes_what_plain_faster_whisper_writes(shared_data):
+    """Words aligned after decoding leave the text as faster-whisper's defaults decode it."""
+    samples = load_audio(shared_data / "calls" / "sample.wav").resampled(16000).mono()
+    transcriber = Transcriber(Settings(asr_threads=2), "en")
+    result = transcriber.transcribe(samples, "en")
+    plain = "".join(s.text for s in transcriber.model.transcribe(samples, language="en")[0])
+    assert normalize_text(result.text) == normalize_text(plain)
+    assert result.windows >= 1 and result.speech_seconds and result.lost_seconds <= 1.0
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts) and all(w.end <= 30.5 for w in result.words)

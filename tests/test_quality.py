@@ -233,3 +233,22 @@ def test_one_silent_channel_is_scored_with_an_issue():
     t = transcribe_call(_decoded(channels=2), CallMeta(call_id="s1"), asr, None, _settings())
     assert t.quality is not None and t.quality.silent_channels == [1]
     assert [i.code for i in t.quality.issues] == [QualityCode.SILENT_CHANNEL]
+
+
+@pytest.mark.slow
+def test_white_noise_is_no_speech_not_a_failed_call(tmp_path):
+    """60 s of noise gave 0 utterances and a 0/100 auto-fail before; now an error record."""
+    import soundfile as sf
+
+    from qa.config import Settings
+    from qa.pipeline import Models, guarded, transcribe_stage
+    from qa.schema import ErrorRecord
+
+    path = tmp_path / "noise.wav"
+    noise = np.random.default_rng(0).normal(scale=0.1, size=8000 * 60).astype(np.float32)
+    sf.write(path, noise, 8000)
+    meta = CallMeta(call_id="noise", language="en")
+    models = Models(Settings(home=tmp_path / "home", asr_threads=2))
+    out = guarded("transcribe", meta, lambda: transcribe_stage(path, meta, models))
+    assert isinstance(out, ErrorRecord), out
+    assert out.error_type == "NoSpeechError" and out.message.startswith("no speech")

@@ -639,7 +639,7 @@ def evaluate(
 
 
 class BenchResult(Record):
-    mode: Literal["plain", "batched"]
+    mode: str
     model: str
     compute_type: str
     threads: int
@@ -650,6 +650,7 @@ class BenchResult(Record):
     cpu_seconds: float  # user + system: less sensitive than wall time to a busy machine
     peak_rss_mb: float
     words: int
+    lost_seconds: float | None = None  # speech without words (accurate mode measures it)
 
     @property
     def x_real_time(self) -> float:
@@ -660,46 +661,52 @@ class BenchResult(Record):
         return self.audio_seconds / self.cpu_seconds if self.cpu_seconds else 0.0
 
 
-def bench_once(path: str, settings: Settings, model: str, batch_size: int) -> BenchResult:
-    """Transcribe every channel of one file; run in a fresh process so the peak memory
-    (RSS high-water mark) belongs to this mode alone."""
+def bench_once(path: str, settings: Settings, model: str, mode: str,
+               batch_size: int = 8) -> BenchResult:
+    """Transcribe every channel of one file in `mode` ("accurate" or "fast"); run in a fresh
+    process so the peak memory (RSS high-water mark) belongs to this mode alone."""
     import resource
     import time
 
     from qa.audio import load_audio
 
-    settings = settings.model_copy(update={"asr_batch_size": batch_size})
+    settings = settings.model_copy(update={"asr_mode": mode, "asr_batch_size": batch_size})
     audio = load_audio(path).resampled(SAMPLE_RATE)
     t0 = time.perf_counter()
     transcriber = Transcriber(settings, model)
     t1 = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu0 = usage.ru_utime + usage.ru_stime
-    words = 0
+    words, lost = 0, 0.0
     for i in range(audio.channels):
-        words += len(transcriber.transcribe(audio.channel(i), "en" if not
-                                            transcriber.multilingual else None).words)
+        result = transcriber.transcribe(audio.channel(i), "en" if not
+                                        transcriber.multilingual else None)
+        words += len(result.words)
+        lost += result.lost_seconds
     t2 = time.perf_counter()
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    batched = transcriber.batched is not None
     return BenchResult(
-        mode="batched" if batch_size > 0 else "plain",
+        mode=mode + (f" (batched {batch_size})" if batched else ""),
         model=transcriber.name,
         compute_type=transcriber.compute_type,
         threads=_cpu_threads(settings),
-        batch_size=batch_size,
+        batch_size=batch_size if batched else 0,
         audio_seconds=audio.duration * audio.channels,
         load_seconds=round(t1 - t0, 2),
         wall_seconds=round(t2 - t1, 2),
         cpu_seconds=round(usage.ru_utime + usage.ru_stime - cpu0, 2),
         peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
         words=words,
+        lost_seconds=round(lost, 2) if mode == "accurate" else None,
     )
 
 
-def bench_isolated(path: str, settings: Settings, model: str, batch_size: int) -> BenchResult:
+def bench_isolated(path: str, settings: Settings, model: str, mode: str,
+                   batch_size: int = 8) -> BenchResult:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        return pool.submit(bench_once, path, settings, model, batch_size).result()
+        return pool.submit(bench_once, path, settings, model, mode, batch_size).result()
