@@ -252,6 +252,9 @@ def quality_signals(q: EvidenceQuality) -> str:
         speech += f", {q.recovered_seconds:.1f} s recovered"
     parts.append(speech)
     parts.append(f"overlap {q.overlap_share:.0%}")
+    if q.crosstalk_words:
+        parts.append(f"{q.crosstalk_words} words heard only as crosstalk from the other channel "
+                     f"left out")
     return "Evidence quality: " + " · ".join(parts)
 
 

@@ -164,6 +164,7 @@ class EvidenceQuality(Record):
     role_confidence: float = 0.0  # after the cap for speakers that are hard to tell apart
     decode_windows: int = 0
     decode_fallbacks: int = 0
+    crosstalk_words: int = 0  # two-track calls: words that leaked from the other channel
     issues: list[QualityIssue] = Field(default_factory=list)
 
     @property

@@ -75,11 +75,11 @@ CUSTOMER_WORDS = [(2.8, " I'm"), (3.1, " calling"), (3.4, " about"), (3.7, " my"
 
 
 def fake_channel_asr(calls):
-    """ASR stand-in: the louder half of the test signal decides whose words come back."""
+    """ASR stand-in: a channel loud in its first 2.5 s is the agent's."""
 
     def transcribe(samples: np.ndarray, language: str | None) -> AsrResult:
         calls.append((samples.shape, language))
-        loud_first = np.abs(samples[: len(samples) // 2]).mean() > 0.05
+        loud_first = np.abs(samples[: int(2.5 * 16000)]).mean() > 0.05
         script = AGENT_WORDS if loud_first else CUSTOMER_WORDS
         words = [Word(start=s, end=s + 0.25, text=t, probability=0.8) for s, t in script]
         return AsrResult(words=words, language="en", duration=len(samples) / 16000,
@@ -88,10 +88,17 @@ def fake_channel_asr(calls):
     return transcribe
 
 
+def speaking(spans, seconds=8, rate=8000):
+    """A channel that is loud where its party talks and silent elsewhere."""
+    out = np.zeros(seconds * rate)
+    for a, b in spans:
+        out[int(a * rate): int(b * rate)] = 0.3
+    return out
+
+
 def test_stereo_call_one_speaker_per_channel(settings):
-    n = 8000 * 8
-    loud = np.r_[np.full(n // 2, 0.3), np.zeros(n - n // 2)]
-    quiet = np.r_[np.zeros(n // 2), np.full(n - n // 2, 0.3)]
+    loud = speaking([(0, 2.5), (6.0, 7.0)])
+    quiet = speaking([(2.8, 4.5), (6.4, 6.7)])
     calls: list = []
     meta = CallMeta(call_id="c1", language="en")
     t = transcribe_call(decoded(np.stack([loud, quiet])), meta, fake_channel_asr(calls), None,
@@ -163,3 +170,28 @@ def test_fake_stereo_is_treated_as_mono(settings):
     t = transcribe_call(audio, CallMeta(call_id="c4"), transcribe, None, settings)
     assert seen == [(16000,)] and t.speaker_source == "single"
     assert [u.speaker for u in t.utterances] == ["S0"]
+
+
+def test_words_leaking_from_the_other_channel_are_dropped():
+    from qa.asr.speakers import drop_crosstalk
+
+    rate = 16000
+    agent = speaking([(0.0, 3.0)], seconds=4, rate=rate)
+    customer = speaking([(3.0, 4.0)], seconds=4, rate=rate) + agent * 0.02  # echo, -34 dB
+    both = speaking([(3.0, 4.0)], seconds=4, rate=rate)
+    said = [word(0.5, 1.0, " hello"), word(1.2, 1.6, " there"), word(2.0, 2.4, " again")]
+    echo = [word(0.5, 1.0, " hello"), word(1.2, 1.6, " there"), word(2.1, 2.4, " a"),
+            word(3.2, 3.6, " yes")]
+    kept, dropped = drop_crosstalk([said, echo], np.stack([agent, customer]), rate)
+    assert [w.text for w in kept[0]] == [" hello", " there", " again"]
+    # "hello there" leaked as a run; a lone quiet "a" that matches nothing stays
+    assert [w.text for w in kept[1]] == [" a", " yes"] and dropped == 2
+    # one matching word alone is as likely the party's own
+    kept, dropped = drop_crosstalk([said, [word(0.5, 1.0, " hello")]],
+                                   np.stack([agent, customer]), rate)
+    assert dropped == 0
+    # real overtalk is loud on both channels: nothing goes
+    overtalk = [word(3.2, 3.6, " wait")]
+    kept, dropped = drop_crosstalk([overtalk, [word(3.3, 3.7, " no")]],
+                                   np.stack([both, both]), rate)
+    assert dropped == 0 and len(kept[0]) == len(kept[1]) == 1

@@ -98,6 +98,7 @@ def assess(
     diarization: Diarization | None = None,
     channel_speech: dict[int, AsrResult] | None = None,
     asr_confidence: float | None = None,
+    crosstalk_words: int = 0,
 ) -> EvidenceQuality:
     """The evidence-quality record of one call; `asr` holds every stream's result
     (one per channel, or the one mono stream) and `channel_speech` maps channels to theirs."""
@@ -160,6 +161,7 @@ def assess(
         silent_channels=silent, asr_confidence=asr_confidence, overlap_share=overlap,
         role_margin=roles.margin, role_confidence=roles.confidence,
         decode_windows=sum(r.windows for r in asr),
-        decode_fallbacks=sum(r.fallbacks for r in asr), issues=issues,
+        decode_fallbacks=sum(r.fallbacks for r in asr), crosstalk_words=crosstalk_words,
+        issues=issues,
     )
 
