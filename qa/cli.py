@@ -542,6 +542,8 @@ def eval_calls(
     anchors: bool = typer.Option(True, "--anchors/--no-anchors", help="also plain "
                                  "faster-whisper and pyannote with the count given"),
     json_out: Path | None = typer.Option(None, "--json", help="write every row here"),
+    markdown_out: Path | None = typer.Option(None, "--markdown", help="write the call tables "
+                                             "here as Markdown"),
 ) -> None:
     """The whole transcription path on every real call with a reference, and the plain
     anchor on the same audio: error rate, DER, speakers, roles, words with the right role,
@@ -553,6 +555,7 @@ def eval_calls(
         dev_calls,
         evaluate_calls,
         evaluate_zh,
+        markdown,
         synth_calls,
         zh_sentences,
     )
@@ -567,6 +570,7 @@ def eval_calls(
         raise QAError("no development calls found (give --data)", file=str(root))
     evaluator = Evaluator(settings, model, anchors=anchors)
     rows: list = []
+    pages: list[str] = []
     tables = [("real calls", calls)]
     if synth is not None:
         tables.append(("synthetic calls (espeak-ng, a second table)", synth_calls(synth)))
@@ -580,6 +584,7 @@ def eval_calls(
                 found += evaluate_calls(evaluator, [call])
                 bar.advance(task)
         rows += found
+        pages.append(f"{title}\n\n{markdown(found)}")
         wide = Console(width=max(console.width, 200))
         wide.print(_calls_table(title, found))
         for r in found:
@@ -605,7 +610,9 @@ def eval_calls(
                           f"{z.audio_seconds / z.anchor_seconds:.1f}",
                           f"{z.fallbacks} of {z.windows}",
                           *(f"{a:.1%} / {b:.1%}" for a, b in z.per_domain.values()))
-        console.print(table)
+        Console(width=max(console.width, 200)).print(table)
+    if markdown_out is not None:
+        markdown_out.write_text("\n".join(pages), encoding="utf-8")
     if json_out is not None:
         json_out.write_text(json.dumps({"calls": [r.model_dump() for r in rows],
                                         "zh": [z.model_dump() for z in zh_rows]}, indent=1))

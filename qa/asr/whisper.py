@@ -235,7 +235,8 @@ class Transcriber:
     # ------------------------------------------------------------------ options
 
     def _accurate_options(self) -> dict:
-        """faster-whisper's own defaults, spelled out, with the site's settings on top."""
+        """faster-whisper's own defaults, spelled out, with the site's settings on top; only
+        the temperature fallback has three steps instead of six (`Settings.asr_temperatures`)."""
         return {
             "beam_size": self.settings.asr_beam_size,
             "temperature": list(self.settings.asr_temperatures),
@@ -322,10 +323,10 @@ class Transcriber:
                              progress: Callable[[float], None] | None) -> AsrResult:
         segments, info = self.model.transcribe(audio, language=lang, **self._accurate_options())
         counts = {"windows": 0, "fallbacks": 0}
-        aligned = self._aligned(segments, audio, info.language, counts)
+        dropped = [0.0]
         speech = speech_regions(audio)
-        kept, dropped = self._judged(aligned, speech)
-        words = list(self._words(kept, progress))
+        aligned = self._aligned(segments, audio, info.language, counts)
+        words = list(self._words(self._judged(aligned, speech, dropped), progress))
         lost = uncovered(speech, ((w.start, w.end) for w in words))
         recovered: list[Word] = []
         for piece in (p for p in lost if p.duration >= MIN_RETRY):
@@ -342,7 +343,7 @@ class Transcriber:
             speech_seconds=round(sum(s.duration for s in speech), 2), lost=still,
             recovered_seconds=round(sum(p.duration for p in lost) -
                                     sum(p.duration for p in still), 2),
-            dropped_seconds=round(dropped, 2), **counts,
+            dropped_seconds=round(dropped[0], 2), **counts,
         )
 
     def _aligned(self, segments: Iterable, audio: np.ndarray, language: str,
@@ -385,21 +386,20 @@ class Transcriber:
         yield from flush()
 
     @staticmethod
-    def _judged(segments: Iterable, speech: list[Segment]) -> tuple[list, float]:
+    def _judged(segments: Iterable, speech: list[Segment], dropped: list[float]) -> Iterator:
         """Drops text written over silence that the decoder itself doubted (Whisper's
         hallucinations on hold music, line noise and long pauses); a confident segment is
-        kept even where the voice activity detector heard nothing."""
-        kept, dropped = [], 0.0
+        kept even where the voice activity detector heard nothing. `dropped[0]` adds up the
+        seconds dropped."""
         for s in segments:
             spans = [(w.start, w.end) for w in s.words or ()] or [(s.start, s.end)]
             heard = any(_overlaps(a, b, speech, WORD_REACH) for a, b in spans)
             doubtful = (s.no_speech_prob > 0.5 or s.avg_logprob < LOG_PROB_THRESHOLD
                         or s.compression_ratio > COMPRESSION_RATIO_THRESHOLD)
             if not heard and doubtful:
-                dropped += s.end - s.start
+                dropped[0] += s.end - s.start
                 continue
-            kept.append(s)
-        return kept, dropped
+            yield s
 
     def _retry(self, audio: np.ndarray, piece: Segment, language: str,
                counts: dict[str, int]) -> list[Word]:
@@ -517,11 +517,17 @@ def read_stm(path: str | Path) -> list[StmSegment]:
     return out
 
 
+# Hesitations that references and recognisers write or leave out at will (Whisper's own
+# English normaliser removes the same ones before scoring).
+FILLERS = frozenset({"hmm", "mm", "mhm", "mmm", "uh", "um", "umm", "uhm", "er", "erm"})
+
+
 def normalize_text(text: str) -> str:
-    """Lowercase, punctuation removed (apostrophes joined: "didn't" -> "didnt")."""
+    """Lowercase, punctuation and hesitations removed (apostrophes joined: "didn't" ->
+    "didnt")."""
     text = text.lower().replace("'", "").replace("\u2019", "")
     text = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in text)
-    return " ".join(text.split())
+    return " ".join(w for w in text.split() if w not in FILLERS)
 
 
 def error_rate(reference: str, hypothesis: str, language: str = "en") -> float:

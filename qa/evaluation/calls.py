@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from qa.asr.chinese import is_chinese
 from qa.asr.diarize import Diarization, Diarizer, SpeakerTurn, der, read_rttm, vad_turns
 from qa.asr.speakers import assign_words, transcribe_call
 from qa.asr.whisper import Transcriber, error_rate, normalize_text, read_stm, uncovered
@@ -67,7 +68,7 @@ class CallRow(Record):
     path: Literal["two-track", "mono"]
     audio_seconds: float
     reference: str
-    error_rate: float | None = None  # WER (CER for Chinese) over all words, or per channel
+    error_rate: float | None = None  # WER (CER for Chinese); two-track: pooled over channels
     anchor_error_rate: float | None = None
     channel_error_rates: dict[str, float] = Field(default_factory=dict)  # role -> WER
     anchor_channel_error_rates: dict[str, float] = Field(default_factory=dict)
@@ -290,7 +291,6 @@ class Evaluator:
         agent_ch = next(ch for ch, r in call.channel_roles.items() if r == Role.AGENT)
         row.roles_right = transcript.roles.speaker_roles.get(f"ch{agent_ch}") == Role.AGENT
         lost = anchor_lost = 0.0
-        anchor_segments: list[RefWord] = []
         for ch, role in call.channel_roles.items():
             words = [w for w in transcript.words if w.channel == ch]
             lost += _seconds(uncovered(timeline(speech[ch]), _spans(words)))
@@ -300,7 +300,6 @@ class Evaluator:
                     error_rate(joined_text(ref), joined_text(words), call.language), 4)
             if self.anchors:
                 found, secs = self.anchor(audio16.channel(ch), call.language)
-                anchor_segments += found
                 row.anchor_seconds = round(row.anchor_seconds + secs, 2)
                 anchor_lost += _seconds(uncovered(timeline(speech[ch]), _spans(found)))
                 if ref:
@@ -309,12 +308,9 @@ class Evaluator:
         row.lost_seconds = round(lost, 2)
         if self.anchors:
             row.anchor_lost_seconds = round(anchor_lost, 2)
-        if call.words:
-            row.error_rate = round(error_rate(
-                joined_text(call.words), joined_text(transcript.words), call.language), 4)
-            if self.anchors:
-                row.anchor_error_rate = round(error_rate(
-                    joined_text(call.words), joined_text(anchor_segments), call.language), 4)
+        row.error_rate = _pooled(row.channel_error_rates, call)
+        if self.anchors:
+            row.anchor_error_rate = _pooled(row.anchor_channel_error_rates, call)
         row.reasons = self._flags(transcript)
         row.flagged = bool(row.reasons)
         return row
@@ -383,6 +379,21 @@ def timeline(turns: Iterable[SpeakerTurn]) -> list[Segment]:
         else:
             out.append(Segment(start=t.start, end=t.end))
     return out
+
+
+def _pooled(per_channel: dict[str, float], call: DevCall) -> float | None:
+    """Errors of every channel over all reference words: a two-track call's error rate
+    without interleaving the channels' texts (plain faster-whisper has no word times)."""
+    def size(text: str) -> int:  # reference words, or characters for Chinese
+        norm = normalize_text(text)
+        return len(norm.replace(" ", "")) if is_chinese(call.language) else len(norm.split())
+
+    words = {role: size(joined_text(w for w in call.words if w.speaker == role))
+             for role in per_channel}
+    total = sum(words.values())
+    if not total:
+        return None
+    return round(sum(rate * words[role] for role, rate in per_channel.items()) / total, 4)
 
 
 def _spans(items: Iterable[Any]) -> list[tuple[float, float]]:
@@ -472,3 +483,35 @@ def _pooled_cer(refs: list[str], hyps: list[str]) -> float:
     if not total:
         raise QAError("no reference characters to score")
     return errors / total
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def markdown(rows: list[CallRow]) -> str:
+    """The rows as a Markdown table, for docs/benchmarks.md."""
+    lines = ["| call | path | ref | WER qa | WER plain | DER qa | DER given 2 | speakers "
+             "(how, separation) | roles (confidence) | words right role | lost s qa | "
+             "lost s plain (segments) | flagged |",
+             "|" + "---|" * 13]
+    for r in rows:
+        wer, plain = _pct(r.error_rate), _pct(r.anchor_error_rate)
+        if r.channel_error_rates:
+            wer += " (" + " / ".join(f"{v:.1%}" for v in r.channel_error_rates.values()) + ")"
+            plain += " (" + " / ".join(f"{v:.1%}" for v in
+                                        r.anchor_channel_error_rates.values()) + ")"
+        how = r.speaker_pass.replace("_", " ") + (
+            f", {r.separation:.2f}" if r.separation is not None else "")
+        roles = "-" if r.roles_right is None else ("right" if r.roles_right else "**wrong**")
+        flags = ", ".join(dict.fromkeys(x.split(":")[0] for x in r.reasons)) or "no"
+        lines.append(
+            f"| {r.call} | {r.path} | {r.reference} | {wer} | {plain} | {_pct(r.der)} | "
+            f"{_pct(r.anchor_der)} | {r.speakers_found} ({how}) | {roles} "
+            f"({r.role_confidence:.2f}) | {_pct(r.word_role_accuracy)} | {r.lost_seconds:.1f} | "
+            + ("-" if r.anchor_lost_seconds is None else f"{r.anchor_lost_seconds:.1f}")
+            + f" | {flags} |")
+    return "\n".join(lines) + "\n"
