@@ -556,6 +556,7 @@ def eval_calls(
         evaluate_calls,
         evaluate_zh,
         markdown,
+        rich_table,
         synth_calls,
         zh_sentences,
     )
@@ -586,7 +587,7 @@ def eval_calls(
         rows += found
         pages.append(f"{title}\n\n{markdown(found)}")
         wide = Console(width=max(console.width, 200))
-        wide.print(_calls_table(title, found))
+        wide.print(rich_table(title, found))
         for r in found:
             for reason in r.reasons:
                 wide.print(f"  {r.call} ({r.path}) {reason}", soft_wrap=True)
@@ -644,33 +645,6 @@ def eval_decoding(
     with err_console.status("decoding the development streams"):
         compare(get_settings(), _shared_calls(data), model, report)
     Console(width=max(console.width, 200)).print(table)
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _calls_table(title: str, rows: list) -> Table:
-    table = Table("call", "path", "ref", "WER qa", "WER plain", "DER qa", "DER given 2",
-                  "speakers", "roles", "words right role", "lost s qa", "lost s plain (segments)",
-                  "flagged", title=title)
-    for r in rows:
-        wer = _pct(r.error_rate)
-        plain = _pct(r.anchor_error_rate)
-        if r.channel_error_rates:
-            wer += " (" + ", ".join(f"{k[:2]} {v:.0%}" for k, v in
-                                    r.channel_error_rates.items()) + ")"
-            plain += " (" + ", ".join(f"{k[:2]} {v:.0%}" for k, v in
-                                      r.anchor_channel_error_rates.items()) + ")"
-        speakers = str(r.speakers_found) + (f" ({r.speaker_pass}, {r.separation:.2f})"
-                                            if r.separation is not None else "")
-        roles = "-" if r.roles_right is None else ("right" if r.roles_right else "WRONG")
-        table.add_row(r.call, r.path, r.reference, wer, plain, _pct(r.der), _pct(r.anchor_der),
-                      speakers, f"{roles} {r.role_confidence:.2f}", _pct(r.word_role_accuracy),
-                      f"{r.lost_seconds:.1f}",
-                      "-" if r.anchor_lost_seconds is None else f"{r.anchor_lost_seconds:.1f}",
-                      ", ".join(x.split(":")[0] for x in r.reasons) if r.flagged else "no")
-    return table
 
 
 @bench_app.command("diarization")

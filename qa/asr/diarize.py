@@ -219,11 +219,12 @@ def two_party_split(embeddings: np.ndarray, segmentations: Any, min_alone: float
     direction that separates those pairs best (first principal component of their
     differences) splits all embeddings in two; each window's speakers then go to the nearer
     centroid, never both to the same one. Returns (hard clusters as pyannote shapes them,
-    centroid distance), or None when no window holds two voices.
+    centroid distance), or None when no window holds two voices. Written here because
+    neither pyannote's clustering nor scikit-learn's takes cannot-link constraints.
     """
     from scipy.optimize import linear_sum_assignment
 
-    data = np.nan_to_num(segmentations.data)
+    data = (np.nan_to_num(segmentations.data) > 0.5).astype(np.float32)
     num_chunks, num_frames, num_speakers = data.shape
     alone = (data * (data.sum(axis=2, keepdims=True) == 1)).sum(axis=1)  # frames alone
     valid = ~np.isnan(embeddings).any(axis=2)

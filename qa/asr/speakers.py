@@ -8,6 +8,7 @@ diarization turn it overlaps most.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
@@ -22,13 +23,13 @@ from qa.asr.utterances import (
     mark_overlap,
     merge_speaker_words,
 )
+from qa.asr.whisper import AsrResult, word_key
 from qa.config import Settings
 from qa.errors import NoSpeechError
 from qa.schema import CallMeta, Transcript, Utterance, Word
 
 if TYPE_CHECKING:
     from qa.asr.diarize import Diarization, Diarizer, SpeakerTurn
-    from qa.asr.whisper import AsrResult
     from qa.audio import DecodedAudio
 
 ASR_RATE = 16000
@@ -38,7 +39,7 @@ SINGLE_SPEAKER = "S0"
 CROSSTALK_DB = 15.0
 ECHO_REACH = 1.0  # seconds between a word and its leaked copy on the other channel
 
-Transcribe = Callable[[np.ndarray, str | None], "AsrResult"]
+Transcribe = Callable[[np.ndarray, str | None], AsrResult]
 
 
 def assign_words(words: list[Word], turns: list[SpeakerTurn]) -> list[Word]:
@@ -92,14 +93,23 @@ def drop_crosstalk(streams: list[list[Word]], channels: np.ndarray, rate: int,
         power = np.square(piece[:usable]).reshape(-1, min(frame, usable)).mean(axis=1)
         return 10.0 * float(np.log10(power.max() + 1e-12))
 
+    # each stream's words by start, to find the other party's words near a word quickly
+    starts = [[v.start for v in words] for words in streams]
+    longest = max((v.end - v.start for words in streams for v in words), default=0.0)
+
+    def said_there(j: int, w: Word) -> bool:
+        lo = bisect_left(starts[j], w.start - ECHO_REACH - longest)
+        hi = bisect_right(starts[j], w.end + ECHO_REACH)
+        key = word_key(w.text)
+        return any(word_key(v.text) == key and v.end > w.start - ECHO_REACH
+                   for v in streams[j][lo:hi])
+
     kept: list[list[Word]] = []
     dropped = 0
     for i, words in enumerate(streams):
-        echo = [any(
-            any(_key(v.text) == _key(w.text) and v.start < w.end + ECHO_REACH
-                and v.end > w.start - ECHO_REACH for v in other)
-            and level(j, w.start, w.end) - level(i, w.start, w.end) > margin_db
-            for j, other in enumerate(streams) if j != i) for w in words]
+        echo = [any(said_there(j, w)
+                    and level(j, w.start, w.end) - level(i, w.start, w.end) > margin_db
+                    for j in range(len(streams)) if j != i) for w in words]
         # a leak repeats a run of the other party's words; one matching word alone ("hi",
         # "you") is as likely this party's own, with its time a little off
         run = [e and ((k > 0 and echo[k - 1]) or (k + 1 < len(echo) and echo[k + 1]))
@@ -107,10 +117,6 @@ def drop_crosstalk(streams: list[list[Word]], channels: np.ndarray, rate: int,
         kept.append([w for w, gone in zip(words, run, strict=True) if not gone])
         dropped += sum(run)
     return kept, dropped
-
-
-def _key(text: str) -> str:
-    return "".join(ch for ch in text.lower() if ch.isalnum())
 
 
 def _mean_probability(utterances: list[Utterance]) -> float | None:

@@ -105,7 +105,7 @@ def select_model_key(language: str | None, settings: Settings | None = None) -> 
     return "en" if language is not None and _base_language(language) == "en" else "multi"
 
 
-def _word_key(text: str) -> str:
+def word_key(text: str) -> str:
     return "".join(ch for ch in text.lower() if ch.isalnum())
 
 
@@ -460,7 +460,7 @@ class Transcriber:
         previous = ""
         for segment in segments:
             for w in segment.words or ():
-                key = _word_key(w.word)
+                key = word_key(w.word)
                 if not key:
                     continue
                 # A repeat the aligner gives no audio to ("Hello. Hello. Hello." stacked

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +34,7 @@ from qa.asr.whisper import Transcriber, error_rate, normalize_text, read_stm, un
 from qa.audio import DecodedAudio, load_audio, resample
 from qa.config import Settings
 from qa.errors import QAError
-from qa.schema import CallMeta, FlagCode, Record, Role, Segment, Transcript
+from qa.schema import CallMeta, FlagCode, Record, Role, Segment, Transcript, Word
 
 # Flags that doubt the evidence (not the agent's performance).
 EVIDENCE_FLAGS = (FlagCode.EVIDENCE_DOUBT, FlagCode.LOW_ROLE_CONFIDENCE,
@@ -151,13 +152,12 @@ def dev_calls(data: Path) -> list[DevCall]:
                        text=w["text"], speaker=str(p.get("speaker", "")))
                for p in phrases for w in p.get("words", [])]
         # each service speaker takes the role of the reference turns its words fall in
-        labels = assign_words([_as_word(w) for w in raw], turns)
-        votes: dict[str, dict[str, int]] = {}
-        for w, lab in zip(raw, labels, strict=True):
-            votes.setdefault(w.speaker, {}).setdefault(lab.speaker or "", 0)
-            votes[w.speaker][lab.speaker or ""] += 1
-        role_of = {s: max(v, key=v.__getitem__) for s, v in votes.items()}
-        words = [w.model_copy(update={"speaker": role_of[w.speaker]}) for w in raw]
+        labels = assign_words([Word(start=w.start, end=w.end, text=w.text) for w in raw], turns)
+        votes = Counter((w.speaker, lab.speaker) for w, lab in zip(raw, labels, strict=True))
+        role_of: dict[str, str | None] = {}
+        for (speaker, role), _ in votes.most_common():
+            role_of.setdefault(speaker, role)
+        words = [w.model_copy(update={"speaker": role_of[w.speaker] or ""}) for w in raw]
         out.append(DevCall(name="azure_test_call", audio=str(azure), words=words,
                            text_reference="silver", turns=turns))
     return out
@@ -183,12 +183,6 @@ def synth_calls(folder: Path) -> list[DevCall]:
                            turns=[SpeakerTurn(start=t.start, end=t.end, speaker=t.role.value)
                                   for t in call.turns]))
     return out
-
-
-def _as_word(w: RefWord) -> Any:
-    from qa.schema import Word
-
-    return Word(start=w.start, end=w.end, text=w.text)
 
 
 def joined_text(words: Iterable[Any]) -> str:
@@ -515,3 +509,29 @@ def markdown(rows: list[CallRow]) -> str:
             + ("-" if r.anchor_lost_seconds is None else f"{r.anchor_lost_seconds:.1f}")
             + f" | {flags} |")
     return "\n".join(lines) + "\n"
+
+
+def rich_table(title: str, rows: list[CallRow]) -> Any:
+    """The rows as a rich table for the terminal; flags by code (reasons listed apart)."""
+    from rich.table import Table
+
+    table = Table("call", "path", "ref", "WER qa", "WER plain", "DER qa", "DER given 2",
+                  "speakers", "roles", "words right role", "lost s qa", "lost s plain (segments)",
+                  "flagged", title=title)
+    for r in rows:
+        wer = _pct(r.error_rate)
+        plain = _pct(r.anchor_error_rate)
+        if r.channel_error_rates:
+            wer += " (" + ", ".join(f"{k[:2]} {v:.0%}" for k, v in
+                                    r.channel_error_rates.items()) + ")"
+            plain += " (" + ", ".join(f"{k[:2]} {v:.0%}" for k, v in
+                                      r.anchor_channel_error_rates.items()) + ")"
+        speakers = str(r.speakers_found) + (f" ({r.speaker_pass}, {r.separation:.2f})"
+                                            if r.separation is not None else "")
+        roles = "-" if r.roles_right is None else ("right" if r.roles_right else "WRONG")
+        table.add_row(r.call, r.path, r.reference, wer, plain, _pct(r.der), _pct(r.anchor_der),
+                      speakers, f"{roles} {r.role_confidence:.2f}", _pct(r.word_role_accuracy),
+                      f"{r.lost_seconds:.1f}",
+                      "-" if r.anchor_lost_seconds is None else f"{r.anchor_lost_seconds:.1f}",
+                      ", ".join(x.split(":")[0] for x in r.reasons) if r.flagged else "no")
+    return table
