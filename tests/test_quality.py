@@ -66,6 +66,16 @@ def test_doubtful_text_over_silence_is_dropped_confident_text_is_kept():
     kept = list(Transcriber._judged(segments, speech, dropped))
     assert [s.start for s in kept] == [1.0, 20.0]  # the VAD may miss speech Whisper is sure of
     assert dropped[0] == pytest.approx(3.0)
+    # the decoder said 0-18.8 s, the aligner put the words at 22-30 s: read that speech again
+    from dataclasses import replace as dc_replace
+
+    astray = dc_replace(fw(0.0, 18.8), words=[dc_replace(w, start=22.0, end=29.9)
+                                               for w in fw(0.0, 18.8).words])
+    near = dc_replace(fw(7.0, 12.0), words=[dc_replace(w, start=13.1, end=13.5)
+                                             for w in fw(7.0, 12.0).words])
+    dropped = [0.0]
+    kept = list(Transcriber._judged([astray, near], [seg(0.0, 30.0)], dropped))
+    assert kept == [near] and dropped[0] == pytest.approx(18.8)
 
 
 # --------------------------------------------------------------------------- two voices

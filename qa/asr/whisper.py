@@ -56,14 +56,19 @@ VAD_THRESHOLD = 0.35
 VAD_MIN_SPEECH_MS = 250
 VAD_MIN_SILENCE_MS = 300
 VAD_PAD_MS = 100
+# A word aligned further than this (s) outside its segment's decoded time is misplaced.
+MISALIGNED = 2.0
 # Speech further than this (s) from any recognised word counts as speech without words;
 # closer, it is the word aligner's imprecision.
 WORD_REACH = 0.5
 # Pieces of speech without words shorter than this (s) are breaths and clicks, not lost speech.
 MIN_LOST = 0.3
-# A piece at least this long (s) is decoded again on its own, with this much context (s).
+# A piece at least this long (s) is decoded again on its own, with this much context (s);
+# pieces closer than twice the context are read together. Words whose middle lies within
+# RETRY_EDGE (s) of the piece are taken.
 MIN_RETRY = 0.4
 RETRY_CONTEXT = 0.5
+RETRY_EDGE = 0.25
 
 
 class AsrResult(Record):
@@ -166,6 +171,17 @@ def uncovered(speech: list[Segment], spans: Iterable[tuple[float, float]],
             j += 1
         if region.end - pos >= min_piece:
             out.append(Segment(start=round(pos, 3), end=round(region.end, 3)))
+    return out
+
+
+def joined(pieces: list[Segment], gap: float) -> list[Segment]:
+    """Pieces closer than `gap` seconds made one, so a sentence is read in one go."""
+    out: list[Segment] = []
+    for p in pieces:
+        if out and p.start - out[-1].end < gap:
+            out[-1] = Segment(start=out[-1].start, end=p.end)
+        else:
+            out.append(p)
     return out
 
 
@@ -329,8 +345,9 @@ class Transcriber:
         words = list(self._words(self._judged(aligned, speech, dropped), progress))
         lost = uncovered(speech, ((w.start, w.end) for w in words))
         recovered: list[Word] = []
-        for piece in (p for p in lost if p.duration >= MIN_RETRY):
-            recovered += self._retry(audio, piece, info.language, counts)
+        for piece in joined(lost, 2 * RETRY_CONTEXT):
+            if piece.duration >= MIN_RETRY:
+                recovered += self._retry(audio, piece, info.language, counts)
         if recovered:
             words = sorted(words + recovered, key=lambda w: (w.start, w.end))
             still = uncovered(speech, ((w.start, w.end) for w in words))
@@ -389,14 +406,20 @@ class Transcriber:
     def _judged(segments: Iterable, speech: list[Segment], dropped: list[float]) -> Iterator:
         """Drops text written over silence that the decoder itself doubted (Whisper's
         hallucinations on hold music, line noise and long pauses); a confident segment is
-        kept even where the voice activity detector heard nothing. `dropped[0]` adds up the
-        seconds dropped."""
+        kept even where the voice activity detector heard nothing. A segment whose words the
+        aligner placed mostly outside the segment's own time is dropped too (seen when the
+        decoder wrote one short sentence for a whole window of speech). `dropped[0]` adds up
+        the seconds dropped."""
         for s in segments:
             spans = [(w.start, w.end) for w in s.words or ()] or [(s.start, s.end)]
             heard = any(_overlaps(a, b, speech, WORD_REACH) for a, b in spans)
             doubtful = (s.no_speech_prob > 0.5 or s.avg_logprob < LOG_PROB_THRESHOLD
                         or s.compression_ratio > COMPRESSION_RATIO_THRESHOLD)
-            if not heard and doubtful:
+            # words the aligner put outside the time the decoder gave their segment: the
+            # alignment failed, and the speech they belong to is read again on its own
+            astray = sum(not (s.start - MISALIGNED <= (a + b) / 2 <= s.end + MISALIGNED)
+                         for a, b in spans)
+            if (not heard and doubtful) or astray * 2 > len(spans):
                 dropped[0] += s.end - s.start
                 continue
             yield s
@@ -409,16 +432,20 @@ class Transcriber:
         end = min(len(audio) / SAMPLE_RATE, piece.end + RETRY_CONTEXT)
         clip = audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
         segments, _ = self.model.transcribe(clip, language=language, **self._retry_options())
-        found = []
+        found, windows = [], set()
         for s in segments:
-            counts["windows"] += 1
-            counts["fallbacks"] += int(s.temperature > 0)
+            if s.seek not in windows:
+                windows.add(s.seek)
+                counts["fallbacks"] += int(s.temperature > 0)
             if s.no_speech_prob > NO_SPEECH_THRESHOLD and s.avg_logprob < LOG_PROB_THRESHOLD:
                 continue  # Whisper's own test for a window without speech
             shifted = replace(s, words=[replace(w, start=w.start + start, end=w.end + start)
                                         for w in s.words or ()])
+            # words of the context around the piece belong to the first pass
             found += [w for w in self._words([shifted], None)
-                      if w.end > piece.start - WORD_REACH and w.start < piece.end + WORD_REACH]
+                      if piece.start - RETRY_EDGE <= (w.start + w.end) / 2
+                      <= piece.end + RETRY_EDGE]
+        counts["windows"] += len(windows)
         return found
 
     def _transcribe_fast(self, audio: np.ndarray, lang: str | None,
