@@ -3,15 +3,19 @@
 Recorders write G.711 (µ-law / A-law) at 8 kHz, 8-bit unsigned WAV, MP3, Opus, AAC and
 so on; PyAV (FFmpeg) decodes all of them through one code path. A file that cannot be
 used raises a typed `AudioError` naming the file and the reason, so a batch records it
-and goes on.
+and goes on. That includes a file that decodes only in part (cut short, bytes scrambled):
+scoring an agent on a third of the call is worse than not scoring it.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 import av
 import numpy as np
@@ -26,13 +30,22 @@ from qa.errors import (
     TooLongAudioError,
 )
 
+if TYPE_CHECKING:
+    from qa.schema import Role
+
 # Two channels whose difference is this far below their level are one signal twice
 # (a mono recording stored as stereo); lossy codecs leave a residual around -50 dB.
 FAKE_STEREO_RESIDUAL_DB = -35.0
 # Window for the "quiet throughout" check: long enough to ignore single-sample clicks.
 SILENCE_WINDOW_S = 0.05
-# More undecodable packets than this share means the file is damaged, not a glitch.
-MAX_BAD_PACKET_SHARE = 0.1
+# Undecodable packets in more than this share of a file (and more than one) mean it is
+# damaged, not a glitch: each one is a gap of 20-70 ms in what the agent is scored on.
+MAX_BAD_PACKET_SHARE = 0.02
+# A header that states the length (WAV data size, MP3 Xing frame count, FLAC STREAMINFO,
+# MP4 mdhd) and decoding that falls short of it by more than this is a file cut short or
+# partly unreadable. Encoder delay and padding account for well under 0.2 s.
+SHORTFALL_TOLERANCE_S = 0.5
+SHORTFALL_TOLERANCE_SHARE = 0.005
 
 # Leading bytes of containers we decode; a file that starts like one of these but does
 # not open is damaged rather than "not audio".
@@ -61,11 +74,23 @@ class DecodedAudio:
     source: str
     format: str
     duration: float
-    fake_stereo: bool = False
+    fake_stereo: bool = False  # the file's channels were copies of one signal, now one
+    # the file's channel(s) behind each channel here, where copies were merged, silent
+    # tracks of a many-channel file dropped or channels picked; empty: one to one
+    channel_groups: tuple[tuple[int, ...], ...] = ()
+    source_channels: int = 0  # channels in the file; 0: as many as here
 
     @property
     def channels(self) -> int:
         return int(self.samples.shape[0])
+
+    @property
+    def file_channels(self) -> int:
+        return self.source_channels or self.channels
+
+    def origin(self) -> tuple[tuple[int, ...], ...]:
+        """For each channel here, the channel numbers in the file it stands for."""
+        return self.channel_groups or tuple((i,) for i in range(self.channels))
 
     def mono(self) -> np.ndarray:
         """Mean of the channels: what a single-stream model (VAD, diarization) hears."""
@@ -138,6 +163,52 @@ def probe_duration(src: str | Path) -> float | None:
         return None
 
 
+def _wav_declared_seconds(fh: BinaryIO) -> float | None:
+    """Length a WAV header states (data chunk size / byte rate), read from the raw bytes:
+    FFmpeg trims the data size to the file, so a file cut short looks whole to it.
+
+    None when the file is not RIFF/RIFX or the size is a placeholder (0 or 0xFFFFFFFF,
+    written by recorders that never finished the header; FFmpeg then reads to the end).
+    """
+    head = fh.read(12)
+    if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
+        return None
+    endian = "<" if head[:4] == b"RIFF" else ">"
+    byte_rate = 0
+    for _ in range(64):  # a header has a handful of chunks; stop on nonsense
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            return None
+        size = struct.unpack(f"{endian}I", chunk[4:])[0]
+        if chunk[:4] == b"fmt ":
+            fmt = fh.read(min(size, 16))
+            if len(fmt) < 12:
+                return None
+            byte_rate = struct.unpack(f"{endian}I", fmt[8:12])[0]
+            fh.seek(size - len(fmt) + (size & 1), io.SEEK_CUR)
+        elif chunk[:4] == b"data":
+            if not byte_rate or size in (0, 0xFFFFFFFF):
+                return None
+            return size / byte_rate
+        else:
+            fh.seek(size + (size & 1), io.SEEK_CUR)
+    return None
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.AudioStream,
+                      src: bytes | str) -> float | None:
+    """The length the file says it has, where the header states it exactly; None where it
+    is only an estimate (FFmpeg's guess from the bit rate is no ground for a verdict)."""
+    if container.format.name.split(",")[0] == "wav":
+        if isinstance(src, bytes):
+            return _wav_declared_seconds(io.BytesIO(src))
+        with open(src, "rb") as fh:
+            return _wav_declared_seconds(fh)
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
 def _looks_like_audio(head: bytes) -> bool:
     if any(head[off : off + len(magic)] == magic for off, magic in _AUDIO_MAGIC):
         return True
@@ -171,16 +242,111 @@ def _header_duration(container: av.container.InputContainer,
     return None
 
 
+def _same_signal(a: np.ndarray, b: np.ndarray) -> bool:
+    """Two channels carry the same signal, up to codec noise: their difference is
+    `FAKE_STEREO_RESIDUAL_DB` below their level (a correlation above 0.9999). A party's
+    voice leaking onto the other's line is 15-40 dB down, so it never passes."""
+    level = residual = 0.0
+    step = 1 << 20  # in pieces, so an hour at 8 kHz needs no float64 copy of a channel
+    for i in range(0, a.shape[-1], step):
+        x = a[i : i + step].astype(np.float64)
+        y = b[i : i + step].astype(np.float64)
+        level += float(np.sum(((x + y) / 2) ** 2))
+        residual += float(np.sum((x - y) ** 2))
+    if level == 0.0 or residual == 0.0:
+        return True
+    return 10 * math.log10(residual / level) < FAKE_STEREO_RESIDUAL_DB
+
+
 def _is_fake_stereo(samples: np.ndarray) -> bool:
     """Both channels carry the same signal, up to codec noise."""
-    left, right = samples[0].astype(np.float64), samples[1].astype(np.float64)
-    level = np.sqrt(np.mean(((left + right) / 2) ** 2))
-    if level == 0.0:
-        return True
-    residual = np.sqrt(np.mean((left - right) ** 2))
-    if residual == 0.0:
-        return True
-    return 20 * math.log10(residual / level) < FAKE_STEREO_RESIDUAL_DB
+    return _same_signal(samples[0], samples[1])
+
+
+def _channel_dbfs(samples: np.ndarray, rate: int) -> list[float]:
+    return [_loudest_window_dbfs(samples[i : i + 1], rate) for i in range(samples.shape[0])]
+
+
+def _merge_copies(samples: np.ndarray, rate: int, silence_dbfs: float,
+                  ) -> tuple[np.ndarray, tuple[tuple[int, ...], ...]]:
+    """Channels that are copies of one signal become one (their mean); in a file with more
+    than two channels, channels silent throughout (unused recorder inputs) are dropped.
+
+    A two-channel file keeps a silent channel: there it is a party's line, and its silence
+    is evidence (`silent_channel`). Returns the samples and the file's channels behind each.
+    """
+    n = samples.shape[0]
+    live = list(range(n))
+    if n > 2:
+        levels = _channel_dbfs(samples, rate)
+        live = [i for i in live if levels[i] >= silence_dbfs] or [int(np.argmax(levels))]
+    groups: list[list[int]] = []
+    for i in live:
+        for group in groups:
+            if _same_signal(samples[group[0]], samples[i]):
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    origin = tuple(tuple(g) for g in groups)
+    if len(origin) == n:
+        return samples, ()
+    merged = np.stack([samples[list(g)].mean(axis=0, dtype=np.float32) for g in groups])
+    return merged, origin
+
+
+def select_channels(audio: DecodedAudio, channel_roles: Mapping[int, Role] | None,
+                    ) -> tuple[DecodedAudio, dict[int, Role] | None]:
+    """The agent and customer tracks of a recording, and the roles of its channels here.
+
+    `channel_roles` numbers the file's channels (as the metadata does). Two channels or
+    fewer (after copies were merged in `load_audio`) pass through, the map renumbered to
+    match. More than two different signals need a map naming the agent's and the
+    customer's channel(s): the pipeline then gets those two tracks (several channels of one
+    role are mixed) and nothing else, instead of one "speaker" per channel.
+    """
+    from qa.schema import Role
+
+    roles = {int(c): Role(r) for c, r in (channel_roles or {}).items()}
+    n_file = audio.file_channels
+    beyond = sorted(c for c in roles if c >= n_file)
+    if beyond:
+        raise AudioError(f"channel {beyond[-1]} mapped but the recording has {n_file} "
+                         "channel(s) (channels are numbered from 0)", file=audio.source)
+    origin = audio.origin()
+    here = {c: i for i, group in enumerate(origin) for c in group}
+    wanted = {role: sorted(c for c, r in roles.items() if r is role)
+              for role in (Role.AGENT, Role.CUSTOMER)}
+    complete = all(wanted.values())
+    if audio.channels == 1:  # copies of one signal: diarization tells the parties apart
+        return audio, None
+    for a in wanted[Role.AGENT]:
+        for c in wanted[Role.CUSTOMER]:
+            if a in here and here.get(c) == here[a]:
+                raise AudioError(
+                    f"channels {a} (agent) and {c} (customer) carry the same signal, so they "
+                    "cannot tell the parties apart; correct the channel map or leave it out",
+                    file=audio.source)
+    if n_file > 2 and complete:
+        tracks, groups = [], []
+        for role in (Role.AGENT, Role.CUSTOMER):
+            kept = sorted({here[c] for c in wanted[role] if c in here})
+            # a mapped channel dropped as silent is still that party's (silent) line
+            tracks.append(audio.samples[kept].mean(axis=0, dtype=np.float32) if kept
+                          else np.zeros(audio.samples.shape[1], dtype=np.float32))
+            groups.append(tuple(sorted(wanted[role])))
+        picked = replace(audio, samples=np.stack(tracks), channel_groups=tuple(groups),
+                         source_channels=n_file)
+        return picked, {0: Role.AGENT, 1: Role.CUSTOMER}
+    if audio.channels > 2:
+        distinct = ", ".join(str(g[0]) for g in origin)
+        example = f"{origin[0][0]}=agent,{origin[1][0]}=customer"
+        raise AudioError(
+            f"{n_file} channels carry {audio.channels} different signals (channels "
+            f"{distinct}); say which channel is the agent and which the customer with a "
+            f"channel map in the metadata, e.g. channels '{example}'", file=audio.source)
+    renumbered = {here[c]: r for c, r in roles.items() if c in here}
+    return audio, renumbered or None
 
 
 def _loudest_window_dbfs(samples: np.ndarray, rate: int) -> float:
@@ -208,13 +374,20 @@ def load_audio(
 ) -> DecodedAudio:
     """Decode a file (or its bytes) into float samples at the file's own rate.
 
-    A 2-channel file whose channels are the same signal is collapsed to mono and marked
-    `fake_stereo`, so it is not transcribed twice as two "speakers". More channels are
-    kept as they are.
+    Channels that are copies of one signal are merged (a 2-channel file of copies becomes
+    mono and is marked `fake_stereo`, so it is not transcribed twice as two "speakers"); in
+    a file with more than two channels, silent ones are dropped too (`channel_groups` says
+    which of the file's channels each one stands for). Picking the agent's and the
+    customer's channel out of several is `select_channels`, which needs the metadata.
+
+    A file that decodes short of the length its header states (by more than
+    `SHORTFALL_TOLERANCE_S` and `SHORTFALL_TOLERANCE_SHARE`), or with more than
+    `MAX_BAD_PACKET_SHARE` of its packets undecodable, is a `CorruptAudioError` saying how
+    much was read.
     """
     if isinstance(src, bytes | bytearray | memoryview):
         source = name or "<bytes>"
-        raw = bytes(src)
+        raw: bytes | str = bytes(src)
         if not raw:
             raise EmptyAudioError("file is empty (0 bytes)", file=source)
         head = raw[:16]
@@ -228,7 +401,7 @@ def load_audio(
             raise EmptyAudioError("file is empty (0 bytes)", file=source)
         with path.open("rb") as fh:
             head = fh.read(16)
-        opened = str(path)
+        opened = raw = str(path)
 
     try:
         container = av.open(opened, mode="r", metadata_errors="ignore")
@@ -252,9 +425,11 @@ def load_audio(
             raise CorruptAudioError(f"{fmt}: header gives no sample rate or channel count",
                                     file=source)
         header = _header_duration(container, stream)
-        if max_duration is not None and header is not None and header > max_duration:
+        declared = _declared_seconds(container, stream, raw)
+        longest = max(header or 0.0, declared or 0.0)
+        if max_duration is not None and longest > max_duration:
             raise TooLongAudioError(
-                f"{header:.0f} s long, over the {max_duration:.0f} s limit", file=source
+                f"{longest:.0f} s long, over the {max_duration:.0f} s limit", file=source
             )
         limit = None if max_duration is None else int(max_duration * rate) + 1
 
@@ -263,11 +438,11 @@ def load_audio(
         truncated: str | None = None
         try:
             for packet in container.demux(stream):
-                packets += 1
+                packets += packet.size > 0  # the last, empty one only flushes the decoder
                 try:
                     frames = packet.decode()
                 except av.error.FFmpegError:
-                    bad += 1  # skipped as the ffmpeg command line does
+                    bad += 1  # skipped as the ffmpeg command line does; counted below
                     continue
                 for frame in frames:
                     chunk = _frame_to_float(frame, channels)
@@ -280,17 +455,25 @@ def load_audio(
         except av.error.FFmpegError as exc:
             truncated = str(exc)
 
-    if packets and bad / packets > MAX_BAD_PACKET_SHARE:
-        raise CorruptAudioError(f"{fmt}: {bad} of {packets} packets cannot be decoded",
-                                file=source)
+    decoded = total / rate
+    lost = f", {bad} of {packets} packets undecodable" if bad else ""
     if total == 0:
         if truncated or bad:
             raise CorruptAudioError(f"{fmt}: no decodable audio ({truncated or 'bad packets'})",
                                     file=source)
         raise EmptyAudioError(f"{fmt}: no samples", file=source)
-    if truncated and header and total / rate < 0.5 * header:
+    if declared and declared - decoded > max(SHORTFALL_TOLERANCE_S,
+                                             SHORTFALL_TOLERANCE_SHARE * declared):
         raise CorruptAudioError(
-            f"{fmt}: truncated, decoding stopped at {total / rate:.1f} s of {header:.1f} s",
+            f"{fmt}: header says {declared:.1f} s but only {decoded:.1f} s could be decoded "
+            f"({decoded / declared:.0%}{lost}); the file is cut short or damaged", file=source)
+    if bad > 1 and bad / packets > MAX_BAD_PACKET_SHARE:
+        raise CorruptAudioError(
+            f"{fmt}: {bad} of {packets} packets cannot be decoded ({decoded:.1f} s read); "
+            "the file is damaged", file=source)
+    if truncated and header and decoded < 0.5 * header:
+        raise CorruptAudioError(
+            f"{fmt}: truncated, decoding stopped at {decoded:.1f} s of {header:.1f} s",
             file=source,
         )
 
@@ -303,9 +486,9 @@ def load_audio(
             f"{dbfs:.1f} dBFS, below {silence_dbfs:.0f} dBFS)",
             file=source,
         )
-    fake = samples.shape[0] == 2 and _is_fake_stereo(samples)
-    if fake:
-        samples = samples.mean(axis=0, keepdims=True, dtype=np.float32)
+    n_file = samples.shape[0]
+    samples, groups = _merge_copies(samples, rate, silence_dbfs) if n_file > 1 else (samples, ())
+    fake = n_file > 1 and samples.shape[0] == 1 and len(groups[0]) > 1
     return DecodedAudio(
         samples=np.ascontiguousarray(samples),
         sample_rate=int(rate),
@@ -313,4 +496,6 @@ def load_audio(
         format=fmt,
         duration=samples.shape[1] / rate,
         fake_stereo=fake,
+        channel_groups=groups,
+        source_channels=n_file,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -15,6 +16,9 @@ from rich.table import Table
 
 from qa.config import get_settings
 from qa.errors import QAError
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 app = typer.Typer(help="Call-centre QA: transcribe, diarize, score and review calls.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -230,9 +234,7 @@ def redact(
     except OSError as exc:
         raise QAError(f"cannot read transcript: {exc.strerror}", file=str(transcript)) from exc
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise QAError(f"not a transcript: {where}: {first['msg']}", file=str(transcript)) from exc
+        raise QAError(f"not a transcript: {_first_error(exc)}", file=str(transcript)) from exc
     redacted = redact_transcript(record, kinds=kinds or None)
     result = redacted.model_dump_json(indent=2)
     if out is None:
@@ -241,6 +243,14 @@ def redact(
         out.write_text(result + "\n", encoding="utf-8")
         added = len(redacted.redactions) - len(record.redactions)
         err_console.print(f"{len(record.utterances)} utterances, {added} redactions -> {out}")
+
+
+def _first_error(exc: ValidationError) -> str:
+    """'field.path: reason' of a record's first validation error, for a one-line message."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {msg}" if where else msg
 
 
 # --------------------------------------------------------------------------- transcription
@@ -747,9 +757,7 @@ def score(
         except OSError as exc:
             raise QAError(f"cannot read {what}: {exc.strerror}", file=str(path)) from exc
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise QAError(f"not a {what}: {where}: {first['msg']}", file=str(path)) from exc
+            raise QAError(f"not a {what}: {_first_error(exc)}", file=str(path)) from exc
 
     settings = get_settings()
     record = read(transcript, Transcript, "transcript")

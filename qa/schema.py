@@ -6,14 +6,27 @@ stage can be read back, validated, and shown by the dashboard without guessing.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 CALL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# No call lasts a day; a time beyond it is a broken file, and would be scored as hours of
+# silence.
+MAX_SECONDS = 86_400.0
+# Float noise in times computed by the pipeline (they are rounded to the millisecond):
+# clamped instead of refused, so a result is never lost to a rounding error.
+TIME_NOISE = 0.001
+# Words and utterances past the call's end by more than this are not from this call
+# (Whisper's and pyannote's last times overshoot by a fraction of a second at most).
+END_SLACK = 5.0
+# An hour of one person talking is about 60 000 characters; a text far longer is not
+# speech, and would hold the scoring of a batch for minutes.
+MAX_TEXT_CHARS = 200_000
 
 
 def validate_call_id(value: str) -> str:
@@ -27,6 +40,31 @@ def validate_call_id(value: str) -> str:
 
 
 CallId = Annotated[str, AfterValidator(validate_call_id)]
+
+
+def check_seconds(value: float) -> float:
+    """A time in a call: finite, not negative, under a day (tiny negative noise -> 0)."""
+    if not math.isfinite(value):
+        raise ValueError(f"time must be a finite number of seconds, got {value}")
+    if value < 0:
+        if value >= -TIME_NOISE:
+            return 0.0
+        raise ValueError(f"time must not be negative, got {value:g} s")
+    if value > MAX_SECONDS:
+        raise ValueError(f"time {value:g} s is beyond {MAX_SECONDS:.0f} s (24 h), "
+                         "longer than any call")
+    return value
+
+
+Seconds = Annotated[float, AfterValidator(check_seconds)]
+
+
+def _check_span(record: Segment | Word | Utterance) -> None:
+    """end >= start; an end before its start by float noise only is set to the start."""
+    if record.end < record.start:
+        if record.start - record.end > TIME_NOISE:
+            raise ValueError(f"end {record.end:g} s is before start {record.start:g} s")
+        record.end = record.start
 
 
 class Record(BaseModel):
@@ -65,15 +103,20 @@ class CallMeta(Record):
     audio_key: str | None = None  # object-store key of the raw audio
     audio_sha256: str | None = None
     audio_format: str | None = None
-    duration: float | None = None  # seconds, filled at ingest
+    duration: Seconds | None = None  # seconds, filled at ingest
 
 
 # --------------------------------------------------------------------------- transcript
 
 
 class Segment(Record):
-    start: float
-    end: float
+    start: Seconds
+    end: Seconds
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        _check_span(self)
+        return self
 
     @property
     def duration(self) -> float:
@@ -86,12 +129,17 @@ class Sentiment(Record):
 
 
 class Word(Record):
-    start: float
-    end: float
-    text: str
+    start: Seconds
+    end: Seconds
+    text: str = Field(max_length=MAX_TEXT_CHARS)
     probability: float = 1.0
     speaker: str | None = None
     channel: int | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        _check_span(self)
+        return self
 
 
 class Utterance(Record):
@@ -99,13 +147,18 @@ class Utterance(Record):
 
     speaker: str
     role: Role = Role.UNKNOWN
-    start: float
-    end: float
-    text: str
+    start: Seconds
+    end: Seconds
+    text: str = Field(max_length=MAX_TEXT_CHARS)
     words: list[Word] = Field(default_factory=list)
     channel: int | None = None
     overlap: bool = False
     sentiment: Sentiment | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        _check_span(self)
+        return self
 
 
 class RoleAssignment(Record):
@@ -179,7 +232,7 @@ class EvidenceQuality(Record):
 class Transcript(Record):
     call_id: str
     language: str
-    duration: float
+    duration: Seconds
     channels: int = 1
     speaker_source: Literal["channels", "diarization", "single"] = "single"
     utterances: list[Utterance] = Field(default_factory=list)
@@ -188,6 +241,19 @@ class Transcript(Record):
     asr_model: str = ""
     asr_confidence: float | None = None  # mean word probability
     quality: EvidenceQuality | None = None  # None in results written before it existed
+
+    @model_validator(mode="after")
+    def _within_the_call(self) -> Self:
+        """Speech after the end of the call is not from this call (and would be scored as
+        a silence as long as the gap)."""
+        limit = self.duration + END_SLACK
+        for i, u in enumerate(self.utterances):
+            late = u.end > limit or any(w.end > limit for w in u.words)
+            if late:
+                end = max([u.end, *(w.end for w in u.words)])
+                raise ValueError(f"utterances.{i} ends at {end:g} s, after the end of the "
+                                 f"call ({self.duration:g} s)")
+        return self
 
     @property
     def words(self) -> list[Word]:
