@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
@@ -15,6 +18,7 @@ from qa.workflow import (
     ReviewItemInput,
     ReviewStatus,
     UserRole,
+    UserView,
     Workflow,
     open_workflow,
 )
@@ -62,8 +66,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def wf(tmp_path, clock) -> Workflow:
-    return Workflow(f"sqlite:///{tmp_path / 'wf.db'}", session_ttl_minutes=60, clock=clock,
+def wf(database_url, clock) -> Workflow:
+    """A fresh database per test, on SQLite and on Postgres (see conftest)."""
+    return Workflow(database_url, session_ttl_minutes=60, clock=clock,
                     password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
 
@@ -239,6 +244,17 @@ def test_stale_edit_refused_and_submitted_review_frozen(wf, users, calls):
     assert reopened.revision == 2 and reopened.status is ReviewStatus.DRAFT
     again = wf.save_review(ivy, "c1", all_pass(), submit=True, expected_version=reopened.version)
     assert again.total == 100.0
+
+
+def test_every_save_bumps_the_version(wf, users, calls):
+    """A save that changes only an item (the total stays, the clock has not moved) still
+    moves the version on, so a tab holding the old version cannot overwrite it."""
+    ivy = users["ivy"]
+    base = wf.save_review(ivy, "c2", all_pass())
+    moved = wf.save_review(ivy, "c2", all_pass(close="na"), expected_version=base.version)
+    assert moved.total == base.total and moved.version > base.version
+    with pytest.raises(StaleEditError):
+        wf.save_review(ivy, "c2", all_pass(greet="fail"), expected_version=base.version)
 
 
 def test_stale_edit_across_two_processes(tmp_path, users, wf, calls):
@@ -482,3 +498,70 @@ def test_simultaneous_writers(wf, users, calls):
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(edit, ["fail", "na", "fail", "na"]))
     assert sorted(results) == ["saved", "stale", "stale", "stale"]
+
+
+def _save_in_own_process(url: str, actor: UserView, outcome: str, expected: int | None,
+                         start: Any, results: Any) -> None:
+    """One reviewer's save, in a process of its own with its own engine and connections."""
+    wf = Workflow(url, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024,
+                                                      parallelism=1))
+    wf.get_call(actor, "c2")  # connected and warm before the start line
+    start.wait(timeout=120)
+    try:
+        saved = wf.save_review(actor, "c2", all_pass(close=outcome), expected_version=expected)
+        results.put((outcome, "saved", saved.version))
+    except StaleEditError as exc:
+        results.put((outcome, "stale", str(exc)))
+    except Exception as exc:  # any other end is a failure the test reports
+        results.put((outcome, "error", repr(exc)))
+
+
+def _race(url: str, actor: UserView, expected: int | None) -> dict[str, tuple[str, Any]]:
+    """Two processes save the same review at the same moment; their outcomes by edit."""
+    ctx = multiprocessing.get_context("spawn")
+    start, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_save_in_own_process,
+                         args=(url, actor, outcome, expected, start, results))
+             for outcome in ("fail", "na")]
+    for proc in procs:
+        proc.start()
+    try:
+        got = {}
+        for _ in procs:
+            try:
+                outcome, result, detail = results.get(timeout=180)
+            except queue.Empty:
+                pytest.fail("a saving process gave no answer within 180 s")
+            got[outcome] = (result, detail)
+    finally:
+        for proc in procs:
+            proc.join(timeout=60)
+            if proc.is_alive():
+                proc.kill()
+    return got
+
+
+def test_two_processes_saving_one_review_at_once(wf, users, calls):
+    """Optimistic locking across processes: on a first save and on an edit of one loaded
+    version, exactly one save wins, the other is told it is stale, and nothing of the
+    loser's is kept (neither its items nor its audit entries)."""
+    ivy, lea = users["ivy"], users["lea"]
+    for first_save in (True, False):
+        version = None
+        if not first_save:  # both start from the same loaded review, close = pass
+            loaded = wf.reviews_for_call(ivy, "c2")[0]
+            version = wf.save_review(ivy, "c2", all_pass(), expected_version=loaded.version
+                                     ).version
+        seen = max(a.id for a in wf.audit_trail(lea, limit=1))
+        got = _race(wf.database_url, ivy, version)
+        assert sorted(r for r, _ in got.values()) == ["saved", "stale"], got
+        winner = next(o for o, (r, _) in got.items() if r == "saved")
+        loser = next(o for o in got if o != winner)
+        assert "reload" in got[loser][1]
+        kept = wf.reviews_for_call(ivy, "c2")
+        assert len(kept) == 1 and kept[0].version == got[winner][1]
+        assert version is None or kept[0].version > version
+        assert {i.item_id: i.outcome for i in kept[0].items}["close"] is ItemOutcome(winner)
+        close = [a.new_value for a in wf.audit_trail(lea, "review", kept[0].id)
+                 if a.id > seen and a.field == "items.close.outcome"]
+        assert close == [winner], close

@@ -1,4 +1,4 @@
-"""`qa users add|list|disable` against an isolated database."""
+"""`qa users add|list|disable` against an isolated database (SQLite and Postgres)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,19 @@ from qa.config import get_settings
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def home(tmp_path, monkeypatch, database_url):
+    """SQLite: the default database under QA_HOME; Postgres: QA_DATABASE_URL names it."""
     monkeypatch.setenv("QA_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("QA_DATABASE_URL", raising=False)
+    if database_url.startswith("sqlite"):
+        monkeypatch.delenv("QA_DATABASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("QA_DATABASE_URL", database_url)
     get_settings.cache_clear()
     yield tmp_path / "home"
     get_settings.cache_clear()
 
 
-def test_users_commands(home):
+def test_users_commands(home, database_url):
     runner = CliRunner()
     added = runner.invoke(app, ["users", "add", "alice", "--role", "agent", "--team", "red",
                                 "--agent-id", "A1", "--password-stdin"],
@@ -40,6 +44,7 @@ def test_users_commands(home):
     from qa.workflow import open_workflow
 
     wf = open_workflow(get_settings())
+    assert wf.database_url.split(":")[0] == database_url.split(":")[0]
     user, _ = wf.authenticate("lea", "another password")
     assert user.role.value == "lead"
     with pytest.raises(AccessDenied):

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import create_engine, event, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import create_engine, event, func, select, text
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm.attributes import flag_modified
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.pool import StaticPool
 
@@ -73,6 +74,8 @@ from qa.workflow.views import (
 )
 
 SYSTEM = "system"  # actor name in the audit log for the pipeline and the command line
+# Postgres advisory lock every writing transaction takes first (see Workflow._tx)
+WRITE_LOCK_KEY = 0x5141_574F_524B  # "QAWORK"
 NOT_PERMITTED = "call not found or not permitted"
 
 
@@ -181,20 +184,30 @@ class Workflow:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
             return engine
-        return create_engine(url, echo=echo, pool_pre_ping=True, json_serializer=_json)
+        parsed = make_url(url)
+        if parsed.drivername in ("postgresql", "postgres"):
+            # a bare postgresql:// names psycopg2; the driver installed with qa is psycopg 3
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, echo=echo, pool_pre_ping=True, json_serializer=_json)
 
     @contextmanager
     def _tx(self, *, write: bool = False) -> Iterator[Session]:
-        """One transaction; on SQLite a writing one takes the write lock up front.
+        """One transaction; a writing one takes the database's write lock up front.
 
         A deferred SQLite transaction that reads and then writes fails at once if another
-        connection wrote in between; BEGIN IMMEDIATE waits for the lock instead.
+        connection wrote in between; BEGIN IMMEDIATE waits for the lock instead. Postgres
+        (read committed) would let two writers check the same state and both act on it
+        (resolve one dispute twice, create one user twice); a transaction-scoped advisory
+        lock gives writers the same one-at-a-time order as SQLite, while readers never wait.
         """
         session = self._sessions()
         try:
             with session.begin():
                 if write:
-                    session.connection(execution_options={"qa_write": True})
+                    conn = session.connection(execution_options={"qa_write": True})
+                    if conn.dialect.name == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                     {"key": WRITE_LOCK_KEY})
                 yield session
         except StaleDataError as exc:
             raise StaleEditError("the record was changed by someone else; reload and retry") \
@@ -715,6 +728,8 @@ class Workflow:
             if submit:
                 review.submitted_at = now
             review.updated_at = now
+            # every save bumps the version, also one that changed only items (same clock tick)
+            flag_modified(review, "updated_at")
             try:
                 s.flush()
             except IntegrityError as exc:
