@@ -16,10 +16,11 @@ phrase must sound the same; a longer one may differ by a few initials or finals 
 one character), as far as the threshold allows. Two-character phrases never match by sound:
 too many words sound alike.
 
-Regular expressions run under the `regex` module with a timeout, so a pattern with
-catastrophic backtracking turns the rule N/A with a reason instead of hanging the batch.
-Validating patterns for nested quantifiers would refuse useful patterns and still miss
-other slow ones; a timeout bounds every pattern.
+Regular expressions run under the `regex` module over each utterance on its own (a match
+never spans two turns, let alone two speakers) with one time budget per rule and call, so a
+pattern with catastrophic backtracking turns the rule N/A with a reason instead of hanging
+the batch. Validation (`qa.rules.format`) already refuses patterns that are slow on a probe
+text; the budget bounds whatever slips through.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from __future__ import annotations
 import math
 import operator
 import re
+import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from itertools import chain, pairwise
+from itertools import chain, islice, pairwise
 from typing import Any
 
 import numpy as np
@@ -70,7 +72,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
 }
 NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!="}
-REGEX_TIMEOUT = 0.05  # seconds per utterance
+REGEX_TIMEOUT = 0.05  # seconds per regex rule and call, all utterances together
 MAX_HITS = 20  # evidence entries kept per rule
 # Shorter phrases match exactly only: one wrong letter in "hell" is "hello".
 MIN_FUZZY, MIN_FUZZY_CJK = 8, 4
@@ -613,51 +615,54 @@ class CallContext:
         return cached
 
     def _regex(self, rule: RegexRule) -> RuleResult:
+        """Matches inside single utterances: a match never runs on into the next turn, so
+        another speaker's words cannot become this speaker's evidence. One time budget
+        (`REGEX_TIMEOUT`) bounds the rule over the whole call."""
         ranges = self.ranges(rule.window)
         if isinstance(ranges, str):
             return RuleResult(NA, ranges)
         key = ("regex", rule.pattern, rule.ignore_case)
         pattern = self._cache.get(key)
         if pattern is None:
-            flags = regex.MULTILINE | (regex.IGNORECASE if rule.ignore_case else 0)
+            flags = regex.IGNORECASE if rule.ignore_case else 0
             pattern = self._cache[key] = regex.compile(rule.pattern, flags)
-        text, offsets, utts = self._raw(rule.speaker)
+        texts, utts = self._raw(rule.speaker)
+        deadline = time.perf_counter() + REGEX_TIMEOUT
+        matches: dict[int, list[tuple[int, int, str]]] = {}  # per utterance, searched once
         per_range = []
         for t0, t1 in ranges:
             found: list[Evidence] = []
-            try:
-                # one pass over the party's utterances, one per line (^ and $ per utterance)
-                for m in pattern.finditer(text, timeout=REGEX_TIMEOUT):
-                    i = bisect_right(offsets, m.start()) - 1
-                    u, role = utts[i]
-                    if u.end < t0 or u.start > t1:
-                        continue
-                    n = max(len(u.text), 1)
-                    s0 = _time_at(u, (m.start() - offsets[i]) / n)
-                    s1 = _time_at(u, (m.end() - offsets[i]) / n)
+            for i, (u, role) in enumerate(utts):
+                if u.end < t0 or u.start > t1:
+                    continue
+                if i not in matches:
+                    left = deadline - time.perf_counter()
+                    try:
+                        if left <= 0:
+                            raise TimeoutError
+                        matches[i] = [(m.start(), m.end(), m.group(0)) for m in islice(
+                            pattern.finditer(texts[i], timeout=left), MAX_HITS)]
+                    except TimeoutError:
+                        return RuleResult(NA, f"pattern {rule.pattern!r} took too long "
+                                              "(catastrophic backtracking?); rewrite it")
+                n = max(len(u.text), 1)
+                for a, b, matched in matches[i]:
                     found.append(Evidence(
-                        start=round(s0, 3), end=round(s1, 3), speaker=u.speaker, role=role,
-                        text=u.text, matched=m.group(0)))
-                    if len(found) >= MAX_HITS:
-                        break
-            except TimeoutError:
-                return RuleResult(NA, f"pattern {rule.pattern!r} took too long "
-                                      "(catastrophic backtracking?); rewrite it")
-            per_range.append(((t0, t1), found))
+                        start=round(_time_at(u, a / n), 3), end=round(_time_at(u, b / n), 3),
+                        speaker=u.speaker, role=role, text=u.text, matched=matched))
+                if len(found) >= MAX_HITS:
+                    break
+            per_range.append(((t0, t1), found[:MAX_HITS]))
         return self._presence(rule, per_range, "pattern match", rule.pattern)
 
-    def _raw(self, speaker: str) -> tuple[str, list[int], list[tuple[Utterance, Role]]]:
-        """A party's utterance texts one per line (Chinese in Simplified), with offsets."""
+    def _raw(self, speaker: str) -> tuple[list[str], list[tuple[Utterance, Role]]]:
+        """A party's utterance texts (Chinese in Simplified), one string per utterance."""
         key = ("raw", speaker)
         if key not in self._speech:
             utts = [p for p in self.utts if speaker == "any" or p[1] == speaker]
             texts = [(to_simplified(u.text) if self.cjk else u.text).replace("\n", " ")
                      for u, _ in utts]
-            offsets, pos = [], 0
-            for t in texts:
-                offsets.append(pos)
-                pos += len(t) + 1
-            self._speech[key] = ("\n".join(texts), offsets, utts)  # type: ignore[assignment]
+            self._speech[key] = (texts, utts)  # type: ignore[assignment]
         return self._speech[key]  # type: ignore[return-value]
 
     def _ref(self, rule: RefRule) -> RuleResult:
