@@ -164,34 +164,42 @@ def probe_duration(src: str | Path) -> float | None:
 
 
 def _wav_declared_seconds(fh: BinaryIO) -> float | None:
-    """Length a WAV header states (data chunk size / byte rate), read from the raw bytes:
-    FFmpeg trims the data size to the file, so a file cut short looks whole to it.
+    """Length a WAV header states, read from the raw bytes: FFmpeg trims the data size to
+    the file, so a file cut short looks whole to it.
 
-    None when the file is not RIFF/RIFX or the size is a placeholder (0 or 0xFFFFFFFF,
-    written by recorders that never finished the header; FFmpeg then reads to the end).
+    PCM, float and G.711 data is `block_align` bytes per sample frame, so the data chunk's
+    size gives the length; a compressed format (ADPCM, GSM) gives it in its `fact` chunk
+    (its byte rate is often wrong). None when the file is not RIFF/RIFX, states no length,
+    or the size is a placeholder (0 or 0xFFFFFFFF, written by recorders that never finished
+    the header; FFmpeg then reads to the end).
     """
     head = fh.read(12)
     if len(head) < 12 or head[8:12] != b"WAVE" or head[:4] not in (b"RIFF", b"RIFX"):
         return None
     endian = "<" if head[:4] == b"RIFF" else ">"
-    byte_rate = 0
+    rate = block_align = 0
+    fixed = False  # a format with a fixed number of bytes per sample frame
+    fact: int | None = None
     for _ in range(64):  # a header has a handful of chunks; stop on nonsense
         chunk = fh.read(8)
         if len(chunk) < 8:
             return None
         size = struct.unpack(f"{endian}I", chunk[4:])[0]
-        if chunk[:4] == b"fmt ":
-            fmt = fh.read(min(size, 16))
-            if len(fmt) < 12:
-                return None
-            byte_rate = struct.unpack(f"{endian}I", fmt[8:12])[0]
-            fh.seek(size - len(fmt) + (size & 1), io.SEEK_CUR)
+        body = fh.read(min(size, 40)) if chunk[:4] in (b"fmt ", b"fact") else b""
+        if chunk[:4] == b"fmt " and len(body) >= 14:
+            tag, _, rate, _, block_align = struct.unpack(f"{endian}HHIIH", body[:14])
+            if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the sub-format
+                tag = struct.unpack(f"{endian}H", body[24:26])[0]
+            fixed = tag in (1, 3, 6, 7)  # PCM, IEEE float, A-law, µ-law
+        elif chunk[:4] == b"fact" and len(body) >= 4:
+            fact = struct.unpack(f"{endian}I", body[:4])[0]
         elif chunk[:4] == b"data":
-            if not byte_rate or size in (0, 0xFFFFFFFF):
+            if size in (0, 0xFFFFFFFF) or not rate:
                 return None
-            return size / byte_rate
-        else:
-            fh.seek(size + (size & 1), io.SEEK_CUR)
+            if fixed and block_align:
+                return size / block_align / rate
+            return fact / rate if fact else None
+        fh.seek(size + (size & 1) - len(body), io.SEEK_CUR)
     return None
 
 
@@ -334,7 +342,7 @@ def select_channels(audio: DecodedAudio, channel_roles: Mapping[int, Role] | Non
             # a mapped channel dropped as silent is still that party's (silent) line
             tracks.append(audio.samples[kept].mean(axis=0, dtype=np.float32) if kept
                           else np.zeros(audio.samples.shape[1], dtype=np.float32))
-            groups.append(tuple(sorted(wanted[role])))
+            groups.append(tuple(sorted({*wanted[role], *(c for k in kept for c in origin[k])})))
         picked = replace(audio, samples=np.stack(tracks), channel_groups=tuple(groups),
                          source_channels=n_file)
         return picked, {0: Role.AGENT, 1: Role.CUSTOMER}

@@ -856,9 +856,10 @@ app.add_typer(index_app, name="index")
 @app.command("ingest")
 def ingest_cmd(
     paths: list[Path] = typer.Argument(None, help="recordings or folders of recordings"),
-    meta: Path | None = typer.Option(None, "--meta", help="metadata CSV (file, call_id, "
-                                     "agent_id, team, queue, direction, started_at, language, "
-                                     "channels like '0=agent,1=customer', source)"),
+    meta: Path | None = typer.Option(None, "--meta", help="metadata CSV, or JSON list of "
+                                     "objects (file, call_id, agent_id, team, queue, "
+                                     "direction, started_at, language, channels like "
+                                     "'0=agent,1=customer', source)"),
 ) -> None:
     """Upload recordings with validated metadata; duplicates are skipped, nothing is overwritten.
 
@@ -891,7 +892,8 @@ def ingest_cmd(
         report = ingest(store, list(paths or []), meta, settings, progress=progress)
     table = Table("call", "file", "outcome", title=f"ingest into {store.url_root}")
     for c in report.ingested:
-        table.add_row(c.call_id, c.file, f"[green]ingested[/] {c.duration:.1f} s")
+        table.add_row(c.call_id, c.file, f"[green]ingested[/] {c.duration:.1f} s, "
+                      f"{c.format}, {c.channels} ch")
     for d in report.duplicates:
         table.add_row(d.call_id, d.file, f"[yellow]duplicate[/] {d.reason}")
     for r in report.rejected:

@@ -3,12 +3,20 @@
 A call is published when its `calls/<id>/meta.json` exists; the audio is written before it and
 the content-hash entry `calls/_hashes/<sha256>` after it, so a crash at any point is repaired
 by running the same ingest again. Bad rows and bad files are reported and skipped; the rest go on.
+
+Metadata is a CSV (one row per call) or a JSON list of objects with the same keys. A row that
+is rejected still claims the recording it names: nothing of it is stored, rather than the
+recording being ingested as a call without its agent or team. Rows that disagree about one
+call (the same call id or the same file with different values) are all rejected, since
+which one is right is not known; a row repeated verbatim is ingested once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import json
+import re
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from qa.audio import load_audio, select_channels
 from qa.config import Settings
 from qa.errors import AudioError, MetadataError, QAError
 from qa.schema import CallMeta, Role, validate_call_id
@@ -39,6 +48,7 @@ COLUMNS = {"file": None, "call_id": "call_id", "agent_id": "agent_id", "team": "
            "queue": "queue", "direction": "direction", "started_at": "started_at",
            "language": "language", "channels": "channel_roles", "source": "source"}
 FIELD_TO_COLUMN = {v: k for k, v in COLUMNS.items() if v}
+_LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
 
 class IngestedCall(BaseModel):
@@ -47,6 +57,8 @@ class IngestedCall(BaseModel):
     audio_key: str
     sha256: str
     duration: float
+    format: str = ""  # container/codec, e.g. "wav/pcm_mulaw"
+    channels: int = 1  # after channels that are copies were merged
 
 
 class Duplicate(BaseModel):
@@ -57,7 +69,8 @@ class Duplicate(BaseModel):
 
 
 class Rejection(BaseModel):
-    """Why a row or file was not ingested; row is the CSV line number (header = 1)."""
+    """Why a row or file was not ingested; row is the CSV line number (header = 1) or the
+    JSON item number (first = 1)."""
 
     file: str | None = None
     row: int | None = None
@@ -77,12 +90,14 @@ class IngestReport(BaseModel):
 
 
 class _Row(BaseModel):
-    """One recording to ingest, with its metadata fields (still unvalidated)."""
+    """One recording to ingest, with its metadata fields (still unvalidated); a row already
+    rejected carries its rejection and only claims its recording."""
 
     path: Path
     row: int | None = None
-    named: bool = False  # the CSV gave a file name (else it matched by call id)
+    named: bool = False  # the metadata gave a file name (else it matched by call id)
     fields: dict[str, Any] = Field(default_factory=dict)
+    rejection: Rejection | None = None
 
 
 ProgressFn = Callable[[int, int, str], None]
@@ -92,18 +107,23 @@ ProgressFn = Callable[[int, int, str], None]
 
 
 def parse_channel_roles(text: str) -> dict[int, Role]:
-    """'0=agent,1=customer' -> {0: agent, 1: customer}; ValueError says what is wrong."""
+    """'0=agent,1=customer' (or 'agent=0,customer=1') -> {0: agent, 1: customer};
+    ValueError says what is wrong."""
     roles: dict[int, Role] = {}
     for part in filter(None, (p.strip() for p in text.replace(";", ",").split(","))):
         chan, sep, role = part.partition("=")
         if not sep:
             raise ValueError(f"{part!r} is not channel=role (e.g. 0=agent,1=customer)")
+        if chan.strip().lower() in set(Role) and role.strip().isdigit():
+            chan, role = role, chan
         try:
             index = int(chan)
         except ValueError:
             raise ValueError(f"channel {chan.strip()!r} is not a number") from None
         if index < 0:
             raise ValueError(f"channel {index} is negative")
+        if index in roles:
+            raise ValueError(f"channel {index} is given twice")
         try:
             roles[index] = Role(role.strip().lower())
         except ValueError:
@@ -122,53 +142,152 @@ def _parse_started_at(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def read_meta_csv(path: Path) -> tuple[list[_Row], list[Rejection]]:
-    """Rows of a metadata CSV; a bad header raises MetadataError, a bad row is a Rejection."""
+def channel_roles_from_value(value: Any) -> dict[int, Role]:
+    """A channel map as metadata gives it: '0=agent,3=customer', {"0": "agent", "3":
+    "customer"} or {"agent": 0, "customer": 3}. ValueError says what is wrong."""
+    if isinstance(value, str):
+        return parse_channel_roles(value)
+    if isinstance(value, dict):
+        pairs = [(str(k), v) for k, v in value.items()]
+        if all(k.strip().lower() in set(Role) for k, _ in pairs):
+            pairs = [(str(v), k) for k, v in pairs]
+        for _, role in pairs:
+            if not isinstance(role, str):
+                raise ValueError(f"role {role!r} is not one of {', '.join(r.value for r in Role)}")
+        return parse_channel_roles(",".join(f"{k}={v}" for k, v in pairs))
+    raise ValueError(f"{value!r} is not a channel map (e.g. \"0=agent,1=customer\")")
+
+
+def read_metadata(path: Path) -> list[_Row]:
+    """Rows of a metadata CSV or JSON file (by its extension). A file that cannot be used
+    at all (unreadable, unknown columns) raises MetadataError; a bad row comes back with
+    its rejection, still naming its recording so that nothing of it is ingested."""
+    rows = _read_meta_json(path) if path.suffix.lower() == ".json" else _read_meta_csv(path)
+    return _reject_conflicts(rows)
+
+
+def _check_columns(columns: Iterable[str], path: Path) -> None:
+    unknown = [h for h in columns if h not in COLUMNS]
+    if unknown:
+        raise MetadataError(f"unknown column(s) {', '.join(map(repr, unknown))}; "
+                            f"expected some of {', '.join(COLUMNS)}", file=str(path))
+
+
+def _row(path: Path, line: int, values: dict[str, Any]) -> _Row:
+    """A row from its values (None or "" is absent); the recording it names, by file name
+    relative to the metadata's folder, else by call id."""
+    values = {k: v for k, v in values.items() if v is not None and v != ""}
+    name, call_id = values.get("file"), values.get("call_id")
+    fields = {c: v for c, v in values.items() if c != "file"}
+    if name is not None and not isinstance(name, str):
+        return _Row(path=path, row=line, fields=fields, rejection=Rejection(
+            row=line, column="file", reason=f"file {name!r} is not a file name"))
+    if call_id is not None and not isinstance(call_id, str):
+        return _Row(path=path.parent / name if name else path, row=line, named=bool(name),
+                    fields={}, rejection=Rejection(
+                        row=line, column="call_id", file=name or None,
+                        reason=f"call_id {call_id!r} is not a string"))
+    if name:
+        return _Row(path=path.parent / name, row=line, named=True, fields=fields)
+    if call_id is not None:
+        return _Row(path=Path(str(call_id)), row=line, fields=fields)
+    return _Row(path=path, row=line, fields=fields, rejection=Rejection(
+        row=line, column="file", reason="no file and no call_id"))
+
+
+def _read_meta_csv(path: Path) -> list[_Row]:
     try:
         fh = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise MetadataError(f"cannot read: {exc.strerror}", file=str(path)) from exc
     rows: list[_Row] = []
-    rejected: list[Rejection] = []
     with fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in reader.fieldnames or []]
-        unknown = [h for h in header if h not in COLUMNS]
-        if unknown:
-            raise MetadataError(f"unknown column(s) {', '.join(map(repr, unknown))}; "
-                                f"expected some of {', '.join(COLUMNS)}", file=str(path))
-        if "file" not in header and "call_id" not in header:
-            raise MetadataError("needs a 'file' or a 'call_id' column", file=str(path))
-        seen: dict[str, int] = {}
-        for raw in reader:
-            line = reader.line_num
-            values = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
-            if None in raw:
-                rejected.append(Rejection(row=line, reason="more values than columns"))
+        try:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in reader.fieldnames or []]
+            _check_columns(header, path)
+            if "file" not in header and "call_id" not in header:
+                raise MetadataError("needs a 'file' or a 'call_id' column", file=str(path))
+            for raw in reader:
+                line = reader.line_num
+                values = {k.strip(): (v or "").strip() for k, v in raw.items()
+                          if isinstance(k, str)}
+                row = _row(path, line, values)
+                if None in raw:
+                    row.rejection = Rejection(row=line, file=values.get("file") or None,
+                                              reason="more values than columns")
+                rows.append(row)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise MetadataError(f"not a UTF-8 CSV file ({exc})", file=str(path)) from exc
+    return rows
+
+
+def _read_meta_json(path: Path) -> list[_Row]:
+    """A JSON list of objects (or {"calls": [...]}) with the CSV's column names as keys;
+    values keep their JSON types, so a number where a name belongs is rejected."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise MetadataError(f"cannot read: {exc.strerror}", file=str(path)) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MetadataError(f"not a JSON file ({exc})", file=str(path)) from exc
+    if isinstance(data, dict) and set(data) == {"calls"}:
+        data = data["calls"]
+    if not isinstance(data, list):
+        raise MetadataError('expected a list of calls ([{"file": ..., "call_id": ...}, ...])',
+                            file=str(path))
+    rows: list[_Row] = []
+    for i, item in enumerate(data, 1):
+        if not isinstance(item, dict):
+            rows.append(_Row(path=path, row=i, rejection=Rejection(
+                row=i, reason=f"item {i} is not an object with the call's fields")))
+            continue
+        _check_columns(item, path)
+        rows.append(_row(path, i, item))
+    return rows
+
+
+def _reject_conflicts(rows: list[_Row]) -> list[_Row]:
+    """Rows giving the same call id or the same file with different values are all
+    rejected (which one is right is not known); a verbatim repeat only loses the repeat."""
+    def key(row: _Row) -> str:
+        return str(row.fields.get("call_id") or row.path.stem)
+
+    def file(row: _Row) -> str | None:
+        return str(row.path.resolve()) if row.named else None
+
+    for what, of in (("call", key), ("file", file)):
+        groups: dict[str, list[_Row]] = {}
+        for row in rows:
+            if row.rejection is None and (k := of(row)) is not None:
+                groups.setdefault(k, []).append(row)
+        for same in groups.values():
+            if len(same) < 2:
                 continue
-            name = values.get("file") or ""
-            call_id = values.get("call_id") or ""
-            file_path = (path.parent / name) if name else None
-            if file_path is None and call_id:
-                file_path = Path(call_id)  # matched by stem against the given paths
-            if file_path is None:
-                rejected.append(Rejection(row=line, column="file", reason="no file and no call_id"))
+            first = same[0]
+            name = key(first) if what == "call" else str(first.path)
+            if all(r.fields == first.fields and r.path == first.path for r in same):
+                for r in same[1:]:
+                    r.rejection = Rejection(row=r.row, file=str(r.path) if r.named else None,
+                                            column="call_id" if "call_id" in r.fields else "file",
+                                            reason=f"repeats row {first.row}")
                 continue
-            key = call_id or file_path.stem
-            if key in seen:
-                rejected.append(Rejection(row=line, column="call_id" if call_id else "file",
-                                          file=name or None,
-                                          reason=f"call {key!r} already given on row {seen[key]}"))
-                continue
-            seen[key] = line
-            fields: dict[str, Any] = {c: values[c] for c in values
-                                      if c != "file" and values[c] != ""}
-            rows.append(_Row(path=file_path, row=line, named=bool(name), fields=fields))
-    return rows, rejected
+            lines = ", ".join(str(r.row) for r in same)
+            for r in same:
+                r.rejection = Rejection(
+                    row=r.row, file=str(r.path) if r.named else None,
+                    column="call_id" if what == "call" and "call_id" in r.fields else "file",
+                    reason=f"{what} {name!r} is given on rows {lines} with different values; "
+                    "nothing is ingested for it until the metadata says it once")
+    return rows
 
 
 def _meta_from_fields(call_id: str, fields: dict[str, Any]) -> CallMeta:
-    """CallMeta from CSV strings; ValueError/ValidationError carry the column at fault."""
+    """CallMeta from metadata values; ValueError/ValidationError carry the column at fault.
+
+    CSV values are strings; JSON values keep their types, and one of the wrong type is left
+    for CallMeta to refuse (an agent id that is a number, a team that is a list).
+    """
     data: dict[str, Any] = {"call_id": call_id}
     for column, value in fields.items():
         field = COLUMNS[column]
@@ -176,19 +295,39 @@ def _meta_from_fields(call_id: str, fields: dict[str, Any]) -> CallMeta:
             continue
         if column == "channels":
             try:
-                data[field] = parse_channel_roles(value)
+                data[field] = channel_roles_from_value(value)
             except ValueError as exc:
                 raise _ColumnError(column, str(exc)) from None
-        elif column == "started_at":
+        elif column == "started_at" and isinstance(value, str):
             try:
                 data[field] = _parse_started_at(value)
             except ValueError as exc:
                 raise _ColumnError(column, str(exc)) from None
-        elif column == "direction":
+        elif column == "started_at":
+            raise _ColumnError(column, f"{value!r} is not an ISO 8601 date-time "
+                                       "(e.g. 2025-03-04T09:30:00+01:00)")
+        elif column == "direction" and isinstance(value, str):
             data[field] = value.lower()
+        elif column == "language" and isinstance(value, str):
+            data[field] = _check_language(value)
         else:
             data[field] = value
     return CallMeta(**data)
+
+
+def _check_language(code: str) -> str:
+    """A language Whisper can be asked for (its base code: 'en', 'zh', 'pt-BR' -> 'pt'),
+    so a typo is refused at ingest rather than failing every run of the call."""
+    base = code.strip().replace("_", "-").split("-")[0].lower()
+    known: Iterable[str] | None
+    try:
+        from faster_whisper.tokenizer import _LANGUAGE_CODES as known  # noqa: N811
+    except ImportError:  # without the ASR installed only the shape is checked
+        known = None
+    if not _LANGUAGE_RE.match(code.strip()) or (known is not None and base not in known):
+        raise _ColumnError("language", f"{code!r} is not a language code Whisper knows "
+                                       "(e.g. en, zh, es, pt-BR)")
+    return code.strip()
 
 
 class _ColumnError(Exception):
@@ -224,13 +363,16 @@ def _expand(paths: Iterable[Path], report: IngestReport) -> list[Path]:
     return files
 
 
-def _plan(paths: list[Path], meta_csv: Path | None, report: IngestReport) -> list[_Row]:
-    """Pair each recording with its CSV row (by file name, else by call id = stem)."""
+def _plan(paths: list[Path], meta_file: Path | None, report: IngestReport) -> list[_Row]:
+    """Pair each recording with its metadata row (by file name, else by call id = stem).
+
+    A recording named by a rejected row is claimed by it and left out: ingesting it bare
+    would score a call without its agent or team.
+    """
     files = _expand(paths, report)
-    if meta_csv is None:
+    if meta_file is None:
         return [_Row(path=f) for f in files]
-    rows, rejected = read_meta_csv(meta_csv)
-    report.rejected.extend(rejected)
+    rows = read_metadata(meta_file)
     by_resolved = {f.resolve(): f for f in files}
     by_name: dict[str, list[Path]] = {}
     by_stem: dict[str, list[Path]] = {}
@@ -248,10 +390,16 @@ def _plan(paths: list[Path], meta_csv: Path | None, report: IngestReport) -> lis
             if match is None and len(by_name.get(row.path.name, [])) == 1:
                 match = by_name[row.path.name][0]
             if match is None and not files and row.path.is_file():
-                match = row.path  # CSV-only ingest: the CSV names the files
-        else:
+                match = row.path  # metadata-only ingest: the metadata names the files
+        elif "call_id" in row.fields:
             candidates = by_stem.get(str(row.fields.get("call_id")), [])
             match = candidates[0] if len(candidates) == 1 else None
+        if row.rejection is not None:
+            if match is not None:
+                used.add(match.resolve())
+                row.rejection.file = str(match)
+            report.rejected.append(row.rejection)
+            continue
         if match is None:
             report.rejected.append(Rejection(
                 row=row.row, column="file" if named else "call_id",
@@ -261,7 +409,7 @@ def _plan(paths: list[Path], meta_csv: Path | None, report: IngestReport) -> lis
             continue
         used.add(match.resolve())
         planned.append(_Row(path=match, row=row.row, fields=row.fields))
-    # Recordings without a CSV row are ingested with the call id from their name.
+    # Recordings without a metadata row are ingested with the call id from their name.
     planned.extend(_Row(path=f) for f in files if f.resolve() not in used)
     return planned
 
@@ -273,11 +421,10 @@ def ingest(store: Store, paths: list[Path], meta_csv: Path | None, settings: Set
            progress: ProgressFn | None = None) -> IngestReport:
     """Upload recordings with validated metadata; see the module docstring for the guarantees.
 
-    Raises MetadataError for a CSV that cannot be used at all (unknown columns, unreadable);
-    everything else (bad rows, bad audio, id clashes) is reported and skipped.
+    `meta_csv` is a CSV or JSON metadata file. Raises MetadataError for one that cannot be
+    used at all (unknown columns, unreadable); everything else (bad rows, bad audio, id
+    clashes) is reported and skipped.
     """
-    from qa.audio import load_audio
-
     report = IngestReport()
     planned = _plan([Path(p) for p in paths], Path(meta_csv) if meta_csv else None, report)
     for i, row in enumerate(planned, 1):
@@ -301,7 +448,11 @@ def _ingest_one(store: Store, row: _Row, settings: Settings, report: IngestRepor
     try:
         validate_call_id(call_id)
     except ValueError as exc:
-        reject(str(exc), "call_id" if "call_id" in row.fields else "file")
+        if "call_id" in row.fields:
+            reject(str(exc), "call_id")
+        else:
+            reject(f"{exc} (taken from the file name; give the call a call_id in the "
+                   "metadata)", "file")
         return
     try:
         meta = _meta_from_fields(call_id, row.fields)
@@ -348,6 +499,11 @@ def _ingest_one(store: Store, row: _Row, settings: Settings, report: IngestRepor
     except AudioError as exc:
         reject(exc.reason)
         return
+    try:  # the same check the pipeline makes, so a call that cannot be run is not stored
+        tracks, _ = select_channels(decoded, meta.channel_roles)
+    except AudioError as exc:
+        reject(exc.reason, "channels")
+        return
     ext = path.suffix.lower().lstrip(".") or str(getattr(decoded, "format", "") or "bin")
     ext = ext if ext.isalnum() and len(ext) <= 8 else "bin"
     audio_key = keys.audio(call_id, ext)
@@ -355,10 +511,6 @@ def _ingest_one(store: Store, row: _Row, settings: Settings, report: IngestRepor
         "audio_key": audio_key, "audio_sha256": sha, "audio_format": decoded.format,
         "duration": round(float(decoded.duration), 3),
     })
-    if meta.channel_roles and max(meta.channel_roles) >= decoded.channels:
-        reject(f"channel {max(meta.channel_roles)} mapped but the recording has "
-               f"{decoded.channels} channel(s)", "channels")
-        return
     try:
         # Audio of an unpublished call (a crash before its meta.json) may be replaced.
         store.put_file(audio_key, path, CONTENT_TYPES.get(ext))
@@ -373,7 +525,8 @@ def _ingest_one(store: Store, row: _Row, settings: Settings, report: IngestRepor
         return
     _write_hash(store, sha, call_id)
     report.ingested.append(IngestedCall(call_id=call_id, file=name, audio_key=audio_key,
-                                        sha256=sha, duration=meta.duration or 0.0))
+                                        sha256=sha, duration=meta.duration or 0.0,
+                                        format=decoded.format, channels=tracks.channels))
 
 
 def _call_for_hash(store: Store, sha: str) -> str | None:

@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.audio import DecodedAudio, load_audio, resample, split_channels, write_wav
+from qa.audio import (
+    DecodedAudio,
+    load_audio,
+    resample,
+    select_channels,
+    split_channels,
+    write_wav,
+)
 from qa.errors import (
     AudioError,
     CorruptAudioError,
@@ -22,6 +29,7 @@ from qa.errors import (
     SilentAudioError,
     TooLongAudioError,
 )
+from qa.schema import Role
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 
@@ -226,3 +234,95 @@ def test_too_long_from_the_header(work):
 def test_missing_file(work):
     with pytest.raises(AudioError, match="no such file"):
         load_audio(work / "nope.wav")
+
+
+# --------------------------------------------------------------------------- decoded in part
+
+
+def test_wav_cut_short_says_how_much_was_read(work):
+    """The header says 6 s, a third of the data is there: refused, not scored on 2 s."""
+    full = write_wav(work / "whole.wav", tone(440, 6.0, 8000), 8000).read_bytes()
+    cut = work / "third.wav"
+    cut.write_bytes(full[: 44 + (len(full) - 44) // 3])
+    with pytest.raises(CorruptAudioError,
+                       match=r"third.wav: wav/pcm_s16le: header says 6.0 s but only 2.0 s "
+                             r"could be decoded"):
+        load_audio(cut)
+    with pytest.raises(CorruptAudioError, match="header says 6.0 s"):
+        load_audio(cut.read_bytes(), name="third.wav")
+
+
+def test_scrambled_mp3_says_how_much_was_read(work, source16k):
+    full = ffmpeg(source16k, work / "s.mp3", "-c:a", "libmp3lame", "-b:a", "32k").read_bytes()
+    data = bytearray(full)
+    n = len(data)
+    data[n // 3 : 2 * n // 3] = np.random.default_rng(0).integers(
+        0, 256, 2 * n // 3 - n // 3, dtype=np.uint8).tobytes()
+    bad = work / "scrambled.mp3"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CorruptAudioError, match=r"scrambled.mp3: mp3/mp3float: header says "
+                                                r"2.0 s but only 1.\d s could be decoded"):
+        load_audio(bad)
+
+
+def test_unfinished_wav_header_reads_to_the_end(work):
+    """A recorder that died before writing the sizes leaves 0 there: all the data counts."""
+    data = bytearray(write_wav(work / "live.wav", tone(440, 3.0, 8000), 8000).read_bytes())
+    data[4:8] = data[40:44] = b"\x00\x00\x00\x00"
+    path = work / "unfinished.wav"
+    path.write_bytes(bytes(data))
+    assert load_audio(path).duration == pytest.approx(3.0)
+
+
+# --------------------------------------------------------------------------- many channels
+
+
+def test_six_copies_are_one_channel(work):
+    x = tone(440, 1.0, 8000) + tone(1300, 1.0, 8000, amp=0.2)
+    audio = load_audio(write_wav(work / "six.wav", np.stack([x] * 6), 8000))
+    assert audio.channels == 1 and audio.fake_stereo and audio.file_channels == 6
+    assert audio.channel_groups == ((0, 1, 2, 3, 4, 5),)
+    assert select_channels(audio, None)[0] is audio
+
+
+def test_copies_and_silent_tracks_merge_to_the_two_parties(work):
+    agent, customer = tone(300, 1.0, 8000), tone(900, 1.0, 8000, amp=0.3)
+    silent = np.zeros(8000, np.float32)
+    chans = np.stack([agent, silent, customer, agent, silent, customer])
+    audio = load_audio(write_wav(work / "six_two.wav", chans, 8000))
+    assert audio.channels == 2 and not audio.fake_stereo
+    assert audio.channel_groups == ((0, 3), (2, 5))
+    assert select_channels(audio, None) == (audio, None)  # two parties: no map needed
+    picked, roles = select_channels(audio, {5: Role.AGENT, 0: Role.CUSTOMER})
+    assert roles == {0: Role.AGENT, 1: Role.CUSTOMER}  # numbered as the tracks now
+    assert picked.channel_groups == ((2, 5), (0, 3))
+    assert np.array_equal(picked.channel(0), audio.channel(1))
+
+
+def test_distinct_channels_need_a_channel_map(work):
+    chans = np.stack([tone(f, 1.0, 8000) for f in (300, 600, 900, 1200, 1500, 1800)])
+    audio = load_audio(write_wav(work / "six_distinct.wav", chans, 8000))
+    assert audio.channels == 6
+    with pytest.raises(AudioError, match=r"six_distinct.wav: 6 channels carry 6 different "
+                                         r"signals .* channels '0=agent,1=customer'"):
+        select_channels(audio, None)
+    with pytest.raises(AudioError, match="6 different signals"):  # no customer named
+        select_channels(audio, {0: Role.AGENT})
+    picked, roles = select_channels(audio, {0: Role.AGENT, 3: Role.CUSTOMER, 4: Role.CUSTOMER})
+    assert picked.channels == 2 and roles == {0: Role.AGENT, 1: Role.CUSTOMER}
+    assert picked.channel_groups == ((0,), (3, 4)) and picked.file_channels == 6
+    assert np.allclose(picked.channel(0), audio.channel(0))
+    assert np.allclose(picked.channel(1), (audio.channel(3) + audio.channel(4)) / 2)
+    with pytest.raises(AudioError, match="channel 6 mapped but the recording has 6"):
+        select_channels(audio, {0: Role.AGENT, 6: Role.CUSTOMER})
+
+
+def test_a_map_on_copies(work):
+    x = tone(440, 1.0, 8000)
+    stereo = load_audio(write_wav(work / "dup2.wav", np.stack([x, x]), 8000))
+    assert select_channels(stereo, {0: Role.AGENT, 1: Role.CUSTOMER}) == (stereo, None)
+    y = tone(900, 1.0, 8000)
+    quad = load_audio(write_wav(work / "quad_dup.wav", np.stack([x, x, y, y]), 8000))
+    with pytest.raises(AudioError, match=r"channels 0 \(agent\) and 1 \(customer\) carry the "
+                                         "same signal"):
+        select_channels(quad, {0: Role.AGENT, 1: Role.CUSTOMER})

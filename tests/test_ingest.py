@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,9 @@ def test_ingest_with_metadata_report(calls_dir: Path, tmp_path: Path, settings):
         "in/c2.wav,call-2,a2,red,sales,sideways,2025-03-04 10:00,en,\n"  # bad direction
         "in/c3.wav,call-3,a1,blue,billing,outbound,yesterday,en,\n"  # bad time
         "in/missing.wav,call-4,a1,blue,billing,inbound,,en,\n"  # no such file
-        "in/c3.wav,call 5,a1,blue,billing,inbound,,en,\n"  # bad call id
+        "in/c4.wav,call 5,a1,blue,billing,inbound,,en,\n"  # bad call id
     )
+    tone(calls_dir / "c4.wav", 900)
     store = open_store(settings)
     report = ingest(store, [calls_dir], meta, settings)
 
@@ -151,3 +153,67 @@ def test_cli_ingest(calls_dir: Path, tmp_path: Path, monkeypatch):
     assert result.exit_code == 1, result.output  # broken.wav is rejected
     assert "c3" in result.output and "broken.wav" in result.output
     assert "3 ingested" in result.output
+
+
+def _stored(store) -> list[str]:
+    return sorted({k for prefix in ("calls/", keys.audio("x", "wav").split("/")[0] + "/")
+                   for k in store.list(prefix)})
+
+
+def test_rejected_row_stores_nothing(calls_dir: Path, tmp_path: Path, settings):
+    """A row refused for its call id still claims its recording: nothing of it is stored,
+    rather than a call without agent or team."""
+    meta = tmp_path / "meta.csv"
+    meta.write_text("file,call_id,agent_id,team\n"
+                    "in/c1.wav,call-1,a1,blue\n"
+                    "in/c2.wav,call-1,a2,red\n"  # the same call id, other values
+                    "in/c3.wav,call-3,a3,green\n"
+                    "in/c3.wav,call-3,a3,green\n")  # a verbatim repeat
+    store = open_store(settings)
+    report = ingest(store, [calls_dir / f"c{i}.wav" for i in (1, 2, 3)], meta, settings)
+    assert [c.call_id for c in report.ingested] == ["call-3"]
+    by_row = {r.row: r for r in report.rejected}
+    conflict = ("call 'call-1' is given on rows 2, 3 with different values; nothing is "
+                "ingested for it until the metadata says it once")
+    assert by_row[2].reason == by_row[3].reason == conflict
+    assert by_row[2].file == str(calls_dir / "c1.wav") and by_row[3].column == "call_id"
+    assert by_row[5].reason == "repeats row 4"
+    assert [m.call_id for m in iter_calls(store)] == ["call-3"]
+    (only,) = report.ingested
+    assert _stored(store) == sorted([keys.meta("call-3"), keys.audio("call-3", "wav"),
+                                     keys.content_hash(only.sha256)])
+
+
+def test_rows_naming_one_file_twice_are_refused(calls_dir: Path, tmp_path: Path, settings):
+    meta = tmp_path / "meta.csv"
+    meta.write_text("file,call_id\nin/c1.wav,call-a\nin/c1.wav,call-b\n")
+    store = open_store(settings)
+    report = ingest(store, [calls_dir / "c1.wav"], meta, settings)
+    assert report.ingested == [] and [r.row for r in report.rejected] == [2, 3]
+    assert "file 'in/c1.wav' is given on rows 2, 3" in report.rejected[0].reason.replace(
+        str(tmp_path) + "/", "")
+    assert _stored(store) == []
+
+
+def test_json_metadata(calls_dir: Path, tmp_path: Path, settings):
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps([
+        {"file": "in/c1.wav", "call_id": "j1", "agent_id": "a1", "team": "blue",
+         "channels": {"agent": 1, "customer": 0}},
+        {"file": "in/c2.wav", "call_id": "j2", "agent_id": 42},  # a number, not a name
+        {"file": "in/c3.wav", "call_id": "j3", "channels": {"0": "customer", "1": "agent"},
+         "started_at": "2025-03-04T09:30:00Z"},
+        "in/broken.wav",
+    ]))
+    store = open_store(settings)
+    report = ingest(store, [calls_dir / f"c{i}.wav" for i in (1, 2, 3)], meta, settings)
+    assert sorted(c.call_id for c in report.ingested) == ["j1", "j3"]
+    assert store.get_json(keys.meta("j1"), model=CallMeta).channel_roles == {
+        0: Role.CUSTOMER, 1: Role.AGENT}
+    by_row = {r.row: r for r in report.rejected}
+    assert by_row[2].column == "agent_id" and by_row[2].reason == "Input should be a valid string"
+    assert by_row[4].reason == "item 4 is not an object with the call's fields"
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"file": "in/c1.wav"}')
+    with pytest.raises(MetadataError, match="bad.json: expected a list of calls"):
+        ingest(store, [calls_dir], bad, settings)

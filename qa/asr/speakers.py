@@ -24,6 +24,7 @@ from qa.asr.utterances import (
     merge_speaker_words,
 )
 from qa.asr.whisper import AsrResult, word_key
+from qa.audio import select_channels
 from qa.config import Settings
 from qa.errors import NoSpeechError
 from qa.schema import CallMeta, Transcript, Utterance, Word
@@ -136,7 +137,12 @@ def transcribe_call(
     `transcribe(samples_16k_mono, language)` is the ASR; `diarizer` is only needed for mono
     (or fake-stereo) audio — without it a mono call is one speaker. A call in which nobody
     speaks is refused with `NoSpeechError`: scoring it would fail the agent for silence.
+    A recording with more than two different channels is cut down to the agent's and the
+    customer's by `meta.channel_roles`, or refused without it (`select_channels`).
     """
+    audio, channel_roles = select_channels(audio, meta.channel_roles)
+    if channel_roles != meta.channel_roles:  # numbered as the channels the ASR hears
+        meta = meta.model_copy(update={"channel_roles": channel_roles})
     audio16 = audio.resampled(ASR_RATE)
     language = meta.language or settings.default_language
     channel_speakers: dict[int, str] | None = None
