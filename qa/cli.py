@@ -777,15 +777,28 @@ def score(
 def scorecard_validate(
     files: list[Path] = typer.Argument(..., help="scorecard YAML files"),
 ) -> None:
-    """Check scorecards; the first problem is reported as FILE:LINE: reason."""
-    from qa.rules.format import load_scorecard
+    """Check scorecards: every problem of every file, one per line as FILE:LINE: reason.
 
+    Exit status: 0 every file is a valid scorecard; 1 some file has problems.
+    """
+    from qa.rules.format import check_file
+
+    bad = 0
     for path in files:
-        card = load_scorecard(path)
+        card, problems = check_file(path)
+        for problem in problems:  # plain lines (no wrapping, no markup) for editors and CI
+            typer.echo(str(problem))
+        if problems or card is None:
+            bad += 1
+            continue
         n = len(card.items)
         console.print(f"[green]ok[/] {path}: {card.id} v{card.version}, {len(card.sections)} "
                       f"sections, {n} items, {sum(1 for _, i in card.items if i.critical)} "
-                      f"critical, {card.scoring} scoring, pass mark {card.pass_mark:g}")
+                      f"critical, {card.scoring} scoring, pass mark {card.pass_mark:g}",
+                      markup=True, highlight=False, soft_wrap=True)
+    if bad:
+        err_console.print(f"[red]{bad} of {len(files)} scorecard file(s) invalid[/]")
+        raise typer.Exit(1)
 
 
 @bench_app.command("scoring")

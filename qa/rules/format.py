@@ -3,12 +3,22 @@
 A site writes its scorecard as YAML, the way a Semgrep rule is written: each item has one
 `rule`, rules combine with `all` / `any` / `not`, and a rule may carry an `id` so that
 another rule can refer to it (an `order` check, or a window "after the greeting"). A bad
-file is refused with the file, the line and the reason, never a traceback.
+file is refused with the file, the line and the reason, never a traceback; `check_file`
+lists every problem of a file at once (`qa scorecard validate`).
+
+A scorecard comes from a site, not from us, so hostile input is refused before it can cost
+much: files over `MAX_BYTES`, YAML aliases that expand past `MAX_NODES` values ("billion
+laughs"), nesting past `MAX_DEPTH`, bytes that are not UTF-8, and regular expressions whose
+counted repeats would compile to a huge program or that backtrack catastrophically on a probe
+text as long as a long utterance (the matcher's run-time budget stays as the last guard).
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -52,6 +62,15 @@ MetricName = Literal[
 ]
 BUILTIN_EVENTS = frozenset({"hold"})  # every announced (or long) hold, from the call metrics
 ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
+MAX_BYTES = 512 * 1024  # the bundled scorecards are ~10 KB
+MAX_NODES = 100_000  # YAML values once aliases are expanded
+MAX_DEPTH = 50  # nesting of YAML values (rules nest 5-10 deep)
+MAX_PROBLEMS = 100  # listed per file
+MAX_PATTERN = 2000  # characters of one regular expression
+MAX_REPEAT = 10_000  # atoms a pattern's counted repeats may compile to (a{1000000000})
+PROBE_LENGTH = 1000  # characters of the probe texts: a long utterance
+PROBE_TIMEOUT = 0.2  # seconds one probe may take
+PROBE_BUDGET = 5.0  # seconds of probing per file; beyond it the run-time budget guards
 
 
 class Spec(BaseModel):
@@ -122,8 +141,8 @@ class RegexRule(RuleBase):
     """A pattern over each utterance's text; run with a timeout (catastrophic backtracking)."""
 
     type: Literal["regex"]
+    ignore_case: bool = True  # before `pattern`: its validator compiles with the flag
     pattern: str = Field(min_length=1)
-    ignore_case: bool = True
     mode: Literal["present", "absent"] = "present"
     speaker: SpeakerSel = "agent"
     window: Window | None = None
@@ -131,12 +150,102 @@ class RegexRule(RuleBase):
 
     @field_validator("pattern")
     @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            regex.compile(value)
-        except regex.error as exc:
-            raise ValueError(f"bad regular expression {value!r}: {exc}") from None
+    def _safe(cls, value: str, info: ValidationInfo) -> str:
+        problem = pattern_problem(value, bool(info.data.get("ignore_case", True)),
+                                  (info.context or {}).get("probe_budget"))
+        if problem:
+            raise ValueError(problem)
         return value
+
+
+def _counted_weight(pattern: str) -> int:
+    """Roughly how many atoms compiling `pattern` lays out: the compiler copies an atom once
+    per counted repeat (`a{1000}`), and nested counts multiply (`(a{1000}){1000}`); a
+    million copies take gigabytes. Alternatives add up (an over-estimate)."""
+    cap = MAX_REPEAT + 1
+    stack = [[0, 0]]  # per open group: [weight so far, weight of the last atom]
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        atom = 1
+        if c == "\\":
+            i += 2
+        elif c == "[":
+            j = i + 1
+            j += pattern[j:j + 1] == "^"
+            j += pattern[j:j + 1] == "]"
+            while j < n and pattern[j] != "]":
+                j += 2 if pattern[j] == "\\" else 1
+            i = j + 1
+        elif c == "(":
+            stack.append([0, 0])
+            i += 1
+            continue
+        elif c == ")":
+            if len(stack) > 1:
+                atom = max(stack.pop()[0], 1)
+            i += 1
+        elif c == "{" and (m := _COUNT.match(pattern, i)) and (m.group(1) or m.group(2)):
+            count = max(min(int(d), cap) if len(d) < 10 else cap for d in (
+                m.group(1) or "0", m.group(2) or "0"))
+            top = stack[-1]
+            top[0] = min(top[0] + top[1] * (count - 1), cap)
+            top[1] = min(top[1] * count, cap)
+            i = m.end()
+            continue
+        else:
+            i += 1
+        top = stack[-1]
+        top[0] = min(top[0] + atom, cap)
+        top[1] = atom
+    return min(sum(w for w, _ in stack), cap)
+
+
+_COUNT = re.compile(r"\{(\d*)(?:,(\d*))?\}")
+
+
+def pattern_problem(pattern: str, ignore_case: bool = True,
+                    budget: list[float] | None = None) -> str | None:
+    """Why a scorecard's regular expression cannot be used, or None.
+
+    Besides syntax: a pattern that would compile to a huge program, and one that backtracks
+    catastrophically (`(a+)+$`) on a probe text: runs of each letter the pattern names, of
+    `a`, `1` and spaces, and its letters in turn, each as long as a long utterance and ending
+    in a character nothing matches. `budget` holds the probing seconds left for the file.
+    """
+    if len(pattern) > MAX_PATTERN:
+        return f"regular expression of {len(pattern)} characters; at most {MAX_PATTERN}"
+    if _counted_weight(pattern) > MAX_REPEAT:
+        return (f"regular expression {_short(pattern)} repeats too much: its counted repeats "
+                f"({{n}}) come to over {MAX_REPEAT} copies")
+    try:
+        compiled = regex.compile(pattern, regex.IGNORECASE if ignore_case else 0)
+    except regex.error as exc:
+        return f"bad regular expression {_short(pattern)}: {exc}"
+    except (RecursionError, OverflowError, MemoryError):
+        return f"regular expression {_short(pattern)} is nested too deeply"
+    letters = [c for c in pattern if c.isalnum()]
+    runs = list(dict.fromkeys([*letters, "a", "1", " "]))[:16]
+    mixed = ("".join(dict.fromkeys(letters)) or "a1 ") * PROBE_LENGTH
+    probes = [c * PROBE_LENGTH for c in runs] + [mixed[:PROBE_LENGTH]]
+    budget = budget if budget is not None else [PROBE_BUDGET]
+    for probe in probes:
+        if budget[0] <= 0:
+            return None  # the file's probing time is spent: the run-time budget guards
+        start = time.perf_counter()
+        try:
+            compiled.search(probe + "\u00a7", timeout=PROBE_TIMEOUT)
+        except TimeoutError:
+            return (f"regular expression {_short(pattern)} backtracks catastrophically: over "
+                    f"{PROBE_TIMEOUT:g} s on {PROBE_LENGTH} characters "
+                    f"({probe[:6]!r}...); avoid nested repeats such as (a+)+")
+        finally:
+            budget[0] -= time.perf_counter() - start
+    return None
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 class OrderRule(RuleBase):
@@ -413,17 +522,77 @@ def _cycle(ref: str, named: dict[str, Any], stack: tuple[str, ...]) -> bool:
 
 
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (PyYAML silently keeps the last one)."""
+    """SafeLoader that notes duplicate keys (PyYAML silently keeps the last one).
+
+    The pure-Python loader, not libyaml's: deep nesting raises RecursionError here, where
+    libyaml's composer overflows the C stack and kills the process.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[int, str]] = []
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise ScorecardError(f"duplicate key {key!r} (first on line {seen[key]})",
-                                     line=key_node.start_mark.line + 1)
-            seen[key] = key_node.start_mark.line + 1
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.setdefault(key, line)
+            except TypeError:  # an unhashable key: PyYAML's own error says so
+                continue
+            if first != line:
+                self.duplicates.append((line, f"duplicate key {key!r} (first on line {first})"))
         return super().construct_mapping(node, deep=deep)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return node.value if isinstance(node, yaml.SequenceNode) else []
+
+
+def _expansion_problem(root: yaml.Node) -> tuple[int, str] | None:
+    """Line and reason when the document, aliases expanded, is too big or too deep.
+
+    An alias is the anchored node itself, so sizes are counted once per node (memo) and a
+    node that contains itself is found by the path being walked.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if done:
+            on_path.discard(key)
+            size[key] = min(1 + sum(size[id(c)] for c in children), MAX_NODES + 1)
+            depth[key] = 1 + max((depth[id(c)] for c in children), default=0)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            return node.start_mark.line + 1, "a YAML alias refers to a value that contains it"
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+    if size[id(root)] <= MAX_NODES and depth[id(root)] <= MAX_DEPTH:
+        return None
+    node = root
+    if depth[id(root)] > MAX_DEPTH:  # the value at the level too many
+        for _ in range(MAX_DEPTH):
+            node = max(_children(node), key=lambda c: depth[id(c)])
+        return node.start_mark.line + 1, f"values nested deeper than {MAX_DEPTH} levels"
+    while True:  # the smallest value that is too big: where the alias bomb sits
+        big = next((c for c in _children(node) if size[id(c)] > MAX_NODES), None)
+        if big is None:
+            break
+        node = big
+    return (node.start_mark.line + 1,
+            f"YAML aliases expand this value to over {MAX_NODES:,} values (an alias bomb?); "
+            "write the values out")
 
 
 RULE_FIELDS = frozenset({"rule", "first", "then", "after", "before"})
@@ -480,50 +649,134 @@ def _loc_text(loc: tuple) -> str:
     return ".".join(str(p) for p in _strip_tags(loc))
 
 
-def parse_scorecard(text: str, *, source: str = "<scorecard>") -> Scorecard:
-    """Validate scorecard YAML text; a problem raises ScorecardError with file and line."""
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a scorecard file: `file:line: reason`."""
+
+    file: str
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.reason}" if self.line else \
+            f"{self.file}: {self.reason}"
+
+
+def _pydantic_reason(error: dict) -> str:
+    loc = tuple(error["loc"])
+    msg = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        msg = f"unknown key {str(loc[-1])!r}"
+    elif error["type"] == "union_tag_invalid":
+        msg = f"unknown rule type; use one of {', '.join(RULE_TYPES)}"
+    where = _loc_text(loc)
+    return f"{where}: {msg}" if where else msg
+
+
+def check_text(text: str, source: str = "<scorecard>") -> tuple[Scorecard | None, list[Problem]]:
+    """The scorecard in `text` and every problem found, sorted by line; the card is None when
+    there is any. YAML syntax stops at its first error; everything after parsing (types,
+    unknown keys, ids, points) is listed in full, up to `MAX_PROBLEMS`."""
+    def problem(line: int | None, reason: str) -> Problem:
+        return Problem(source, line, reason)
+
+    loader: _LineLoader | None = None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
-    except ScorecardError as exc:
-        raise ScorecardError(exc.reason, file=source, line=exc.line) from None
+        loader = _LineLoader(text)  # checks the characters first
+        root = loader.get_single_node()
+        if root is None:
+            return None, [problem(1, "the file is empty; a scorecard is a mapping with id, "
+                                     "version, name, sections...")]
+        if too_big := _expansion_problem(root):
+            return None, [problem(*too_big)]
+        data = loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        return None, [problem(mark.line + 1 if mark else None,
+                              f"not valid YAML: {exc.problem or exc.context or exc}")]
+    except yaml.reader.ReaderError as exc:
+        return None, [problem(text.count("\n", 0, exc.position) + 1,
+                              f"not valid YAML: character {chr(exc.character)!r} "
+                              f"(U+{exc.character:04X}) is not allowed")]
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ScorecardError(f"not valid YAML: {problem}", file=source,
-                             line=mark.line + 1 if mark else None) from None
+        return None, [problem(None, f"not valid YAML: {exc}")]
+    except RecursionError:
+        return None, [problem(None, "values nested too deeply")]
+    finally:
+        if loader is not None:
+            loader.dispose()
+    problems = [problem(line, reason) for line, reason in loader.duplicates]
     if not isinstance(data, dict):
-        raise ScorecardError("a scorecard is a mapping with id, version, name, sections...",
-                             file=source, line=1)
+        return None, [*problems, problem(root.start_mark.line + 1, "a scorecard is a mapping "
+                                         "with id, version, name, sections...")]
+    card = None
     try:
-        card = Scorecard.model_validate(data, context={"defer_checks": True})
+        card = Scorecard.model_validate(data, context={"defer_checks": True,
+                                                       "probe_budget": [PROBE_BUDGET]})
     except ValidationError as exc:
-        errors = sorted(exc.errors(), key=lambda e: _line_of(root, tuple(e["loc"])) or 0)
-        first = errors[0]
-        loc = tuple(first["loc"])
-        where = _loc_text(loc)
-        msg = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            msg = f"unknown key {str(loc[-1])!r}"
-        elif first["type"] == "union_tag_invalid":
-            msg = f"unknown rule type; use one of {', '.join(RULE_TYPES)}"
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise ScorecardError(f"{where}: {msg}{more}" if where else f"{msg}{more}",
-                             file=source, line=_line_of(root, loc)) from None
-    problems = check_scorecard(card)
-    if problems:
-        path, msg = problems[0]
-        raise ScorecardError(f"{_loc_text(path)}: {msg}", file=source,
-                             line=_line_of(root, path)) from None
-    card._source = source
-    return card
+        problems += [problem(_line_of(root, tuple(e["loc"])), _pydantic_reason(e))
+                     for e in exc.errors()]
+    except RecursionError:
+        problems.append(problem(None, "values nested too deeply"))
+    if card is not None:
+        problems += [problem(_line_of(root, path), f"{_loc_text(path)}: {msg}")
+                     for path, msg in check_scorecard(card)]
+    if not problems:
+        card._source = source  # type: ignore[union-attr]
+        return card, []
+    problems.sort(key=lambda p: p.line or 0)
+    if len(problems) > MAX_PROBLEMS:
+        rest = len(problems) - MAX_PROBLEMS
+        problems = [*problems[:MAX_PROBLEMS], problem(None, f"... and {rest} more problems")]
+    return None, problems
+
+
+def check_file(path: str | Path) -> tuple[Scorecard | None, list[Problem]]:
+    """`check_text` on a file, after refusing what is no scorecard text at all: a file too
+    big, or bytes that are not UTF-8 (the line and column of the first bad byte)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        return None, [Problem(source, None, f"cannot read scorecard: {exc.strerror or exc}")]
+    if len(data) > MAX_BYTES:
+        size = path.stat().st_size
+        return None, [Problem(source, None, f"file is {size / 1024:,.0f} KB; a scorecard may "
+                                            f"be at most {MAX_BYTES // 1024} KB")]
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        return None, [Problem(source, line, f"not UTF-8: byte 0x{data[exc.start]:02x} at "
+                                            f"column {column}; save the file as UTF-8")]
+    return check_text(text, source)
+
+
+def _raise_first(problems: list[Problem]) -> None:
+    first = problems[0]
+    more = len(problems) - 1
+    reason = first.reason + (f" (and {more} more problem{'s' * (more > 1)}; "
+                             "`qa scorecard validate` lists them)" if more else "")
+    error = ScorecardError(reason, file=first.file, line=first.line)
+    error.problems = problems  # type: ignore[attr-defined]
+    raise error
+
+
+def parse_scorecard(text: str, *, source: str = "<scorecard>") -> Scorecard:
+    """Validate scorecard YAML text; a problem raises ScorecardError with file and line (the
+    first problem; all of them in its `problems`)."""
+    card, problems = check_text(text, source)
+    if problems or card is None:
+        _raise_first(problems)
+    return card  # type: ignore[return-value]
 
 
 def load_scorecard(path: str | Path) -> Scorecard:
     """Read and validate a scorecard file (the format is described in this module)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScorecardError(f"cannot read scorecard: {exc}", file=str(path)) from None
-    return parse_scorecard(text, source=str(path))
+    card, problems = check_file(path)
+    if problems or card is None:
+        _raise_first(problems)
+    return card  # type: ignore[return-value]
