@@ -191,6 +191,24 @@ def eval_sentiment(
     print_figures(evaluate(settings, data or default_data_dir(), backends))
 
 
+@eval_app.command("redaction")
+def eval_redaction(
+    seed: int = typer.Option(20261130, help="seed of the generated corpus"),
+    markdown: bool = typer.Option(False, "--markdown", help="print the table as Markdown"),
+    show: bool = typer.Option(False, "--show", help="also list misses and false redactions"),
+) -> None:
+    """PII redaction on a generated corpus of ASR-style read-outs and look-alikes."""
+    from qa.evaluation import redaction
+
+    report = redaction.evaluate(redaction.corpus(seed))
+    if markdown:
+        typer.echo(redaction.markdown(report))
+    else:
+        console.print(redaction.rich_table(report))
+    for line in (report.misses + report.false_redactions + report.card_leaks) if show else []:
+        console.print(line, markup=False, highlight=False)
+
+
 @bench_app.command("sentiment")
 def bench_sentiment(
     n: int = typer.Option(256, help="number of utterances"),

@@ -10,6 +10,7 @@ from qa.schema import Redaction, Role, Transcript, Utterance, Word
 from qa.scoring.redact import (
     chinese_id_check_char,
     chinese_id_valid,
+    digit_runs,
     find_pii,
     iban_valid,
     luhn_valid,
@@ -84,7 +85,7 @@ def test_each_kind(text: str, expected: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "my card is 4556 7375 8689 9856 thanks",  # Luhn check fails
+        "the number is 4556 7375 8689 9856 thanks",  # Luhn check fails, no card cue
         "four five five six seven three seven five eight six eight nine nine eight five six",
         "It costs $1,234.56 and was ordered on 12/25/2024, it took two minutes",
         "Oh, I see. Order 2024 arrived on the 3rd at 3:45, about 20 minutes",
@@ -103,7 +104,8 @@ def test_ordinary_text_is_kept(text: str) -> None:
 def test_cue_covers_numbers_that_fail_their_check() -> None:
     """Said next to its cue, a number with a slip in its check digit is still PII."""
     assert _redacted("身份证110105194912310021") == "身份证[NATIONAL_ID]"
-    assert _redacted("IBAN GB82 WEST 1234 5698 7654 33") == "IBAN GB82 WEST [BANK_ACCOUNT]"
+    assert _redacted("IBAN GB82 WEST 1234 5698 7654 33") == "IBAN [BANK_ACCOUNT]"
+    assert _redacted("my card is 4556 7375 8689 9856 thanks") == "my card is [CARD_NUMBER] thanks"
 
 
 def test_cue_in_previous_utterance() -> None:
@@ -174,3 +176,152 @@ def test_redact_audio_silences_spans_on_a_copy() -> None:
                         [Redaction(kind="cvv", start=0.9, end=1.5, utterance_index=0,
                                    placeholder="[CVV]")], pad=0.0)
     assert mono[: int(0.89 * sr)].min() == 1 and mono[int(0.91 * sr) :].max() == 0
+
+
+# --------------------------------------------------------------------------- real ASR forms
+
+
+def test_card_digits_and_number_words_mixed_with_commas() -> None:
+    """Whisper wrote the first group as digits and the rest as words, each after a comma;
+    the card (Luhn fails: a misheard digit) must not stay readable."""
+    text = ("My card number in 4532, one, four, eight, eight, zero, three, four, three, six, "
+            "four, six, seven")
+    assert _redacted(text) == "My card number in [CARD_NUMBER]"
+    assert digit_runs(_redacted(text)) == []
+
+
+def test_no_leftover_group_next_to_a_redacted_card() -> None:
+    """'453, I'm [PHONE]' left the first digits readable: a group of the same read-out,
+    separated only by an aside, joins the span."""
+    for text in ("card number 453, I'm 4556 7375 8689 9855",
+                 "It's 455, sorry, 4556 7375 8689 9855, thanks",
+                 "卡号是四五五，不对，四五五六七三七五八六八九九八五五"):
+        out = _redacted(text)
+        assert "[CARD_NUMBER]" in out and not [d for d in digit_runs(out) if len(d) >= 3], out
+
+
+@pytest.mark.parametrize("lead", ["my card number is ", "the long number is ",
+                                  "the number on the card is ", "卡号是", "银行卡 ",
+                                  "Please go ahead with the long card number. Yes, it's "])
+def test_card_that_fails_luhn_is_redacted_after_a_card_cue(lead: str) -> None:
+    assert _redacted(lead + "4556 7375 8689 9856") == lead + "[CARD_NUMBER]"
+    assert _redacted(lead + "four five five six, seven three seven five, eight six eight "
+                     "nine, nine eight five") == lead + "[CARD_NUMBER]"  # a digit lost too
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("It's four five five six, seven three seven five, eight six eight nine, nine eight "
+         "double five.", "It's [CARD_NUMBER]."),
+        ("card number 4556, 7375, 8689, 9855", "card number [CARD_NUMBER]"),
+        ("card number 4556. 7375. 8689. 9855.", "card number [CARD_NUMBER]."),
+        ("card number forty-five fifty-six, seventy-three seventy-five, eighty-six eighty-nine,"
+         " ninety-eight fifty-five", "card number [CARD_NUMBER]"),
+        ("yeah it's four five five six, seven three seven five, eight six eight nine, nine "
+         "eight five five", "yeah it's [CARD_NUMBER]"),
+        ("card is four five five six, seven three seven for, eight six eight nine, nine eight "
+         "five five", "card is [CARD_NUMBER]"),  # "four" heard as "for"
+        ("卡号是四五五六 七三七五 八六八九 九八五五", "卡号是[CARD_NUMBER]"),
+        ("The expiry is oh nine twenty-seven, and the security code is seven three one.",
+         "The expiry is [CARD_EXPIRY], and the security code is [CVV]."),
+        ("it expires 09/27", "it expires [CARD_EXPIRY]"),
+        ("valid until March 2027", "valid until [CARD_EXPIRY]"),
+        ("有效期是27年9月", "有效期是[CARD_EXPIRY]"),
+        ("有效期零九二七", "有效期[CARD_EXPIRY]"),
+        ("卡背面后三位是七六九", "卡背面后三位是[CVV]"),
+        ("my mobile is oh seven seven double oh, nine double oh, one two three",
+         "my mobile is [PHONE]"),
+        ("five five five, two three four, five six seven eight", "[PHONE]"),
+        ("我的手机号是幺三八 幺二三四 五六七八", "我的手机号是[PHONE]"),
+        ("call me on +44 7700 900123", "call me on [PHONE]"),
+        ("yes it's j o h n underscore s m i t h at hotmail dot co dot uk",
+         "yes it's [EMAIL]"),
+        ("john dot smith eighty four at gmail dot com", "[EMAIL]"),
+        ("我的邮箱是 wang dot fang 艾特 qq 点 com", "我的邮箱是 [EMAIL]"),
+        ("G B eight two, W E S T, one two three four, five six nine eight, seven six five four, "
+         "three two", "[BANK_ACCOUNT]"),
+        ("GB29 N W B K 6016 1331 9268 19", "[BANK_ACCOUNT]"),
+        ("my national insurance number is Q Q one two, three four, five six, C",
+         "my national insurance number is [NATIONAL_ID]"),
+        ("the sort code is oh, seven, oh, four, six, seven", "the sort code is [BANK_ACCOUNT]"),
+        ("身份证号是一一零一零五一九四九一二三一零零二叉", "身份证号是[NATIONAL_ID]"),
+    ],
+)
+def test_spoken_forms(text: str, expected: str) -> None:
+    assert _redacted(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "four hundred and fifty two pounds",
+        "the twenty-third of March 2024",
+        "2024年3月5日扣的款",
+        "一共是¥3,200",
+        "order number 4 5 1 2 9 8",
+        "reference ABC 123",
+        "at half past four, or four forty five",
+        "I've called three times in two weeks",
+        "I'm on the Unlimited 5G plan with 30 GB",
+        "my contract expires in March 2025",
+        "I got the phone on 12/03/2024",
+        "the card payment of £1,250.00 went through",
+        "the last four digits of the card are 4421",
+        "Oh, I see, okay.",
+        "in that case I'll pay by card",
+    ],
+)
+def test_look_alikes_are_kept(text: str) -> None:
+    assert find_pii(text) == []
+
+
+def test_card_split_over_utterances_with_an_okay_between() -> None:
+    """Each utterance the read-out touches gets its own record, with its own words' times."""
+    t = _transcript(
+        _utterance("Can I take the long card number please?", speaker="A", role=Role.AGENT),
+        _utterance("Yes, it's 4532, one, four, eight, eight,", start=4.0),
+        _utterance("Okay.", start=8.0, speaker="A", role=Role.AGENT),
+        _utterance("zero, three, four, three, six, four, six, seven.", start=9.0),
+        _utterance("Thank you.", start=14.0, speaker="A", role=Role.AGENT),
+    )
+    out = redact_transcript(t)
+    assert [u.text for u in out.utterances] == [
+        t.utterances[0].text, "Yes, it's [CARD_NUMBER],", "Okay.", "[CARD_NUMBER].",
+        "Thank you."]
+    first, second = out.redactions
+    assert (first.kind, first.utterance_index) == ("card_number", 1)
+    assert (second.kind, second.utterance_index) == ("card_number", 3)
+    u1, u3 = t.utterances[1], t.utterances[3]
+    assert (first.start, first.end) == (u1.words[2].start, u1.words[-1].end)
+    assert (second.start, second.end) == (u3.words[0].start, u3.words[-1].end)
+
+
+def test_a_real_reply_ends_the_read_out() -> None:
+    """Only acknowledgements are skipped: a question in between ends the read-out."""
+    t = _transcript(
+        _utterance("it's 4532, 1488,", start=0.0),
+        _utterance("sorry, how many pounds?", start=3.0, speaker="A", role=Role.AGENT),
+        _utterance("0343, 6467", start=6.0),
+    )
+    out = redact_transcript(t)
+    assert out.utterances[0].text == "it's 4532, 1488," and not out.redactions
+
+
+def test_agent_reading_the_card_back_is_redacted_as_card() -> None:
+    t = _transcript(
+        _utterance("my card number is 4556 7375 8689 9855", start=0.0),
+        _utterance("that's 4556, 7375, and then 8689, 9855?", start=5.0, speaker="A",
+                   role=Role.AGENT),
+    )
+    out = redact_transcript(t)
+    assert out.utterances[1].text == "that's [CARD_NUMBER], and then [CARD_NUMBER]?"
+    assert [r.kind for r in out.redactions] == ["card_number"] * 3
+
+
+def test_two_spans_in_one_word_keep_both_placeholders() -> None:
+    words = [Word(start=0.0, end=1.0, text="卡号4556737586899855有效期0927")]
+    u = Utterance(speaker="S1", start=0.0, end=1.0, text=words[0].text, words=words)
+    out = redact_transcript(_transcript(u))
+    assert out.utterances[0].text == "卡号[CARD_NUMBER]有效期[CARD_EXPIRY]"
+    assert [r.kind for r in out.redactions] == ["card_number", "card_expiry"]
