@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from qa.config import Settings
 from qa.errors import AccessDenied, QAError
+from qa.playback import PLAYABLE_FORMAT
 from qa.schema import CallResult
 from qa.workflow.views import CallFilter
 
@@ -176,29 +177,25 @@ def load_result(call: CallView) -> CallResult | None:
 
 def audio_source(call: CallView, result: CallResult | None
                  ) -> tuple[bytes | str | None, str | None]:
-    """Bytes for a local store; a presigned URL when the store is remote (S3)."""
-    meta = result.meta if result else None
-    key = meta.audio_key if meta and meta.audio_key else None
+    """The redacted playable copy (never the original): bytes for a local store, a presigned
+    URL when the store is remote (S3). The copy made from the shown result's pipeline version
+    when there is one, else the newest."""
     from qa.store import keys
 
     s = store()
-    if key is None:
-        for ext in ("wav", "mp3", "flac", "ogg", "m4a", "opus"):
-            candidate = keys.audio(call.call_id, ext)
-            if s.exists(candidate):
-                key = candidate
-                break
+    key = keys.playable(call.call_id, result.pipeline_version) if result else None
+    if key is None or not s.exists(key):
+        copies = sorted(s.list(keys.playable_prefix(call.call_id)), key=lambda k: (len(k), k))
+        key = copies[-1] if copies else None
     if key is None:
         return None, None
-    fmt = key.rsplit(".", 1)[-1].lower()
-    fmt = {"mp3": "mpeg", "m4a": "mp4"}.get(fmt, fmt)
     try:
         url = s.url(key)
     except QAError:
         url = None
     if isinstance(url, str) and url.startswith(("http://", "https://")):
-        return url, fmt
-    return _audio_bytes(settings().resolved_store_url, key), fmt
+        return url, PLAYABLE_FORMAT
+    return _audio_bytes(settings().resolved_store_url, key), PLAYABLE_FORMAT
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

@@ -89,6 +89,12 @@ class Settings(BaseSettings):
     scorecard: str | None = None  # default: qa/scorecards/en_customer_service.yaml
     scorecard_zh: str | None = None
     redact: bool = True
+    # the playable copy is silent over each redacted span and this many seconds either side
+    # (ASR word times are good to a few tenths of a second)
+    redaction_margin: float = Field(default=0.5, ge=0.0, le=5.0)
+    # once a call is processed: delete the uploaded original, or keep it readable only by
+    # the roles granted original audio, every read audited
+    original_audio: Literal["discard", "restricted"] = "discard"
     review_sample_rate: float = 0.05
 
     # ---- storage and services

@@ -140,6 +140,8 @@ class Keys:
     """Where each record lives. Change the layout here, nowhere else."""
 
     CALLS = "calls/"
+    ORIGINALS = "originals/"  # uploaded recordings: restricted, never played
+    PLAYBACK = "playback/"  # redacted copies: the only audio people hear
     RESULTS = "results/"
     ERRORS = "errors/"
     HASHES = "calls/_hashes/"
@@ -151,10 +153,25 @@ class Keys:
 
     @staticmethod
     def audio(call_id: str, ext: str) -> str:
+        """The uploaded original, under a prefix a site can lock down (bucket policy)."""
         ext = ext.lower().lstrip(".")
         if not _EXT_RE.match(ext):
             raise InvalidKeyError(f"invalid audio extension {ext!r}")
-        return f"calls/{_call(call_id)}/audio.{ext}"
+        return f"{Keys.original_prefix(call_id)}audio.{ext}"
+
+    @staticmethod
+    def original_prefix(call_id: str) -> str:
+        return f"{Keys.ORIGINALS}{_call(call_id)}/"
+
+    @staticmethod
+    def playable(call_id: str, pipeline_version: str) -> str:
+        """The redacted copy made from one pipeline version's transcript."""
+        version = _version_segment(pipeline_version, "pipeline version")
+        return f"{Keys.playable_prefix(call_id)}{version}.flac"
+
+    @staticmethod
+    def playable_prefix(call_id: str) -> str:
+        return f"{Keys.PLAYBACK}{_call(call_id)}/"
 
     @staticmethod
     def meta(call_id: str) -> str:

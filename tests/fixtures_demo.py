@@ -102,14 +102,17 @@ def build_results(synth_dir: Path, weeks: int = 2, languages: tuple[str, ...] = 
 
 
 def publish_result(store: Any, wf: Any, result: CallResult, audio: bytes | None) -> bool:
-    """Put one result where the pipeline puts it (its audio, the store, the workflow
-    database); True when the recording was stored too."""
+    """Put one result where the pipeline puts it (the original kept as a restricted site
+    keeps it, the redacted playable copy, the store, the workflow database); True when the
+    recording was stored too."""
+    from qa.playback import publish_playable
     from qa.store import keys
 
     meta, score = result.meta, result.score
     stored_audio = audio is not None and bool(meta.audio_key)
     if stored_audio:
         store.put_bytes(meta.audio_key, audio, f"audio/{meta.audio_format or 'wav'}")
+        publish_playable(store, audio, result, margin=0.5)
     store.put_json(keys.result(meta.call_id, result.pipeline_version, score.scorecard_id,
                                score.scorecard_version), result)
     wf.sync_result(result)

@@ -97,7 +97,7 @@ def test_dedup_and_never_overwrite(calls_dir: Path, tmp_path: Path, settings):
         ("renamed", "c1"), ("c1", "c1")}
     assert len(again.rejected) == 1 and "already exists with different audio" in \
         again.rejected[0].reason
-    assert store.get_bytes("calls/c2/audio.wav") == (calls_dir / "c2.wav").read_bytes()
+    assert store.get_bytes("originals/c2/audio.wav") == (calls_dir / "c2.wav").read_bytes()
     assert not store.exists(keys.meta("renamed"))
     assert [m.call_id for m in iter_calls(store)] == ["c1", "c2"]
 
@@ -135,7 +135,7 @@ def test_ingest_into_s3(calls_dir: Path, s3_settings):
     store = open_store(s3_settings)
     report = ingest(store, [calls_dir / "c1.wav", calls_dir / "c1.wav"], None, s3_settings)
     assert [c.call_id for c in report.ingested] == ["c1"] and len(report.duplicates) == 1
-    assert store.get_json(keys.meta("c1"), model=CallMeta).audio_key == "calls/c1/audio.wav"
+    assert store.get_json(keys.meta("c1"), model=CallMeta).audio_key == "originals/c1/audio.wav"
 
 
 def test_cli_ingest(calls_dir: Path, tmp_path: Path, monkeypatch):

@@ -164,7 +164,9 @@ def test_bad_keys_are_refused(store: Store, bad: str):
 
 
 def test_key_layout():
-    assert keys.audio("c1", ".WAV") == "calls/c1/audio.wav"
+    assert keys.audio("c1", ".WAV") == "originals/c1/audio.wav"  # restricted prefix
+    assert keys.playable("c1", "4") == "playback/c1/4.flac"
+    assert keys.parse_result(keys.playable("c1", "4")) is None
     assert keys.meta("c1") == "calls/c1/meta.json"
     assert keys.result("c1", "0.1.0", "en_cs", "3") == "results/c1/0.1.0/en_cs@3.json"
     assert keys.parse_result("results/c1/0.1.0/en_cs@3.json") == ("c1", "0.1.0", "en_cs", "3")

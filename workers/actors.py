@@ -44,23 +44,25 @@ class TranscribeActor:
 
     def run(self, meta: CallMeta) -> Transcript | ErrorRecord:
         from qa.pipeline import guarded, transcribe_stage
+        from qa.playback import source_audio
 
         def work() -> Transcript:
-            audio = self.store.get_bytes(meta.audio_key)
-            return transcribe_stage(audio, meta, self.models)
+            return transcribe_stage(source_audio(self.store, meta), meta, self.models)
 
         return guarded("transcribe", meta, work)  # type: ignore[return-value]
 
 
 @ray.remote(max_restarts=0, max_task_retries=0)
 class ScoreActor:
-    """Redaction + metrics + sentiment + scorecard."""
+    """Redaction + metrics + sentiment + scorecard, and the redacted playable audio."""
 
     def __init__(self, settings: dict[str, Any], threads: int = 1) -> None:
         from qa.pipeline import Models
+        from qa.store import open_store
 
         self.settings = _settings(settings, threads)
         self.models = Models(self.settings)
+        self.store = open_store(self.settings)
 
     def pid(self) -> int:
         return os.getpid()
@@ -69,7 +71,14 @@ class ScoreActor:
         self, transcript: Transcript, meta: CallMeta, timings: dict[str, float]
     ) -> CallResult | ErrorRecord:
         from qa.pipeline import guarded, score_stage
+        from qa.playback import publish_playable, source_audio
 
-        return guarded(  # type: ignore[return-value]
-            "score", meta, lambda: score_stage(transcript, meta, self.models, timings)
-        )
+        def work() -> CallResult:
+            result = score_stage(transcript, meta, self.models, timings)
+            # written before the driver publishes the result: a result always has its audio
+            publish_playable(self.store, source_audio(self.store, meta), result,
+                             margin=self.settings.redaction_margin,
+                             max_duration=self.settings.max_duration)
+            return result
+
+        return guarded("score", meta, work)  # type: ignore[return-value]

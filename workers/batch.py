@@ -8,13 +8,16 @@ so the next run finishes it.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
 from rich.console import Console
+from rich.markup import escape
 
 from qa.config import Settings
 from qa.pipeline import PIPELINE_VERSION, Models, scorecard_tag
+from qa.playback import discard_originals, settle_original
 from qa.progress import progress_bar
 from qa.results import pending_calls, publish_error, publish_result
 from qa.schema import CallMeta, CallResult, ErrorRecord
@@ -37,6 +40,7 @@ class Publisher:
         from qa.workflow import open_workflow
 
         self.store = open_store(settings)
+        self.original_audio = settings.original_audio
         self.workflow = open_workflow(settings)
         self.index = Index(self.store)
         self.rows: list = []
@@ -46,6 +50,7 @@ class Publisher:
 
         try:
             publish_result(self.store, result)
+            settle_original(self.store, result.meta, self.original_audio)
         except StoreUnavailableError:
             return False
         self.workflow.sync_result(result)
@@ -70,7 +75,8 @@ class Publisher:
 
     def catch_up(self, scorecards: set[str]) -> int:
         """Index the results published while the index could not be written (a store outage
-        at the end of an earlier run), so the index converges on the results."""
+        at the end of an earlier run), so the index converges on the results; likewise
+        delete the originals such a run left behind."""
         from qa.index import IndexRow
         from qa.results import done_calls, latest_result
 
@@ -79,7 +85,10 @@ class Publisher:
             frame = self.index.query("SELECT DISTINCT call_id FROM calls_all "
                                      "WHERE pipeline_version = ?", [PIPELINE_VERSION])
             indexed = set(frame["call_id"])
-        missing = done_calls(self.store, PIPELINE_VERSION, scorecards) - indexed
+        done = done_calls(self.store, PIPELINE_VERSION, scorecards)
+        if self.original_audio == "discard":  # the run that published them was cut short
+            discard_originals(self.store, done)
+        missing = done - indexed
         rows = [IndexRow.from_result(r) for c in sorted(missing)
                 if (r := latest_result(self.store, c))]
         if rows:
@@ -97,7 +106,10 @@ def run_batch(
     console: Console | None = None,
     metas: list[CallMeta] | None = None,
     on_progress: Callable[[RunSummary], None] | None = None,
+    stop: threading.Event | None = None,
+    stall_timeout: float | None = None,
 ) -> RunSummary:
+    """One pass over the pending calls; `stop` and `stall_timeout` as in `Runner.run`."""
     console = console or Console()
     store = open_store(settings)
     scorecards = current_scorecards(settings)
@@ -130,7 +142,10 @@ def run_batch(
                 if on_progress:
                     on_progress(s)
 
-            summary = runner.run(metas, publisher.result, publisher.error, show)
+            summary = runner.run(metas, publisher.result, publisher.error, show, stop=stop,
+                                 stall_timeout=stall_timeout,
+                                 on_notice=lambda m: progress.console.print(
+                                     f"[yellow]{escape(m)}[/]"))
         try:
             publisher.flush()
         except StoreUnavailableError:
@@ -140,8 +155,8 @@ def run_batch(
         if own_runner:
             runner.shutdown()
     if summary.skipped:
-        console.print(f"[yellow]{summary.skipped} call(s) left for the next run "
-                      "(store unreachable)[/]")
+        why = "stopped" if summary.interrupted else "store unreachable"
+        console.print(f"[yellow]{summary.skipped} call(s) left for the next run ({why})[/]")
     return summary
 
 

@@ -83,6 +83,7 @@ def _store_settings(settings: Settings, root: Path) -> Settings:
 def bench_pipeline(settings: Settings, *, n_calls: int = 20, console: Console) -> dict:
     from qa.ingest import ingest
     from qa.pipeline import Models, process_call
+    from qa.playback import publish_playable
     from qa.results import call_metas, publish_result
     from qa.store import open_store
     from workers.batch import run_batch
@@ -107,9 +108,11 @@ def bench_pipeline(settings: Settings, *, n_calls: int = 20, console: Console) -
         with MemorySampler() as seq_mem:
             t0 = time.perf_counter()
             models = Models(seq_settings)
-            for meta in metas:
-                publish_result(seq_store, process_call(seq_store.get_bytes(meta.audio_key),
-                                                       meta, models))
+            for meta in metas:  # what the actors do, one call after another
+                audio = seq_store.get_bytes(meta.audio_key)
+                result = process_call(audio, meta, models)
+                publish_playable(seq_store, audio, result, margin=seq_settings.redaction_margin)
+                publish_result(seq_store, result)
             seq_wall = time.perf_counter() - t0
         del models
 

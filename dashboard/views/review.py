@@ -13,7 +13,8 @@ from dashboard import components as ui
 from dashboard import data
 from qa.errors import QAError, StaleEditError
 from qa.schema import ItemOutcome, ItemResult
-from qa.workflow.views import CallFilter, CaseKind, ReviewItemInput, ReviewStatus
+from qa.workflow import auth
+from qa.workflow.views import CallFilter, CaseKind, ReviewItemInput, ReviewStatus, UserRole
 
 OUTCOMES = [o.value for o in ItemOutcome]
 
@@ -70,6 +71,18 @@ with left:
     st.subheader("Recording")
     source, fmt = data.audio_source(call, result)
     ui.audio_player(call.call_id, source, fmt)
+    if result is not None and result.transcript.redactions:
+        st.caption(f"{len(result.transcript.redactions)} spans of personal data are silent "
+                   "in this recording.")
+    if (data.settings().original_audio == "restricted"
+            and UserRole(role) in auth.ORIGINAL_AUDIO
+            and st.button("Play the original recording", key="original_audio",
+                          help="Unredacted; your access is written to the audit log")):
+        try:
+            st.audio(wf.original_audio(user, call.call_id, data.store()))
+            st.caption("Original recording, unredacted. This access is in the audit log.")
+        except QAError as exc:
+            st.warning(exc.reason)
     if result is not None:
         transcript = result.transcript
         if call.role_swapped:

@@ -31,6 +31,8 @@ USER_ADMINS = frozenset({UserRole.ADMIN})
 USER_READERS = frozenset({UserRole.LEAD, UserRole.MANAGER, UserRole.ADMIN})
 CASE_EDITORS = frozenset({UserRole.INSPECTOR, UserRole.LEAD})
 CASE_READERS = frozenset({UserRole.INSPECTOR, UserRole.LEAD, UserRole.MANAGER})
+# the unredacted recording, where a site keeps it: every read is audited
+ORIGINAL_AUDIO = frozenset({UserRole.LEAD})
 
 
 def new_token() -> str:

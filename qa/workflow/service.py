@@ -28,6 +28,7 @@ from sqlalchemy.pool import StaticPool
 
 from qa.errors import AccessDenied, QAError, StaleEditError
 from qa.schema import CallMeta, CallResult, CallScore, ItemOutcome
+from qa.store import Store
 from qa.workflow import auth
 from qa.workflow.models import (
     Assignment,
@@ -1282,6 +1283,34 @@ class Workflow:
         with self._tx() as s:
             row = s.get(RoleOverride, call_id)
             return bool(row and row.swapped)
+
+    # ------------------------------------------------------------------ original audio
+
+    def original_audio(self, actor: UserView, call_id: str, store: Store) -> bytes:
+        """The unredacted recording of a call, for the roles granted it; every read, and
+        every refused attempt, is written to the audit log before anything is returned."""
+        with self._tx(write=True) as s:
+            user = self._user(s, actor)
+            try:
+                self._require(user, auth.ORIGINAL_AUDIO, "play original recordings")
+                self._call(s, user, call_id)
+            except AccessDenied:
+                refused = True
+            else:
+                refused = False
+            self._audit(s, user.username, "call", call_id,
+                        "read_original_refused" if refused else "read_original")
+        if refused:
+            raise AccessDenied(f"{actor.username} may not play the original recording of "
+                               f"{call_id!r}; needs "
+                               f"{', '.join(sorted(r.value for r in auth.ORIGINAL_AUDIO))}")
+        from qa.playback import original_key
+
+        key = original_key(store, call_id)
+        if key is None:
+            raise NotFoundError(f"call {call_id!r}: the original recording is not kept "
+                                "(only the redacted copy is)")
+        return store.get_bytes(key)
 
     # ------------------------------------------------------------------ audit and trends
 
