@@ -209,7 +209,7 @@ _CUE_RE = {kind: re.compile(pattern, re.IGNORECASE) for kind, pattern in _CUES}
 # A cued kind: the redaction kind, the digit counts it may have, and a check, if any.
 _CUED_KINDS: dict[str, tuple[str, int, int, Callable[[str], bool] | None]] = {
     "card_number": ("card_number", 12, 19, None),
-    "cvv": ("cvv", 3, 4, None),
+    "cvv": ("cvv", 2, 4, None),  # ASR often loses one of three digits
     "card_expiry": ("card_expiry", 3, 6, expiry_valid),
     "phone": ("phone", 7, 15, None),
     "bank_account": ("bank_account", 6, 34, None),
