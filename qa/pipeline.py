@@ -86,7 +86,7 @@ def transcribe_stage(audio: bytes | Path, meta: CallMeta, models: Models) -> Tra
     """Decode, transcribe, split speakers and decide roles."""
     from qa.asr.speakers import transcribe_call
     from qa.asr.whisper import select_model_key
-    from qa.audio import load_audio
+    from qa.audio import load_audio, select_channels
 
     settings = models.settings
     decoded = load_audio(
@@ -95,6 +95,8 @@ def transcribe_stage(audio: bytes | Path, meta: CallMeta, models: Models) -> Tra
         max_duration=settings.max_duration,
         silence_dbfs=settings.silence_dbfs,
     )
+    # an unmapped many-channel call is refused here, before any model loads
+    select_channels(decoded, meta.channel_roles)
     language = meta.language or settings.default_language
     transcriber = models.transcriber(select_model_key(language, settings))
     needs_diarizer = decoded.channels == 1 or decoded.fake_stereo

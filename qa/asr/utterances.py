@@ -95,7 +95,7 @@ def fit_to_turns(utterances: list[Utterance], turns: list[SpeakerTurn]) -> None:
             floor = own[i - 1].end if i else 0.0
             ceiling = own[i + 1].start if i + 1 < len(own) else float("inf")
             u.start = round(max(floor, min(a for a, _ in hit)), 3)
-            u.end = round(min(ceiling, max(b for _, b in hit)), 3)
+            u.end = max(u.start, round(min(ceiling, max(b for _, b in hit)), 3))
     utterances.sort(key=lambda u: (u.start, u.end))
 
 
