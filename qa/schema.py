@@ -172,7 +172,7 @@ class RoleAssignment(Record):
 
 
 class Redaction(Record):
-    kind: str  # card_number, cvv, phone, email, national_id, bank_account
+    kind: str  # card_number, card_expiry, cvv, phone, email, national_id, bank_account
     start: float
     end: float
     utterance_index: int
