@@ -15,23 +15,29 @@ from tests.fixtures_demo import DEMO_PASSWORD, Demo, build_demo, demo_settings, 
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
 NOT_PERMITTED = "not found or not permitted"
+# ceiling of one script run (AppTest's timeout names the run that ran out); a busy machine
+# can take many times the usual second or two
+RUN_S = 120
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory, request) -> Demo:
-
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def demo(tmp_path_factory, request, databases) -> Demo:
+    """The demo on each workflow database in turn (a fresh Postgres database per module)."""
     home = tmp_path_factory.mktemp("dash") / "home"
-    settings = demo_settings(home)
-    synth_dir = synth_cache(request, tmp_path_factory)
-    built = build_demo(settings, synth_dir, weeks=2)
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in built.settings_env.items():
-            mp.setenv(key, value)
-        yield built
+    with databases.fresh(request.param, home) as url:
+        settings = demo_settings(home).model_copy(update={"database_url": url})
+        synth_dir = synth_cache(request, tmp_path_factory)
+        built = build_demo(settings, synth_dir, weeks=2)
+        with pytest.MonkeyPatch.context() as mp:
+            for key, value in built.settings_env.items():
+                mp.setenv(key, value)
+            yield built
+    if request.param != "sqlite":  # the pages used the database they were given
+        assert not (home / "workflow.db").exists()
 
 
 def login(username: str, page: str | None = None, call: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30)
+    at = AppTest.from_file(APP, default_timeout=RUN_S)
     if call:
         at.query_params["call"] = call
     at.run()
@@ -81,7 +87,7 @@ def as_user(demo: Demo, key: str):
 
 
 def test_login_rejects_wrong_password_and_expired_session_returns_to_login(demo):
-    at = AppTest.from_file(APP, default_timeout=30).run()
+    at = AppTest.from_file(APP, default_timeout=RUN_S).run()
     assert [t.value for t in at.title] == ["Call QA — log in"]
     at.text_input(key="login_username").input(demo.users["inspector"])
     at.text_input(key="login_password").input("wrong-password")
@@ -335,7 +341,7 @@ def test_views_refused_to_agents_by_the_service(demo, view):
     """An agent who runs a page not in their menu is refused by qa.workflow, not the menu."""
     username = sorted(demo.agents.values())[0]
     _, token = workflow(demo).authenticate(username, DEMO_PASSWORD)
-    at = AppTest.from_file(str(Path(APP).parent / "views" / f"{view}.py"), default_timeout=30)
+    at = AppTest.from_file(str(Path(APP).parent / "views" / f"{view}.py"), default_timeout=RUN_S)
     at.session_state["auth_token"] = token
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -362,7 +368,7 @@ def test_queue_run_by_an_agent_lists_only_own_calls(demo):
     """The queue is not in an agent's menu; run anyway, the service still narrows the list."""
     agent_id, username = sorted(demo.agents.items())[1]
     _, token = workflow(demo).authenticate(username, DEMO_PASSWORD)
-    at = AppTest.from_file(str(Path(APP).parent / "views" / "queue.py"), default_timeout=30)
+    at = AppTest.from_file(str(Path(APP).parent / "views" / "queue.py"), default_timeout=RUN_S)
     at.session_state["auth_token"] = token
     at.run()
     at.toggle(key="q_flagged").set_value(False)

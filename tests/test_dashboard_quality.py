@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import io
 import wave
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from dashboard.components import escape_md
+from qa.config import Settings
 from qa.rules.scripted import ScriptedTurn, scripted_transcript
 from qa.schema import (
     CallMeta,
@@ -102,12 +104,20 @@ def scored_result(call_id: str, transcript: Transcript, hour: int) -> CallResult
                       scorecard_version=score.scorecard_version, created_at=datetime.now(UTC))
 
 
-@pytest.fixture(scope="module")
-def quality_demo(tmp_path_factory) -> dict[str, CallResult]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def quality_demo(tmp_path_factory, request, databases) -> Iterator[dict[str, CallResult]]:
+    """The two calls on each workflow database in turn."""
+    home = tmp_path_factory.mktemp("dash-quality") / "home"
+    with databases.fresh(request.param, home) as url:
+        yield from _quality_demo(demo_settings(home).model_copy(update={"database_url": url}))
+    if request.param != "sqlite":  # the pages used the database they were given
+        assert not (home / "workflow.db").exists()
+
+
+def _quality_demo(settings: Settings) -> Iterator[dict[str, CallResult]]:
     from qa.store import open_store
     from qa.workflow import open_workflow
 
-    settings = demo_settings(tmp_path_factory.mktemp("dash-quality") / "home")
     store, wf = open_store(settings), open_workflow(settings)
     for key in ("lead", "inspector"):
         username, name, team = STAFF[key]
