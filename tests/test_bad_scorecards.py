@@ -109,14 +109,11 @@ def test_recursive_alias_is_refused(tmp_path):
         (line_of(text, "x_loop"), "a YAML alias refers to a value that contains it")]
 
 
-@pytest.mark.parametrize("depth, reason", [
-    (60, "values nested deeper than 50 levels"),
-    (100_000, "values nested too deeply"),  # libyaml would crash the process here
-])
-def test_deep_nesting_is_refused(tmp_path, depth, reason):
-    text = GOOD + "x_deep: " + "[" * depth + "]" * depth + "\n"
-    line = line_of(text, "x_deep") if depth < 1000 else None
-    assert problems(write(tmp_path, text)) == [(line, reason)]
+@pytest.mark.parametrize("depth", [60, 100_000])  # libyaml would crash the process at 100k
+def test_deep_nesting_is_refused(tmp_path, depth):
+    text = GOOD + "x_deep:\n  " + "[" * depth + "]" * depth + "\n"
+    assert problems(write(tmp_path, text)) == [
+        (line_of(text, "x_deep") + 1, "values nested deeper than 50 levels")]
 
 
 def test_huge_file_is_refused_before_parsing(tmp_path):

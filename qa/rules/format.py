@@ -649,6 +649,18 @@ def _loc_text(loc: tuple) -> str:
     return ".".join(str(p) for p in _strip_tags(loc))
 
 
+def _deep_line(text: str) -> int | None:
+    """Line where flow brackets (`[[[...`) first nest past `MAX_DEPTH`: nesting too deep for
+    the parser itself can only be written that way (block style needs a wider indent per
+    level). Brackets in quoted text are counted too, which only moves the line."""
+    depth = 0
+    for match in re.finditer(r"[\[\]{}]", text):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > MAX_DEPTH:
+            return text.count("\n", 0, match.start()) + 1
+    return None
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a scorecard file: `file:line: reason`."""
@@ -701,7 +713,7 @@ def check_text(text: str, source: str = "<scorecard>") -> tuple[Scorecard | None
     except yaml.YAMLError as exc:
         return None, [problem(None, f"not valid YAML: {exc}")]
     except RecursionError:
-        return None, [problem(None, "values nested too deeply")]
+        return None, [problem(_deep_line(text), f"values nested deeper than {MAX_DEPTH} levels")]
     finally:
         if loader is not None:
             loader.dispose()
