@@ -15,6 +15,7 @@ from qa.schema import CallMeta, CallScore, Flag, FlagCode, ItemOutcome, ItemResu
 from qa.workflow import (
     CallFilter,
     DisputeStatus,
+    NotFoundError,
     ReviewItemInput,
     ReviewStatus,
     UserRole,
@@ -565,3 +566,18 @@ def test_two_processes_saving_one_review_at_once(wf, users, calls):
         close = [a.new_value for a in wf.audit_trail(lea, "review", kept[0].id)
                  if a.id > seen and a.field == "items.close.outcome"]
         assert close == [winner], close
+
+
+def test_text_longer_than_its_column_is_refused_alike_on_every_database(wf, users, calls):
+    """SQLite keeps any length, Postgres refuses past the column's: both now refuse with
+    the field and its limit, and write nothing."""
+    lea = users["lea"]
+    with pytest.raises(QAError, match=r"cases\.title.*301.*300"):
+        wf.add_case(lea, "c1", "good_example", "x" * 301)
+    assert wf.search_cases(lea) == []
+    meta = CallMeta(call_id="c9", agent_id="A" * 101, team="red", started_at=T0)
+    with pytest.raises(QAError, match=r"calls\.agent_id.*101.*100"):
+        wf.sync_call(meta, make_score("c9", {}))
+    with pytest.raises(NotFoundError):
+        wf.get_call(lea, "c9")
+    assert wf.add_case(lea, "c1", "good_example", "x" * 300).title == "x" * 300

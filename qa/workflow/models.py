@@ -21,8 +21,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    event,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, relationship
+
+from qa.errors import QAError
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -50,6 +53,22 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+@event.listens_for(Base, "before_insert", propagate=True)
+@event.listens_for(Base, "before_update", propagate=True)
+def _check_lengths(mapper: Mapper[Any], _connection: Any, target: Base) -> None:
+    """Refuse text longer than its column on every engine, naming field and limit.
+
+    SQLite keeps any length and Postgres fails the whole statement with a driver error;
+    checking here gives both the same, readable refusal before anything is written.
+    """
+    for prop in mapper.column_attrs:
+        length = getattr(prop.columns[0].type, "length", None)
+        value = getattr(target, prop.key, None)
+        if length is not None and isinstance(value, str) and len(value) > length:
+            raise QAError(f"{mapper.local_table.name}.{prop.columns[0].name} is "
+                          f"{len(value)} characters long; at most {length} fit")
 
 
 class User(Base):
