@@ -60,11 +60,14 @@ class PostgresServer:
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeError("pgserver is not installed: run `make setup` (dev dependencies)")
         self.bin = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
-        self.dir = Path(tempfile.mkdtemp(prefix="qa-pg-"))
+        root = os.geteuid() == 0
+        # under root in /tmp, whatever TMPDIR says: `nobody` must reach it, and a unix
+        # socket's path must stay short
+        self.dir = Path(tempfile.mkdtemp(prefix="qa-pg-", dir="/tmp" if root else None))
         self.data = self.dir / "data"
         self.log = self.dir / "postgres.log"
         self._run_as: dict[str, int] = {}
-        if os.geteuid() == 0:
+        if root:
             owner = pwd.getpwnam("nobody")
             os.chown(self.dir, owner.pw_uid, owner.pw_gid)
             self._run_as = {"user": owner.pw_uid, "group": owner.pw_gid}
