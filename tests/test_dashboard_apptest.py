@@ -193,6 +193,38 @@ def test_redacted_card_number_is_highlighted(demo):
     assert "4556" not in body and "four five five six" not in body
 
 
+def test_player_has_the_redacted_copy_and_only_a_lead_opens_the_original(demo, monkeypatch):
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    from qa.schema import CallResult
+    from qa.store import keys, open_store
+    from tests.fixtures_demo import PIPELINE_VERSION
+
+    store = open_store(demo_settings(Path(demo.settings_env["QA_HOME"])))
+    key = next(iter(store.list(keys.results_prefix("nw_card_payment", PIPELINE_VERSION))))
+    result = store.get_json(key, CallResult)
+    card = next(r for r in result.transcript.redactions if r.kind == "card_number")
+    played, rate = sf.read(io.BytesIO(store.get_bytes(keys.playable("nw_card_payment",
+                                                                     PIPELINE_VERSION))),
+                           always_2d=True)
+    assert not np.any(played[int(card.start * rate):int(card.end * rate)])
+
+    at = login(demo.users["inspector"], call="nw_card_payment")
+    assert at.get("audio") and "spans of personal data are silent" in texts(at)
+    monkeypatch.setenv("QA_ORIGINAL_AUDIO", "restricted")
+    at = login(demo.users["inspector"], call="nw_card_payment")
+    assert not [b for b in at.button if b.key == "original_audio"]
+    at = login(demo.users["lead"], call="nw_card_payment")
+    at.button(key="original_audio").click().run()
+    assert "Original recording, unredacted" in texts(at)
+    wf, lead = as_user(demo, "lead")
+    assert [a.action for a in wf.audit_trail(lead, "call", "nw_card_payment")
+            if "original" in a.action] == ["read_original"]
+
+
 def test_swap_roles_flips_the_transcript(demo):
     call_id = sorted(demo.calls)[-1]
     at = login(demo.users["lead"], call=call_id)
