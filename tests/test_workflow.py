@@ -119,6 +119,16 @@ def test_login_session_expiry_and_logout(wf, users, clock):
     wf.logout(token2)
     with pytest.raises(AccessDenied):
         wf.user_for_token(token2)
+
+
+def test_failed_logins_are_audited_and_disabled_users_refused(wf, users):
+    with pytest.raises(AccessDenied, match="wrong password"):
+        wf.authenticate("bob", "not his password")
+    trail = wf.audit_trail(users["lea"], "user", "bob")
+    assert [a.action for a in trail][:1] == ["login_failed"]
+    wf.disable_user(users["admin"], "bob")
+    with pytest.raises(AccessDenied, match="disabled"):
+        wf.authenticate("bob", PASSWORD)
     with pytest.raises(AccessDenied):
         wf.user_for_token("made-up-token")
 

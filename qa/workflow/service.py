@@ -344,21 +344,32 @@ class Workflow:
             return self._user_view(user)
 
     def authenticate(self, username: str, password: str) -> tuple[UserView, str]:
-        """Check a password and open a session; the token is shown once and stored hashed."""
-        with self._tx(write=True) as s:
+        """Check a password and open a session; the token is shown once and stored hashed.
+
+        The slow password check runs outside any writing transaction, so a wave of logins
+        does not hold other writers behind it; a failed attempt is audited on its own.
+        """
+        with self._tx() as s:
             user = s.scalar(select(User).where(User.username == username))
-            if user is None:
-                if self._dummy_hash is None:
-                    self._dummy_hash = auth.dummy_hash(self._hasher)
-                auth.verify_password(self._hasher, self._dummy_hash, password)
-                raise AccessDenied("unknown user or wrong password")
-            if not auth.verify_password(self._hasher, user.password_hash, password):
+            found = (user.id, user.password_hash) if user is not None else None
+        if found is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = auth.dummy_hash(self._hasher)
+            auth.verify_password(self._hasher, self._dummy_hash, password)
+            raise AccessDenied("unknown user or wrong password")
+        user_id, password_hash = found
+        if not auth.verify_password(self._hasher, password_hash, password):
+            with self._tx(write=True) as s:
                 self._audit(s, username, "user", username, "login_failed")
-                raise AccessDenied("unknown user or wrong password")
-            if not user.active:
+            raise AccessDenied("unknown user or wrong password")
+        rehashed = (auth.hash_password(self._hasher, password)
+                    if self._hasher.check_needs_rehash(password_hash) else None)
+        with self._tx(write=True) as s:
+            user = s.get(User, user_id)
+            if user is None or not user.active:
                 raise AccessDenied(f"user {username!r} is disabled")
-            if self._hasher.check_needs_rehash(user.password_hash):
-                user.password_hash = auth.hash_password(self._hasher, password)
+            if rehashed and user.password_hash == password_hash:
+                user.password_hash = rehashed
             token = auth.new_token()
             now = self.now()
             for stale in s.scalars(select(AuthSession).where(AuthSession.user_id == user.id,
