@@ -27,6 +27,9 @@ MAX_FALSE = 2
 
 
 @pytest.mark.slow
+# seven calls through Whisper, the encoder and the sentiment model: a few minutes alone, far
+# more on a busy two-core machine; the limit only catches a hang
+@pytest.mark.timeout(3600)
 def test_planted_violations_are_found_in_real_asr_output(tmp_path):
     from qa.pipeline import Models, process_call
 

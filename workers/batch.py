@@ -122,6 +122,8 @@ def run_batch(
     if not metas:
         console.print("run: every call has a result for the current versions")
         return RunSummary()
+    if stop is not None and stop.is_set():  # stopped while listing: start nothing
+        return RunSummary(total=len(metas), skipped=len(metas), interrupted=True)
     own_runner = runner is None
     if runner is None:
         ray_init(address or settings.ray_address)

@@ -5,6 +5,11 @@ They live here, not in `qa.cli`, because the library never imports `workers/`.
 
 from __future__ import annotations
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -12,6 +17,33 @@ from rich.table import Table
 from qa.config import get_settings
 
 console = Console()
+
+# `qa run` exit status (also in its --help)
+EXIT_OK = 0  # every call has a result
+EXIT_FAILED = 1  # some calls got an error record (bad input); the rest have results
+EXIT_LEFT_OVER = 3  # some calls were left for the next run (store unreachable): run again
+# stopped by a signal: 128 + its number, as a shell reports it (130 Ctrl-C, 143 SIGTERM)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
+    """SIGTERM and Ctrl-C ask the run to stop instead of killing the driver mid-call: the
+    runner notices within a second, leaves what is in flight for the next run, and Ray is
+    shut down on the way out. A second Ctrl-C stops at once (Ray is still shut down)."""
+    stop, received = threading.Event(), []
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        received.append(signum)  # nothing else here: the runner says what it left
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop, received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _print_summary(summary) -> None:
@@ -34,15 +66,38 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                                           help="process calls that have an error record again"),
         limit: int = typer.Option(None, "--limit", help="process at most this many calls"),
     ) -> None:
-        """Process every call that has no result for the current pipeline and scorecards."""
-        from workers.batch import run_batch
+        """Process every call that has no result for the current pipeline and scorecards.
 
-        summary = run_batch(get_settings(), address=address, retry_errors=retry_errors,
-                            limit=limit, console=console)
+        \b
+        Exit status:
+          0    every call has a result
+          1    some calls got an error record (bad input); the others have results
+          2    usage or configuration error (nothing processed)
+          3    some calls were left for the next run (store unreachable): run again
+          130  stopped by Ctrl-C, 143 stopped by SIGTERM: calls in flight are left for
+               the next run; Ray is shut down either way
+        """
+        from qa.store import StoreUnavailableError
+        from workers.batch import run_batch
+        from workers.runner import ray_stop
+
+        with _stop_on_signals() as (stop, received):
+            try:
+                summary = run_batch(get_settings(), address=address, retry_errors=retry_errors,
+                                    limit=limit, console=console, stop=stop)
+            except StoreUnavailableError as exc:
+                console.print(f"[yellow]run: {exc}; every call is left for the next run[/]")
+                raise typer.Exit(EXIT_LEFT_OVER) from None
+            finally:
+                ray_stop()
         if summary.total:
             _print_summary(summary)
+        if received:
+            raise typer.Exit(128 + received[0])
+        if summary.skipped:
+            raise typer.Exit(EXIT_LEFT_OVER)
         if summary.failed:
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_FAILED)
 
     @app.command("watch")
     def watch(
@@ -51,12 +106,15 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     ) -> None:
         """Keep processing new calls as they arrive (Ctrl-C to stop)."""
         from workers.batch import watch as watch_loop
+        from workers.runner import ray_stop
 
         try:
             watch_loop(get_settings(), address=address, interval=interval, console=console,
                        on_batch=lambda s: _print_summary(s) if s.total else None)
         except KeyboardInterrupt:
             console.print("watch: stopped")
+        finally:
+            ray_stop()
 
     @app.command("demo")
     def demo(
@@ -66,11 +124,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     ) -> None:
         """Main job: sample calls in, scored results and the dashboard out."""
         from workers.demo import run_demo
+        from workers.runner import ray_stop
 
-        run_demo(get_settings(), console=console)
-        import ray
-
-        ray.shutdown()  # the dashboard replaces this process; the local Ray cluster goes first
+        try:
+            run_demo(get_settings(), console=console)
+        finally:
+            ray_stop()  # the dashboard replaces this process; the local Ray cluster goes first
         if serve:
             from qa.cli import serve as serve_dashboard
 

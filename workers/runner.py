@@ -2,39 +2,68 @@
 
 Each call moves independently (a long call does not hold back short ones): the driver keeps
 at most `inflight` calls per actor, hands a transcript to the scoring actors as soon as it is
-ready, and replaces any actor that dies, re-submitting its call. Results are published
-atomically by the actors under keys derived from the call id and versions, so re-running
-after a crash only processes what has no result yet.
+ready, and replaces any actor that dies, re-submitting its call (a call whose workers die
+`MAX_ATTEMPTS` times gets an error record). Results are published by the driver through the
+callbacks under keys derived from the call id and versions, so re-running after a crash only
+processes what has no result yet.
+
+The driver waits in short slices (`WAIT_SLICE`), never in one blocking `ray.wait`: a stop
+request (SIGTERM, Ctrl-C) is noticed within a slice and leaves the calls in flight for the
+next run, and an exception from a signal handler is never raised inside Ray's C++ wait.
+
+A local Ray (no cluster address) is this process's to stop: `ray_stop` shuts it down, and a
+small watchdog (`workers/reaper.py`) stops its agents if the driver dies without doing so
+(SIGKILL), because Ray's dashboard and runtime-env agents outlive a killed driver.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import ray
 from pydantic import BaseModel
 
 from qa.config import Settings
+from qa.errors import QAError
 from qa.schema import CallMeta, CallResult, ErrorRecord, Transcript
 from workers.actors import ScoreActor, TranscribeActor
 
 MAX_ATTEMPTS = 3  # a call whose worker dies this many times gets an error record
+WAIT_SLICE = 1.0  # seconds per ray.wait; stop requests and stalls are checked in between
+REAPER_POLL = 1.0  # seconds between telling the watchdog of new Ray processes
+
+
+class WorkerDiedError(QAError):
+    """The worker process running a call died (killed or crashed) too many times."""
+
+
+class RunStalledError(QAError):
+    """No call finished within the stall timeout; names what the run was waiting for."""
 
 
 class RunSummary(BaseModel):
     total: int = 0
     done: int = 0
     failed: int = 0
-    skipped: int = 0  # left for the next run: the store could not be reached
+    skipped: int = 0  # left for the next run: the store could not be reached, or stopped
+    interrupted: bool = False  # a stop was requested; the calls in flight were left
     audio_seconds: float = 0.0
     wall_seconds: float = 0.0
     worker_restarts: int = 0
     results: list[str] = []  # call ids with a result
     errors: dict[str, str] = {}  # call id -> reason
+    notices: list[str] = []  # what happened to workers, in the product's words
 
 
 @dataclass
@@ -70,16 +99,121 @@ class _Pool:
         return new
 
 
+_reaper: subprocess.Popen | None = None
+
+
 def ray_init(address: str | None) -> None:
+    """Connect to the cluster at `address`, or start Ray on this machine (no dashboard).
+
+    `ray.init` replaces the SIGTERM handler with one that raises SystemExit wherever the
+    driver is (inside Ray's C++ wait it surfaces as SystemError), and its C++ core installs
+    a crash handler for SIGTERM that aborts the process; a handler the caller set (`qa run`'s
+    stop request) is kept during `ray.init` and installed again after it.
+    """
     if ray.is_initialized():
         return
-    ray.init(
-        address=address or None,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-        configure_logging=True,
-    )
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    keep = main and callable(previous)
+    _quiet_worker_deaths()
+    # "local": start our own Ray even where `ray start` left one running (RAY_ADDRESS wins)
+    local = not address and not os.environ.get("RAY_ADDRESS")
+    utils = ray._private.utils
+    setter = utils.set_sigterm_handler
+    if keep:
+        utils.set_sigterm_handler = lambda handler: None
+    try:
+        ray.init(
+            address=address or ("local" if local else None),
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level="ERROR",
+            configure_logging=True,
+        )
+    finally:
+        utils.set_sigterm_handler = setter
+    if keep:  # again: Ray's C++ core put its own (aborting) handler under Python's
+        signal.signal(signal.SIGTERM, previous)
+    if local:
+        _start_reaper()
+
+
+def ray_stop() -> None:
+    """Shut down Ray (a local one with all its processes) and the watchdog; idempotent."""
+    global _reaper
+    if ray.is_initialized():
+        ray.shutdown()
+    if _reaper is not None:
+        reaper, _reaper = _reaper, None
+        try:
+            reaper.stdin.close()  # type: ignore[union-attr]
+            reaper.wait(timeout=15)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            reaper.kill()
+
+
+def _start_reaper() -> None:
+    """Start the watchdog and keep telling it this process's descendants (Ray's head
+    processes, the agents and workers the raylet starts), every `REAPER_POLL` seconds, for
+    as long as Ray runs: a worker still loading its models outlives a killed driver too."""
+    global _reaper
+    import psutil
+
+    reaper = _reaper = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("reaper.py"))],
+        stdin=subprocess.PIPE, text=True, start_new_session=True)  # Ctrl-C is not for it
+    me = psutil.Process()
+
+    def tell() -> None:
+        told: set[int] = set()
+        while reaper.poll() is None:
+            try:
+                for child in me.children(recursive=True):
+                    if child.pid not in told and child.pid != reaper.pid:
+                        reaper.stdin.write(  # type: ignore[union-attr]
+                            f"{child.pid} {child.create_time()}\n")
+                        told.add(child.pid)
+                reaper.stdin.flush()  # type: ignore[union-attr]
+            except psutil.Error:
+                pass  # a child went while being listed: the next round has the rest
+            except (OSError, ValueError):
+                return  # the pipe is closed: ray_stop has run
+            time.sleep(REAPER_POLL)
+
+    threading.Thread(target=tell, name="qa-reaper-feed", daemon=True).start()
+
+
+def _quiet_worker_deaths() -> None:
+    """Drop Ray's console message for a dead worker (a guess at the cause, "likely OOM"):
+    the runner reports each death itself, with the call it was running."""
+    worker = ray._private.worker
+    printer = getattr(worker, "print_to_stdstream", None)
+    if printer is None or getattr(printer, "_qa_quiet", False):
+        return
+
+    def quiet(data: dict, *args: Any, **kwargs: Any) -> None:
+        lines = data.get("lines") or []
+        if data.get("pid") == "raylet" and lines and str(lines[0]).startswith(
+                "A worker died or was killed"):
+            return
+        printer(data, *args, **kwargs)
+
+    quiet._qa_quiet = True  # type: ignore[attr-defined]
+    worker.print_to_stdstream = quiet
+
+
+_PID = re.compile(r"\bpid: (\d+)")
+
+
+def death_notice(exc: Exception) -> str:
+    """What is known of a dead worker, from Ray's error: its pid, and whether it failed to
+    start. Ray does not pass on the exit signal; it only guesses at a cause."""
+    text = str(getattr(exc, "error_msg", "") or exc)
+    pid = _PID.search(text)
+    where = f"pid {pid.group(1)}, " if pid else ""
+    if getattr(exc, "_actor_init_failed", False):
+        return f"{where}it failed while starting"
+    return f"{where}exit signal not reported by Ray: killed or crashed"
 
 
 class Runner:
@@ -119,7 +253,14 @@ class Runner:
         on_result: Callable[[CallResult], bool] | None = None,
         on_error: Callable[[ErrorRecord], bool] | None = None,
         on_progress: Callable[[RunSummary], None] | None = None,
+        *,
+        stop: threading.Event | None = None,
+        stall_timeout: float | None = None,
+        on_notice: Callable[[str], None] | None = None,
     ) -> RunSummary:
+        """Process the calls; `stop` ends the run early (what is in flight is left for the
+        next run); with `stall_timeout`, RunStalledError when no call finishes for that
+        long, naming the calls and stages waited for."""
         summary = RunSummary()
         queue: deque[_Job] = deque(_Job(m) for m in metas)
         summary.total = len(queue)
@@ -161,25 +302,55 @@ class Runner:
             if on_progress:
                 on_progress(summary)
 
-        def worker_died(stage: str, actor: Any, job: _Job) -> None:
+        def notice(message: str) -> None:
+            summary.notices.append(message)
+            if on_notice:
+                on_notice(message)
+
+        def worker_died(stage: str, actor: Any, job: _Job, exc: Exception) -> None:
             from qa.pipeline import error_record
 
             pool = self.transcribe if stage == "transcribe" else self.score
             pool.replace(actor)
             self.restarts += 1
             summary.worker_restarts += 1
+            how = death_notice(exc)
+            call = job.meta.call_id
             if job.attempts >= MAX_ATTEMPTS:
-                finish(job, error_record(job.meta, stage, RuntimeError(
-                    f"worker died {job.attempts} times while processing this call")))
-            elif stage == "transcribe":
+                notice(f"{stage} worker process for call {call} died ({how}); that is "
+                       f"{job.attempts} times: the call gets an error record")
+                finish(job, error_record(job.meta, stage, WorkerDiedError(
+                    f"the {stage} worker process died {job.attempts} times while processing "
+                    f"this call (last: {how})")))
+                return
+            notice(f"{stage} worker process for call {call} died ({how}); the call is tried "
+                   f"again on a new worker (attempt {job.attempts + 1} of {MAX_ATTEMPTS})")
+            if stage == "transcribe":
                 queue.appendleft(job)
             else:
                 job.attempts += 1
                 submit_score(job, job.transcript)
 
         submit_transcribe()
+        last_progress = time.monotonic()
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            if stop is not None and stop.is_set():
+                left = len(queue) + len(pending)
+                summary.skipped += left
+                summary.interrupted = True
+                notice(f"stopped: {left} call(s) not finished are left for the next run")
+                break
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SLICE)
+            if not ready:
+                if stall_timeout is not None and \
+                        time.monotonic() - last_progress > stall_timeout:
+                    waiting = ", ".join(sorted(f"{s} of {j.meta.call_id}"
+                                               for s, _, j in pending.values()))
+                    raise RunStalledError(f"no stage of any call finished for "
+                                          f"{stall_timeout:g} s; "
+                                          f"waiting for {waiting}")
+                continue
+            last_progress = time.monotonic()
             ref = ready[0]
             stage, actor, job = pending.pop(ref)
             pool = self.transcribe if stage == "transcribe" else self.score
@@ -187,8 +358,8 @@ class Runner:
                 pool.busy[actor] -= 1
             try:
                 outcome = ray.get(ref)
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
-                worker_died(stage, actor, job)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
+                worker_died(stage, actor, job, exc)
                 submit_transcribe()
                 continue
             if stage == "transcribe" and isinstance(outcome, Transcript):
@@ -201,5 +372,7 @@ class Runner:
         return summary
 
     def shutdown(self) -> None:
+        if not ray.is_initialized():
+            return
         for actor in self.transcribe.actors + self.score.actors:
             ray.kill(actor)
