@@ -244,7 +244,7 @@ def test_watch_processes_calls_as_they_arrive(settings, rendered, ray_session, t
         if len(batches) == 1:
             ingest_calls(settings, {second: rendered[second]}, tmp_path / "b")
 
-    watch(settings, interval=0.5, max_polls=2, on_batch=arrive)
+    watch(settings, interval=0.5, max_polls=2, on_batch=arrive, stall_timeout=STALL)
     assert [b.results for b in batches] == [[first], [second]]
     assert outcomes(settings) == {first: 1, second: 1}
 

@@ -170,6 +170,7 @@ def watch(
     max_polls: int | None = None,
     console: Console | None = None,
     on_batch: Callable[[RunSummary], None] | None = None,
+    stall_timeout: float | None = None,
 ) -> None:
     """Keep processing calls as they arrive; actors stay loaded between polls."""
     console = console or Console()
@@ -180,7 +181,8 @@ def watch(
     try:
         while max_polls is None or polls < max_polls:
             polls += 1
-            summary = run_batch(settings, runner=runner, console=console)
+            summary = run_batch(settings, runner=runner, console=console,
+                                stall_timeout=stall_timeout)
             if on_batch:
                 on_batch(summary)
             if max_polls is None or polls < max_polls:
