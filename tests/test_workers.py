@@ -168,6 +168,12 @@ def test_run_survives_a_killed_worker_and_bad_audio(settings, rendered, ray_sess
     assert "broken" in summary.errors
     assert summary.worker_restarts >= 1
     assert outcomes(settings) == {c: 1 for c in [*CALLS, "broken"]}
+    # each scored call has its redacted copy to play; originals are deleted (the default),
+    # except the failed call's, kept for a retry
+    from qa.pipeline import PIPELINE_VERSION
+
+    assert all(store.exists(Keys.playable(c, PIPELINE_VERSION)) for c in CALLS)
+    assert list(store.list(Keys.ORIGINALS)) == [Keys.audio("broken", "wav")]
     assert Index(store).count() == 3
     wf = open_workflow(settings)
     manager = wf.add_user(None, "mgr", "manager-password", "manager")
