@@ -382,44 +382,30 @@ def eval_asr(
     show: bool = typer.Option(False, "--show", help="print each hypothesis"),
 ) -> None:
     """Word error rate (lowercase, punctuation stripped) against reference transcripts."""
-    import os
-
-    from qa.asr.whisper import Transcriber, evaluate, stm_case, synth_cases
+    from qa.asr.whisper import Transcriber
+    from qa.evaluation import asr
 
     settings = get_settings()
-    root = Path(__file__).resolve().parent.parent
-    shared = Path(os.environ.get("QA_SHARED_DATA", root.parent / "shared" / "data"))
-    calls = data or shared / "calls"
+    calls = data or _shared_calls(None) / "calls"
     cases = []
     if (calls / "sample.wav").is_file() and (calls / "sample.stm").is_file():
-        cases.append(stm_case(calls / "sample.wav", calls / "sample.stm"))
+        cases.append(asr.stm_case(calls / "sample.wav", calls / "sample.stm"))
     else:
         err_console.print(f"no sample.wav + sample.stm in {calls}: skipped")
     if synth is not None:
-        found = synth_cases(synth)
+        found = asr.synth_cases(synth)
         err_console.print(f"{len(found)} synthetic calls in {synth}")
         cases += found
     if not cases:
         raise QAError("nothing to evaluate: give --data or --synth")
-    keys = ["en", "multi"] if model == "all" else [model]
-    table = Table("model", "call", "lang", "metric", "error", "ref words", "audio s", "x RT")
     rows = []
-    for key in keys:
+    for key in ["en", "multi"] if model == "all" else [model]:
         transcriber = Transcriber(settings, key)
         with console.status(f"{transcriber.name}: {len(cases)} recordings"):
-            rows += evaluate(transcriber, cases)
-    for r in rows:
-        table.add_row(r.model, r.case, r.language, r.metric, f"{r.error_rate:.1%}",
-                      str(r.reference_words), f"{r.audio_seconds:.1f}",
-                      f"{r.audio_seconds / r.wall_seconds:.1f}" if r.wall_seconds else "-")
-    console.print(table)
-    for name in dict.fromkeys(r.model for r in rows):
-        mine = [r for r in rows if r.model == name and r.metric == "WER"]
-        if mine:
-            total = sum(r.reference_words for r in mine)
-            pooled = sum(r.error_rate * r.reference_words for r in mine) / max(total, 1)
-            console.print(f"{name}: WER {pooled:.1%} over {len(mine)} English recordings "
-                          f"({total} reference words)")
+            rows += asr.evaluate(transcriber, cases)
+    console.print(asr.rich_table(rows))
+    for line in asr.pooled(rows):
+        console.print(line)
     if show:
         for r in rows:
             console.print(f"[bold]{r.model} {r.case}[/]: {r.hypothesis}")
@@ -482,34 +468,22 @@ def bench_asr(
     import platform
     from datetime import date
 
-    from qa.asr.whisper import bench_isolated
+    from qa.bench import asr
 
     settings = get_settings()
-    root = Path(__file__).resolve().parent.parent
-    shared = Path(os.environ.get("QA_SHARED_DATA", root.parent / "shared" / "data"))
-    path = audio or shared / "calls" / "auto_repairs_40_stereo.wav"
+    path = audio or _shared_calls(None) / "calls" / "auto_repairs_40_stereo.wav"
     if not path.is_file():
         raise QAError("benchmark recording not found (give --audio)", file=str(path))
     results = []
-    for mode in ("accurate", "fast"):
+    for mode in asr.MODES:
         with console.status(f"{mode}: transcribing {path.name}"):
-            results.append(bench_isolated(str(path), settings, model, mode, batch_size))
-    table = Table("mode", "model", "compute", "threads", "audio s", "load s", "wall s",
-                  "x real time", "CPU s", "audio s / CPU s", "peak RSS MB", "words",
-                  "lost s", title=f"{path.name}, all channels, {platform.node()}, "
-                                  f"{date.today()}")
-    for r in results:
-        table.add_row(r.mode, r.model, r.compute_type, str(r.threads),
-                      f"{r.audio_seconds:.1f}", f"{r.load_seconds:.2f}", f"{r.wall_seconds:.1f}",
-                      f"{r.x_real_time:.1f}", f"{r.cpu_seconds:.1f}",
-                      f"{r.audio_per_cpu_second:.1f}", f"{r.peak_rss_mb:.0f}", str(r.words),
-                      "-" if r.lost_seconds is None else f"{r.lost_seconds:.1f}")
-    console.print(table)
-    accurate, fast = results
-    if accurate.x_real_time and accurate.audio_per_cpu_second:
-        console.print(f"fast / accurate: {fast.x_real_time / accurate.x_real_time:.2f}x wall, "
-                      f"{fast.audio_per_cpu_second / accurate.audio_per_cpu_second:.2f}x CPU; "
-                      f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+            results.append(asr.bench_isolated(str(path), settings, model, mode, batch_size))
+    console.print(asr.rich_table(f"{path.name}, all channels, {platform.node()}, "
+                                 f"{date.today()}", results))
+    ratio = asr.comparison(*results)
+    if ratio is not None:
+        console.print(f"{ratio}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+                      "cores")
 
 
 # --------------------------------------------------------------------------- speakers
@@ -531,25 +505,15 @@ def eval_diarization(
 ) -> None:
     """DER (no collar, overlap scored) on sample.wav, ami_dev00.wav and the stereo call's
     mono mixdown (reference: per-channel voice activity), speaker count given and estimated."""
-    from qa.asr.diarize import evaluate
+    from qa.evaluation import diarization
 
-    table = Table("recording", "speakers given", "ref", "found", "DER", "missed", "false alarm",
-                  "confusion", "x RT", "agent ok", "word role acc")
+    table = Table(*diarization.TABLE_COLUMNS)
 
     def report(r) -> None:
-        extra = "" if r.word_accuracy is None else (
-            f", agent {'right' if r.agent_correct else 'WRONG'}, words with the right role "
-            f"{r.word_accuracy:.1%}")
-        console.print(f"{r.name} (speakers {r.num_speakers or 'estimated'}): DER {r.der:.1%}, "
-                      f"{r.found_speakers} found{extra}")
-        table.add_row(r.name, str(r.num_speakers or "-"), str(r.reference_speakers),
-                      str(r.found_speakers), f"{r.der:.1%}", f"{r.missed:.1%}",
-                      f"{r.false_alarm:.1%}", f"{r.confusion:.1%}",
-                      f"{r.audio_seconds / r.seconds:.1f}" if r.seconds else "-",
-                      "-" if r.agent_correct is None else ("yes" if r.agent_correct else "NO"),
-                      "-" if r.word_accuracy is None else f"{r.word_accuracy:.1%}")
+        console.print(diarization.summary(r))
+        table.add_row(*diarization.table_row(r))
 
-    rows = evaluate(get_settings(), _shared_calls(data), synth, report=report)
+    rows = diarization.evaluate(get_settings(), _shared_calls(data), synth, report=report)
     if not rows:
         raise QAError("nothing to evaluate: no recordings found (give --data or --synth)")
     console.print(table)
@@ -688,38 +652,20 @@ def bench_diarization(
     process so its memory high-water mark is its own."""
     import os
     import platform
-    from concurrent.futures import ProcessPoolExecutor
     from datetime import date
-    from multiprocessing import get_context
 
-    from qa.asr.diarize import bench_one
+    from qa.bench import diarization
 
     path = audio or _shared_calls(None) / "calls" / "auto_repairs_40_stereo.wav"
     if not path.is_file():
         raise QAError("benchmark recording not found (give --audio)", file=str(path))
     settings = get_settings()
-    results = []
-    runs = [(True, None, 1), (True, 1, 1), (False, 1, 1)]
-    if long_minutes > 0:
-        import soundfile as sf
-
-        runs.append((True, None, max(2, round(long_minutes * 60 / sf.info(str(path)).duration))))
-    for batched, stride, repeat in runs:
-        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-            results.append(
-                pool.submit(bench_one, settings, path, batched, stride, repeat).result())
-    table = Table("CAM++ embeddings", "audio s", "wall s", "x real time", "CPU s",
-                  "peak RSS MB", "DER",
-                  title=f"{path.name} mixdown, {platform.node()}, {date.today()}")
-    for r in results:
-        table.add_row(r.mode, f"{r.audio_seconds:.1f}", f"{r.seconds:.1f}",
-                      f"{r.x_real_time:.1f}", f"{r.cpu_seconds:.1f}", f"{r.peak_rss_mb:.0f}",
-                      f"{r.der:.1%}")
-    console.print(table)
-    default, batched, single = results[:3]
-    for name, r in (("batched", batched), ("one at a time", single)):
-        console.print(f"configured vs {name}, every window: {r.seconds / default.seconds:.2f}x "
-                      f"wall, {r.cpu_seconds / default.cpu_seconds:.2f}x CPU")
+    results = [diarization.bench_isolated(settings, path, mode)
+               for mode in diarization.modes(path, long_minutes)]
+    console.print(diarization.rich_table(
+        f"{path.name} mixdown, {platform.node()}, {date.today()}", results))
+    for line in diarization.comparison(results):
+        console.print(line)
     console.print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
@@ -829,51 +775,14 @@ def bench_scoring(
     models: bool = typer.Option(True, "--models/--no-models", help="also time model rules"),
 ) -> None:
     """Calls/s per core with the default scorecard on scripted calls of MINUTES."""
-    import os
-    import statistics
-
-    from rich.progress import Progress
-
-    from qa.rules.scripted import long_call
-    from qa.scoring.scorecard import default_scorecard, time_scoring
+    from qa.bench import scoring
 
     settings = get_settings()
-    card = default_scorecard(language, settings)
-    transcripts = [long_call(minutes, language=language, seed=i) for i in range(calls)]
-    words = sum(len(u.words) for u in transcripts[0].utterances)
-    time_scoring(transcripts[:5], card)  # warm caches (phrase tables, normalisation tables)
-    rows: list[tuple[str, dict]] = []
-    with Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task("rules without models", total=len(transcripts) * repeat)
-        passes = [time_scoring(transcripts, card, progress=lambda d, k=k: bar.update(
-                      task, completed=k * len(transcripts) + d)) for k in range(repeat)]
-        passes.sort(key=lambda r: r["cpu_s"])
-        base = passes[len(passes) // 2]
-        rows.append((f"metrics + phrase/regex/order/metric rules, median of {repeat}", base))
-        rows.append((f"metrics + phrase/regex/order/metric rules, best of {repeat}", passes[0]))
-        if models and model_calls:
-            encoder, sentiment = _load_models(settings, True, True)
-            few = transcripts[:model_calls]
-            for label, kw in (("+ semantic rules (encoder)", {"encoder": encoder}),
-                              ("+ sentiment rules (sentiment model)", {"sentiment": sentiment})):
-                if next(iter(kw.values())) is None:
-                    continue
-                task = bar.add_task(label, total=len(few))
-                rows.append((label, time_scoring(few, card, **kw,
-                                                 progress=lambda d, t=task: bar.update(
-                                                     t, completed=d))))
-    table = Table("rules", "calls", "CPU s", "wall s", "ms/call (CPU)", "calls/s per core",
-                  "model part ms/call")
-    for label, r in rows:
-        extra = (f"{r['ms_per_call'] - base['ms_per_call']:.1f}" if label.startswith("+")
-                 else "")
-        table.add_row(label, str(r["calls"]), f"{r['cpu_s']:.2f}", f"{r['wall_s']:.2f}",
-                      f"{r['ms_per_call']:.2f}", f"{r['calls_per_core_s']:.1f}", extra)
-    spread = statistics.pstdev([p["ms_per_call"] for p in passes]) if len(passes) > 1 else 0.0
-    console.print(f"scorecard {card.id} v{card.version}; {minutes:g}-minute {language} calls "
-                  f"({len(transcripts[0].utterances)} utterances, {words} words); load average "
-                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; spread of passes "
-                  f"{spread:.2f} ms/call")
+    header, table = scoring.run(
+        settings, calls=calls, repeat=repeat, model_calls=model_calls, minutes=minutes,
+        language=language, models=models, console=err_console,
+        load_models=lambda: _load_models(settings, True, True))
+    console.print(header)
     console.print(table)
 
 
@@ -1025,44 +934,9 @@ def bench_index(
     repeat: int = typer.Option(5, "--repeat", help="timed runs of each query"),
 ) -> None:
     """Time a manager's queries on a synthetic index (local store in a temporary folder)."""
-    import statistics
-    import tempfile
-    import time
+    from qa.bench import index
 
-    from qa.index import Index, synthetic_table
-    from qa.store import LocalStore
-
-    with tempfile.TemporaryDirectory(prefix="qa-bench-index-") as tmp:
-        t0 = time.perf_counter()
-        table = synthetic_table(rows)
-        t_gen = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        Index(LocalStore(tmp)).append_table(table)
-        t_write = time.perf_counter() - t0
-        del table
-        index = Index(LocalStore(tmp))
-        t0 = time.perf_counter()
-        index.trend("team", "week")
-        t_cold = time.perf_counter() - t0
-        out = Table("query", "median s", "min s", "result rows",
-                    title=f"analytics index, {rows:,} calls")
-        out.add_row("generate rows", f"{t_gen:.2f}", "", f"{rows:,}")
-        out.add_row("write Parquet part", f"{t_write:.2f}", "", "")
-        out.add_row("trend by team/week, first query (opens index)", f"{t_cold:.3f}", "", "")
-        queries = {
-            "trend by team/week": lambda: index.trend("team", "week"),
-            "trend by agent/month": lambda: index.trend("agent", "month"),
-            "review queue (one team)": lambda: index.review_queue(team="team-3"),
-            "item pareto": lambda: index.item_pareto(),
-        }
-        for label, fn in queries.items():
-            times, n = [], 0
-            for _ in range(repeat):
-                t0 = time.perf_counter()
-                n = len(fn())
-                times.append(time.perf_counter() - t0)
-            out.add_row(label, f"{statistics.median(times):.3f}", f"{min(times):.3f}", str(n))
-        console.print(out)
+    console.print(index.run(rows, repeat))
 
 
 def _register_plugins() -> None:

@@ -123,6 +123,18 @@ class Segment(Record):
         return self.end - self.start
 
 
+class SpeakerTurn(Record):
+    """A stretch of one speaker's voice, from diarization (or a reference)."""
+
+    start: float
+    end: float
+    speaker: str
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
 class Sentiment(Record):
     score: float = Field(ge=-1.0, le=1.0)
     label: Literal["negative", "neutral", "positive"]

@@ -12,18 +12,11 @@ import pytest
 
 from qa.asr.chinese import is_chinese, to_script
 from qa.asr.speakers import transcribe_call
-from qa.asr.whisper import (
-    AsrResult,
-    Transcriber,
-    error_rate,
-    normalize_text,
-    read_stm,
-    select_model_key,
-    transcript_text,
-)
+from qa.asr.whisper import AsrResult, Transcriber, select_model_key
 from qa.audio import DecodedAudio, load_audio
 from qa.config import Settings
 from qa.errors import ModelNotFoundError, QAError
+from qa.evaluation.asr import error_rate, normalize_text, read_stm, transcript_text
 from qa.schema import CallMeta, Word
 
 GREETING = "Thank you for calling Northwind support, my name is Sarah. How can I help you today?"

@@ -423,7 +423,8 @@ def test_pages_render_with_100k_calls_in_the_index(tmp_path_factory, request):
     import statistics
     import time
 
-    from qa.index import Index, synthetic_table
+    from qa.bench.index import synthetic_table
+    from qa.index import Index
     from qa.store import open_store
 
     settings = demo_settings(tmp_path_factory.mktemp("dash-bench") / "home")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa.asr.diarize import DiarizationConfig, Diarizer, SpeakerTurn, der, load_config, read_rttm
+from qa.asr.diarize import DiarizationConfig, Diarizer, load_config
 from qa.errors import ModelNotFoundError, QAError
+from qa.evaluation.diarization import der, read_rttm
+from qa.schema import SpeakerTurn
 
 
 def test_default_config_is_valid():
@@ -95,10 +97,10 @@ def test_real_stereo_call_agent_found_without_configuration(shared_data, setting
 def test_customer_who_barely_speaks_is_still_found(tmp_path, settings, diarizer):
     """The card-payment call with the customer saying only their two shortest lines: two
     speakers found, what the customer says is theirs, and the agent is the agent."""
-    from qa.asr.diarize import barely_speaks_mix
     from qa.asr.speakers import transcribe_call
     from qa.asr.whisper import Transcriber
     from qa.audio import load_audio
+    from qa.evaluation.diarization import barely_speaks_mix
     from qa.schema import Role
     from qa.synth import SynthError, espeak_binary, render_all
 

@@ -7,7 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from typer.testing import CliRunner
 
-from qa.index import Index, IndexQueryError, IndexRow, synthetic_table
+from qa.bench.index import synthetic_table
+from qa.index import Index, IndexQueryError, IndexRow
 from qa.schema import (
     CallMeta,
     CallResult,

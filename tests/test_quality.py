@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa.asr.diarize import Diarization, SpeakerTurn, two_party_split
+from qa.asr.diarize import Diarization, two_party_split
 from qa.asr.quality import assess, overlap_share, separation_cap, temper_roles
 from qa.asr.speakers import transcribe_call
 from qa.asr.whisper import AsrResult, Transcriber, uncovered
@@ -20,6 +20,7 @@ from qa.schema import (
     Role,
     RoleAssignment,
     Segment,
+    SpeakerTurn,
     Utterance,
     Word,
 )

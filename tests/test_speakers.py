@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa.asr.diarize import SpeakerTurn
 from qa.asr.speakers import assign_words, transcribe_call
 from qa.asr.whisper import AsrResult
 from qa.audio import DecodedAudio
-from qa.schema import CallMeta, Role, Word
+from qa.schema import CallMeta, Role, SpeakerTurn, Word
 
 
 def word(start, end, text=" w", probability=0.9):

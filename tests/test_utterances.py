@@ -28,8 +28,8 @@ def test_mono_utterances_take_their_times_from_the_diarization_turns():
     """Under overtalk the one-channel ASR writes one voice and the customer's words stop
     where the agent cuts in; the turns still show the customer talking, so the utterance
     does too (and the overtalk is marked), without growing over the speaker's next one."""
-    from qa.asr.diarize import SpeakerTurn
     from qa.asr.utterances import fit_to_turns, mark_overlap
+    from qa.schema import SpeakerTurn
 
     words = [w(0.1, 0.5, " So", "C"), w(0.6, 3.0, " what now", "C"),
              w(3.1, 5.4, " I'll send one", "A"), w(7.0, 7.5, " Thanks", "C"),

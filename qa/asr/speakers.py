@@ -27,10 +27,10 @@ from qa.asr.whisper import AsrResult, word_key
 from qa.audio import select_channels
 from qa.config import Settings
 from qa.errors import NoSpeechError
-from qa.schema import CallMeta, Transcript, Utterance, Word
+from qa.schema import CallMeta, SpeakerTurn, Transcript, Utterance, Word
 
 if TYPE_CHECKING:
-    from qa.asr.diarize import Diarization, Diarizer, SpeakerTurn
+    from qa.asr.diarize import Diarization, Diarizer
     from qa.audio import DecodedAudio
 
 ASR_RATE = 16000

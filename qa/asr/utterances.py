@@ -7,12 +7,8 @@ Used for stereo calls (words carry their channel's speaker), for diarized mono c
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from qa.schema import Role, Utterance, Word
-
-if TYPE_CHECKING:
-    from qa.asr.diarize import SpeakerTurn
+from qa.schema import Role, SpeakerTurn, Utterance, Word
 
 # A pause longer than this, even by the same speaker, starts a new utterance.
 DEFAULT_MAX_GAP = 1.5

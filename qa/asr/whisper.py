@@ -21,16 +21,16 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import Field
 
-from qa.asr.chinese import is_chinese, to_script, words_to_script
+from qa.asr.chinese import is_chinese, words_to_script
 from qa.config import Settings, get_settings
 from qa.errors import ModelNotFoundError, QAError
 from qa.models import model_path
-from qa.schema import Record, Segment, Transcript, Word
+from qa.schema import Record, Segment, Word
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +107,19 @@ def select_model_key(language: str | None, settings: Settings | None = None) -> 
     """
     if language is None:
         language = (settings or get_settings()).default_language
-    return "en" if language is not None and _base_language(language) == "en" else "multi"
+    return "en" if language is not None and base_language(language) == "en" else "multi"
 
 
 def word_key(text: str) -> str:
     return "".join(ch for ch in text.lower() if ch.isalnum())
 
 
-def _base_language(language: str) -> str:
+def base_language(language: str) -> str:
+    """The language without its region: "en" for "en", "en-GB" or "EN_us"."""
     return language.strip().replace("_", "-").split("-")[0].lower()
 
 
-def _cpu_threads(settings: Settings) -> int:
+def cpu_threads(settings: Settings) -> int:
     """CTranslate2 defaults to 4 threads, which oversubscribes a 2-core machine."""
     if settings.asr_threads > 0:
         return settings.asr_threads
@@ -229,7 +230,7 @@ class Transcriber:
                 str(path),
                 device=self.device,
                 compute_type=self.compute_type,
-                cpu_threads=_cpu_threads(settings),
+                cpu_threads=cpu_threads(settings),
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:
@@ -295,7 +296,7 @@ class Transcriber:
         """The language code the model will be asked for; a clear error if it cannot."""
         if language is None:
             return None
-        lang = _base_language(language)
+        lang = base_language(language)
         if not self.multilingual and lang != "en":
             raise QAError(
                 f"model {self.name} is English-only and cannot transcribe language "
@@ -503,245 +504,3 @@ class Transcriber:
                 )
             if progress is not None:
                 progress(float(segment.end))
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-class StmSegment(Record):
-    """One line of a NIST STM reference: `file channel speaker start end [<label>] text`."""
-
-    file: str
-    channel: str
-    speaker: str
-    start: float
-    end: float
-    text: str
-
-
-def read_stm(path: str | Path) -> list[StmSegment]:
-    """Reference segments in time order; comment lines (`;;`) and blank lines skipped."""
-    path = Path(path)
-    out: list[StmSegment] = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip() or line.startswith(";;"):
-            continue
-        parts = line.split(maxsplit=5)
-        if len(parts) < 5:
-            raise QAError(f"line {lineno}: an STM line needs file, channel, speaker, start, end",
-                          file=str(path))
-        text = parts[5] if len(parts) > 5 else ""
-        if text.startswith("<"):  # optional <label> column
-            text = text.split(">", 1)[1] if ">" in text else ""
-        try:
-            start, end = float(parts[3]), float(parts[4])
-        except ValueError as exc:
-            raise QAError(f"line {lineno}: start and end must be numbers",
-                          file=str(path)) from exc
-        out.append(StmSegment(file=parts[0], channel=parts[1], speaker=parts[2], start=start,
-                              end=end, text=text.strip()))
-    out.sort(key=lambda s: s.start)
-    return out
-
-
-# Hesitations that references and recognisers write or leave out at will (Whisper's own
-# English normaliser removes the same ones before scoring).
-FILLERS = frozenset({"hmm", "mm", "mhm", "mmm", "uh", "um", "umm", "uhm", "er", "erm"})
-
-
-def normalize_text(text: str) -> str:
-    """Lowercase, punctuation and hesitations removed (apostrophes joined: "didn't" ->
-    "didnt")."""
-    text = text.lower().replace("'", "").replace("\u2019", "")
-    text = "".join(ch if ch.isalnum() or ch.isspace() else " " for ch in text)
-    return " ".join(w for w in text.split() if w not in FILLERS)
-
-
-def error_rate(reference: str, hypothesis: str, language: str = "en") -> float:
-    """WER on normalised text; character error rate for Chinese, which has no spaces."""
-    import jiwer
-
-    ref, hyp = normalize_text(reference), normalize_text(hypothesis)
-    if is_chinese(language):  # one script on both sides: script is not a recognition error
-        ref = to_script(ref.replace(" ", ""), "simplified")
-        hyp = to_script(hyp.replace(" ", ""), "simplified")
-        if not ref:
-            return 0.0 if not hyp else 1.0
-        return float(jiwer.cer(ref, hyp))
-    if not ref:
-        return 0.0 if not hyp else 1.0
-    return float(jiwer.wer(ref, hyp))
-
-
-def transcript_text(transcript: Transcript) -> str:
-    """All words of a transcript in time order, whatever speaker said them."""
-    words = sorted(transcript.words, key=lambda w: w.start)
-    return " ".join(w.text.strip() for w in words)
-
-
-class EvalCase(Record):
-    """One recording with its reference text, from an STM file or a synthetic call."""
-
-    name: str
-    audio: str
-    reference: str
-    language: str
-
-
-class EvalRow(Record):
-    model: str
-    case: str
-    language: str
-    error_rate: float  # WER, or CER for Chinese
-    metric: Literal["WER", "CER"]
-    reference_words: int  # characters for Chinese
-    audio_seconds: float
-    wall_seconds: float
-    hypothesis: str = ""
-
-
-def stm_case(audio: str | Path, stm: str | Path, language: str = "en") -> EvalCase:
-    segments = read_stm(stm)
-    return EvalCase(name=Path(audio).name, audio=str(audio), language=language,
-                    reference=" ".join(s.text for s in segments))
-
-
-def synth_cases(folder: str | Path) -> list[EvalCase]:
-    """Synthetic calls written by `qa synth`: `<call_id>.json` beside its wavs.
-
-    The mono mix is used (highest rate available); the reference is every turn's text
-    in time order. Other JSON files in the folder are not ground truth and are skipped.
-    """
-    from qa.synth import SynthCall, SynthError
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise QAError("not a folder", file=str(folder))
-    cases: list[EvalCase] = []
-    for gt in sorted(folder.glob("*.json")):
-        try:
-            call = SynthCall.load(gt)
-        except SynthError:
-            continue
-        monos = {int(key.removeprefix("mono_").removesuffix("k")): path
-                 for key, path in call.files.items()
-                 if key.startswith("mono_") and Path(path).is_file()}
-        if not monos:
-            continue
-        turns = sorted(call.turns, key=lambda t: t.start)
-        cases.append(EvalCase(name=call.call_id, audio=monos[max(monos)],
-                              language=call.language,
-                              reference=" ".join(t.text for t in turns)))
-    return cases
-
-
-def evaluate(
-    transcriber: Transcriber,
-    cases: list[EvalCase],
-    progress: Callable[[EvalCase], None] | None = None,
-) -> list[EvalRow]:
-    """Error rate of one model on each case; cases the model cannot handle are skipped
-    (an English-only model on a Chinese call)."""
-    import time
-
-    from qa.audio import load_audio
-
-    rows: list[EvalRow] = []
-    for case in cases:
-        lang = _base_language(case.language)
-        if not transcriber.multilingual and lang != "en":
-            continue
-        audio = load_audio(case.audio).resampled(SAMPLE_RATE)
-        t0 = time.perf_counter()
-        result = transcriber.transcribe(audio.mono(), lang)
-        wall = time.perf_counter() - t0
-        chinese = is_chinese(lang)
-        rows.append(EvalRow(
-            model=transcriber.name, case=case.name, language=lang,
-            error_rate=round(error_rate(case.reference, result.text, lang), 4),
-            metric="CER" if chinese else "WER",
-            reference_words=(len(normalize_text(case.reference).replace(" ", "")) if chinese
-                             else len(normalize_text(case.reference).split())),
-            audio_seconds=round(audio.duration, 2), wall_seconds=round(wall, 2),
-            hypothesis=result.text,
-        ))
-        if progress is not None:
-            progress(case)
-    return rows
-
-
-# --------------------------------------------------------------------------- benchmark
-
-
-class BenchResult(Record):
-    mode: str
-    model: str
-    compute_type: str
-    threads: int
-    batch_size: int
-    audio_seconds: float
-    load_seconds: float
-    wall_seconds: float
-    cpu_seconds: float  # user + system: less sensitive than wall time to a busy machine
-    peak_rss_mb: float
-    words: int
-    lost_seconds: float | None = None  # speech without words (accurate mode measures it)
-
-    @property
-    def x_real_time(self) -> float:
-        return self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
-
-    @property
-    def audio_per_cpu_second(self) -> float:
-        return self.audio_seconds / self.cpu_seconds if self.cpu_seconds else 0.0
-
-
-def bench_once(path: str, settings: Settings, model: str, mode: str,
-               batch_size: int = 8) -> BenchResult:
-    """Transcribe every channel of one file in `mode` ("accurate" or "fast"); run in a fresh
-    process so the peak memory (RSS high-water mark) belongs to this mode alone."""
-    import resource
-    import time
-
-    from qa.audio import load_audio
-
-    settings = settings.model_copy(update={"asr_mode": mode, "asr_batch_size": batch_size})
-    audio = load_audio(path).resampled(SAMPLE_RATE)
-    t0 = time.perf_counter()
-    transcriber = Transcriber(settings, model)
-    t1 = time.perf_counter()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    cpu0 = usage.ru_utime + usage.ru_stime
-    words, lost = 0, 0.0
-    for i in range(audio.channels):
-        result = transcriber.transcribe(audio.channel(i), "en" if not
-                                        transcriber.multilingual else None)
-        words += len(result.words)
-        lost += result.lost_seconds
-    t2 = time.perf_counter()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    batched = transcriber.batched is not None
-    return BenchResult(
-        mode=mode + (f" (batched {batch_size})" if batched else ""),
-        model=transcriber.name,
-        compute_type=transcriber.compute_type,
-        threads=_cpu_threads(settings),
-        batch_size=batch_size if batched else 0,
-        audio_seconds=audio.duration * audio.channels,
-        load_seconds=round(t1 - t0, 2),
-        wall_seconds=round(t2 - t1, 2),
-        cpu_seconds=round(usage.ru_utime + usage.ru_stime - cpu0, 2),
-        peak_rss_mb=round(usage.ru_maxrss / 1024, 1),
-        words=words,
-        lost_seconds=round(lost, 2) if mode == "accurate" else None,
-    )
-
-
-def bench_isolated(path: str, settings: Settings, model: str, mode: str,
-                   batch_size: int = 8) -> BenchResult:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        return pool.submit(bench_once, path, settings, model, mode, batch_size).result()

@@ -28,13 +28,24 @@ import numpy as np
 from pydantic import Field
 
 from qa.asr.chinese import is_chinese
-from qa.asr.diarize import Diarization, Diarizer, SpeakerTurn, der, read_rttm, vad_turns
+from qa.asr.diarize import Diarization, Diarizer
 from qa.asr.speakers import assign_words, transcribe_call
-from qa.asr.whisper import Transcriber, error_rate, normalize_text, read_stm, uncovered
+from qa.asr.whisper import Transcriber, uncovered
 from qa.audio import DecodedAudio, load_audio, resample
 from qa.config import Settings
 from qa.errors import QAError
-from qa.schema import CallMeta, FlagCode, Record, Role, Segment, Transcript, Word
+from qa.evaluation.asr import error_rate, normalize_text, read_stm
+from qa.evaluation.diarization import der, read_rttm, vad_turns
+from qa.schema import (
+    CallMeta,
+    FlagCode,
+    Record,
+    Role,
+    Segment,
+    SpeakerTurn,
+    Transcript,
+    Word,
+)
 
 # Flags that doubt the evidence (not the agent's performance).
 EVIDENCE_FLAGS = (FlagCode.EVIDENCE_DOUBT, FlagCode.LOW_ROLE_CONFIDENCE,

@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from qa.asr.diarize import vad_turns
-from qa.asr.whisper import Transcriber, error_rate, uncovered
+from qa.asr.whisper import Transcriber, uncovered
 from qa.audio import load_audio
 from qa.config import Settings
+from qa.evaluation.asr import error_rate
 from qa.evaluation.calls import dev_calls, joined_text, timeline
+from qa.evaluation.diarization import vad_turns
 from qa.schema import Record
 
 ASR_RATE = 16000

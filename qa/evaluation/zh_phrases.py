@@ -214,7 +214,7 @@ def measure(refs: list[tuple[str, str]], words: dict[str, list[list]],
 
 def pooled_cer(refs: list[tuple[str, str]], words: dict[str, list[list]]) -> float:
     """Character error rate of the ASR text over all sentences, weighted by length."""
-    from qa.asr.whisper import error_rate
+    from qa.evaluation.asr import error_rate
 
     total = errors = 0.0
     for name, ref in refs:
