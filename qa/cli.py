@@ -196,10 +196,25 @@ def eval_redaction(
     seed: int = typer.Option(20261130, help="seed of the generated corpus"),
     markdown: bool = typer.Option(False, "--markdown", help="print the table as Markdown"),
     show: bool = typer.Option(False, "--show", help="also list misses and false redactions"),
+    asr: bool = typer.Option(False, "--asr", help="speak a sample with espeak-ng, transcribe "
+                             "it as calls, redact, and count what stays readable"),
+    n: int = typer.Option(15, "--n", help="with --asr: exchanges per kind (negatives: 2n)"),
+    saved: Path | None = typer.Option(None, "--saved", help="with --asr: transcripts of an "
+                                      "earlier run to score again (written there if absent)"),
 ) -> None:
     """PII redaction on a generated corpus of ASR-style read-outs and look-alikes."""
     from qa.evaluation import redaction
 
+    if asr:
+        def progress(line: str) -> None:
+            err_console.print(line, markup=False, highlight=False)
+
+        found = redaction.asr_evaluate(get_settings(), n, seed=seed, saved=saved,
+                                       progress=progress if show else None)
+        typer.echo(redaction.asr_markdown(found))
+        for line in redaction.asr_details(found) if show else []:
+            console.print(line, markup=False, highlight=False)
+        return
     report = redaction.evaluate(redaction.corpus(seed))
     if markdown:
         typer.echo(redaction.markdown(report))

@@ -85,8 +85,6 @@ def test_each_kind(text: str, expected: str) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "the number is 4556 7375 8689 9856 thanks",  # Luhn check fails, no card cue
-        "four five five six seven three seven five eight six eight nine nine eight five six",
         "It costs $1,234.56 and was ordered on 12/25/2024, it took two minutes",
         "Oh, I see. Order 2024 arrived on the 3rd at 3:45, about 20 minutes",
         "the reference is 1234567890",
@@ -99,6 +97,17 @@ def test_each_kind(text: str, expected: str) -> None:
 )
 def test_ordinary_text_is_kept(text: str) -> None:
     assert find_pii(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["the number is 4556 7375 8689 9856 thanks",
+     "four five five six seven three seven five eight six eight nine nine eight five six"],
+)
+def test_sixteen_digits_are_a_card_without_cue_or_luhn(text: str) -> None:
+    """ASR mishears a digit (Luhn fails) and the cue ("What's the color down there?"); no
+    phone number has 16 digits."""
+    assert "[CARD_NUMBER]" in _redacted(text) and not digit_runs(_redacted(text))
 
 
 def test_cue_covers_numbers_that_fail_their_check() -> None:
@@ -325,3 +334,84 @@ def test_two_spans_in_one_word_keep_both_placeholders() -> None:
     out = redact_transcript(_transcript(u))
     assert out.utterances[0].text == "卡号[CARD_NUMBER]有效期[CARD_EXPIRY]"
     assert [r.kind for r in out.redactions] == ["card_number", "card_expiry"]
+
+
+# What Whisper tiny.en wrote in `qa eval redaction --asr` (espeak-ng voices, 8 kHz, two
+# channels), the agent's question first; each must be stored exactly as given.
+@pytest.mark.parametrize(
+    ("question", "answer", "stored"),
+    [
+        # "and" between groups; the cue "sixteen digit number on the card" misheard
+        ("Go ahead with the 15-digit number on the front on the card.",
+         "Yes, it's 4, 3, 10, and 0, 3, 5, 1, 8, 10, and 3, 0, 2, 3, 0, 9, 8, 8,",
+         "Yes, it's [CARD_NUMBER],"),
+        ("Please go ahead with the long card number when you're ready.",
+         "My card number is 62, 10, 31, 23, 210 and 23, 94, 11.",
+         "My card number is [CARD_NUMBER]."),
+        # "double, 9": the repeat word before a comma
+        ("Please go ahead with the long card number when you're ready.",
+         "It can be the long 4, 3, 6, 5, 10, 9, 10, and 0, 9, 8, 1, 1, 1, double, 9,",
+         "It can be the long [CARD_NUMBER],"),
+        # the cue lost ("What's the card number?"), a digit misheard: 16 digits, no Luhn
+        ("What's the color down there?", "6, 0, 1, 1, 9, 1, 6, 9, 2, 7, 1, 1, 9, 8, 8, 2.",
+         "[CARD_NUMBER]."),
+        # "expiry (date)" and "it expires" as tiny.en hears them
+        ("and the fiery base on the card.", "Next, fire is zero two, three two.",
+         "Next, fire is [CARD_EXPIRY]."),
+        ("and the fiery base on the card.", "The next fire is 12.29.",
+         "The next fire is [CARD_EXPIRY]."),
+        ("and the fiery base on the card.", "Let's fire in November 2, 0, 3, 3.",
+         "Let's fire in [CARD_EXPIRY]."),
+        ("Thank you. And the expiry date and the three digit security code on the back?",
+         "The next I really know 9, 27", "The next I really know [CARD_EXPIRY]"),
+        ("and the advisory date on the card.", "Next, I will November 2, 0, 3, 3.",
+         "Next, I will [CARD_EXPIRY]."),
+        ("The X-pira rebates on the card", "The x-pirin is 0.43.",
+         "The x-pirin is [CARD_EXPIRY]."),
+        # "three digits ... on the back" heard as "free digits ... on the Mac"; the code is
+        # the first number of the answer, after a few misheard words
+        ("and the free digits that you already code on the Mac on the card.", "1 6, 9,",
+         "[CVV],"),
+        ("and the free digit security code on the Mac on the card",
+         "See me, he's too big, he's 3, 2, 1", "See me, he's too big, he's [CVV]"),
+        # "seven" heard as "10 and"
+        ("What's the mass number to call U-Mac on?",
+         "My phone number is 0 10 and 1, 2, 10 and 5, 10 and 8, 6,",
+         "My phone number is [PHONE],"),
+        ("Where should I e-mail the receipt?", "The Robert not Ken, that example not come,",
+         "The [EMAIL],"),
+        # the letters of a National Insurance number lost; an SSN with a digit too many
+        ("Can I take your national insurance number, please?",
+         "three, two, three, six, nine, zero, three.", "[NATIONAL_ID]."),
+        ("And your social security number, please.",
+         "Social in four eight ten one eight four two nine eight three", "Social in [NATIONAL_ID]"),
+        # "IBAN" heard as "ribbon", "account" as "current", "sort code" as "thought code"
+        ("Can I take your ribbon, please?",
+         "It's C-B-A-T-E-R-N-F-D-W-5-A-T-2-0-2-8-1-1-4-1-3-3.", "It's [BANK_ACCOUNT]."),
+        ("Can I take your ribbon, please?",
+         "My current number in eight, five, six, nine, eight, eight, four, three. I'm the "
+         "thought code in nine, three, eight, six, five, six.",
+         "My current number in [BANK_ACCOUNT]. I'm the thought code in [BANK_ACCOUNT]."),
+        ("Can I take your account number please?",
+         "It's Cb9 to measure HQ for 1, 3, 8, 9, 6, 4, 4, 6, 4, 1, 2, 2,",
+         "It's Cb9 to measure HQ for [BANK_ACCOUNT],"),
+        # not PII: "2,000" is how Whisper writes the year of a date said in words
+        ("How can I help you to make?", "The mail-gated 0.8-0.5-2,000-24 is wrong.",
+         "The mail-gated 0.8-0.5-2,000-24 is wrong."),
+        ("And the free digit security code on the Mac on the card.",
+         "I got the phone on 23-12-2,000-25.", "I got the phone on 23-12-2,000-25."),
+    ],
+)
+def test_real_asr_read_outs(question: str, answer: str, stored: str) -> None:
+    agent = _utterance(question, speaker="A", role=Role.AGENT)
+    customer = _utterance(answer, start=agent.end + 1.0, speaker="C")
+    out = redact_transcript(_transcript(agent, customer))
+    assert [u.text for u in out.utterances] == [question, stored]
+
+
+def test_security_code_finished_in_the_next_utterance() -> None:
+    """"the security code is 7, 3," then "1." a moment later: one read-out."""
+    first = _utterance("the security code is 7, 3,", speaker="C")
+    second = _utterance("1.", start=first.end + 0.8, speaker="C")
+    out = redact_transcript(_transcript(first, second))
+    assert [u.text for u in out.utterances] == ["the security code is [CVV],", "[CVV]."]

@@ -822,3 +822,347 @@ def rich_table(report: Report) -> Any:
     for row in table_rows(report):
         table.add_row(*row)
     return table
+
+
+# --------------------------------------------------------------------------- through real ASR
+#
+# The text corpus holds the forms the detector was written for. What is stored, though, is
+# what Whisper writes: digits lost or turned into "for"/"to", cues misheard ("expiry" ->
+# "the next I really"), a code's last digit in the next utterance. The round trip below
+# speaks a sample of the corpus with espeak-ng as two-channel 8 kHz calls, runs the
+# pipeline's own transcription and redaction, and asks what a reader can still recover.
+
+ASR_SEED = 20261130
+# Digits of the true value that must stay readable (in a row) for a leak: a card's last four
+# identify it; two of a three-digit code are most of it; "9, 27" is an expiry.
+LEAK_DIGITS = {"cvv": 2, "card_expiry": 3}
+LEAK_DIGITS_DEFAULT = 4
+# What the agent asks before a read-out: every positive exchange carries a cue in the
+# question, as on a real call.
+_ASK_EN = {
+    "card_number": "Please go ahead with the long card number when you're ready.",
+    "cvv": "And the three digit security code on the back of the card?",
+    "card_expiry": "And the expiry date on the card?",
+    "phone": "What's the best number to call you back on?",
+    "email": "Where should I e-mail the receipt?",
+    "bank_account": "Can I take your account number, please?",
+    "national_id": "Can I take your national insurance number, please?",
+}
+_ASK_ZH = {
+    "card_number": "好的，请您提供一下银行卡号。",
+    "cvv": "请提供一下卡背面的安全码。",
+    "card_expiry": "请问卡的有效期是多少？",
+    "phone": "请问您的手机号码是多少？",
+    "email": "请问您的邮箱是什么？",
+    "bank_account": "请提供一下您的银行账号。",
+    "national_id": "请提供一下您的身份证号码。",
+}
+_NEUTRAL_ASK = {"en": "How can I help you today?", "zh": "请问有什么可以帮您？"}
+_EMAIL_FILLERS = frozenset({"dot", "at", "underscore", "under", "score", "dash", "hyphen",
+                            "point", "com", "co", "uk", "net", "org", "qq"})
+
+
+class AsrExchange(Record):
+    """One exchange spoken, transcribed by the pipeline and redacted."""
+
+    kind: str  # the PII kind, or "negative"
+    language: str
+    form: str
+    spoken: list[str]  # what each turn said
+    value: str = ""  # digits of the PII (numbers) or its name parts (e-mail), space-separated
+    call: int  # index of its call in the report's transcripts
+    start: float = 0.0  # where it was spoken in that call (s)
+    end: float = 0.0
+    utterances: list[int] = Field(default_factory=list)  # its utterances in that call
+    heard: list[str] = Field(default_factory=list)  # utterance texts as transcribed
+    redacted: list[str] = Field(default_factory=list)  # utterance texts as stored
+    kept: bool = False  # ASR output still holds the value
+    leaked: bool = False  # the stored (redacted) text still holds it
+    redacted_any: bool = False  # anything at all was redacted
+
+
+class AsrRow(Record):
+    kind: str
+    spoken: int = 0
+    kept: int = 0
+    leaked: int = 0
+    redacted: int = 0  # exchanges with a redaction (of any kind)
+
+
+class AsrReport(Record):
+    exchanges: list[AsrExchange]
+    rows: list[AsrRow]
+    negatives: int
+    falsely_redacted: int
+    transcripts: list[Transcript] = Field(default_factory=list)  # as transcribed, per call
+    seconds: float = 0.0
+
+    def row(self, kind: str) -> AsrRow:
+        return next(r for r in self.rows if r.kind == kind)
+
+
+def _case_kind(case: Case) -> str:
+    return case.marks[0].kind if case.marks else "negative"
+
+
+def asr_sample(n: int = 15, seed: int = ASR_SEED, cases: list[Case] | None = None
+               ) -> list[Case]:
+    """A fixed sample: per kind `n` positive exchanges (a fifth Mandarin where the corpus
+    has Mandarin forms), and twice as many negatives the same way."""
+    cases = corpus(seed) if cases is None else cases
+    rng = random.Random(seed)
+    out: list[Case] = []
+    for kind in (*KINDS, "negative"):
+        m = 2 * n if kind == "negative" else n
+        zh = [c for c in cases if _case_kind(c) == kind and c.language == "zh"]
+        en = [c for c in cases if _case_kind(c) == kind and c.language == "en"]
+        n_zh = min(len(zh), m // 5)
+        out += rng.sample(en, min(len(en), m - n_zh)) + rng.sample(zh, n_zh)
+    return out
+
+
+def _spoken_turn(case: Case, t: int) -> str:
+    """A turn as a caller says it: digits inside PII one by one ("4532" -> "four five three
+    two", 四五三二), as people read numbers out; everything else as written."""
+    text = case.turns[t].text
+    marks = sorted((m for m in case.marks if m.turn == t), key=lambda m: -m.start)
+    for m in marks:
+        if case.language == "zh":
+            said = re.sub(r"\d", lambda d: _ZH_DIGITS[int(d.group())], text[m.start : m.end])
+        else:  # letters spelled too ("GB82WEST" -> "G B eight two W E S T")
+            said = text[m.start : m.end]
+            if m.kind != "email":
+                said = re.sub(r"[A-Z]{2,}", lambda w: " ".join(w.group()), said)
+            said = re.sub(r"\d+", lambda d: " " + " ".join(_EN_DIGITS[int(c)] for c in d.group())
+                          + " ", said)
+            said = re.sub(r" +", " ", said).strip()
+            said = re.sub(r" (?=[,.])", "", said)
+        text = text[: m.start] + said + text[m.end :]
+    return text
+
+
+def exchange_turns(case: Case, k: int = 0) -> list[Turn]:
+    """The turns to speak: the case's own, after an agent question when it opens with the
+    customer (a cue for positives; for negatives, every other one a PII question)."""
+    turns = [Turn(role=t.role, text=_spoken_turn(case, i)) for i, t in enumerate(case.turns)]
+    if turns[0].role == A:
+        return turns
+    asks = _ASK_ZH if case.language == "zh" else _ASK_EN
+    kind = _case_kind(case)
+    if kind == "negative":
+        ask = (_NEUTRAL_ASK[case.language] if k % 2 else asks[KINDS[k // 2 % len(KINDS)]])
+    elif kind == "national_id" and case.language == "en" and "social" in case.form:
+        ask = "And your social security number, please?"
+    elif kind == "bank_account" and "IBAN" in case.form:
+        ask = "Can I take your IBAN, please?"
+    else:
+        ask = asks[kind]
+    return [Turn(role=A, text=ask), *turns]
+
+
+def secret_value(case: Case) -> str:
+    """What must not stay readable: the digits of the customer's read-out (all its marks
+    joined), or for an e-mail the names in it ("robert chen example")."""
+    kind = _case_kind(case)
+    texts = [case.turns[m.turn].text[m.start : m.end] for m in case.marks
+             if m.kind == kind and case.turns[m.turn].role == C]
+    if kind == "email":
+        names: list[str] = []
+        for text in texts:
+            text = re.sub(r"\b([a-z]) (?=[a-z]\b)", r"\1", text.lower())  # j o h n -> john
+            names += [w for w in re.findall(r"[a-z]+", text)
+                      if len(w) >= 3 and w not in _EMAIL_FILLERS and not digit_runs(w)]
+        return " ".join(dict.fromkeys(names))
+    return "".join("".join(digit_runs(t)) for t in texts)
+
+
+
+def readable(value: str, kind: str, texts: list[str]) -> bool:
+    """Whether `value` can be read back from `texts`: a run of LEAK_DIGITS of its digits in
+    a row (number words and numerals count as digits), or a name of an e-mail as a word."""
+    if not value:
+        return False
+    if kind == "email":  # "emmabrown" is read in "Emma Brown" too
+        words = [re.findall(r"[a-z]+", text.lower()) for text in texts]
+        seen = {w for ws in words for w in ws} | {a + b for ws in words
+                                                  for a, b in zip(ws, ws[1:], strict=False)}
+        return any(name in seen for name in value.split())
+    k = min(len(value), LEAK_DIGITS.get(kind, LEAK_DIGITS_DEFAULT))
+    runs = [run for text in texts for run in digit_runs(text)]
+    return any(value[i : i + k] in run for i in range(len(value) - k + 1) for run in runs)
+
+
+CALL_EXCHANGES = 4  # exchanges of one kind spoken in one call (Whisper reads 30 s windows)
+EXCHANGE_PAUSE = 2.0  # seconds of silence between two exchanges of a call
+
+
+def render_exchanges(cases: list[Case], first: int, out_dir: Any
+                     ) -> tuple[Any, list[tuple[int, int]]]:
+    """Exchanges of one language as a two-channel 8 kHz call (agent left, customer right),
+    rendered the way `qa synth` renders calls; the `SynthCall` and each exchange's turns."""
+    from qa.synth import DEFAULT_PAUSE, ScriptTurn, SynthScript, render_call
+
+    turns: list[ScriptTurn] = []
+    bounds = []
+    for k, case in enumerate(cases):
+        said = exchange_turns(case, first + k)
+        bounds.append((len(turns), len(turns) + len(said)))
+        turns += [ScriptTurn(role=t.role, text=t.text,
+                             pause_before=EXCHANGE_PAUSE if turns and n == 0 else DEFAULT_PAUSE)
+                  for n, t in enumerate(said)]
+    script = SynthScript(call_id=f"redact_{_case_kind(cases[0])}_{cases[0].language}_{first}",
+                         language=cases[0].language, turns=turns)
+    return render_call(script, out_dir, rates=(8000,)), bounds
+
+
+OWNER_MARGIN = 1.0  # s: Whisper's utterance times may stray this far from the speech
+
+
+def _owner(start: float, end: float, exchanges: list[AsrExchange]) -> int:
+    """The exchange an utterance was heard in: the one it overlaps most (each widened by
+    OWNER_MARGIN), else the nearest."""
+    def fit(ex: AsrExchange) -> tuple[float, float]:
+        a, b = ex.start - OWNER_MARGIN, ex.end + OWNER_MARGIN
+        return min(end, b) - max(start, a), -abs((start + end) / 2 - (a + b) / 2)
+
+    return max(range(len(exchanges)), key=lambda e: fit(exchanges[e]))
+
+
+def score_call(transcript: Transcript, exchanges: list[AsrExchange]) -> list[AsrExchange]:
+    """Redact a call's ASR transcript as the pipeline does and judge, per exchange, what
+    stays readable in the utterances heard while it was spoken."""
+    out = redact_transcript(transcript)
+    owners = [_owner(u.start, u.end, exchanges) for u in transcript.utterances]
+    scored = []
+    for e, ex in enumerate(exchanges):
+        ex = ex.model_copy(update={"utterances": [i for i, o in enumerate(owners) if o == e]})
+        heard = [transcript.utterances[i].text for i in ex.utterances]
+        stored = [out.utterances[i].text for i in ex.utterances]
+        scored.append(ex.model_copy(update={
+            "heard": heard, "redacted": stored, "kept": readable(ex.value, ex.kind, heard),
+            "leaked": readable(ex.value, ex.kind, stored),
+            "redacted_any": any(r.utterance_index in ex.utterances for r in out.redactions)}))
+    return scored
+
+
+def asr_report(exchanges: list[AsrExchange], transcripts: list[Transcript],
+               seconds: float = 0.0) -> AsrReport:
+    rows = {kind: AsrRow(kind=kind) for kind in KINDS}
+    negatives = falsely = 0
+    for ex in exchanges:
+        if ex.kind == "negative":
+            negatives += 1
+            falsely += ex.redacted_any
+            continue
+        row = rows[ex.kind]
+        row.spoken += 1
+        row.kept += ex.kept
+        row.leaked += ex.leaked
+        row.redacted += ex.redacted_any
+    return AsrReport(exchanges=exchanges, rows=[rows[k] for k in KINDS], negatives=negatives,
+                     falsely_redacted=falsely, transcripts=transcripts,
+                     seconds=round(seconds, 1))
+
+
+def run_asr(settings: Any = None, n: int = 15, *, seed: int = ASR_SEED,
+            progress: Callable[[str], None] | None = None) -> AsrReport:
+    """Speak the sample, transcribe each call with the pipeline's transcription stage and
+    the default models (tiny.en for English, the multilingual model for Mandarin), redact
+    as the pipeline does and score."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from qa.config import get_settings
+    from qa.pipeline import Models, transcribe_stage
+
+    models = Models(settings or get_settings())
+    t0 = time.perf_counter()
+    sample = asr_sample(n, seed)
+    chunks: list[list[int]] = []
+    for k, case in enumerate(sample):
+        if (chunks and len(chunks[-1]) < CALL_EXCHANGES
+                and _case_kind(sample[chunks[-1][0]]) == _case_kind(case)
+                and sample[chunks[-1][0]].language == case.language):
+            chunks[-1].append(k)
+        else:
+            chunks.append([k])
+    exchanges: list[AsrExchange] = []
+    transcripts: list[Transcript] = []
+    with tempfile.TemporaryDirectory(prefix="qa-redact-asr-") as tmp:
+        for chunk in chunks:
+            cases = [sample[k] for k in chunk]
+            call, bounds = render_exchanges(cases, chunk[0], Path(tmp))
+            transcript = transcribe_stage(Path(call.files["stereo_8k"]), call.meta, models)
+            found = [AsrExchange(kind=_case_kind(case), language=case.language, form=case.form,
+                                 spoken=[t.text for t in call.turns[a:b]],
+                                 value=secret_value(case) if case.marks else "",
+                                 call=len(transcripts), start=call.turns[a].start,
+                                 end=call.turns[b - 1].end)
+                     for case, (a, b) in zip(cases, bounds, strict=True)]
+            transcripts.append(transcript)
+            exchanges += score_call(transcript, found)
+            if progress is not None:
+                for ex in exchanges[-len(found):]:
+                    progress(f"{ex.kind} {ex.language}: {' | '.join(ex.redacted)}")
+    return asr_report(exchanges, transcripts, time.perf_counter() - t0)
+
+
+def rescore(report: AsrReport) -> AsrReport:
+    """Score saved ASR transcripts again with the current redaction (no audio, no ASR)."""
+    out = []
+    for c, transcript in enumerate(report.transcripts):
+        out += score_call(transcript, [ex for ex in report.exchanges if ex.call == c])
+    return asr_report(out, report.transcripts, report.seconds)
+
+
+ASR_HEADER = ["kind", "spoken", "ASR kept the value", "leaks after redaction",
+              "leaks of kept"]
+
+
+def asr_table_rows(report: AsrReport) -> list[list[str]]:
+    rows = []
+    for r in report.rows:
+        def share(count: int, total: int) -> str:
+            return f"{count} ({_pct(count / total if total else None)})"
+
+        rows.append([r.kind, str(r.spoken), share(r.kept, r.spoken), share(r.leaked, r.spoken),
+                     f"{r.leaked}/{r.kept}"])
+    rows.append(["negatives (no PII)", str(report.negatives), "",
+                 f"{report.falsely_redacted} falsely redacted", ""])
+    return rows
+
+
+def asr_markdown(report: AsrReport) -> str:
+    lines = ["| " + " | ".join(ASR_HEADER) + " |", "|" + "---|" * len(ASR_HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in asr_table_rows(report)]
+    return "\n".join(lines)
+
+
+def asr_details(report: AsrReport) -> list[str]:
+    """Each leak and each false redaction: what was said, what ASR wrote, what is stored."""
+    lines = []
+    for ex in report.exchanges:
+        bad = ex.leaked or (ex.kind == "negative" and ex.redacted_any)
+        if bad:
+            label = "LEAK" if ex.leaked else "FALSE"
+            lines.append(f"{label} {ex.kind} {ex.language} ({ex.form}) value={ex.value!r}\n"
+                         f"  said: {' | '.join(ex.spoken)}\n"
+                         f"  asr:  {' | '.join(ex.heard)}\n"
+                         f"  kept: {' | '.join(ex.redacted)}")
+    return lines
+
+
+def asr_evaluate(settings: Any = None, n: int = 15, *, seed: int = ASR_SEED, saved: Any = None,
+                 progress: Callable[[str], None] | None = None) -> AsrReport:
+    """`qa eval redaction --asr`: the round trip, or, when `saved` holds the transcripts of
+    an earlier run, those scored again with the current redaction (seconds, no models)."""
+    from pathlib import Path
+
+    path = Path(saved) if saved else None
+    if path is not None and path.is_file():
+        return rescore(AsrReport.model_validate_json(path.read_text(encoding="utf-8")))
+    report = run_asr(settings, n, seed=seed, progress=progress)
+    if path is not None:
+        path.write_text(report.model_dump_json(), encoding="utf-8")
+    return report

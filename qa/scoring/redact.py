@@ -154,8 +154,8 @@ _SEPARATOR_WORDS = frozenset({"dash", "hyphen", "slash", "um", "umm", "uh", "uhm
 # separated from a long redacted number by these alone is the same read-out.
 _ASIDES = ("i'm", "im", "i", "mean", "sorry", "it's", "its", "it", "is", "that's", "thats",
            "and", "then", "so", "wait", "no", "yes", "yeah", "okay", "ok", "right", "the",
-           "rest", "again", "let", "me", "start", "actually", "oops", "um", "uh", "er", "erm",
-           "ah", "hmm", "不对", "不是", "对", "是", "嗯", "呃", "那个", "就是", "然后",
+           "rest", "again", "let", "me", "start", "actually", "oops", "number", "um", "uh", "er",
+           "erm", "ah", "hmm", "不对", "不是", "对", "是", "嗯", "呃", "那个", "就是", "然后",
            "我再说一遍", "再说一遍", "重新说", "重来")
 _ASIDE_RE = re.compile("|".join(sorted(
     (rf"\b{re.escape(w)}\b" if w.isascii() else re.escape(w) for w in _ASIDES),
@@ -172,7 +172,10 @@ _ACKS = frozenset({"okay", "ok", "yes", "yeah", "yep", "mhm", "mm", "hmm", "uh-h
                    "哦", "嗯嗯", "行", "请讲", "您说", "请继续", "继续"})
 READOUT_GAP = 10.0  # seconds between two utterances of one read-out, at most
 
-_TOKEN_RE = re.compile(r"\d+|[A-Za-z]+(?:'[A-Za-z]+)?|[零〇洞一幺二两三四五六七八九叉]|\S")
+# "2,000": a quantity as Whisper writes "two thousand" (a date's year, an amount), one token
+# that ends a read-out rather than three digits of it.
+_TOKEN_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?![\d,])|\d+|[A-Za-z]+(?:'[A-Za-z]+)?|"
+                       r"[零〇洞一幺二两三四五六七八九叉]|\S")
 
 
 # --------------------------------------------------------------------------- cues
@@ -184,19 +187,24 @@ _CUES: tuple[tuple[str, str], ...] = (
      r"number|number on (?:the|your|my) card|\b(?:debit|credit|visa|mastercard|master card|"
      r"amex|american express)\b|\b(?:sixteen|16)[- ]digits?\b|卡号|银行卡|信用卡|借记卡|储蓄卡"),
     ("cvv",
-     r"security (?:code|number)|\bcv[cv]2?\b|card verification|(?:three|3|four|4)[- ]digits?"
-     r"\b[^.?!]{0,20}\bback|digits on the back|back of (?:the|your) card|安全码|"
+     r"security (?:code|number)|\bcv[cv]2?\b|card verification|(?:three|free|3|four|4)[- ]digits?"
+     r"\b[^.?!]{0,40}\b(?:back|mac)\b|digits on the (?:back|mac)|(?:back|mac) of (?:the|your) "
+     r"card|安全码|"
      r"卡背面|背面的?(?:三|3)位|\bcvv码"),
     ("card_expiry",
      r"(?<!contract )(?<!plan )(?<!offer )\b(?:expiry|expiration|expires|exp)\b|"
-     r"valid (?:until|till|thru|through|to)\b|有效期"),
+     r"valid (?:until|till|thru|through|to)\b|有效期|"
+     # how Whisper tiny writes "expiry (date)" / "it expires" on a phone line
+     r"\bfiery (?:base|bait|date)\b|\bnext,? (?:i really|fire)\b|\blet's fire\b|"
+     r"\b[xs]-(?:pir|fir)\w*|\badvisory date"),
     ("phone",
      r"\b(?:phone|mobile|cell|telephone|landline|callback|call ?back|call me|reach me|"
      r"contact number|my number|your number|best number|number to call|fax)\b|电话|手机|"
      r"联系方式"),
     ("bank_account",
      r"\b(?:account|acct|a/c)\s*(?:number|no\b|#)|\biban\b|\brouting(?: number)?\b|"
-     r"\bsort code\b|\bbank account\b|账号|账户|帐号|帐户"),
+     r"\b(?:sort|thought) code\b|\bbank account\b|\bcurrent (?:account )?number\b|"
+     r"账号|账户|帐号|帐户"),
     ("ssn", r"\bsocial security\b|\bssn\b|\bsocial\b"),
     ("cn_id", r"身份证|证件号|\bID number\b|\bidentity\b|\bID card\b"),
     ("nino", r"national insurance|\bN\.? ?I\.? (?:number|no)\b|\bNINO\b"),
@@ -210,20 +218,28 @@ _CUE_RE = {kind: re.compile(pattern, re.IGNORECASE) for kind, pattern in _CUES}
 _CUED_KINDS: dict[str, tuple[str, int, int, Callable[[str], bool] | None]] = {
     "card_number": ("card_number", 12, 19, None),
     "cvv": ("cvv", 2, 4, None),  # ASR often loses one of three digits
-    "card_expiry": ("card_expiry", 3, 6, expiry_valid),
+    # after its cue, "oh four three(-three)" with a digit lost is still the expiry
+    "card_expiry": ("card_expiry", 3, 6, lambda d: expiry_valid(d) or d[0] == "0"),
     "phone": ("phone", 7, 15, None),
     "bank_account": ("bank_account", 6, 34, None),
-    "ssn": ("national_id", 9, 9, ssn_valid),
+    "ssn": ("national_id", 7, 11, None),  # ASR adds or drops a digit: no check after a cue
     "cn_id": ("national_id", 15, 18, None),
+    "nino": ("national_id", 6, 12, None),  # letters lost by ASR: "three, two, three, ..."
 }
 
+# A read-out this long with a card network's leading digit is a card even when a digit was
+# misheard and the cue lost ("What's the color down there?"): no phone number is as long.
+CARD_SHAPE_MIN = 16
 CUE_WINDOW = 60  # characters before a number in which its cue must appear
-CONTEXT_OPENING = 20  # a number starting this early may take its cue from the context
+# A number starting this early may take its cue from the context (the agent's question):
+# ASR puts mangled words before a short answer ("See me, he's too big, he's 3, 2, 1").
+CONTEXT_OPENING = 40
 
 
 def _cues_before(text: str, start: int, context: str) -> list[str]:
     """Cue kinds before `start`, nearest first; the context (what was said just before,
-    e.g. the agent's question) counts when the number opens the text."""
+    e.g. the agent's question) counts when the number opens the text, or is the first
+    number in it after a few mangled words."""
     found: list[tuple[int, str]] = []
     window_start = max(0, start - CUE_WINDOW)
     window = text[window_start:start]
@@ -231,7 +247,9 @@ def _cues_before(text: str, start: int, context: str) -> list[str]:
         ends = [m.end() for m in pattern.finditer(window)]
         if ends:
             found.append((window_start + ends[-1], kind))
-    if start <= CONTEXT_OPENING and context:
+    if start <= CONTEXT_OPENING and context and (start <= 20 or (  # the answer's first number
+            not re.search(r"[.?!。？！]", text[:start])
+            and all(len(d) < 3 for d in digit_runs(text[:start])))):
         tail = context[-120:]
         for kind, pattern in _CUE_RE.items():
             ends = [m.end() for m in pattern.finditer(tail)]
@@ -360,8 +378,10 @@ def _runs(text: str, *, letters: bool = False) -> list[list[_Unit]]:
         value: str | None = None
         taken = 1
         written = tok.text.isdigit() and tok.text.isascii()
-        if low in _REPEAT and (single := _single_value(tokens, i + 1, letters)) is not None:
-            value, taken = single * _REPEAT[low], 2
+        # "double 9", and "double, 9" as Whisper writes it after a comma-separated read-out
+        nxt = i + 2 if i + 2 < len(tokens) and tokens[i + 1].text == "," else i + 1
+        if low in _REPEAT and (single := _single_value(tokens, nxt, letters)) is not None:
+            value, taken = single * _REPEAT[low], nxt - i + 1
         elif (number := _number_value(tokens, i)) is not None:
             value, taken = number
         elif low in _HOMOPHONES and current and _digit_follows(tokens, i + 1):
@@ -374,8 +394,9 @@ def _runs(text: str, *, letters: bool = False) -> list[list[_Unit]]:
         if value is not None:
             current.append(_Unit(value, tok.start, tokens[i + taken - 1].end, sep, written))
             sep = ""
-        elif current and (tok.text in _SEPARATORS or low in _SEPARATOR_WORDS):
-            sep += tok.text
+        elif current and (tok.text in _SEPARATORS or low in _SEPARATOR_WORDS or (
+                low == "and" and _digit_follows(tokens, i + 1))):
+            sep += tok.text  # "4, 3, 10, and 0, 3, 5": ASR joins groups with "and"
         else:
             if current:
                 runs.append(current)
@@ -438,11 +459,21 @@ _SPOKEN_EMAIL_RE = re.compile(
     rf"(?<![\w']){_LOCAL_ATOM}(?:{_LOCAL_SEP}{_LOCAL_ATOM})*(?:\s*@\s*|\s+at\s+|\s*艾特\s*)"
     rf"[a-z0-9-]+(?:{_DOMAIN_SEP}[a-z0-9-]+)*{_DOMAIN_SEP}(?:{_TLDS})\b",
     re.IGNORECASE | re.ASCII)
+# A spoken address as Whisper mishears it on a phone line: "dot" as "not", "at" as
+# "that", "com" as "come" ("Robert not Ken, that example not come").
+_MISHEARD_EMAIL_RE = re.compile(
+    r"(?<![\w'])(?:[a-z']+,?\s+(?:dot|not|underscore)\s+)?[a-z']+,?\s+(?:at|that)\s+"
+    r"(?:the\s+)?[a-z]+(?:\s+(?:dot|not)\s+(?:co|go)\b)?[\s-]+(?:dot|not)\s+"
+    r"(?:com|come|uk)\b", re.IGNORECASE | re.ASCII)
+# Characters spelled one by one with hyphens, as Whisper writes a spelled IBAN or account
+# ("C-B-A-T-E-R-N-F-D-W-5-A-T-2-0-2-8-1-1-4-1-3-3"): whatever its cue became, it is a code.
+_SPELLED_CHAIN_RE = re.compile(r"(?<![\w-])(?:[A-Za-z0-9]{1,2}-){11,}[A-Za-z0-9]{1,2}(?![\w-])")
+SPELLED_CHAIN_DIGITS = 6
 _SSN_RE = re.compile(r"\b(\d{3})[- ](\d{2})[- ](\d{4})\b")
 _MONTHS = (r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|"
            r"sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?")
 _EXPIRY_MONTH_RE = re.compile(
-    rf"\b(?:{_MONTHS})\b,?\s+(?:of\s+)?(?:20\d\d|\d\d|twenty[- ](?:{_NUMBER_WORDS})"
+    rf"\b(?:{_MONTHS})\b,?\s+(?:of\s+)?(?:20\d\d|2,? 0,? \d,? \d|\d\d|twenty[- ](?:{_NUMBER_WORDS})"
     rf"(?:[- ](?:{_NUMBER_WORDS}))?)\b", re.IGNORECASE)
 _CN_NUM = "零〇一幺二两三四五六七八九十"
 _EXPIRY_CN_RE = re.compile(rf"(?:\d{{2,4}}|[{_CN_NUM}]{{2,4}})\s*年\s*"
@@ -451,10 +482,16 @@ _PHONE_FORMAT_RE = re.compile(
     r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)|\d{2,4})[ .-]\d{3,4}[ .-]\d{3,4}(?!\w)")
 
 
-def _regex_spans(text: str) -> list[_Span]:
+def _regex_spans(text: str, context: str = "") -> list[_Span]:
     spans = [_Span("email", m.start(), m.end(), _EMAIL) for m in _EMAIL_RE.finditer(text)]
     spans += [_Span("email", m.start(), m.end(), _EMAIL)
               for m in _SPOKEN_EMAIL_RE.finditer(text)]
+    spans += [_Span("email", m.start(), m.end(), _CUED)
+              for m in _MISHEARD_EMAIL_RE.finditer(text)]
+    spans += [_Span("bank_account", m.start(), m.end(), _PATTERN)
+              for m in _SPELLED_CHAIN_RE.finditer(text)
+              if sum(ch.isdigit() for ch in m.group()) >= SPELLED_CHAIN_DIGITS
+              and _cues_before(text, m.start(), "")[:1] != ["reference"]]
     spans += [_Span("national_id", m.start(), m.end(), _VALID)
               for m in _SSN_RE.finditer(text) if ssn_valid("".join(m.groups()))]
     # a card expiry said with the month's name, after an expiry cue
@@ -463,6 +500,11 @@ def _regex_spans(text: str) -> list[_Span]:
         m = _EXPIRY_MONTH_RE.search(after) or _EXPIRY_CN_RE.search(after)
         if m:
             spans.append(_Span("card_expiry", cue.end() + m.start(), cue.end() + m.end(), _CUED))
+    # ... or after the agent's question about it, early in the answer
+    if _CUE_RE["card_expiry"].search(context[-120:]):
+        m = _EXPIRY_MONTH_RE.search(text)
+        if m and m.start() <= CONTEXT_OPENING:
+            spans.append(_Span("card_expiry", m.start(), m.end(), _CUED))
     return spans
 
 
@@ -632,6 +674,9 @@ def _classify(text: str, context: str, run: list[_Unit], i: int, j: int,
         take("card_number", i, j, _VALID)
     elif (kind := _cued_kind(digits, cues)) is not None:
         take(kind, i, j, _CUED, start=start if kind == "phone" else None)
+    elif (CARD_SHAPE_MIN <= len(plain) <= 19 and plain[0] in "23456"
+          and cues[:1] not in (["reference"], ["bank_account"])):
+        take("card_number", i, j, _PATTERN)  # longer than any phone: a card, Luhn or not
     elif cues[:1] != ["reference"] and _is_phone(plain, text[start : run[j - 1].end],
                                                  _groups(run[i:j]), plus):
         take("phone", i, j, _PATTERN, start=start)
@@ -641,13 +686,14 @@ def _classify(text: str, context: str, run: list[_Unit], i: int, j: int,
 
 
 _DATE_RE = re.compile(r"\d{1,2}([/.])\d{1,2}\1(?:\d{4}|\d{2})|\d{1,2}-\d{1,2}-\d{4}")
+_YEAR_AFTER = re.compile(r"[-/.]\d{1,3},\d{3}")  # "23-12-2,000-25": a date, the year in words
 _CURRENCY_AFTER = re.compile(r"\s*(?:pounds?|quid|dollars?|euros?|pence|cents?|p\b|%|percent|"
                              r"块|元|角)", re.IGNORECASE)
 
 
 def _is_date_or_money(text: str, start: int, end: int) -> bool:
     """"12/03/2024", "£1,049.99", "45 pounds": written dates and amounts are no one's PII."""
-    return (bool(_DATE_RE.fullmatch(text[start:end]))
+    return (bool(_DATE_RE.fullmatch(text[start:end])) or bool(_YEAR_AFTER.match(text, end))
             or text[:start].rstrip()[-1:] in ("£", "$", "€", "¥", "￥")
             or bool(_CURRENCY_AFTER.match(text, end)))
 
@@ -699,7 +745,7 @@ def find_pii(text: str, *, context: str = "", kinds: Iterable[str] | None = None
     the security code?") applies to a number that opens `text`.
     """
     wanted = set(KINDS if kinds is None else kinds)
-    candidates = [s for s in (_regex_spans(text) + _alnum_spans(text, context)
+    candidates = [s for s in (_regex_spans(text, context) + _alnum_spans(text, context)
                               + _number_spans(text, context)) if s.kind in wanted]
     candidates.sort(key=lambda s: (s.rank, -s.length, s.start))
     chosen: list[_Span] = []
