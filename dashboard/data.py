@@ -25,6 +25,7 @@ from qa.schema import CallResult
 from qa.workflow.views import CallFilter
 
 if TYPE_CHECKING:
+    from qa.pipeline import Models
     from qa.workflow import CallView, UserView, Workflow
 
 T = TypeVar("T")
@@ -90,6 +91,19 @@ def _index(store_url: str) -> Any:
 
 def index() -> Any:
     return _index(settings().resolved_store_url)
+
+
+@st.cache_resource(show_spinner=False)
+def _models(settings_json: str) -> Models:
+    from qa.pipeline import Models
+
+    return Models(Settings.model_validate_json(settings_json))
+
+
+def models() -> Models:
+    """The text models (encoder, sentiment) a re-score needs: loaded on first use and kept
+    for the process, like the pipeline's workers keep theirs."""
+    return _models(settings().model_dump_json())
 
 
 # --------------------------------------------------------------------------- session
@@ -180,10 +194,12 @@ def audio_source(call: CallView, result: CallResult | None
     """The redacted playable copy (never the original): bytes for a local store, a presigned
     URL when the store is remote (S3). The copy made from the shown result's pipeline version
     when there is one, else the newest."""
+    from qa.results import base_version
     from qa.store import keys
 
     s = store()
-    key = keys.playable(call.call_id, result.pipeline_version) if result else None
+    # a revision (roles swapped) re-scores the transcript, not the audio: same copy
+    key = keys.playable(call.call_id, base_version(result.pipeline_version)) if result else None
     if key is None or not s.exists(key):
         copies = sorted(s.list(keys.playable_prefix(call.call_id)), key=lambda k: (len(k), k))
         key = copies[-1] if copies else None
@@ -295,10 +311,9 @@ def trend_data(user: UserView, filters: CallFilter, by: str = "team") -> TrendDa
         for row in auto.itertuples(index=False):
             final = by_id[row.call_id]
             key = (row.week, row.grp)
-            critical_fail = any(i.critical and i.outcome.value == "fail" for i in final.items)
             weekly.loc[key, "total_sum"] += final.total - row.total
             weekly.loc[key, "passed_sum"] += int(final.passed) - int(row.passed)
-            weekly.loc[key, "auto_fail_sum"] += int(critical_fail) - int(row.auto_fail)
+            weekly.loc[key, "auto_fail_sum"] += int(final.failed_critical) - int(row.auto_fail)
             weekly.loc[key, "finalised"] += 1
             for it in row.items:  # move each item from its automatic to its final outcome
                 _count(items, it["item_id"], str(it["outcome"]), -1)

@@ -4,14 +4,42 @@ A call is done for a pipeline version when a result exists for one of the curren
 scorecards, or when it has an error record (bad input gives the same error every time;
 `retry_errors` processes it again). Publishing a result removes an older error record, so
 every call ends with exactly one of the two.
+
+A person's correction (agent and customer swapped) writes a revision of a result: the
+same call scored again under `<pipeline version>+r<n>`, beside the result it corrects,
+which is kept. A revision counts as its pipeline version, so the call is not processed
+again, and being the newest it is the call's `latest_result`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from qa.schema import CallMeta, CallResult, ErrorRecord
 from qa.store import Keys, ObjectNotFoundError, Store
+
+_REVISION_RE = re.compile(r"^(?P<base>.+)\+r(?P<n>[0-9]+)$")
+
+
+def base_version(pipeline_version: str) -> str:
+    """The pipeline version a result or a revision of it was made by."""
+    m = _REVISION_RE.match(pipeline_version)
+    return m["base"] if m else pipeline_version
+
+
+def revision_number(pipeline_version: str) -> int:
+    """0 for the pipeline's own result, n for its n-th revision."""
+    m = _REVISION_RE.match(pipeline_version)
+    return int(m["n"]) if m else 0
+
+
+def next_revision(store: Store, call_id: str, pipeline_version: str) -> str:
+    """The version to store the next revision of a call's result under."""
+    base = base_version(pipeline_version)
+    taken = [revision_number(p[1]) for key in store.list(Keys.results_prefix(call_id))
+             if (p := Keys.parse_result(key)) and base_version(p[1]) == base]
+    return f"{base}+r{max(taken, default=0) + 1}"
 
 
 def publish_result(store: Store, result: CallResult) -> str:
@@ -42,12 +70,14 @@ def call_metas(store: Store) -> list[CallMeta]:
 
 
 def done_calls(store: Store, pipeline_version: str, scorecards: Iterable[str]) -> set[str]:
-    """Call ids with a result for this pipeline version and one of the `id@version` cards."""
+    """Call ids with a result (or a revision of one) for this pipeline version and one of
+    the `id@version` cards."""
     wanted = set(scorecards)
     done = set()
     for key in store.list(Keys.RESULTS):
         parsed = Keys.parse_result(key)
-        if parsed and parsed[1] == pipeline_version and f"{parsed[2]}@{parsed[3]}" in wanted:
+        if (parsed and base_version(parsed[1]) == pipeline_version
+                and f"{parsed[2]}@{parsed[3]}" in wanted):
             done.add(parsed[0])
     return done
 

@@ -364,6 +364,9 @@ class CallScore(Record):
     pass_mark: float
     passed: bool
     auto_fail: bool = False
+    # how the card totals (qa.scoring.outcome): kept so reviews are totalled the same way
+    scoring: Literal["deduction", "weighted"] = "deduction"
+    auto_fail_zeroes_total: bool = True
     auto_fail_reasons: list[str] = Field(default_factory=list)
     items: list[ItemResult] = Field(default_factory=list)
     flags: list[Flag] = Field(default_factory=list)

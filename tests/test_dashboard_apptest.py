@@ -225,17 +225,26 @@ def test_player_has_the_redacted_copy_and_only_a_lead_opens_the_original(demo, m
             if "original" in a.action] == ["read_original"]
 
 
-def test_swap_roles_flips_the_transcript(demo):
+def test_swap_roles_flips_the_transcript_and_scores_again(demo):
     call_id = sorted(demo.calls)[-1]
+    at = login(demo.users["admin"], call=call_id)  # admins do not review, so do not swap
+    assert not [b for b in at.button if b.key == "swap_roles"]
     at = login(demo.users["lead"], call=call_id)
     first = next(m.value for m in at.markdown if "**agent**" in m.value
                  or "**customer**" in m.value)
     at.button(key="swap_roles").click().run()
-    assert "swapped by a reviewer" in texts(at)
+    assert not at.exception, [e.value for e in at.exception]
+    assert "swapped by a reviewer" in texts(at) and "Roles swapped; automatic score" in texts(at)
     flipped = next(m.value for m in at.markdown if "**agent**" in m.value
                    or "**customer**" in m.value)
     assert ("**agent**" in first) == ("**customer**" in flipped)
+    wf, lead = as_user(demo, "lead")
+    call = wf.get_call(lead, call_id)
+    assert call.role_swapped and call.pipeline_version.endswith("+r1")
+    shown = next(m.value for m in at.metric if m.label == "Automatic score")
+    assert shown == f"{call.auto_total:.1f} / {call.max_total:.0f}"  # the new result's
     at.button(key="swap_roles").click().run()  # and back, for the other tests
+    assert not wf.get_call(lead, call_id).role_swapped
 
 
 def test_agent_sees_only_own_calls_and_disputes(demo):

@@ -10,11 +10,14 @@ from qa.errors import CorruptAudioError
 from qa.pipeline import PIPELINE_VERSION as V
 from qa.pipeline import error_record
 from qa.results import (
+    base_version,
     call_metas,
     latest_result,
+    next_revision,
     pending_calls,
     publish_error,
     publish_result,
+    revision_number,
 )
 from qa.schema import CallMeta, CallResult, CallScore, Transcript
 from qa.store import Keys, LocalStore
@@ -79,6 +82,21 @@ def test_latest_result_picks_newest_across_versions(store):
     publish_result(store, _result(meta, "10", created=5))
     assert latest_result(store, "c1").pipeline_version == "10"
     assert latest_result(store, "c3") is None
+
+
+def test_a_revision_keeps_the_old_result_and_the_call_done(store):
+    """A reviewer's role swap stores the call scored again beside the pipeline's result."""
+    meta = _meta("c1", 2)
+    first = publish_result(store, _result(meta, created=1))
+    assert next_revision(store, "c1", V) == f"{V}+r1"
+    publish_result(store, _result(meta, next_revision(store, "c1", V), created=2))
+    assert next_revision(store, "c1", f"{V}+r1") == f"{V}+r2"
+    assert store.exists(first) and latest_result(store, "c1").pipeline_version == f"{V}+r1"
+    assert "c1" not in {m.call_id for m in pending_calls(store, V, CARDS)}
+    assert (base_version(f"{V}+r12"), revision_number(f"{V}+r12")) == (V, 12)
+    assert (base_version("4+rc1"), revision_number("4+rc1")) == ("4+rc1", 0)
+    # a new pipeline version processes the call again, from its audio
+    assert "c1" in {m.call_id for m in pending_calls(store, V + ".next", CARDS)}
 
 
 def test_error_record_keeps_user_message_and_locates_bugs():

@@ -14,6 +14,7 @@ from qa.rules.format import parse_scorecard
 from qa.rules.scripted import ScriptedTurn, long_call, scripted_transcript
 from qa.rules.text import normalize
 from qa.schema import CallMeta, Direction, FlagCode, ItemOutcome, Role, Sentiment
+from qa.scoring.outcome import Scoring, outcome, outcome_items
 from qa.scoring.scorecard import default_scorecard, sample_draw, score_call
 from qa.synth import SynthCall, SynthError, espeak_binary, load_scripts, render_all
 
@@ -125,7 +126,8 @@ def test_items_that_do_not_apply_are_na(synth_calls):
     assert items["empathy"].outcome == NA and "not applicable" in items["empathy"].reason
     assert items["hold_etiquette"].outcome == NA
     assert items["agent_tone"].outcome == NA and "no sentiment" in items["agent_tone"].reason
-    assert items["empathy"].points_possible == 0
+    # still worth its points on the card; it earns none and loses none
+    assert items["empathy"].points_possible > 0 and items["empathy"].points_awarded == 0
 
 
 def test_critical_fail_is_auto_fail(synth_calls):
@@ -140,6 +142,11 @@ def test_deduction_total(synth_calls):
     assert score.total == 100 - 5 - 5 - 5 and score.passed and not score.auto_fail
     lost = [r for r in score.items if r.outcome == FAIL]
     assert all(r.points_awarded == 0 for r in lost)
+    # the one arithmetic, with the card's settings the score carries
+    again = outcome(outcome_items(score.items), Scoring.of_score(score))
+    assert (again.total, again.passed, again.auto_fail) == (score.total, score.passed,
+                                                            score.auto_fail)
+    assert score.scoring == "deduction" and score.auto_fail_zeroes_total
 
 
 def test_negative_ending_flag_from_sentiment(synth_calls):

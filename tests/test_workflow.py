@@ -12,6 +12,8 @@ from argon2 import PasswordHasher
 
 from qa.errors import AccessDenied, QAError, StaleEditError
 from qa.schema import CallMeta, CallScore, Flag, FlagCode, ItemOutcome, ItemResult
+from qa.scoring.outcome import Scoring, outcome_items
+from qa.scoring.outcome import outcome as score_outcome
 from qa.workflow import (
     CallFilter,
     DisputeStatus,
@@ -39,18 +41,17 @@ class Clock:
 
 
 def make_score(call_id: str, outcomes: dict[str, str], flags: list[FlagCode] = ()) -> CallScore:
+    """A deduction card's score, totalled as `score_call` totals it."""
     results = []
     for item_id, possible, critical in ITEMS:
         outcome = ItemOutcome(outcomes.get(item_id, "pass"))
         results.append(ItemResult(item_id=item_id, name=item_id.title(), outcome=outcome,
                                   critical=critical, points_possible=possible,
                                   points_awarded=possible if outcome is ItemOutcome.PASS else 0))
-    applicable = [(r.points_awarded, r.points_possible) for r in results if r.outcome != "na"]
-    total = 100 * sum(a for a, _ in applicable) / sum(p for _, p in applicable)
-    critical_fail = any(r.critical and r.outcome == "fail" for r in results)
+    out = score_outcome(outcome_items(results), Scoring(mode="deduction", pass_mark=70))
     return CallScore(call_id=call_id, scorecard_id="en_cs", scorecard_version="1",
-                     total=total, pass_mark=70, passed=total >= 70 and not critical_fail,
-                     auto_fail=critical_fail, items=results,
+                     total=out.total, pass_mark=70, passed=out.passed, auto_fail=out.auto_fail,
+                     auto_fail_reasons=out.reasons, items=results,
                      flags=[Flag(code=f, reason=f.value) for f in flags])
 
 
@@ -225,7 +226,7 @@ def test_resync_keeps_decisions(wf, users, calls):
                         scorecard_version="2", created_at=T0)
     synced = wf.sync_result(result)
     assert (synced.pipeline_version, synced.scorecard_version) == ("p2", "2")
-    assert synced.auto_total == 100.0  # the na item is left out of the total
+    assert synced.auto_total == 100.0  # the na item neither adds nor takes away
     assert "c9" in [c.call_id for c in wf.list_calls(users["alice"])]
 
 
@@ -414,14 +415,8 @@ def test_audit_log_records_old_and_new_values(wf, users, calls):
                for a in wf.audit_trail(users["max"], "review", r1.id)}
     assert ("items.close.outcome", "pass", "fail") in changes
     assert ("items.close.points", "40.0", "0.0") in changes
-    wf.swap_roles(ivy, "c2")
-    assert wf.role_override("c2") and not wf.role_override("c1")
-    swap = wf.audit_trail(lea, "call", "c2")[0]
-    assert (swap.field, swap.old_value, swap.new_value) == ("role_override", "false", "true")
     with pytest.raises(AccessDenied):
         wf.audit_trail(ivy)
-    with pytest.raises(AccessDenied):
-        wf.swap_roles(alice, "c1")
 
 
 # --------------------------------------------------------------------------- coaching, cases
@@ -591,3 +586,114 @@ def test_text_longer_than_its_column_is_refused_alike_on_every_database(wf, user
     with pytest.raises(NotFoundError):
         wf.get_call(lea, "c9")
     assert wf.add_case(lea, "c1", "good_example", "x" * 300).title == "x" * 300
+
+
+# --------------------------------------------------------------------------- role swap
+
+SWAP_CARD = """\
+id: swap
+version: "1"
+name: Swap
+languages: [en]
+pass_mark: 60
+sections:
+  - id: s
+    name: S
+    items:
+      - {id: greet, name: Greet, points: 50, rule: {type: phrase, phrases: [thank you for calling]}}
+      - {id: name, name: Name, points: 50, rule: {type: phrase, phrases: [my name is]}}
+"""
+
+
+class Neutral:
+    """A sentiment model that finds every utterance neutral."""
+
+    def score(self, texts: list[str], language: str) -> list[Any]:
+        from qa.schema import Sentiment
+
+        return [Sentiment(score=0.0, label="neutral") for _ in texts]
+
+    def annotate(self, transcript: Any) -> None:
+        for u, s in zip(transcript.utterances, self.score([u.text for u in
+                                                           transcript.utterances], "en"),
+                        strict=True):
+            u.sentiment = s
+
+
+class FakeModels:
+    """What a re-score needs of `qa.pipeline.Models`, without loading any."""
+
+    def __init__(self, card: Any) -> None:
+        from types import SimpleNamespace
+
+        self.settings = SimpleNamespace(review_sample_rate=0.0)
+        self.encoder, self.sentiment, self._card = None, Neutral(), card
+
+    def scorecard(self, language: str) -> Any:
+        return self._card
+
+
+def test_swap_roles_scores_again_and_keeps_the_old_result(wf, users, tmp_path):
+    from qa.results import done_calls, latest_result, publish_result
+    from qa.rules.format import parse_scorecard
+    from qa.rules.scripted import ScriptedTurn, scripted_transcript
+    from qa.schema import CallResult, Role
+    from qa.scoring.scorecard import score_call
+    from qa.store import LocalStore
+
+    store, card = LocalStore(tmp_path / "store"), parse_scorecard(SWAP_CARD)
+    models = FakeModels(card)
+    transcript = scripted_transcript([
+        ScriptedTurn(role=Role.AGENT, text="Thank you for calling, my name is Sam."),
+        ScriptedTurn(role=Role.CUSTOMER, text="My bill is wrong.")], call_id="s1")
+    meta = CallMeta(call_id="s1", agent_id="A1", team="red", started_at=T0)
+    score = score_call(transcript, meta, card)
+    first = CallResult(meta=meta, transcript=transcript, score=score, pipeline_version="p1",
+                       scorecard_version="1", created_at=T0)
+    old_key = publish_result(store, first)
+    wf.sync_result(first)
+    assert score.total == 100.0 and score.passed
+    for who in ("admin", "alice", "max"):  # only reviewers swap
+        with pytest.raises(AccessDenied):
+            wf.swap_roles(users[who], "s1", store, models)
+
+    view = wf.swap_roles(users["ivy"], "s1", store, models, reason="the customer spoke first")
+    assert view.role_swapped and wf.role_override("s1")
+    assert view.pipeline_version == "p1+r1" and view.auto_total == 0.0 and not view.auto_passed
+    assert store.get_json(old_key, CallResult).score.total == 100.0  # the old result is kept
+    new = latest_result(store, "s1")
+    assert new.pipeline_version == "p1+r1" and new.score.total == 0.0
+    assert [u.role for u in new.transcript.utterances] == [Role.CUSTOMER, Role.AGENT]
+    assert new.transcript.utterances[0].text == transcript.utterances[0].text  # no ASR
+    assert done_calls(store, "p1", {"swap@1"}) == {"s1"}  # not processed again
+    trail = {a.field: a for a in wf.audit_trail(users["lea"], "call", "s1")
+             if a.action == "swap_roles"}
+    assert (trail["role_override"].old_value, trail["role_override"].new_value) == \
+        ("false", "true")
+    assert trail["result"].new_value.startswith("results/s1/p1+r1/")
+    assert float(trail["auto_total"].old_value) == 100.0
+    assert trail["reason"].new_value == "the customer spoke first"
+
+    back = wf.swap_roles(users["lea"], "s1", store, models)  # a second swap sets them back
+    assert not back.role_swapped and back.pipeline_version == "p1+r2"
+    assert back.auto_total == 100.0
+    assert len(list(store.list("results/s1/"))) == 3
+
+
+def test_a_database_from_before_the_scoring_columns_is_upgraded(wf, users, calls):
+    """create_all makes no columns in existing tables: the service adds them, with the
+    bundled cards' settings for the rows already there."""
+    from sqlalchemy import text
+
+    with wf.engine.begin() as conn:
+        for column in ("scoring_mode", "auto_fail_zeroes_total", "final_auto_fail"):
+            conn.execute(text(f"ALTER TABLE calls DROP COLUMN {column}"))
+    wf.engine.dispose()
+    again = Workflow(wf.database_url,
+                     password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    call = again.get_call(users["lea"], "c3")
+    assert (call.scoring_mode, call.auto_fail_zeroes_total, call.final_auto_fail) == \
+        ("deduction", True, None)
+    review = again.save_review(users["ivy"], "c3", all_pass(verify="fail"))
+    assert (review.total, review.passed) == (call.auto_total, call.auto_passed) == (0.0, False)
+    Workflow(wf.database_url)  # a second start finds nothing to add

@@ -85,18 +85,30 @@ with left:
             st.warning(exc.reason)
     if result is not None:
         transcript = result.transcript
-        if call.role_swapped:
+        if transcript.roles.method == "swapped":  # a reviewer's swap, scored again
+            st.caption("Agent and customer were swapped by a reviewer; the score above is "
+                       "from the swapped roles." if call.role_swapped else
+                       "A reviewer set agent and customer back to the automatic decision; "
+                       "the score above is from these roles.")
+        elif call.role_swapped:  # recorded before swaps were scored again
             transcript = ui.swapped_transcript(transcript)
-            st.caption("Agent and customer were swapped by a reviewer.")
+            st.caption("Agent and customer were swapped by a reviewer; the score is still "
+                       "from the automatic roles.")
         st.subheader("Transcript")
         ui.transcript_view(call.call_id, transcript)
-    if role in ("inspector", "lead", "admin") and st.button(
+    if result is not None and UserRole(role) in auth.REVIEWERS and st.button(
         "Swap agent / customer", key="swap_roles",
-        help="The speaker detection picked the wrong person as the agent",
+        help="The speaker detection picked the wrong person as the agent: the call is "
+             "scored again with the roles exchanged",
     ):
-        data.guarded(wf.swap_roles, user, call.call_id)
-        st.toast("Roles swapped for this call")
+        with st.spinner("Scoring the call again with the roles swapped..."):
+            swapped = data.guarded(wf.swap_roles, user, call.call_id, data.store(),
+                                   data.models())
+        st.session_state["swap_notice"] = (f"Roles swapped; automatic score {call.auto_total:.1f}"
+                                           f" → {swapped.auto_total:.1f}")
         st.rerun()
+    if notice := st.session_state.pop("swap_notice", None):
+        st.success(notice)
 
 # ---------------------------------------------------------------- items and the form
 auto_items: dict[str, ItemResult] = {i.item_id: i for i in result.score.items} if result else {}

@@ -1,9 +1,8 @@
 """Score one call against a scorecard: every item with its evidence, the total, the flags.
 
-Deduction scoring starts at 100 and takes off the points of each failed item; weighted
-scoring is the passed share of the applicable items' weights. An N/A item (not applicable
-to this call, or needing a model that was not supplied) neither adds nor takes away. A
-failed critical item fails the call outright (auto-fail), as on paper compliance forms.
+Each item's rule gives pass, fail or N/A (not applicable to this call, or needing a model
+that was not supplied); the total, pass and auto-fail come from `qa.scoring.outcome`,
+the arithmetic reviews and final decisions use too.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from qa.schema import (
     Transcript,
 )
 from qa.scoring.metrics import compute_metrics
+from qa.scoring.outcome import Scoring, outcome, outcome_items
 
 SCORECARD_DIR = PACKAGE_DIR / "scorecards"
 DEFAULT_SCORECARDS = {"en": "en_customer_service.yaml", "zh": "zh_customer_service.yaml"}
@@ -91,13 +91,15 @@ def _item_result(section: Section, item: Item, card: Scorecard, meta: CallMeta,
     possible = item.points if card.scoring == "deduction" else item.weight
     base = dict(item_id=item.id, name=item.name, section=section.id, critical=item.critical,
                 rule_type=item.rule.type)
+    # what the item is worth on the card, also when N/A: a reviewer who finds it did apply
+    # scores it against the same points
+    base = dict(base, points_possible=possible or 0.0)
     why_not = _not_applicable(item.applies_when, meta, transcript, ctx)
     if why_not:
         return ItemResult(outcome=NA, reason=f"not applicable: {why_not}", **base)
     result = ctx.evaluate(item.rule)
     awarded = possible if result.outcome == ItemOutcome.PASS else 0.0
     return ItemResult(outcome=result.outcome, reason=result.reason, evidence=result.evidence,
-                      points_possible=possible if result.outcome != NA else 0.0,
                       points_awarded=awarded or 0.0, **base)
 
 
@@ -143,18 +145,10 @@ def score_call(transcript: Transcript, meta: CallMeta | None, scorecard: Scoreca
     ctx = CallContext(transcript, scorecard, metrics, encoder=encoder, sentiment=sentiment)
     items = [_item_result(s, i, scorecard, meta, transcript, ctx) for s, i in scorecard.items]
 
-    failed = [r for r in items if r.outcome == ItemOutcome.FAIL]
-    if scorecard.scoring == "deduction":
-        total = 100.0 - sum(r.points_possible for r in failed)
-    else:
-        applicable = sum(r.points_possible for r in items if r.outcome != NA)
-        total = 100.0 * sum(r.points_awarded for r in items) / applicable if applicable else 100.0
-    total = max(0.0, min(100.0, round(total, 2)))
-    auto_fail_reasons = [f"{r.name}: {r.reason}" for r in failed if r.critical]
-    auto_fail = bool(auto_fail_reasons)
-    if auto_fail and scorecard.auto_fail_zeroes_total:
-        total = 0.0
-    passed = not auto_fail and total >= scorecard.pass_mark
+    scoring = Scoring.of_card(scorecard)
+    result = outcome(outcome_items(items), scoring)
+    total, passed, auto_fail = result.total, result.passed, result.auto_fail
+    auto_fail_reasons = result.reasons
 
     thresholds = scorecard.flags
     flags: list[Flag] = []
@@ -195,9 +189,11 @@ def score_call(transcript: Transcript, meta: CallMeta | None, scorecard: Scoreca
 
     return CallScore(
         call_id=transcript.call_id, scorecard_id=scorecard.id,
-        scorecard_version=scorecard.version, total=total, pass_mark=scorecard.pass_mark,
-        passed=passed, auto_fail=auto_fail, auto_fail_reasons=auto_fail_reasons, items=items,
-        flags=flags, metrics=metrics, sentiment=summaries)
+        scorecard_version=scorecard.version, total=total, max_total=scoring.max_total,
+        pass_mark=scorecard.pass_mark, passed=passed, auto_fail=auto_fail,
+        auto_fail_reasons=auto_fail_reasons, scoring=scoring.mode,
+        auto_fail_zeroes_total=scoring.auto_fail_zeroes_total, items=items, flags=flags,
+        metrics=metrics, sentiment=summaries)
 
 
 def time_scoring(transcripts: list[Transcript], scorecard: Scorecard, *, encoder: Any = None,

@@ -22,7 +22,12 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    inspect,
+    text,
+    true,
 )
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column, relationship
 
 from qa.errors import QAError
@@ -111,6 +116,12 @@ class Call(Base):
     pipeline_version: Mapped[str] = mapped_column(String(50), default="")
     max_total: Mapped[float] = mapped_column(Float, default=100.0)
     pass_mark: Mapped[float] = mapped_column(Float, default=0.0)
+    # how the card totals (qa.scoring.outcome.Scoring); databases from before these columns
+    # get the bundled cards' settings until the call is synced again
+    scoring_mode: Mapped[str] = mapped_column(String(16), default="deduction",
+                                              server_default="deduction")
+    auto_fail_zeroes_total: Mapped[bool] = mapped_column(Boolean, default=True,
+                                                         server_default=true())
     auto_total: Mapped[float] = mapped_column(Float)
     auto_passed: Mapped[bool] = mapped_column(Boolean)
     auto_fail: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -121,6 +132,7 @@ class Call(Base):
     flag_reasons: Mapped[list[str]] = mapped_column(default=list)
     final_total: Mapped[float | None] = mapped_column(Float)
     final_passed: Mapped[bool | None] = mapped_column(Boolean)
+    final_auto_fail: Mapped[bool | None] = mapped_column(Boolean)  # over the final outcomes
     final_note: Mapped[str | None] = mapped_column(Text)
     final_by: Mapped[str | None] = mapped_column(String(64))
     final_at: Mapped[datetime | None]
@@ -293,3 +305,45 @@ class AuditEntry(Base):
     field: Mapped[str | None] = mapped_column(String(100))
     old_value: Mapped[str | None] = mapped_column(Text)
     new_value: Mapped[str | None] = mapped_column(Text)
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """Add the columns a newer release declares to tables an older one created.
+
+    `create_all` makes missing tables but never alters existing ones; the columns added
+    since carry server defaults, so old rows get a value. Safe when several processes
+    start at once: a column another one added meanwhile is skipped. Returns "table.column"
+    for each column added.
+    """
+    added = []
+    existing = inspect(engine)
+    for table in Base.metadata.sorted_tables:
+        if not existing.has_table(table.name):
+            continue
+        have = {c["name"] for c in existing.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            if not column.nullable and column.server_default is None:
+                raise QAError(f"cannot add {table.name}.{column.name} to an existing database: "
+                              "it has no default")
+            ddl = f"{column.name} {column.type.compile(dialect=engine.dialect)}"
+            if column.server_default is not None:
+                arg = column.server_default.arg  # type: ignore[attr-defined]
+                value = (f"'{arg}'" if isinstance(arg, str) else
+                         str(arg.compile(dialect=engine.dialect,
+                                         compile_kwargs={"literal_binds": True})))
+                ddl += f" DEFAULT {value}"
+            if not column.nullable:
+                ddl += " NOT NULL"
+            guard = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {guard}{ddl}"))
+            except DBAPIError:
+                if column.name not in {c["name"] for c in
+                                       inspect(engine).get_columns(table.name)}:
+                    raise
+                continue
+            added.append(f"{table.name}.{column.name}")
+    return added

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from argon2 import PasswordHasher
 from sqlalchemy import create_engine, event, func, select, text
@@ -28,7 +28,8 @@ from sqlalchemy.pool import StaticPool
 
 from qa.errors import AccessDenied, QAError, StaleEditError
 from qa.schema import CallMeta, CallResult, CallScore, ItemOutcome
-from qa.store import Store
+from qa.scoring.outcome import Outcome, OutcomeItem, Scoring, outcome
+from qa.store import Keys, ObjectNotFoundError, Store
 from qa.workflow import auth
 from qa.workflow.models import (
     Assignment,
@@ -44,9 +45,10 @@ from qa.workflow.models import (
     ReviewItem,
     RoleOverride,
     User,
+    add_missing_columns,
     utcnow,
 )
-from qa.workflow.stats import agreement_rate, majority, nominal_alpha, pass_rate, score_total
+from qa.workflow.stats import agreement_rate, majority, nominal_alpha, pass_rate
 from qa.workflow.views import (
     AgreementStats,
     AuditView,
@@ -73,6 +75,9 @@ from qa.workflow.views import (
     UserRole,
     UserView,
 )
+
+if TYPE_CHECKING:
+    from qa.pipeline import Models
 
 SYSTEM = "system"  # actor name in the audit log for the pipeline and the command line
 # Postgres advisory lock every writing transaction takes first (see Workflow._tx)
@@ -122,6 +127,20 @@ def _checked_item(call_id: str, item: CallItem | None, entry: ReviewItemInput
     return outcome, points
 
 
+def _scoring(call: Call) -> Scoring:
+    """The card's arithmetic as stored with the call at sync time."""
+    return Scoring(mode=call.scoring_mode or "deduction", pass_mark=call.pass_mark,
+                   max_total=call.max_total,
+                   auto_fail_zeroes_total=call.auto_fail_zeroes_total is not False)
+
+
+def _outcome(call: Call, rows: Iterable[tuple[CallItem, ItemOutcome, float | None]]) -> Outcome:
+    """Total, pass and auto-fail of the call for these (item, outcome, points)."""
+    return outcome((OutcomeItem(item_id=i.item_id, name=i.name, outcome=o, points_awarded=p,
+                                points_possible=i.points_possible, critical=i.critical)
+                    for i, o, p in rows), _scoring(call))
+
+
 def _flip(outcome: ItemOutcome) -> ItemOutcome:
     return ItemOutcome.PASS if outcome is not ItemOutcome.PASS else ItemOutcome.FAIL
 
@@ -151,6 +170,7 @@ class Workflow:
         self._clock = clock or utcnow
         self.engine = self._make_engine(database_url, echo)
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine)  # a database an older release created
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._dummy_hash: str | None = None
 
@@ -410,63 +430,70 @@ class Workflow:
     def sync_call(self, meta: CallMeta, score: CallScore, *, pipeline_version: str = "",
                   scorecard_version: str | None = None) -> CallView:
         """Upsert a call from the pipeline's result; reviews and final decisions are kept."""
+        with self._tx(write=True) as s:
+            call = self._sync(s, meta, score, pipeline_version, scorecard_version)
+            return self._call_views(s, [call], None)[0]
+
+    def _sync(self, s: Session, meta: CallMeta, score: CallScore, pipeline_version: str,
+              scorecard_version: str | None) -> Call:
+        """Upsert inside the caller's transaction, so a re-score and its audit are one."""
         if meta.call_id != score.call_id:
             raise QAError(f"metadata is for call {meta.call_id!r} but the score is for "
                           f"{score.call_id!r}")
         now = self.now()
-        with self._tx(write=True) as s:
-            call = s.get(Call, meta.call_id)
-            values = {
-                "agent_id": meta.agent_id, "team": meta.team, "queue": meta.queue,
-                "direction": meta.direction.value, "language": meta.language,
-                "started_at": meta.started_at, "duration": meta.duration,
-                "scorecard_id": score.scorecard_id,
-                "scorecard_version": scorecard_version or score.scorecard_version,
-                "pipeline_version": pipeline_version, "max_total": score.max_total,
-                "pass_mark": score.pass_mark, "auto_total": score.total,
-                "auto_passed": score.passed, "auto_fail": score.auto_fail,
-                "auto_fail_reasons": list(score.auto_fail_reasons),
-                "flags": [f.code.value for f in score.flags],
-                "flag_codes": "," + "".join(f"{f.code.value}," for f in score.flags),
-                "flag_reasons": [f.reason for f in score.flags],
-            }
-            if values["started_at"] is not None and values["started_at"].tzinfo is None:
-                values["started_at"] = values["started_at"].replace(tzinfo=UTC)
-            if call is None:
-                call = Call(call_id=meta.call_id, synced_at=now, **values)
-                s.add(call)
-                self._audit(s, SYSTEM, "call", meta.call_id, "create", "auto_total", None,
-                            score.total)
-            else:
-                tracked = {k: values.pop(k) for k in ("agent_id", "team", "scorecard_version",
-                                                      "pipeline_version", "auto_total",
-                                                      "auto_passed")}
-                for name, value in values.items():
-                    setattr(call, name, value)
-                self._changes(s, SYSTEM, "call", meta.call_id, call, tracked, "sync")
-                call.synced_at = now
-            existing = {item.item_id: item for item in call.items}
-            seen = set()
-            for position, result in enumerate(score.items):
-                seen.add(result.item_id)
-                item = existing.get(result.item_id)
-                if item is None:
-                    item = CallItem(item_id=result.item_id)
-                    call.items.append(item)
-                item.position = position
-                item.name = result.name
-                item.section = result.section
-                item.critical = result.critical
-                item.points_possible = result.points_possible
-                item.auto_outcome = ItemOutcome(result.outcome).value
-                item.auto_points = result.points_awarded
-            for item_id, item in existing.items():
-                if item_id not in seen:
-                    call.items.remove(item)
-                    self._audit(s, SYSTEM, "call", meta.call_id, "sync", f"items.{item_id}",
-                                item.auto_outcome, None)
-            s.flush()
-            return self._call_views(s, [call], None)[0]
+        call = s.get(Call, meta.call_id)
+        values = {
+            "agent_id": meta.agent_id, "team": meta.team, "queue": meta.queue,
+            "direction": meta.direction.value, "language": meta.language,
+            "started_at": meta.started_at, "duration": meta.duration,
+            "scorecard_id": score.scorecard_id,
+            "scorecard_version": scorecard_version or score.scorecard_version,
+            "pipeline_version": pipeline_version, "max_total": score.max_total,
+            "pass_mark": score.pass_mark, "scoring_mode": score.scoring,
+            "auto_fail_zeroes_total": score.auto_fail_zeroes_total, "auto_total": score.total,
+            "auto_passed": score.passed, "auto_fail": score.auto_fail,
+            "auto_fail_reasons": list(score.auto_fail_reasons),
+            "flags": [f.code.value for f in score.flags],
+            "flag_codes": "," + "".join(f"{f.code.value}," for f in score.flags),
+            "flag_reasons": [f.reason for f in score.flags],
+        }
+        if values["started_at"] is not None and values["started_at"].tzinfo is None:
+            values["started_at"] = values["started_at"].replace(tzinfo=UTC)
+        if call is None:
+            call = Call(call_id=meta.call_id, synced_at=now, **values)
+            s.add(call)
+            self._audit(s, SYSTEM, "call", meta.call_id, "create", "auto_total", None,
+                        score.total)
+        else:
+            tracked = {k: values.pop(k) for k in ("agent_id", "team", "scorecard_version",
+                                                  "pipeline_version", "auto_total",
+                                                  "auto_passed")}
+            for name, value in values.items():
+                setattr(call, name, value)
+            self._changes(s, SYSTEM, "call", meta.call_id, call, tracked, "sync")
+            call.synced_at = now
+        existing = {item.item_id: item for item in call.items}
+        seen = set()
+        for position, result in enumerate(score.items):
+            seen.add(result.item_id)
+            item = existing.get(result.item_id)
+            if item is None:
+                item = CallItem(item_id=result.item_id)
+                call.items.append(item)
+            item.position = position
+            item.name = result.name
+            item.section = result.section
+            item.critical = result.critical
+            item.points_possible = result.points_possible
+            item.auto_outcome = ItemOutcome(result.outcome).value
+            item.auto_points = result.points_awarded
+        for item_id, item in existing.items():
+            if item_id not in seen:
+                call.items.remove(item)
+                self._audit(s, SYSTEM, "call", meta.call_id, "sync", f"items.{item_id}",
+                            item.auto_outcome, None)
+        s.flush()
+        return call
 
     def sync_result(self, result: CallResult) -> CallView:
         """Upsert a call from a pipeline `CallResult` (what workers publish to the store)."""
@@ -506,7 +533,10 @@ class Workflow:
             direction=call.direction, language=call.language, started_at=call.started_at,
             duration=call.duration, scorecard_id=call.scorecard_id,
             scorecard_version=call.scorecard_version, pipeline_version=call.pipeline_version,
-            max_total=call.max_total, pass_mark=call.pass_mark, auto_total=call.auto_total,
+            max_total=call.max_total, pass_mark=call.pass_mark,
+            scoring_mode=_scoring(call).mode,
+            auto_fail_zeroes_total=_scoring(call).auto_fail_zeroes_total,
+            auto_total=call.auto_total,
             auto_passed=call.auto_passed, auto_fail=call.auto_fail,
             auto_fail_reasons=list(call.auto_fail_reasons or []), flags=list(call.flags or []),
             flag_reasons=list(call.flag_reasons or []),
@@ -517,7 +547,8 @@ class Workflow:
                 final_outcome=ItemOutcome(i.final_outcome) if i.final_outcome else None,
                 final_points=i.final_points) for i in call.items],
             final_total=call.final_total, final_passed=call.final_passed,
-            final_note=call.final_note, final_by=call.final_by, final_at=call.final_at,
+            final_auto_fail=call.final_auto_fail, final_note=call.final_note,
+            final_by=call.final_by, final_at=call.final_at,
             assigned_reviewers=assigned, submitted_reviews=submitted,
             acknowledged_at=call.acknowledged_at, role_swapped=swapped, synced_at=call.synced_at,
         )
@@ -726,12 +757,9 @@ class Workflow:
                         self._audit(s, user.username, "review", review.id, "update",
                                     f"items.{item_id}.{name}", getattr(row, name), value)
                         setattr(row, name, value)
-            total = score_total(((o, p, call_items[i].points_possible)
-                                 for i, (o, p, _) in rows.items()), call.max_total)
-            critical_fail = any(o is ItemOutcome.FAIL and call_items[i].critical
-                                for i, (o, _, _) in rows.items())
-            values: dict[str, Any] = {"total": total,
-                                      "passed": total >= call.pass_mark and not critical_fail,
+            # a draft may leave items out: they are left out of its total too
+            result = _outcome(call, ((call_items[i], o, p) for i, (o, p, _) in rows.items()))
+            values: dict[str, Any] = {"total": result.total, "passed": result.passed,
                                       "comment": comment}
             if submit:
                 values["status"] = ReviewStatus.SUBMITTED.value
@@ -919,14 +947,12 @@ class Workflow:
                 alpha=nominal_alpha(ratings), auto_human_agreement=agreement_rate(all_pairs),
                 items=per_item, reviewers=per_reviewer)
 
-    def _recompute_final(self, call: Call) -> tuple[float, bool]:
-        effective = [(ItemOutcome(i.final_outcome or i.auto_outcome),
-                      i.auto_points if i.final_points is None else i.final_points,
-                      i.points_possible) for i in call.items]
-        total = score_total(effective, call.max_total)
-        critical_fail = any(o is ItemOutcome.FAIL and i.critical
-                            for (o, _, _), i in zip(effective, call.items, strict=True))
-        return total, total >= call.pass_mark and not critical_fail
+    @staticmethod
+    def _final_outcome(call: Call) -> Outcome:
+        """The card's arithmetic over the outcomes that count (final where set)."""
+        return _outcome(call, ((i, ItemOutcome(i.final_outcome or i.auto_outcome),
+                                i.auto_points if i.final_points is None else i.final_points)
+                               for i in call.items))
 
     def set_final_score(self, actor: UserView, call_id: str,
                         items: Sequence[ReviewItemInput] = (), total: float | None = None,
@@ -934,7 +960,7 @@ class Workflow:
         """A lead's decision after calibration; it replaces the automatic score everywhere.
 
         Items not named keep their current outcome. `total` / `passed` default to the
-        scorecard arithmetic over the final item outcomes (na left out, critical fail fails).
+        card's arithmetic (`qa.scoring.outcome`) over the final item outcomes.
         """
         with self._tx(write=True) as s:
             lead = self._user(s, actor)
@@ -950,12 +976,13 @@ class Workflow:
                         self._audit(s, lead.username, "call", call_id, "final",
                                     f"items.{item.item_id}.{name}", old, value)
                         setattr(item, name, value)
-            auto_total, auto_passed = self._recompute_final(call)
+            computed = self._final_outcome(call)
             if total is not None and not 0.0 <= total <= call.max_total:
                 raise QAError(f"final total {total} outside 0..{call.max_total}")
             self._changes(s, lead.username, "call", call_id, call, {
-                "final_total": auto_total if total is None else float(total),
-                "final_passed": auto_passed if passed is None else passed,
+                "final_total": computed.total if total is None else float(total),
+                "final_passed": computed.passed if passed is None else passed,
+                "final_auto_fail": computed.auto_fail,
                 "final_note": note or call.final_note, "final_by": lead.username}, "final")
             call.final_at = self.now()
             s.flush()
@@ -1059,9 +1086,10 @@ class Workflow:
                     self._audit(s, lead.username, "call", call.call_id, "dispute_overturned",
                                 f"items.{item.item_id}.{name}", old, value)
                     setattr(item, name, value)
-                total, passed = self._recompute_final(call)
+                computed = self._final_outcome(call)
                 self._changes(s, lead.username, "call", call.call_id, call, {
-                    "final_total": total, "final_passed": passed, "final_by": lead.username},
+                    "final_total": computed.total, "final_passed": computed.passed,
+                    "final_auto_fail": computed.auto_fail, "final_by": lead.username},
                     "dispute_overturned")
                 call.final_at = now
                 dispute.outcome_after = new.value
@@ -1268,29 +1296,64 @@ class Workflow:
 
     # ------------------------------------------------------------------ roles
 
-    def swap_roles(self, actor: UserView, call_id: str, reason: str = "") -> bool:
-        """Record that the call's agent/customer sides are the other way round (toggles)."""
+    def swap_roles(self, actor: UserView, call_id: str, store: Store, models: Models,
+                   reason: str = "") -> CallView:
+        """Exchange agent and customer of a call and score it again (toggles).
+
+        The shown result's transcript gets its roles swapped and is scored with the same
+        scorecard (`qa.scoring.rescore`, no ASR); the new result is stored as a revision
+        beside the old one (`qa.results.next_revision`), which is kept, and the call's
+        automatic score in this database becomes the new one, with an audit entry.
+        Reviews and final decisions are kept, as on any re-sync.
+        """
+        from qa.results import next_revision, publish_result
+        from qa.scoring.rescore import swap_and_rescore
+
+        with self._tx() as s:
+            user = self._user(s, actor)
+            self._require(user, auth.REVIEWERS, "swap speaker roles")
+            call = self._call(s, user, call_id)
+            based_on = call.pipeline_version
+            key = Keys.result(call_id, based_on, call.scorecard_id, call.scorecard_version)
+        try:
+            old = store.get_json(key, CallResult)
+        except ObjectNotFoundError:
+            raise NotFoundError(f"call {call_id!r}: the pipeline's result is not in the store, "
+                                "so there is no transcript to score again") from None
+        # the slow part (models) runs outside any transaction
+        new = swap_and_rescore(old, models, next_revision(store, call_id, based_on))
         with self._tx(write=True) as s:
             user = self._user(s, actor)
             self._require(user, auth.REVIEWERS, "swap speaker roles")
-            self._call(s, user, call_id)
+            call = self._call(s, user, call_id)
+            if call.pipeline_version != based_on:
+                raise StaleEditError(f"call {call_id!r} was re-scored meanwhile (now "
+                                     f"{call.pipeline_version}); reload and check the roles")
+            new_key = publish_result(store, new)
+            old_total = call.auto_total
+            self._sync(s, new.meta, new.score, new.pipeline_version, new.scorecard_version)
             row = s.get(RoleOverride, call_id)
-            old = bool(row and row.swapped)
+            swapped = not (row and row.swapped)
             if row is None:
-                row = RoleOverride(call_id=call_id, swapped=True, by=user.username,
-                                   at=self.now())
-                s.add(row)
+                s.add(RoleOverride(call_id=call_id, swapped=True, by=user.username,
+                                   at=self.now()))
             else:
-                row.swapped, row.by, row.at = not row.swapped, user.username, self.now()
-            self._audit(s, user.username, "call", call_id, "swap_roles", "role_override", old,
-                        not old)
+                row.swapped, row.by, row.at = swapped, user.username, self.now()
+            self._audit(s, user.username, "call", call_id, "swap_roles", "role_override",
+                        not swapped, swapped)
+            self._audit(s, user.username, "call", call_id, "swap_roles", "result", key,
+                        new_key)
+            self._audit(s, user.username, "call", call_id, "swap_roles", "auto_total",
+                        old_total, new.score.total)
             if reason:
                 self._audit(s, user.username, "call", call_id, "swap_roles", "reason", None,
                             reason)
-            return not old
+            s.flush()
+            return self._call_views(s, [call], user)[0]
 
     def role_override(self, call_id: str) -> bool:
-        """Whether a reviewer swapped agent and customer for this call (pipeline reads it)."""
+        """Whether a reviewer swapped agent and customer for this call, relative to the
+        pipeline's own decision."""
         with self._tx() as s:
             row = s.get(RoleOverride, call_id)
             return bool(row and row.swapped)
@@ -1357,7 +1420,9 @@ class Workflow:
                     week=_week(c.started_at),
                     total=c.auto_total if c.final_total is None else c.final_total,
                     passed=c.auto_passed if c.final_passed is None else c.final_passed,
-                    auto_total=c.auto_total, auto_passed=c.auto_passed, finalised=finalised,
+                    auto_total=c.auto_total, auto_passed=c.auto_passed,
+                    auto_fail=c.auto_fail if c.final_auto_fail is None else c.final_auto_fail,
+                    finalised=finalised,
                     items={i.item_id: ItemOutcome(i.final_outcome or i.auto_outcome)
                            for i in c.items}))
             return rows

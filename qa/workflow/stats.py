@@ -57,23 +57,6 @@ def majority(outcomes: Iterable[ItemOutcome]) -> tuple[ItemOutcome | None, float
     return value, n / sum(counts.values())
 
 
-def score_total(items: Iterable[tuple[ItemOutcome, float, float]], max_total: float) -> float:
-    """Total on the scorecard's scale from (outcome, points, possible); na items are left out.
-
-    Normalising over the items that applied keeps a call where half the items were not
-    applicable comparable with one where all were.
-    """
-    awarded = possible = 0.0
-    for outcome, points, points_possible in items:
-        if ItemOutcome(outcome) is ItemOutcome.NA:
-            continue
-        awarded += points
-        possible += points_possible
-    if possible <= 0:
-        return round(max_total, 2)
-    return round(max_total * awarded / possible, 2)
-
-
 def pass_rate(outcomes: Iterable[ItemOutcome | str]) -> tuple[float | None, int]:
     """Passes / (passes + fails), and how many counted; na is not a pass or a fail."""
     passes = fails = 0

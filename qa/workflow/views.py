@@ -6,12 +6,14 @@ session that read it has closed, and a page cannot write by mutating what it was
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa.schema import ItemOutcome
+from qa.scoring.outcome import Outcome, OutcomeItem, Scoring, ScoringMode, outcome
 
 
 class View(BaseModel):
@@ -121,6 +123,8 @@ class CallView(View):
     pipeline_version: str = ""
     max_total: float = 100.0
     pass_mark: float = 0.0
+    scoring_mode: ScoringMode = "deduction"
+    auto_fail_zeroes_total: bool = True
     auto_total: float
     auto_passed: bool
     auto_fail: bool = False
@@ -130,6 +134,7 @@ class CallView(View):
     items: list[CallItemView] = Field(default_factory=list)
     final_total: float | None = None
     final_passed: bool | None = None
+    final_auto_fail: bool | None = None  # a critical item fails after the final outcomes
     final_note: str | None = None
     final_by: str | None = None
     final_at: datetime | None = None
@@ -147,6 +152,27 @@ class CallView(View):
     @property
     def passed(self) -> bool:
         return self.auto_passed if self.final_passed is None else self.final_passed
+
+    @property
+    def failed_critical(self) -> bool:
+        """The auto-fail that counts: over the final outcomes once a person changed one."""
+        return self.auto_fail if self.final_auto_fail is None else self.final_auto_fail
+
+    @property
+    def scoring(self) -> Scoring:
+        return Scoring(mode=self.scoring_mode, pass_mark=self.pass_mark,
+                       max_total=self.max_total,
+                       auto_fail_zeroes_total=self.auto_fail_zeroes_total)
+
+    def outcome_of(self, outcomes: Mapping[str, ItemOutcome | str]) -> Outcome:
+        """What the card makes of these item outcomes (items not named keep the outcome
+        that counts now), e.g. to suggest a lead's final total before it is set."""
+        return outcome((OutcomeItem(
+            item_id=i.item_id, name=i.name, critical=i.critical,
+            points_possible=i.points_possible,
+            outcome=ItemOutcome(outcomes.get(i.item_id, i.outcome)),
+            points_awarded=None if i.item_id in outcomes else i.points)
+            for i in self.items), self.scoring)
 
     @property
     def reviewed(self) -> bool:
@@ -345,5 +371,6 @@ class FinalOutcomeRow(View):
     passed: bool
     auto_total: float
     auto_passed: bool
+    auto_fail: bool = False  # the one that counts: over the final outcomes when set
     finalised: bool = False  # a lead set the final score or a dispute changed it
     items: dict[str, ItemOutcome] = Field(default_factory=dict)
