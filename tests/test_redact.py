@@ -368,6 +368,8 @@ def test_two_spans_in_one_word_keep_both_placeholders() -> None:
          "Next, I will [CARD_EXPIRY]."),
         ("The X-pira rebates on the card", "The x-pirin is 0.43.",
          "The x-pirin is [CARD_EXPIRY]."),
+        ("and then fire rebate on the card", "Next, we all got two, zero, three, three.",
+         "Next, we all got [CARD_EXPIRY]."),
         # "three digits ... on the back" heard as "free digits ... on the Mac"; the code is
         # the first number of the answer, after a few misheard words
         ("and the free digits that you already code on the Mac on the card.", "1 6, 9,",

@@ -195,7 +195,7 @@ _CUES: tuple[tuple[str, str], ...] = (
      r"(?<!contract )(?<!plan )(?<!offer )\b(?:expiry|expiration|expires|exp)\b|"
      r"valid (?:until|till|thru|through|to)\b|有效期|"
      # how Whisper tiny writes "expiry (date)" / "it expires" on a phone line
-     r"\bfiery (?:base|bait|date)\b|\bnext,? (?:i really|fire)\b|\blet's fire\b|"
+     r"\bfiery (?:base|bait|date)\b|\b(?:next,? (?:i really|fire)|then fire)\b|\blet's fire\b|"
      r"\b[xs]-(?:pir|fir)\w*|\badvisory date"),
     ("phone",
      r"\b(?:phone|mobile|cell|telephone|landline|callback|call ?back|call me|reach me|"
@@ -218,8 +218,11 @@ _CUE_RE = {kind: re.compile(pattern, re.IGNORECASE) for kind, pattern in _CUES}
 _CUED_KINDS: dict[str, tuple[str, int, int, Callable[[str], bool] | None]] = {
     "card_number": ("card_number", 12, 19, None),
     "cvv": ("cvv", 2, 4, None),  # ASR often loses one of three digits
-    # after its cue, "oh four three(-three)" with a digit lost is still the expiry
-    "card_expiry": ("card_expiry", 3, 6, lambda d: expiry_valid(d) or d[0] == "0"),
+    # after its cue, "oh four three(-three)" with a digit lost, or the year alone ("two,
+    # zero, three, three": the month lost), is still the expiry
+    "card_expiry": ("card_expiry", 3, 6,
+                    lambda d: expiry_valid(d) or d[0] == "0" or re.fullmatch(r"20\d\d", d)
+                    is not None),
     "phone": ("phone", 7, 15, None),
     "bank_account": ("bank_account", 6, 34, None),
     "ssn": ("national_id", 7, 11, None),  # ASR adds or drops a digit: no check after a cue
