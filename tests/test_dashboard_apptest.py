@@ -295,10 +295,16 @@ def test_calibration_shows_disagreement_and_lead_sets_final(demo):
     assert "Disagreement on" in texts(at)
     assert not table(at, "all agree")["all agree"].all()
     at.text_area(key=f"final_note:{call_id}").input("agreed in calibration")
+    at.button(key="final_submit").click().run()  # the card's arithmetic decides
+    assert not at.exception
+    wf, lead = as_user(demo, "lead")
+    decided = wf.get_call(lead, call_id)
+    chosen = {i.item_id: i.final_outcome for i in decided.items}
+    assert decided.final_total == decided.outcome_of(chosen).total
+    at.checkbox(key=f"final_override:{call_id}").check()
     at.number_input(key=f"final_total:{call_id}").set_value(88.0)
     at.button(key="final_submit").click().run()
     assert not at.exception
-    wf, lead = as_user(demo, "lead")
     assert wf.get_call(lead, call_id).final_total == 88.0
 
     # the lead sends one review back to its reviewer as a new draft revision

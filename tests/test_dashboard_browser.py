@@ -345,7 +345,8 @@ def test_review_calibrate_dispute_and_trend(browser, server, demo, shots, budget
     lead.check("calibration")
     final_form = lead.page.locator('[data-testid="stForm"]')
     with lead.waiting("the final score form"):
-        final_form.get_by_role("spinbutton", name="Final total").fill("70")
+        final_form.get_by_text("Set the total by hand").click()
+        final_form.get_by_role("spinbutton", name="Final total (by hand)").fill("70")
         final_form.get_by_role("textbox", name="Note").fill("disclosure missing, verified later")
     lead.act("setting the final score",
              lead.page.get_by_role("button", name="Set final score").click)

@@ -114,8 +114,6 @@ else:
 # ---------------------------------------------------------------- the lead's decision
 if role == "lead":
     st.subheader("Final decision")
-    possible = {i.item_id: i.points_possible for i in call.items}
-    critical = {i.item_id for i in call.items if i.critical}
     with st.form("final"):
         chosen: dict[str, str] = {}
         for it in cal.items:
@@ -123,22 +121,22 @@ if role == "lead":
             chosen[it.item_id] = st.radio(
                 f"{it.name} ({it.item_id})", OUTCOMES, index=OUTCOMES.index(start),
                 horizontal=True, key=f"final:{call_id}:{it.item_id}")
-        failed = [k for k, v in chosen.items() if v == ItemOutcome.FAIL.value]
-        applicable = [k for k, v in chosen.items() if v != ItemOutcome.NA.value]
-        if abs(sum(possible.values()) - call.max_total) < 1e-6:  # deduction scorecard
-            suggested = call.max_total - sum(possible[k] for k in failed)
-        else:  # weighted: share of applicable weight passed
-            weight = sum(possible[k] for k in applicable)
-            passed_w = sum(possible[k] for k in applicable if k not in failed)
-            suggested = call.max_total * passed_w / weight if weight else call.max_total
-        total = st.number_input("Final total", 0.0, float(call.max_total),
-                                value=float(round(suggested, 1)), key=f"final_total:{call_id}",
-                                help="Suggested from the outcomes chosen when the form opened")
-        passed = st.checkbox("Passed", value=total >= call.pass_mark and not
-                             (critical & set(failed)), key=f"final_passed:{call_id}")
+        # the card's own arithmetic, the same that scored the call and every review
+        suggested = call.outcome_of(chosen)
+        override = st.checkbox(
+            "Set the total by hand", key=f"final_override:{call_id}",
+            help="Unticked, the total and pass follow the card's arithmetic over the outcomes "
+                 "above (as for the automatic score and every review)")
+        total = st.number_input("Final total (by hand)", 0.0, float(call.max_total),
+                                value=float(round(suggested.total, 1)),
+                                key=f"final_total:{call_id}")
+        passed = st.checkbox("Passed (by hand)", value=suggested.passed,
+                             key=f"final_passed:{call_id}")
         note = st.text_area("Note", key=f"final_note:{call_id}")
         if st.form_submit_button("Set final score", type="primary", key="final_submit"):
             items = [ReviewItemInput(item_id=k, outcome=ItemOutcome(v)) for k, v in chosen.items()]
-            data.guarded(wf.set_final_score, user, call_id, items, float(total), bool(passed),
-                         note)
+            final = data.guarded(wf.set_final_score, user, call_id, items,
+                                 float(total) if override else None,
+                                 bool(passed) if override else None, note)
+            total = final.final_total if final.final_total is not None else total
             ui.done(f"Final score of {call_id} set to {total:.1f}.")
