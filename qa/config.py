@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     s3_secure: bool = False
     database_url: str | None = None  # default: sqlite:///<home>/workflow.db
     ray_address: str | None = None
+    # a Ray custom resource that only the transcription (GPU) nodes offer, e.g. "asr":
+    # transcribe workers run only there; None runs them on any node
+    transcribe_resource: str | None = None
     session_ttl_minutes: int = 480
 
     @classmethod

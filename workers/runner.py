@@ -14,6 +14,11 @@ next run, and an exception from a signal handler is never raised inside Ray's C+
 A local Ray (no cluster address) is this process's to stop: `ray_stop` shuts it down, and a
 small watchdog (`workers/reaper.py`) stops its agents if the driver dies without doing so
 (SIGKILL), because Ray's dashboard and runtime-env agents outlive a killed driver.
+
+On a cluster, transcribe actors ask for a GPU when ASR runs on CUDA and, with
+`QA_TRANSCRIBE_RESOURCE`, for a token of a custom resource that only the transcription nodes
+offer, so they are placed there. Before starting them the runner checks that the cluster
+can place them at all: an actor no node can hold would wait forever, and its call with it.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ from workers.actors import ScoreActor, TranscribeActor
 MAX_ATTEMPTS = 3  # a call whose worker dies this many times gets an error record
 WAIT_SLICE = 1.0  # seconds per ray.wait; stop requests and stalls are checked in between
 REAPER_POLL = 1.0  # seconds between telling the watchdog of new Ray processes
+# of QA_TRANSCRIBE_RESOURCE per transcribe actor: the resource marks the nodes, it does not
+# count actors; their CPUs and GPUs bound how many each node runs
+PIN_AMOUNT = 0.001
 
 
 class WorkerDiedError(QAError):
@@ -50,6 +58,10 @@ class WorkerDiedError(QAError):
 
 class RunStalledError(QAError):
     """No call finished within the stall timeout; names what the run was waiting for."""
+
+
+class ClusterMismatchError(QAError):
+    """No node of the Ray cluster offers what a transcribe worker asks for."""
 
 
 class RunSummary(BaseModel):
@@ -216,6 +228,44 @@ def death_notice(exc: Exception) -> str:
     return f"{where}exit signal not reported by Ray: killed or crashed"
 
 
+def transcribe_request(settings: Settings, cpus: float) -> dict[str, float]:
+    """What one transcribe actor asks Ray for: CPUs, a GPU when ASR runs on CUDA, and a
+    token of `QA_TRANSCRIBE_RESOURCE`, which pins it to the nodes that offer that resource."""
+    request = {"CPU": cpus}
+    if settings.asr_device == "cuda":
+        request["GPU"] = 1.0
+    if settings.transcribe_resource:
+        request[settings.transcribe_resource] = PIN_AMOUNT
+    return request
+
+
+def actor_options(request: dict[str, float]) -> dict[str, Any]:
+    """`request` as the keyword arguments of an actor's `.options()`."""
+    custom = {k: v for k, v in request.items() if k not in ("CPU", "GPU")}
+    options: dict[str, Any] = {"num_cpus": request.get("CPU", 0),
+                               "num_gpus": request.get("GPU", 0)}
+    if custom:
+        options["resources"] = custom
+    return options
+
+
+def capacity(request: dict[str, float], nodes: Iterable[dict[str, float]]) -> int:
+    """How many actors asking for `request` the nodes (their total resources) can hold,
+    an actor being placed on one node: what is already in use is not counted."""
+    needed = {k: v for k, v in request.items() if v > 0}
+    return sum(min((int(node.get(k, 0) / v + 1e-9) for k, v in needed.items()), default=0)
+               for node in nodes)
+
+
+def _describe(request: dict[str, float]) -> str:
+    parts = [f"{request['CPU']:g} CPU"] if request.get("CPU") else []
+    if request.get("GPU"):
+        parts.append(f"{request['GPU']:g} GPU (QA_ASR_DEVICE=cuda)")
+    parts += [f"resource {k!r} (QA_TRANSCRIBE_RESOURCE)" for k in request
+              if k not in ("CPU", "GPU")]
+    return ", ".join(parts)
+
+
 class Runner:
     """Holds the actors between batches (the watch loop reuses them)."""
 
@@ -229,21 +279,38 @@ class Runner:
         threads: int = 1,
         inflight: int = 1,
     ) -> None:
-        values = settings.model_dump(mode="json", exclude_unset=False)
-        gpus = 1 if settings.asr_device == "cuda" else 0
+        # the store as the driver resolves it: an actor's process starts in its node's
+        # directory, where a relative QA_HOME means another place
+        values = {**settings.model_dump(mode="json", exclude_unset=False),
+                  "store_url": settings.resolved_store_url}
+        self.transcribe_request = transcribe_request(settings, cpus_per_actor)
+        options = actor_options(self.transcribe_request)
         self.transcribe = _Pool(
-            lambda: TranscribeActor.options(num_cpus=cpus_per_actor, num_gpus=gpus).remote(
-                values, threads
-            ),
-            transcribers,
+            lambda: TranscribeActor.options(**options).remote(values, threads), transcribers
         )
         self.score = _Pool(
             lambda: ScoreActor.options(num_cpus=cpus_per_actor).remote(values, threads), scorers
         )
         self.inflight = inflight
         self.restarts = 0
+        self._notices: list[str] = []  # from start, told by the next run
 
     def start(self) -> None:
+        """Start the actors, as many transcribe actors as the cluster can hold (a call
+        handed to one that can never start would wait forever); ClusterMismatchError when
+        it can hold none."""
+        request = self.transcribe_request
+        fits = capacity(request, (n["Resources"] for n in ray.nodes() if n.get("Alive")))
+        if fits == 0:
+            raise ClusterMismatchError(
+                f"no node of the Ray cluster offers what a transcribe worker asks for: "
+                f"{_describe(request)}; start such a node (ray start --num-gpus, "
+                f"--resources) or change the setting")
+        if fits < self.transcribe.size:
+            self._notices.append(
+                f"the Ray cluster holds {fits} of the {self.transcribe.size} transcribe "
+                f"workers asked for ({_describe(request)}): running {fits}")
+            self.transcribe.size = fits
         self.transcribe.start()
         self.score.start()
 
@@ -331,6 +398,8 @@ class Runner:
                 job.attempts += 1
                 submit_score(job, job.transcript)
 
+        while self._notices:
+            notice(self._notices.pop(0))
         submit_transcribe()
         last_progress = time.monotonic()
         while pending:
