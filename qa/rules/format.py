@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import regex
 import yaml
@@ -38,28 +38,11 @@ from pydantic import (
 
 from qa.errors import ScorecardError
 from qa.schema import Direction
+from qa.scoring.metrics import METRICS
 
 SpeakerSel = Literal["agent", "customer", "any"]
 RoleSel = Literal["agent", "customer"]
 Op = Literal["<", "<=", ">", ">=", "=="]
-METRICS = (
-    "longest_silence",  # longest stretch with nobody speaking, holds included
-    "dead_air",  # longest silence outside an announced hold
-    "silence_total",
-    "hold_total",
-    "hold_count",
-    "overtalk_total",
-    "interruptions",  # count, by `role` (default agent)
-    "talk_ratio",  # share of talk time, by `role`
-    "speaking_rate",  # words (Chinese: characters) per minute, by `role`
-    "first_response",  # seconds until the agent first speaks
-    "response_latency",  # agent's mean gap after the customer stops
-)
-MetricName = Literal[
-    "longest_silence", "dead_air", "silence_total", "hold_total", "hold_count",
-    "overtalk_total", "interruptions", "talk_ratio", "speaking_rate", "first_response",
-    "response_latency",
-]
 BUILTIN_EVENTS = frozenset({"hold"})  # every announced (or long) hold, from the call metrics
 ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 MAX_BYTES = 512 * 1024  # the bundled scorecards are ~10 KB
@@ -273,15 +256,21 @@ class MetricRule(RuleBase):
     """A call metric compared with a threshold: `dead_air <= 30`, `interruptions <= 2`."""
 
     type: Literal["metric"]
-    metric: MetricName
+    metric: str  # a name in qa.scoring.metrics.METRICS
     op: Op
     threshold: float
-    role: RoleSel | None = None  # for interruptions, talk_ratio, speaking_rate
+    role: RoleSel | None = None  # for the per-role metrics (interruptions, talk_ratio, ...)
+
+    @field_validator("metric")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"unknown metric {value!r}; use one of {', '.join(METRICS)}")
+        return value
 
     @model_validator(mode="after")
     def _role_fits(self) -> MetricRule:
-        per_role = {"interruptions", "talk_ratio", "speaking_rate"}
-        if self.role is not None and self.metric not in per_role:
+        if self.role is not None and not METRICS[self.metric].per_role:
             raise ValueError(f"metric {self.metric!r} is not per role; remove `role`")
         return self
 
@@ -319,13 +308,16 @@ class NotRule(RuleBase):
     rule: Annotated[Rule, BeforeValidator(_ref_or_rule)]
 
 
+# The rule types of the format: a new one is a model above and one entry here (and its
+# evaluator in qa.rules.matchers, which refuses to load without one).
 Rule = Annotated[
     PhraseRule | RegexRule | OrderRule | SemanticRule | MetricRule | SentimentRule | RefRule
     | AllRule | AnyRule | NotRule,
     Field(discriminator="type"),
 ]
-RULE_TYPES = ("phrase", "regex", "order", "semantic", "metric", "sentiment", "ref", "all", "any",
-              "not")
+RULE_MODELS: tuple[type[RuleBase], ...] = get_args(get_args(Rule)[0])
+RULE_TYPES: tuple[str, ...] = tuple(get_args(m.model_fields["type"].annotation)[0]
+                                    for m in RULE_MODELS)
 
 
 class AppliesWhen(Spec):
@@ -680,7 +672,11 @@ def _pydantic_reason(error: dict) -> str:
     if error["type"] == "extra_forbidden":
         msg = f"unknown key {str(loc[-1])!r}"
     elif error["type"] == "union_tag_invalid":
-        msg = f"unknown rule type; use one of {', '.join(RULE_TYPES)}"
+        tag = (error.get("ctx") or {}).get("tag")
+        named = f" {tag!r}" if tag is not None else ""
+        msg = f"unknown rule type{named}; use one of {', '.join(RULE_TYPES)}"
+    elif error["type"] == "union_tag_not_found":
+        msg = f"a rule needs a `type`: one of {', '.join(RULE_TYPES)}"
     where = _loc_text(loc)
     return f"{where}: {msg}" if where else msg
 

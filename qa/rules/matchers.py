@@ -40,6 +40,7 @@ import regex
 from rapidfuzz import fuzz
 
 from qa.rules.format import (
+    RULE_TYPES,
     AllRule,
     AnyRule,
     MetricRule,
@@ -66,6 +67,7 @@ from qa.rules.text import (
     to_simplified,
 )
 from qa.schema import CallMetrics, Evidence, ItemOutcome, Role, Sentiment, Transcript, Utterance
+from qa.scoring.metrics import METRICS
 
 PASS, FAIL, NA = ItemOutcome.PASS, ItemOutcome.FAIL, ItemOutcome.NA
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -80,9 +82,6 @@ MIN_FUZZY, MIN_FUZZY_CJK = 8, 4
 MIN_SOUND, MIN_SOUND_NEAR = 3, 4
 INF = math.inf
 _SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|(?<=[。！？；])\s*|\s+$")
-SEGMENT_KIND = {"longest_silence": "silence", "silence_total": "silence", "hold_total": "hold",
-                "hold_count": "hold", "overtalk_total": "overtalk",
-                "interruptions": "interruption"}
 
 
 @dataclass
@@ -452,27 +451,10 @@ class CallContext:
         return result
 
     def _dispatch(self, rule: Any) -> RuleResult:
-        if isinstance(rule, PhraseRule):
-            return self._phrase(rule)
-        if isinstance(rule, RegexRule):
-            return self._regex(rule)
-        if isinstance(rule, RefRule):
-            return self._ref(rule)
-        if isinstance(rule, OrderRule):
-            return self._order(rule)
-        if isinstance(rule, SemanticRule):
-            return self._semantic(rule)
-        if isinstance(rule, MetricRule):
-            return self._metric(rule)
-        if isinstance(rule, SentimentRule):
-            return self._sentiment(rule)
-        if isinstance(rule, AllRule):
-            return self._all(rule)
-        if isinstance(rule, AnyRule):
-            return self._any(rule)
-        if isinstance(rule, NotRule):
-            return self._not(rule)
-        raise TypeError(f"unknown rule {type(rule).__name__}")
+        evaluator = EVALUATORS.get(getattr(rule, "type", ""))
+        if evaluator is None:
+            raise TypeError(f"unknown rule {type(rule).__name__}")
+        return evaluator(self, rule)
 
     def events(self, rule: Any) -> list[Evidence]:
         return sorted(self.evaluate(rule).hits, key=lambda e: e.start)
@@ -737,46 +719,21 @@ class CallContext:
         return result
 
     def _metric(self, rule: MetricRule) -> RuleResult:
-        m = self.metrics
+        metric = METRICS[rule.metric]
         role = rule.role or "agent"
-        segments: list = []
-        value: float | None
-        name = rule.metric
-        if name == "longest_silence":
-            value, segments = m.longest_silence, m.silences
-        elif name == "dead_air":
-            value, segments = m.longest_dead_air, m.dead_air
-        elif name == "silence_total":
-            value, segments = m.silence_total, m.silences
-        elif name == "hold_total":
-            value, segments = m.hold_total, m.holds
-        elif name == "hold_count":
-            value, segments = float(len(m.holds)), m.holds
-        elif name == "overtalk_total":
-            value, segments = m.overtalk_total, m.overtalks
-        elif name == "interruptions":
-            value = float(m.interruptions.get(role, 0))
-            segments = m.interruption_spans.get(role, [])
-        elif name == "talk_ratio":
-            value = m.talk_share.get(role)
-        elif name == "speaking_rate":
-            value = m.speaking_rate_wpm.get(role)
-        elif name == "first_response":
-            value = m.first_agent_response
-        else:  # response_latency
-            value = m.mean_response_latency
-        label = name.replace("_", " ") + (f" ({role})" if name in (
-            "interruptions", "talk_ratio", "speaking_rate") else "")
+        value = metric.value(self.metrics, role)
+        segments = metric.segments(self.metrics, role)
+        label = metric.label + (f" ({role})" if metric.per_role else "")
         if value is None:
             return RuleResult(NA, f"{label}: not measurable in this call")
         ok = OPS[rule.op](value, rule.threshold)
         sign = rule.op if ok else NEGATED[rule.op]
         note = f"{label} {value:g} {sign} {rule.threshold:g}"
-        if name in ("longest_silence", "dead_air") and rule.op in ("<", "<="):
+        if metric.longest and rule.op in ("<", "<="):
             shown = [s for s in segments if not OPS[rule.op](s.duration, rule.threshold)]
         else:
             shown = list(segments)
-        kind = SEGMENT_KIND.get(name, name.replace("_", " "))
+        kind = metric.kind or metric.label
         evidence = [Evidence(start=s.start, end=s.end,
                                              note=f"{kind} {s.duration:.1f} s")
                     for s in shown[:MAX_HITS]]
@@ -851,6 +808,25 @@ class CallContext:
         outcome = FAIL if inner.outcome == PASS else PASS
         return RuleResult(outcome, f"not ({inner.reason})",
                           inner.evidence if outcome == FAIL else [], [])
+
+
+# Rule type (the `type` key of the format) -> its evaluator: a new rule type is one entry.
+EVALUATORS: dict[str, Callable[[CallContext, Any], RuleResult]] = {
+    "phrase": CallContext._phrase,
+    "regex": CallContext._regex,
+    "order": CallContext._order,
+    "semantic": CallContext._semantic,
+    "metric": CallContext._metric,
+    "sentiment": CallContext._sentiment,
+    "ref": CallContext._ref,
+    "all": CallContext._all,
+    "any": CallContext._any,
+    "not": CallContext._not,
+}
+if set(EVALUATORS) != set(RULE_TYPES):  # a rule type the format accepts but none evaluates
+    raise RuntimeError(f"rule types without an evaluator: "
+                      f"{sorted(set(RULE_TYPES) - set(EVALUATORS))}; evaluators of no rule "
+                      f"type: {sorted(set(EVALUATORS) - set(RULE_TYPES))}")
 
 
 def _alternatives(rule: Any) -> list[str]:

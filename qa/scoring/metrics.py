@@ -3,9 +3,17 @@ talk share, speaking rate and response times.
 
 Everything is computed from the transcript alone (no audio), so metrics can be recomputed
 for any stored transcript and agree with what the reviewer sees on the timeline.
+
+`METRICS` is the one list of the metrics a scorecard's `metric` rule may name: the format
+refuses any other name, the matcher reads a value and its evidence segments through it, and
+the documentation is checked against it, so a new metric is one entry here (plus its field
+in `CallMetrics`, filled by `compute_metrics`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from qa.rules.text import count_units, is_cjk, normalize, role_of
 from qa.schema import CallMetrics, Role, Segment, Transcript, Utterance
@@ -37,6 +45,62 @@ BACKCHANNELS = frozenset({
     "ok", "okay", "right", "sure", "alright", "i see", "got it", "oh",
     "嗯", "嗯嗯", "对", "对对", "对的", "好", "好的", "是", "是的", "哦", "啊", "行", "明白",
 })
+
+
+
+def _none(metrics: CallMetrics, role: str) -> list[Segment]:
+    return []
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One call metric a scorecard may compare with a threshold, and how it is read.
+
+    `value` and `segments` read a computed `CallMetrics` for a role (`agent` unless the rule
+    names one; only `per_role` metrics use it); `segments` are the spans shown as evidence,
+    each labelled `kind`. For a `longest` metric the value is its longest segment, so under a
+    `<`/`<=` threshold only the segments over it are evidence.
+    """
+
+    name: str
+    unit: str
+    description: str
+    value: Callable[[CallMetrics, str], float | None]
+    segments: Callable[[CallMetrics, str], list[Segment]] = _none
+    kind: str = ""  # evidence label of a segment
+    per_role: bool = False
+    longest: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("longest_silence", "s", "longest stretch with nobody speaking, holds included",
+           lambda m, r: m.longest_silence, lambda m, r: m.silences, "silence", longest=True),
+    Metric("dead_air", "s", "longest silence outside an announced hold",
+           lambda m, r: m.longest_dead_air, lambda m, r: m.dead_air, "dead air", longest=True),
+    Metric("silence_total", "s", f"silences of {MIN_SILENCE:g} s or more, added up",
+           lambda m, r: m.silence_total, lambda m, r: m.silences, "silence"),
+    Metric("hold_total", "s", "announced (or very long) holds, added up",
+           lambda m, r: m.hold_total, lambda m, r: m.holds, "hold"),
+    Metric("hold_count", "count", "number of holds",
+           lambda m, r: float(len(m.holds)), lambda m, r: m.holds, "hold"),
+    Metric("overtalk_total", "s", "agent and customer speaking at once, added up",
+           lambda m, r: m.overtalk_total, lambda m, r: m.overtalks, "overtalk"),
+    Metric("interruptions", "count", "times the role cut in while the other party spoke",
+           lambda m, r: float(m.interruptions.get(r, 0)),
+           lambda m, r: m.interruption_spans.get(r, []), "interruption", per_role=True),
+    Metric("talk_ratio", "share", "the role's share of talk time (0-1)",
+           lambda m, r: m.talk_share.get(r), per_role=True),
+    Metric("speaking_rate", "per minute", "words (Chinese: characters) per minute of speech",
+           lambda m, r: m.speaking_rate_wpm.get(r), per_role=True),
+    Metric("first_response", "s", "seconds until the agent first speaks",
+           lambda m, r: m.first_agent_response),
+    Metric("response_latency", "s", "agent's mean gap after the customer stops",
+           lambda m, r: m.mean_response_latency),
+)}
 
 
 def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
