@@ -9,15 +9,21 @@ A person's correction (agent and customer swapped) writes a revision of a result
 same call scored again under `<pipeline version>+r<n>`, beside the result it corrects,
 which is kept. A revision counts as its pipeline version, so the call is not processed
 again, and being the newest it is the call's `latest_result`.
+
+A new scorecard version is applied to stored calls (`qa rescore`) by scoring each call's
+newest transcript again; `plan_rescore` chooses the calls without reading transcripts.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field
 
 from qa.schema import CallMeta, CallResult, ErrorRecord
-from qa.store import Keys, ObjectNotFoundError, Store
+from qa.store import CorruptObjectError, Keys, ObjectNotFoundError, Store
 
 _REVISION_RE = re.compile(r"^(?P<base>.+)\+r(?P<n>[0-9]+)$")
 
@@ -111,3 +117,108 @@ def latest_result(store: Store, call_id: str) -> CallResult | None:
         except ObjectNotFoundError:  # deleted between listing and reading
             continue
     return max(results, key=lambda r: r.created_at, default=None)
+
+
+# --------------------------------------------------------------------------- re-scoring
+
+
+class _TranscriptHead(BaseModel):
+    language: str | None = None
+
+
+class _ResultHead(BaseModel):
+    """What choosing calls to re-score reads of a stored result: the big transcript and
+    score are skipped over, not validated (unknown fields are ignored here)."""
+
+    meta: CallMeta
+    transcript: _TranscriptHead
+    pipeline_version: str
+    created_at: datetime
+
+
+class RescoreTarget(BaseModel):
+    """A call to score again: the newest result, whose transcript is read where it is scored."""
+
+    call_id: str
+    key: str
+    meta: CallMeta
+    scorecard: str  # id@version it gets
+
+
+class RescorePlan(BaseModel):
+    targets: list[RescoreTarget] = Field(default_factory=list)
+    already: int = 0  # selected calls that have a result for their scorecard version
+    problems: dict[str, str] = Field(default_factory=dict)  # call id -> why it is left out
+
+
+class RescoreFilter(BaseModel):
+    """Which calls, by their newest result's metadata; None matches every call."""
+
+    call_ids: list[str] | None = None
+    team: str | None = None
+    queue: str | None = None
+    since: datetime | None = None  # started at or after
+    until: datetime | None = None  # started before
+
+    def matches(self, meta: CallMeta) -> bool:
+        if self.team is not None and meta.team != self.team:
+            return False
+        if self.queue is not None and meta.queue != self.queue:
+            return False
+        if self.since is None and self.until is None:
+            return True
+        started = _utc(meta.started_at)
+        return started is not None and (self.since is None or started >= _utc(self.since)) \
+            and (self.until is None or started < _utc(self.until))
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def plan_rescore(store: Store, card_for: Callable[[str | None], str],
+                 selection: RescoreFilter | None = None) -> RescorePlan:
+    """The calls to score again with the card `card_for(language)` gives (`id@version`).
+
+    A call is chosen by its newest result (which holds a reviewer's role swap) and left out
+    when a result of the same pipeline version already has that card, so running again
+    does nothing. The store is listed once; only each call's result heads are read. A call
+    whose results are all unreadable is reported in `problems`, not raised.
+    """
+    selection = selection or RescoreFilter()
+    by_call: dict[str, list[tuple[str, str, str]]] = {}
+    for key in store.list(Keys.RESULTS):
+        parsed = Keys.parse_result(key)
+        if parsed:
+            by_call.setdefault(parsed[0], []).append((key, parsed[1], f"{parsed[2]}@{parsed[3]}"))
+    plan = RescorePlan()
+    wanted = selection.call_ids if selection.call_ids is not None else sorted(by_call)
+    for call_id in dict.fromkeys(wanted):
+        keys = by_call.get(call_id)
+        if not keys:
+            plan.problems[call_id] = "no stored result"
+            continue
+        heads, why = [], ""
+        for key, _, _ in keys:
+            try:
+                heads.append((store.get_json(key, _ResultHead), key))
+            except (CorruptObjectError, ObjectNotFoundError) as exc:  # or deleted since listed
+                why = f"stored result unreadable: {exc}"
+        if not heads:
+            plan.problems[call_id] = why or "no stored result"
+            continue
+        head, key = max(heads, key=lambda h: h[0].created_at)
+        if not selection.matches(head.meta):
+            continue
+        card = card_for(head.transcript.language or head.meta.language)
+        base = base_version(head.pipeline_version)
+        if any(tag == card and base_version(pv) == base for _, pv, tag in keys):
+            plan.already += 1
+            continue
+        plan.targets.append(RescoreTarget(call_id=call_id, key=key, meta=head.meta,
+                                          scorecard=card))
+    plan.targets.sort(key=lambda t: (t.meta.started_at is None, _utc(t.meta.started_at),
+                                     t.call_id))
+    return plan

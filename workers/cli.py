@@ -9,6 +9,8 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -57,6 +59,27 @@ def _print_summary(summary) -> None:
         console.print(f"[red]failed[/] {call_id}: {reason}")
 
 
+def _day(value: str | None) -> datetime | None:
+    """An ISO date (or date and time) from the command line, as UTC."""
+    if not value:
+        return None
+    when = datetime.fromisoformat(value)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def _print_rescore_summary(summary) -> None:
+    table = Table("scorecards", "selected", "re-scored", "failed", "left for next run",
+                  "already scored", "wall s", "calls/s", "worker restarts",
+                  title="rescore summary")
+    rate = summary.done / summary.wall_seconds if summary.wall_seconds else 0.0
+    table.add_row(" / ".join(summary.scorecards), str(summary.total), str(summary.done),
+                  str(summary.failed), str(summary.skipped), str(summary.already),
+                  f"{summary.wall_seconds:.1f}", f"{rate:.2f}", str(summary.worker_restarts))
+    console.print(table)
+    for call_id, reason in sorted(summary.errors.items()):
+        console.print(f"[red]not re-scored[/] {call_id}: {reason}")
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     @app.command("run")
     def run(
@@ -92,6 +115,67 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
                 ray_stop()
         if summary.total:
             _print_summary(summary)
+        if received:
+            raise typer.Exit(128 + received[0])
+        if summary.skipped:
+            raise typer.Exit(EXIT_LEFT_OVER)
+        if summary.failed:
+            raise typer.Exit(EXIT_FAILED)
+
+    @app.command("rescore")
+    def rescore(
+        scorecard: Path = typer.Option(None, "--scorecard", help="English scorecard file "
+                                       "(default: the configured one)"),
+        scorecard_zh: Path = typer.Option(None, "--scorecard-zh", help="Chinese scorecard file"),
+        since: str = typer.Option(None, "--since", help="calls started on or after this ISO date"),
+        until: str = typer.Option(None, "--until", help="calls started before this ISO date"),
+        team: str = typer.Option(None, "--team"),
+        queue: str = typer.Option(None, "--queue"),
+        call: list[str] = typer.Option(None, "--call", help="this call id (repeatable)"),
+        address: str = typer.Option(None, "--address", help="Ray cluster (ray://host:10001); "
+                                    "default: QA_RAY_ADDRESS or Ray on this machine"),
+        limit: int = typer.Option(None, "--limit", help="score at most this many calls"),
+    ) -> None:
+        """Score stored calls again with a new scorecard version, without ASR.
+
+        Each selected call's newest stored transcript (redacted, roles as a reviewer left
+        them) is scored with the scorecard and published beside the old results under the
+        new card's id@version. Calls that already have a result for it are skipped, so
+        running again does nothing.
+
+        \b
+        Exit status:
+          0    every selected call has a result for the scorecard
+          1    some calls could not be scored again (stored result missing or unreadable,
+               scoring failed); they are listed and keep their old results
+          2    usage or configuration error, e.g. a bad scorecard (nothing scored)
+          3    some calls were left for the next run (store unreachable): run again
+          130  stopped by Ctrl-C, 143 stopped by SIGTERM: calls in flight are left for
+               the next run; Ray is shut down either way
+        """
+        from qa.errors import QAError
+        from qa.results import RescoreFilter
+        from qa.store import StoreUnavailableError
+        from workers.rescore import run_rescore
+        from workers.runner import ray_stop
+
+        try:
+            selection = RescoreFilter(
+                call_ids=call or None, team=team, queue=queue,
+                since=_day(since), until=_day(until))
+        except ValueError as exc:
+            raise QAError(f"--since/--until: {exc}") from None
+        with _stop_on_signals() as (stop, received):
+            try:
+                summary = run_rescore(get_settings(), scorecard=scorecard,
+                                      scorecard_zh=scorecard_zh, selection=selection,
+                                      address=address, limit=limit, console=console, stop=stop)
+            except StoreUnavailableError as exc:
+                console.print(f"[yellow]rescore: {exc}; every call is left for the next run[/]")
+                raise typer.Exit(EXIT_LEFT_OVER) from None
+            finally:
+                ray_stop()
+        _print_rescore_summary(summary)
         if received:
             raise typer.Exit(128 + received[0])
         if summary.skipped:

@@ -1,9 +1,10 @@
-"""Score a stored call again after a reviewer corrected who is the agent and who the customer.
+"""Score a stored call again without transcribing it: after a reviewer corrected who is the
+agent and who the customer, or with a new version of the scorecard (`qa rescore`).
 
-Nothing is transcribed again: the stored (already redacted) transcript gets its roles
-exchanged, and metrics, sentiment summaries and every scorecard item are computed from it
-with the scorecard that scored the call, so the new result differs from the old one only
-by the roles. Talk ratio, interruptions and every agent-side rule depend on them.
+Nothing is transcribed again: the stored (already redacted) transcript is scored as it is
+stored, or with its roles exchanged. For a role swap the scorecard is the one that scored
+the call, so the new result differs from the old one only by the roles; talk ratio,
+interruptions and every agent-side rule depend on them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from qa.errors import QAError
 from qa.rules.format import Scorecard
-from qa.schema import CallResult
+from qa.schema import CallResult, Transcript
 from qa.scoring.metrics import compute_metrics
 from qa.scoring.scorecard import default_scorecard, score_call
 
@@ -43,11 +44,29 @@ def swap_and_rescore(result: CallResult, models: Models, pipeline_version: str) 
     """
     from qa.asr.roles import swap_roles
 
-    t0 = time.perf_counter()
     card = scorecard_of(result, models)
-    transcript = swap_roles(result.transcript)
+    return score_stored(result, swap_roles(result.transcript), card, models, pipeline_version)
+
+
+def rescore_with_configured(result: CallResult, models: Models) -> CallResult:
+    """The stored transcript scored with the scorecard `models` has for the call's language
+    (as `qa.pipeline.score_stage` picks it), under the stored result's pipeline version: the
+    transcript, and a reviewer's role swap in it, are what that version produced."""
+    card = models.scorecard(result.transcript.language or result.meta.language or "en")
+    return score_stored(result, result.transcript, card, models, result.pipeline_version)
+
+
+def score_stored(result: CallResult, transcript: Transcript, card: Scorecard, models: Models,
+                 pipeline_version: str) -> CallResult:
+    """Metrics, sentiment summaries and every item of `card` from a stored transcript.
+
+    The sentiment stored on each utterance is kept (it is per utterance, from the same
+    model, and recomputing it is the costliest part); only utterances without it are
+    annotated. Redaction is not run again: the stored transcript is the redacted one.
+    """
+    t0 = time.perf_counter()
     if any(u.sentiment is None for u in transcript.utterances):
-        models.sentiment.annotate(transcript)  # sentiment is per utterance, not per role
+        models.sentiment.annotate(transcript)
     score = score_call(transcript, result.meta, card, metrics=compute_metrics(transcript),
                        encoder=models.encoder, sentiment=models.sentiment,
                        sample_rate=models.settings.review_sample_rate)
