@@ -259,7 +259,13 @@ class TrendData:
     items: pd.DataFrame  # item_id, fails, applicable, fail_rate
 
 
-GROUP_COLUMNS = {"team": "team", "agent_id": "agent_id", "queue": "queue"}
+GROUP_COLUMNS = {"team": "team", "agent_id": "agent_id", "queue": "queue",
+                 "scorecard": "scorecard_id || '@' || scorecard_version"}
+# by scorecard version, a call re-scored with a new card (`qa rescore`) counts once per card,
+# so versions compare on the same calls; otherwise once, with its newest result
+PER_CARD = ("(SELECT * FROM calls_all QUALIFY row_number() OVER (PARTITION BY call_id, "
+            "scorecard_id, scorecard_version ORDER BY processed_at DESC, "
+            "pipeline_version DESC) = 1)")
 SUM_COLUMNS = ["calls", "total_sum", "passed_sum", "auto_fail_sum", "sentiment_sum",
                "sentiment_n", "finalised"]
 PARETO_COLUMNS = ["item_id", "fails", "applicable", "fail_rate"]
@@ -290,26 +296,29 @@ def trend_data(user: UserView, filters: CallFilter, by: str = "team") -> TrendDa
     idx = index()
     where, params = _where_sql(filters)
     col = GROUP_COLUMNS[by]
+    calls = PER_CARD if by == "scorecard" else "calls"
     weekly = idx.query(
         f"SELECT week, {col} AS grp, count(*) AS calls, sum(total) AS total_sum, "
         "sum(passed::INT) AS passed_sum, sum(auto_fail::INT) AS auto_fail_sum, "
         "sum(customer_sentiment_mean) AS sentiment_sum, "
         "count(customer_sentiment_mean) AS sentiment_n, 0 AS finalised "
-        f"FROM calls WHERE {where} GROUP BY ALL", params)
+        f"FROM {calls} WHERE {where} GROUP BY ALL", params)
     items = idx.query(
         "SELECT i.item_id AS item_id, count(*) FILTER (WHERE i.outcome = 'fail') AS fails, "
         "count(*) FILTER (WHERE i.outcome <> 'na') AS applicable "
-        f"FROM (SELECT unnest(items) AS i FROM calls WHERE {where}) GROUP BY 1", params)
+        f"FROM (SELECT unnest(items) AS i FROM {calls} WHERE {where}) GROUP BY 1", params)
     weekly = weekly.astype({c: float for c in SUM_COLUMNS}).set_index(["week", "grp"])
     items = items.astype({"fails": float, "applicable": float}).set_index("item_id")
     if finals:
         ids = [c.call_id for c in finals]
         auto = idx.query(
-            f"SELECT call_id, week, {col} AS grp, total, passed, auto_fail, items FROM calls "
+            f"SELECT call_id, week, {col} AS grp, total, passed, auto_fail, items FROM {calls} "
             f"WHERE {where} AND call_id IN (SELECT unnest(?::VARCHAR[]))", [*params, ids])
         by_id = {c.call_id: c for c in finals}
         for row in auto.itertuples(index=False):
             final = by_id[row.call_id]
+            if by == "scorecard" and row.grp != f"{final.scorecard_id}@{final.scorecard_version}":
+                continue  # a person decided on the call as its current card scored it
             key = (row.week, row.grp)
             weekly.loc[key, "total_sum"] += final.total - row.total
             weekly.loc[key, "passed_sum"] += int(final.passed) - int(row.passed)

@@ -954,6 +954,22 @@ def bench_index(
     console.print(index.run(rows, repeat))
 
 
+@bench_app.command("rescore")
+def bench_rescore(
+    calls: int = typer.Option(10_000, "--calls", help="stored calls to build and score again"),
+    budget: float = typer.Option(600.0, "--budget", help="seconds of re-scoring before the "
+                                 "rest is extrapolated (0: no limit)"),
+    keep: Path | None = typer.Option(None, "--keep", help="build the store in this folder "
+                                     "and keep it (e.g. to time `qa rescore` on Ray)"),
+) -> None:
+    """Re-scoring speed: CALLS stored calls scored again with a new card version, no ASR."""
+    from qa.bench import rescore
+
+    header, table = rescore.run(calls, budget_s=budget or None, keep=keep, console=err_console)
+    console.print(header)
+    console.print(table)
+
+
 def _register_plugins() -> None:
     """Command groups from other packages (the Ray pipeline) join through an entry point,
     so this library never imports them."""

@@ -40,6 +40,7 @@ def new_card(tmp: Path) -> Path:
 @pytest.fixture
 def site(tmp_path) -> Settings:
     """A store, index and workflow database holding the calls scored with card 1.1."""
+    from qa.index import Index
     from qa.workflow import open_workflow
 
     home = tmp_path / "home"
@@ -60,6 +61,7 @@ def site(tmp_path) -> Settings:
                             created_at=datetime(2026, 11, 20, tzinfo=UTC))
         publish_result(store, result)
         wf.sync_result(result)
+        Index(store).append([result])
     return settings
 
 
@@ -95,6 +97,12 @@ def test_rescore_writes_the_new_version_beside_the_old_and_runs_once(site, tmp_p
         [(u.role, u.start, u.text) for u in old.transcript.utterances]  # as stored, not redone
     rows = Index(open_store(site)).query("SELECT call_id, scorecard_version FROM calls")
     assert set(rows["scorecard_version"]) == {"1.2"} and len(rows) == 4
+    from dashboard.data import GROUP_COLUMNS, PER_CARD  # the trends page, by scorecard version
+
+    split = Index(open_store(site)).query(
+        f"SELECT {GROUP_COLUMNS['scorecard']} AS card, count(*) AS n FROM {PER_CARD} GROUP BY 1")
+    assert dict(zip(split["card"], split["n"], strict=True)) == {
+        "en_customer_service@1.1": 4, "en_customer_service@1.2": 4}
     wf = open_workflow(site)
     admin = wf.add_user(None, "admin1", "admin-password-1", "admin")
     assert {wf.get_call(admin, c).scorecard_version for c in CALLS} == {"1.2"}

@@ -53,6 +53,8 @@ if call.started_at:
     meta_bits.append(f"{call.started_at:%Y-%m-%d %H:%M}")
 if call.duration:
     meta_bits.append(ui.fmt_time(call.duration))
+# which card scored it: `qa rescore` adds results for new versions of a card
+meta_bits.append(f"scorecard {call.scorecard_id}@{call.scorecard_version}")
 st.markdown(" · ".join(meta_bits))
 
 if result is not None:

@@ -22,8 +22,9 @@ wf = data.workflow()
 st.title("Trends")
 
 c = st.columns(4)
-by = c[0].selectbox("Group by", ["team", "agent_id", "queue"], key="tr_by",
-                    format_func=lambda v: {"agent_id": "agent"}.get(v, v))
+by = c[0].selectbox("Group by", ["team", "agent_id", "queue", "scorecard"], key="tr_by",
+                    format_func=lambda v: {"agent_id": "agent",
+                                           "scorecard": "scorecard version"}.get(v, v))
 dates = c[1].date_input("Calls between", value=(), key="tr_dates")
 team = c[2].text_input("Team", key="tr_team") or None
 queue = c[3].text_input("Queue", key="tr_queue") or None
