@@ -1,7 +1,7 @@
 """Reviews, calibration, disputes, coaching, users and the audit log.
 
 The dashboard talks to this package only through `Workflow` and the views below; every
-method checks the acting user's role here, below the UI.
+action declares who may do it (`qa.workflow.actions`) and is checked here, below the UI.
 """
 
 from qa.workflow.service import SYSTEM, NotFoundError, Workflow, open_workflow

@@ -33,6 +33,13 @@ CASE_EDITORS = frozenset({UserRole.INSPECTOR, UserRole.LEAD})
 CASE_READERS = frozenset({UserRole.INSPECTOR, UserRole.LEAD, UserRole.MANAGER})
 # the unredacted recording, where a site keeps it: every read is audited
 ORIGINAL_AUDIO = frozenset({UserRole.LEAD})
+AGENTS = frozenset({UserRole.AGENT})
+# an agent reviews (scores) their own calls beside the inspectors: multi-person QA
+REVIEW_WRITERS = REVIEWERS | AGENTS
+REVIEW_READERS = SEE_ALL_REVIEWS | {UserRole.INSPECTOR, UserRole.AGENT}
+CALIBRATORS = REVIEWERS | SEE_ALL_REVIEWS
+# every signed-in user; what each may see is then decided by the action itself
+EVERYONE = frozenset(UserRole)
 
 
 def new_token() -> str:
