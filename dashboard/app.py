@@ -36,8 +36,10 @@ else:
         title, icon = data.PAGE_TITLES[name]
         pages.append(st.Page(f"views/{name}.py", title=title, icon=icon, url_path=name))
     with st.sidebar:
-        st.markdown(f"**{user.display_name or user.username}**  \n{role}"
-                    + (f" · {user.team}" if user.team else ""))
+        st.markdown(
+            f"**{user.display_name or user.username}**  \n{role}"
+            + (f" · {user.team}" if user.team else "")
+        )
         if st.button("Log out", key="logout", icon=":material/logout:"):
             data.logout()
             st.rerun()

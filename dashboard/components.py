@@ -26,13 +26,19 @@ from qa.schema import (
 )
 
 ROLE_COLOUR = {Role.AGENT: "blue", Role.CUSTOMER: "green", Role.UNKNOWN: "gray"}
-OUTCOME_ICON = {ItemOutcome.PASS: ":green[:material/check_circle:]",
-                ItemOutcome.FAIL: ":red[:material/cancel:]",
-                ItemOutcome.NA: ":gray[:material/remove_circle_outline:]"}
+OUTCOME_ICON = {
+    ItemOutcome.PASS: ":green[:material/check_circle:]",
+    ItemOutcome.FAIL: ":red[:material/cancel:]",
+    ItemOutcome.NA: ":gray[:material/remove_circle_outline:]",
+}
 NOT_PERMITTED = "Call not found or not permitted."
-SPEAKER_PASS = {"channels": "one per channel", "estimated": "estimated from the voices",
-                "two_party_split": "two-party split", "given": "number given",
-                "none": "not separated"}
+SPEAKER_PASS = {
+    "channels": "one per channel",
+    "estimated": "estimated from the voices",
+    "two_party_split": "two-party split",
+    "given": "number given",
+    "none": "not separated",
+}
 LOST_SPANS_SHOWN = 12
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
@@ -90,8 +96,13 @@ def short_time(seconds: float) -> str:
 
 
 def play_button(call_id: str, seconds: float, key: str, label: str | None = None) -> None:
-    st.button(label or f"▶ {short_time(seconds)}", key=key, on_click=seek,
-              args=(call_id, seconds), help=f"Play the recording from {fmt_time(seconds)}")
+    st.button(
+        label or f"▶ {short_time(seconds)}",
+        key=key,
+        on_click=seek,
+        args=(call_id, seconds),
+        help=f"Play the recording from {fmt_time(seconds)}",
+    )
 
 
 # --------------------------------------------------------------------------- transcript
@@ -131,8 +142,9 @@ def swapped_transcript(transcript: Transcript) -> Transcript:
     flip = {Role.AGENT: Role.CUSTOMER, Role.CUSTOMER: Role.AGENT, Role.UNKNOWN: Role.UNKNOWN}
     utts = [u.model_copy(update={"role": flip[u.role]}) for u in transcript.utterances]
     speaker_roles = {s: flip[r] for s, r in transcript.roles.speaker_roles.items()}
-    roles = transcript.roles.model_copy(update={"speaker_roles": speaker_roles,
-                                                "method": "swapped"})
+    roles = transcript.roles.model_copy(
+        update={"speaker_roles": speaker_roles, "method": "swapped"}
+    )
     return transcript.model_copy(update={"utterances": utts, "roles": roles})
 
 
@@ -171,14 +183,26 @@ def _evidence_text(ev: Evidence) -> str:
 
 def items_frame(items: Iterable[ItemResult]) -> pd.DataFrame:
     return pd.DataFrame(
-        [{"item": i.item_id, "name": i.name, "section": i.section, "outcome": i.outcome.value,
-          "critical": i.critical, "points": i.points_awarded, "of": i.points_possible,
-          "rule": i.rule_type, "evidence": len(i.evidence)} for i in items]
+        [
+            {
+                "item": i.item_id,
+                "name": i.name,
+                "section": i.section,
+                "outcome": i.outcome.value,
+                "critical": i.critical,
+                "points": i.points_awarded,
+                "of": i.points_possible,
+                "rule": i.rule_type,
+                "evidence": len(i.evidence),
+            }
+            for i in items
+        ]
     )
 
 
-def score_header(result: CallResult, final_total: float | None = None,
-                 final_passed: bool | None = None) -> None:
+def score_header(
+    result: CallResult, final_total: float | None = None, final_passed: bool | None = None
+) -> None:
     score = result.score
     cols = st.columns(5)
     cols[0].metric("Automatic score", f"{score.total:.1f} / {score.max_total:.0f}")
@@ -186,9 +210,12 @@ def score_header(result: CallResult, final_total: float | None = None,
     cols[2].metric("Result", "pass" if score.passed else "fail")
     cols[3].metric("Auto-fail", "yes" if score.auto_fail else "no")
     if final_total is not None:
-        cols[4].metric("Final score", f"{final_total:.1f}",
-                       delta="pass" if final_passed else "fail",
-                       delta_color="normal" if final_passed else "inverse")
+        cols[4].metric(
+            "Final score",
+            f"{final_total:.1f}",
+            delta="pass" if final_passed else "fail",
+            delta_color="normal" if final_passed else "inverse",
+        )
     else:
         cols[4].metric("Final score", "automatic")
     if score.auto_fail_reasons:
@@ -196,11 +223,18 @@ def score_header(result: CallResult, final_total: float | None = None,
     if score.flags:
         # the evidence-quality panel lists the doubts one per line; do not repeat them here
         paneled = result.transcript.quality is not None and result.transcript.quality.doubtful
-        st.warning("Flags: " + "; ".join(
-            f"{f.code.value} — "
-            + ("see Evidence quality below" if paneled and f.code == FlagCode.EVIDENCE_DOUBT
-               else escape_md(f.reason))
-            for f in score.flags))
+        st.warning(
+            "Flags: "
+            + "; ".join(
+                f"{f.code.value} — "
+                + (
+                    "see Evidence quality below"
+                    if paneled and f.code == FlagCode.EVIDENCE_DOUBT
+                    else escape_md(f.reason)
+                )
+                for f in score.flags
+            )
+        )
 
 
 # --------------------------------------------------------------------------- evidence quality
@@ -214,10 +248,11 @@ def quality_panel(call_id: str, quality: EvidenceQuality | None) -> None:
         return
     if quality.issues:
         reasons = "\n".join(f"- {escape_md(i.reason)}" for i in quality.issues)
-        st.warning("**Evidence in doubt**: check who said what before acting on the score."
-                   f"\n\n{reasons}", icon=":material/report:")
-        if quality.lost_speech and any(i.code == QualityCode.LOST_SPEECH
-                                       for i in quality.issues):
+        st.warning(
+            f"**Evidence in doubt**: check who said what before acting on the score.\n\n{reasons}",
+            icon=":material/report:",
+        )
+        if quality.lost_speech and any(i.code == QualityCode.LOST_SPEECH for i in quality.issues):
             lost_speech_buttons(call_id, quality.lost_speech)
     st.caption(quality_signals(quality))
 
@@ -228,12 +263,17 @@ def lost_speech_buttons(call_id: str, spans: list[Segment]) -> None:
     row.caption("Speech without words:", width="content")
     with row:
         for j, span in enumerate(spans[:LOST_SPANS_SHOWN]):
-            play_button(call_id, span.start, key=f"lost:{call_id}:{j}",
-                        label=f"▶ {short_time(span.start)}–{short_time(span.end)}")
+            play_button(
+                call_id,
+                span.start,
+                key=f"lost:{call_id}:{j}",
+                label=f"▶ {short_time(span.start)}–{short_time(span.end)}",
+            )
     if len(spans) > LOST_SPANS_SHOWN:
         rest = spans[LOST_SPANS_SHOWN:]
-        row.caption(f"and {len(rest)} more ({sum(s.duration for s in rest):.1f} s)",
-                    width="content")
+        row.caption(
+            f"and {len(rest)} more ({sum(s.duration for s in rest):.1f} s)", width="content"
+        )
 
 
 def quality_signals(q: EvidenceQuality) -> str:
@@ -241,20 +281,24 @@ def quality_signals(q: EvidenceQuality) -> str:
     how = SPEAKER_PASS.get(q.speaker_pass, q.speaker_pass)
     if q.speaker_separation is not None:
         how += f", voices {q.speaker_separation:.2f} apart"
-    parts = [f"speakers {q.speakers_found} of {q.speakers_expected} ({how})",
-             f"role confidence {q.role_confidence:.2f}"]
+    parts = [
+        f"speakers {q.speakers_found} of {q.speakers_expected} ({how})",
+        f"role confidence {q.role_confidence:.2f}",
+    ]
     if q.asr_confidence is not None:
         parts.append(f"ASR confidence {q.asr_confidence:.2f}")
-    speech = "speech not measured" if q.speech_seconds is None else (
-        f"speech {q.speech_seconds:.1f} s")
+    speech = (
+        "speech not measured" if q.speech_seconds is None else (f"speech {q.speech_seconds:.1f} s")
+    )
     speech += f", {q.lost_speech_seconds:.1f} s lost"
     if q.recovered_seconds:
         speech += f", {q.recovered_seconds:.1f} s recovered"
     parts.append(speech)
     parts.append(f"overlap {q.overlap_share:.0%}")
     if q.crosstalk_words:
-        parts.append(f"{q.crosstalk_words} words heard only as crosstalk from the other channel "
-                     f"left out")
+        parts.append(
+            f"{q.crosstalk_words} words heard only as crosstalk from the other channel left out"
+        )
     return "Evidence quality: " + " · ".join(parts)
 
 
@@ -272,5 +316,10 @@ def show_flash() -> None:
 
 def csv_download(df: pd.DataFrame, name: str, key: str) -> None:
     """Every table on the dashboard can be taken to a spreadsheet."""
-    st.download_button(f"Download {name}.csv", df.to_csv(index=False).encode(), f"{name}.csv",
-                       mime="text/csv", key=key)
+    st.download_button(
+        f"Download {name}.csv",
+        df.to_csv(index=False).encode(),
+        f"{name}.csv",
+        mime="text/csv",
+        key=key,
+    )

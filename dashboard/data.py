@@ -172,8 +172,9 @@ def guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def result_key(call: CallView) -> str:
     from qa.store import keys
 
-    return keys.result(call.call_id, call.pipeline_version, call.scorecard_id,
-                       call.scorecard_version)
+    return keys.result(
+        call.call_id, call.pipeline_version, call.scorecard_id, call.scorecard_version
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -189,8 +190,9 @@ def load_result(call: CallView) -> CallResult | None:
         return None
 
 
-def audio_source(call: CallView, result: CallResult | None
-                 ) -> tuple[bytes | str | None, str | None]:
+def audio_source(
+    call: CallView, result: CallResult | None
+) -> tuple[bytes | str | None, str | None]:
     """The redacted playable copy (never the original): bytes for a local store, a presigned
     URL when the store is remote (S3). The copy made from the shown result's pipeline version
     when there is one, else the newest."""
@@ -222,8 +224,9 @@ def _audio_bytes(store_url: str, key: str) -> bytes:
 # --------------------------------------------------------------------------- tables
 
 
-def frame(rows: Iterable[BaseModel | dict[str, Any]], columns: Sequence[str] | None = None
-          ) -> pd.DataFrame:
+def frame(
+    rows: Iterable[BaseModel | dict[str, Any]], columns: Sequence[str] | None = None
+) -> pd.DataFrame:
     """Views to a table; nested values are shown as text so every table exports as CSV."""
     records = [r.model_dump(mode="json") if isinstance(r, BaseModel) else dict(r) for r in rows]
     df = pd.DataFrame.from_records(records)
@@ -246,7 +249,6 @@ def _as_text(value: Any) -> Any:
     return value
 
 
-
 # --------------------------------------------------------------------------- trends
 
 
@@ -259,15 +261,28 @@ class TrendData:
     items: pd.DataFrame  # item_id, fails, applicable, fail_rate
 
 
-GROUP_COLUMNS = {"team": "team", "agent_id": "agent_id", "queue": "queue",
-                 "scorecard": "scorecard_id || '@' || scorecard_version"}
+GROUP_COLUMNS = {
+    "team": "team",
+    "agent_id": "agent_id",
+    "queue": "queue",
+    "scorecard": "scorecard_id || '@' || scorecard_version",
+}
 # by scorecard version, a call re-scored with a new card (`qa rescore`) counts once per card,
 # so versions compare on the same calls; otherwise once, with its newest result
-PER_CARD = ("(SELECT * FROM calls_all QUALIFY row_number() OVER (PARTITION BY call_id, "
-            "scorecard_id, scorecard_version ORDER BY processed_at DESC, "
-            "pipeline_version DESC) = 1)")
-SUM_COLUMNS = ["calls", "total_sum", "passed_sum", "auto_fail_sum", "sentiment_sum",
-               "sentiment_n", "finalised"]
+PER_CARD = (
+    "(SELECT * FROM calls_all QUALIFY row_number() OVER (PARTITION BY call_id, "
+    "scorecard_id, scorecard_version ORDER BY processed_at DESC, "
+    "pipeline_version DESC) = 1)"
+)
+SUM_COLUMNS = [
+    "calls",
+    "total_sum",
+    "passed_sum",
+    "auto_fail_sum",
+    "sentiment_sum",
+    "sentiment_n",
+    "finalised",
+]
 PARETO_COLUMNS = ["item_id", "fails", "applicable", "fail_rate"]
 
 
@@ -302,18 +317,24 @@ def trend_data(user: UserView, filters: CallFilter, by: str = "team") -> TrendDa
         "sum(passed::INT) AS passed_sum, sum(auto_fail::INT) AS auto_fail_sum, "
         "sum(customer_sentiment_mean) AS sentiment_sum, "
         "count(customer_sentiment_mean) AS sentiment_n, 0 AS finalised "
-        f"FROM {calls} WHERE {where} GROUP BY ALL", params)
+        f"FROM {calls} WHERE {where} GROUP BY ALL",
+        params,
+    )
     items = idx.query(
         "SELECT i.item_id AS item_id, count(*) FILTER (WHERE i.outcome = 'fail') AS fails, "
         "count(*) FILTER (WHERE i.outcome <> 'na') AS applicable "
-        f"FROM (SELECT unnest(items) AS i FROM {calls} WHERE {where}) GROUP BY 1", params)
+        f"FROM (SELECT unnest(items) AS i FROM {calls} WHERE {where}) GROUP BY 1",
+        params,
+    )
     weekly = weekly.astype({c: float for c in SUM_COLUMNS}).set_index(["week", "grp"])
     items = items.astype({"fails": float, "applicable": float}).set_index("item_id")
     if finals:
         ids = [c.call_id for c in finals]
         auto = idx.query(
             f"SELECT call_id, week, {col} AS grp, total, passed, auto_fail, items FROM {calls} "
-            f"WHERE {where} AND call_id IN (SELECT unnest(?::VARCHAR[]))", [*params, ids])
+            f"WHERE {where} AND call_id IN (SELECT unnest(?::VARCHAR[]))",
+            [*params, ids],
+        )
         by_id = {c.call_id: c for c in finals}
         for row in auto.itertuples(index=False):
             final = by_id[row.call_id]

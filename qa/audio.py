@@ -108,8 +108,9 @@ class DecodedAudio:
     def resampled(self, rate: int) -> DecodedAudio:
         if rate == self.sample_rate:
             return self
-        return replace(self, samples=resample(self.samples, self.sample_rate, rate),
-                       sample_rate=rate)
+        return replace(
+            self, samples=resample(self.samples, self.sample_rate, rate), sample_rate=rate
+        )
 
 
 def resample(samples: np.ndarray, orig: int, target: int) -> np.ndarray:
@@ -203,8 +204,9 @@ def _wav_declared_seconds(fh: BinaryIO) -> float | None:
     return None
 
 
-def _declared_seconds(container: av.container.InputContainer, stream: av.AudioStream,
-                      src: bytes | str) -> float | None:
+def _declared_seconds(
+    container: av.container.InputContainer, stream: av.AudioStream, src: bytes | str
+) -> float | None:
     """The length the file says it has, where the header states it exactly; None where it
     is only an estimate (FFmpeg's guess from the bit rate is no ground for a verdict)."""
     if container.format.name.split(",")[0] == "wav":
@@ -241,8 +243,9 @@ def _frame_to_float(frame: av.AudioFrame, channels: int) -> np.ndarray:
     return data.astype(np.float32, copy=False)  # flt, dbl
 
 
-def _header_duration(container: av.container.InputContainer,
-                     stream: av.AudioStream) -> float | None:
+def _header_duration(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -275,8 +278,11 @@ def _channel_dbfs(samples: np.ndarray, rate: int) -> list[float]:
     return [_loudest_window_dbfs(samples[i : i + 1], rate) for i in range(samples.shape[0])]
 
 
-def _merge_copies(samples: np.ndarray, rate: int, silence_dbfs: float,
-                  ) -> tuple[np.ndarray, tuple[tuple[int, ...], ...]]:
+def _merge_copies(
+    samples: np.ndarray,
+    rate: int,
+    silence_dbfs: float,
+) -> tuple[np.ndarray, tuple[tuple[int, ...], ...]]:
     """Channels that are copies of one signal become one (their mean); in a file with more
     than two channels, channels silent throughout (unused recorder inputs) are dropped.
 
@@ -303,8 +309,10 @@ def _merge_copies(samples: np.ndarray, rate: int, silence_dbfs: float,
     return merged, origin
 
 
-def select_channels(audio: DecodedAudio, channel_roles: Mapping[int, Role] | None,
-                    ) -> tuple[DecodedAudio, dict[int, Role] | None]:
+def select_channels(
+    audio: DecodedAudio,
+    channel_roles: Mapping[int, Role] | None,
+) -> tuple[DecodedAudio, dict[int, Role] | None]:
     """The agent and customer tracks of a recording, and the roles of its channels here.
 
     `channel_roles` numbers the file's channels (as the metadata does). Two channels or
@@ -319,12 +327,17 @@ def select_channels(audio: DecodedAudio, channel_roles: Mapping[int, Role] | Non
     n_file = audio.file_channels
     beyond = sorted(c for c in roles if c >= n_file)
     if beyond:
-        raise AudioError(f"channel {beyond[-1]} mapped but the recording has {n_file} "
-                         "channel(s) (channels are numbered from 0)", file=audio.source)
+        raise AudioError(
+            f"channel {beyond[-1]} mapped but the recording has {n_file} "
+            "channel(s) (channels are numbered from 0)",
+            file=audio.source,
+        )
     origin = audio.origin()
     here = {c: i for i, group in enumerate(origin) for c in group}
-    wanted = {role: sorted(c for c, r in roles.items() if r is role)
-              for role in (Role.AGENT, Role.CUSTOMER)}
+    wanted = {
+        role: sorted(c for c, r in roles.items() if r is role)
+        for role in (Role.AGENT, Role.CUSTOMER)
+    }
     complete = all(wanted.values())
     if audio.channels == 1:  # copies of one signal: diarization tells the parties apart
         return audio, None
@@ -334,17 +347,22 @@ def select_channels(audio: DecodedAudio, channel_roles: Mapping[int, Role] | Non
                 raise AudioError(
                     f"channels {a} (agent) and {c} (customer) carry the same signal, so they "
                     "cannot tell the parties apart; correct the channel map or leave it out",
-                    file=audio.source)
+                    file=audio.source,
+                )
     if n_file > 2 and complete:
         tracks, groups = [], []
         for role in (Role.AGENT, Role.CUSTOMER):
             kept = sorted({here[c] for c in wanted[role] if c in here})
             # a mapped channel dropped as silent is still that party's (silent) line
-            tracks.append(audio.samples[kept].mean(axis=0, dtype=np.float32) if kept
-                          else np.zeros(audio.samples.shape[1], dtype=np.float32))
+            tracks.append(
+                audio.samples[kept].mean(axis=0, dtype=np.float32)
+                if kept
+                else np.zeros(audio.samples.shape[1], dtype=np.float32)
+            )
             groups.append(tuple(sorted({*wanted[role], *(c for k in kept for c in origin[k])})))
-        picked = replace(audio, samples=np.stack(tracks), channel_groups=tuple(groups),
-                         source_channels=n_file)
+        picked = replace(
+            audio, samples=np.stack(tracks), channel_groups=tuple(groups), source_channels=n_file
+        )
         return picked, {0: Role.AGENT, 1: Role.CUSTOMER}
     if audio.channels > 2:
         distinct = ", ".join(str(g[0]) for g in origin)
@@ -352,7 +370,9 @@ def select_channels(audio: DecodedAudio, channel_roles: Mapping[int, Role] | Non
         raise AudioError(
             f"{n_file} channels carry {audio.channels} different signals (channels "
             f"{distinct}); say which channel is the agent and which the customer with a "
-            f"channel map in the metadata, e.g. channels '{example}'", file=audio.source)
+            f"channel map in the metadata, e.g. channels '{example}'",
+            file=audio.source,
+        )
     renumbered = {here[c]: r for c, r in roles.items() if c in here}
     return audio, renumbered or None
 
@@ -415,23 +435,23 @@ def load_audio(
         container = av.open(opened, mode="r", metadata_errors="ignore")
     except av.error.FFmpegError as exc:
         if _looks_like_audio(head):
-            raise CorruptAudioError(f"damaged or truncated audio header ({exc.strerror})",
-                                    file=source) from exc
+            raise CorruptAudioError(
+                f"damaged or truncated audio header ({exc.strerror})", file=source
+            ) from exc
         raise NotAudioError("not an audio file (no known audio format)", file=source) from exc
 
     with container:
         if not container.streams.audio:
-            raise NotAudioError(
-                f"no audio stream (format {container.format.name})", file=source
-            )
+            raise NotAudioError(f"no audio stream (format {container.format.name})", file=source)
         stream = container.streams.audio[0]
         codec = stream.codec_context.name
         fmt = f"{container.format.name.split(',')[0]}/{codec}"
         rate = stream.codec_context.sample_rate or stream.rate
         channels = stream.codec_context.channels
         if not rate or not channels:
-            raise CorruptAudioError(f"{fmt}: header gives no sample rate or channel count",
-                                    file=source)
+            raise CorruptAudioError(
+                f"{fmt}: header gives no sample rate or channel count", file=source
+            )
         header = _header_duration(container, stream)
         declared = _declared_seconds(container, stream, raw)
         longest = max(header or 0.0, declared or 0.0)
@@ -457,9 +477,7 @@ def load_audio(
                     chunks.append(chunk)
                     total += chunk.shape[1]
                 if limit is not None and total > limit:
-                    raise TooLongAudioError(
-                        f"over the {max_duration:.0f} s limit", file=source
-                    )
+                    raise TooLongAudioError(f"over the {max_duration:.0f} s limit", file=source)
         except av.error.FFmpegError as exc:
             truncated = str(exc)
 
@@ -467,18 +485,24 @@ def load_audio(
     lost = f", {bad} of {packets} packets undecodable" if bad else ""
     if total == 0:
         if truncated or bad:
-            raise CorruptAudioError(f"{fmt}: no decodable audio ({truncated or 'bad packets'})",
-                                    file=source)
+            raise CorruptAudioError(
+                f"{fmt}: no decodable audio ({truncated or 'bad packets'})", file=source
+            )
         raise EmptyAudioError(f"{fmt}: no samples", file=source)
-    if declared and declared - decoded > max(SHORTFALL_TOLERANCE_S,
-                                             SHORTFALL_TOLERANCE_SHARE * declared):
+    if declared and declared - decoded > max(
+        SHORTFALL_TOLERANCE_S, SHORTFALL_TOLERANCE_SHARE * declared
+    ):
         raise CorruptAudioError(
             f"{fmt}: header says {declared:.1f} s but only {decoded:.1f} s could be decoded "
-            f"({decoded / declared:.0%}{lost}); the file is cut short or damaged", file=source)
+            f"({decoded / declared:.0%}{lost}); the file is cut short or damaged",
+            file=source,
+        )
     if bad > 1 and bad / packets > MAX_BAD_PACKET_SHARE:
         raise CorruptAudioError(
             f"{fmt}: {bad} of {packets} packets cannot be decoded ({decoded:.1f} s read); "
-            "the file is damaged", file=source)
+            "the file is damaged",
+            file=source,
+        )
     if truncated and header and decoded < 0.5 * header:
         raise CorruptAudioError(
             f"{fmt}: truncated, decoding stopped at {decoded:.1f} s of {header:.1f} s",

@@ -20,10 +20,14 @@ from qa.errors import QAError
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-app = typer.Typer(help="Call-centre QA: transcribe, diarize, score and review calls.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-models_app = typer.Typer(help="Models each stage uses, and their offline installation.",
-                         invoke_without_command=True)
+app = typer.Typer(
+    help="Call-centre QA: transcribe, diarize, score and review calls.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(
+    help="Models each stage uses, and their offline installation.", invoke_without_command=True
+)
 eval_app = typer.Typer(help="Accuracy against reference labels.", no_args_is_help=True)
 bench_app = typer.Typer(help="Speed and memory benchmarks.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
@@ -46,8 +50,13 @@ def models_list(ctx: typer.Context) -> None:
     for spec in MODELS.values():
         path = spec.path(settings)
         ok = spec.present(settings)
-        table.add_row(spec.stage, spec.name, str(path) if path else "-",
-                      "[green]yes[/]" if ok else "[red]no[/]", f"QA_{spec.key.upper()}")
+        table.add_row(
+            spec.stage,
+            spec.name,
+            str(path) if path else "-",
+            "[green]yes[/]" if ok else "[red]no[/]",
+            f"QA_{spec.key.upper()}",
+        )
     console.print(table)
 
 
@@ -77,22 +86,40 @@ def synth(
 
     out_dir = Path(out) if out else get_settings().home / "synth"
     status: dict[str, bool] = {}
-    calls = render_all(out_dir, only or None, rates=rate or (8000, 16000), force=force,
-                       progress=True, on_call=lambda c, rendered: status.__setitem__(c.call_id,
-                                                                                      rendered))
-    table = Table("call", "lang", "duration", "turns", "violations", "status",
-                  title=f"synthetic calls in {out_dir}")
+    calls = render_all(
+        out_dir,
+        only or None,
+        rates=rate or (8000, 16000),
+        force=force,
+        progress=True,
+        on_call=lambda c, rendered: status.__setitem__(c.call_id, rendered),
+    )
+    table = Table(
+        "call",
+        "lang",
+        "duration",
+        "turns",
+        "violations",
+        "status",
+        title=f"synthetic calls in {out_dir}",
+    )
     for c in calls:
-        table.add_row(c.call_id, c.language, f"{c.duration:.1f} s", str(len(c.turns)),
-                      ", ".join(c.violations) or "[green]clean[/]",
-                      "rendered" if status.get(c.call_id) else "up to date")
+        table.add_row(
+            c.call_id,
+            c.language,
+            f"{c.duration:.1f} s",
+            str(len(c.turns)),
+            ", ".join(c.violations) or "[green]clean[/]",
+            "rendered" if status.get(c.call_id) else "up to date",
+        )
     console.print(table)
 
 
 # --------------------------------------------------------------------------- users
 
-users_app = typer.Typer(help="Dashboard accounts: agents, inspectors, leads, managers, admins.",
-                        no_args_is_help=True)
+users_app = typer.Typer(
+    help="Dashboard accounts: agents, inspectors, leads, managers, admins.", no_args_is_help=True
+)
 app.add_typer(users_app, name="users")
 USER_ROLES = ("agent", "inspector", "lead", "manager", "admin")
 
@@ -104,8 +131,9 @@ def users_add(
     team: str = typer.Option(None, "--team", help="team the user belongs to"),
     agent_id: str = typer.Option(None, "--agent-id", help="the agent id calls carry (agents)"),
     display_name: str = typer.Option(None, "--name", help="name shown in the dashboard"),
-    password_stdin: bool = typer.Option(False, "--password-stdin",
-                                        help="read the password from the first line of stdin"),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="read the password from the first line of stdin"
+    ),
 ) -> None:
     """Create an account (the command line acts as the database owner)."""
     from qa.workflow import open_workflow
@@ -116,11 +144,14 @@ def users_add(
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    user = open_workflow(get_settings()).add_user(None, username, password, role, team=team,
-                                                  agent_id=agent_id, display_name=display_name)
-    console.print(f"user {user.username} added ({user.role.value}"
-                  f"{', team ' + user.team if user.team else ''}"
-                  f"{', agent ' + user.agent_id if user.agent_id else ''})")
+    user = open_workflow(get_settings()).add_user(
+        None, username, password, role, team=team, agent_id=agent_id, display_name=display_name
+    )
+    console.print(
+        f"user {user.username} added ({user.role.value}"
+        f"{', team ' + user.team if user.team else ''}"
+        f"{', agent ' + user.agent_id if user.agent_id else ''})"
+    )
 
 
 @users_app.command("list")
@@ -132,8 +163,14 @@ def users_list(
 
     table = Table("username", "name", "role", "team", "agent id", "active")
     for u in open_workflow(get_settings()).list_users(None, include_inactive=not active_only):
-        table.add_row(u.username, u.display_name, u.role.value, u.team or "-",
-                      u.agent_id or "-", "[green]yes[/]" if u.active else "[red]no[/]")
+        table.add_row(
+            u.username,
+            u.display_name,
+            u.role.value,
+            u.team or "-",
+            u.agent_id or "-",
+            "[green]yes[/]" if u.active else "[red]no[/]",
+        )
     console.print(table)
 
 
@@ -164,11 +201,22 @@ def serve(
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, QA_HOME=str(settings.home.resolve()))
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app_path),
-           "--server.headless=true", f"--server.port={port}", f"--server.address={address}",
-           "--browser.gatherUsageStats=false", "--global.developmentMode=false"]
-    console.print(f"dashboard on http://{address}:{port}  (store {settings.resolved_store_url}, "
-                  f"database {settings.resolved_database_url})")
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_path),
+        "--server.headless=true",
+        f"--server.port={port}",
+        f"--server.address={address}",
+        "--browser.gatherUsageStats=false",
+        "--global.developmentMode=false",
+    ]
+    console.print(
+        f"dashboard on http://{address}:{port}  (store {settings.resolved_store_url}, "
+        f"database {settings.resolved_database_url})"
+    )
     sys.stdout.flush()
     # Become the server, so signals (Ctrl-C, a supervisor's SIGTERM) reach Streamlit itself.
     os.execve(sys.executable, cmd, env)
@@ -179,8 +227,11 @@ def serve(
 
 @eval_app.command("sentiment")
 def eval_sentiment(
-    data: Path | None = typer.Option(None, help="folder with MAIA-DQE and STC-3 files "
-                                     "(default: $QA_SHARED_DATA/text or ../shared/data/text)"),
+    data: Path | None = typer.Option(
+        None,
+        help="folder with MAIA-DQE and STC-3 files "
+        "(default: $QA_SHARED_DATA/text or ../shared/data/text)",
+    ),
     baseline: str = typer.Option("lexicon", help="backend to compare against"),
 ) -> None:
     """Held-out macro-F1 (MAIA-DQE) and satisfaction correlation (STC-3), model vs baseline."""
@@ -196,21 +247,30 @@ def eval_redaction(
     seed: int = typer.Option(20261130, help="seed of the generated corpus"),
     markdown: bool = typer.Option(False, "--markdown", help="print the table as Markdown"),
     show: bool = typer.Option(False, "--show", help="also list misses and false redactions"),
-    asr: bool = typer.Option(False, "--asr", help="speak a sample with espeak-ng, transcribe "
-                             "it as calls, redact, and count what stays readable"),
+    asr: bool = typer.Option(
+        False,
+        "--asr",
+        help="speak a sample with espeak-ng, transcribe "
+        "it as calls, redact, and count what stays readable",
+    ),
     n: int = typer.Option(15, "--n", help="with --asr: exchanges per kind (negatives: 2n)"),
-    saved: Path | None = typer.Option(None, "--saved", help="with --asr: transcripts of an "
-                                      "earlier run to score again (written there if absent)"),
+    saved: Path | None = typer.Option(
+        None,
+        "--saved",
+        help="with --asr: transcripts of an earlier run to score again (written there if absent)",
+    ),
 ) -> None:
     """PII redaction on a generated corpus of ASR-style read-outs and look-alikes."""
     from qa.evaluation import redaction
 
     if asr:
+
         def progress(line: str) -> None:
             err_console.print(line, markup=False, highlight=False)
 
-        found = redaction.asr_evaluate(get_settings(), n, seed=seed, saved=saved,
-                                       progress=progress if show else None)
+        found = redaction.asr_evaluate(
+            get_settings(), n, seed=seed, saved=saved, progress=progress if show else None
+        )
         typer.echo(redaction.asr_markdown(found))
         for line in redaction.asr_details(found) if show else []:
             console.print(line, markup=False, highlight=False)
@@ -238,15 +298,22 @@ def bench_sentiment(
     if path.is_file():
         pool = [s.text for s in load_maia(path, original_language="pt") if s.language == language]
     else:
-        pool = ["I have been waiting for forty minutes and nobody called me back.",
-                "Thanks, that fixed it, you have been really helpful.",
-                "Can you tell me when the engineer will arrive?"]
+        pool = [
+            "I have been waiting for forty minutes and nobody called me back.",
+            "Thanks, that fixed it, you have been really helpful.",
+            "Can you tell me when the engineer will arrive?",
+        ]
     texts = [pool[i % len(pool)] for i in range(n)]
     backends = list(dict.fromkeys([settings.sentiment_backend, "lexicon"]))
     table = Table("backend", "load s", "utterances", "seconds", "utterances/s")
     for row in benchmark(settings, texts, language=language, backends=backends):
-        table.add_row(str(row["backend"]), f"{row['load_s']:.2f}", str(row["texts"]),
-                      f"{row['seconds']:.2f}", f"{row['per_second']:.1f}")
+        table.add_row(
+            str(row["backend"]),
+            f"{row['load_s']:.2f}",
+            str(row["texts"]),
+            f"{row['seconds']:.2f}",
+            f"{row['per_second']:.1f}",
+        )
     console.print(table)
 
 
@@ -300,14 +367,17 @@ def _call_id_for(path: Path) -> str:
 @app.command("transcribe")
 def transcribe(
     files: list[Path] = typer.Argument(..., help="audio files (any format FFmpeg decodes)"),
-    model: str | None = typer.Option(None, "--model", help="en, multi, or a CTranslate2 model "
-                                     "folder (default: en for English, else multi)"),
-    language: str | None = typer.Option(None, "--language", help="language code; "
-                                        "default: detect"),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="en, multi, or a CTranslate2 model folder (default: en for English, else multi)",
+    ),
+    language: str | None = typer.Option(None, "--language", help="language code; default: detect"),
     out: Path = typer.Option(Path("."), "--out", help="folder for the outputs"),
     formats: str = typer.Option("json", "--format", help="comma-separated: json,srt,vtt"),
-    diarize: bool = typer.Option(True, "--diarize/--no-diarize",
-                                 help="split mono calls by speaker (pyannote)"),
+    diarize: bool = typer.Option(
+        True, "--diarize/--no-diarize", help="split mono calls by speaker (pyannote)"
+    ),
 ) -> None:
     """Transcribe calls: one speaker per channel for stereo, diarized speakers for mono."""
     from qa.asr.export import FORMATS, render
@@ -321,8 +391,9 @@ def transcribe(
     wanted = [f.strip().lower() for f in formats.split(",") if f.strip()]
     unknown = [f for f in wanted if f not in FORMATS]
     if unknown or not wanted:
-        raise QAError(f"unknown --format {', '.join(unknown) or formats!r}; "
-                      f"use {','.join(FORMATS)}")
+        raise QAError(
+            f"unknown --format {', '.join(unknown) or formats!r}; use {','.join(FORMATS)}"
+        )
     transcriber = Transcriber(settings, model or select_model_key(language, settings))
     language = transcriber.check_language(language)
     out.mkdir(parents=True, exist_ok=True)
@@ -330,10 +401,12 @@ def transcribe(
     durations = {f: probe_duration(f) or 0.0 for f in files}
     diarizers: list = []  # loaded at the first mono file, then kept
     failed: list[str] = []
-    with progress_bar("s audio, {task.fields[files]} files", "{task.fields[speed]}",
-                      console=err_console) as progress:
-        task = progress.add_task("transcribing", total=sum(durations.values()) or None,
-                                 files=f"0/{len(files)}", speed="")
+    with progress_bar(
+        "s audio, {task.fields[files]} files", "{task.fields[speed]}", console=err_console
+    ) as progress:
+        task = progress.add_task(
+            "transcribing", total=sum(durations.values()) or None, files=f"0/{len(files)}", speed=""
+        )
 
         for n, path in enumerate(files, start=1):
             base = progress.tasks[0].completed
@@ -345,19 +418,20 @@ def transcribe(
                     progress.update(task, speed=f"{t.completed / t.elapsed:.1f}x real time")
 
             try:
-                audio = load_audio(path, max_duration=settings.max_duration,
-                                   silence_dbfs=settings.silence_dbfs)
+                audio = load_audio(
+                    path, max_duration=settings.max_duration, silence_dbfs=settings.silence_dbfs
+                )
                 if not durations[path]:  # header gave no duration: count it now
                     progress.update(task, total=(progress.tasks[0].total or 0) + audio.duration)
                 streams = 1 if audio.channels == 1 or audio.fake_stereo else audio.channels
                 done = [0.0]
 
-                def asr(samples, lang, streams: int = streams, done: list = done,
-                        advance=advance):
+                def asr(samples, lang, streams: int = streams, done: list = done, advance=advance):
                     """One stream; progress counts each channel as its share of the call."""
                     base = done[0]
                     result = transcriber.transcribe(
-                        samples, lang, progress=lambda s: advance((base + s) / streams))
+                        samples, lang, progress=lambda s: advance((base + s) / streams)
+                    )
                     done[0] += result.duration
                     return result
 
@@ -381,8 +455,9 @@ def transcribe(
                 advance(durations[path])
             progress.update(task, files=f"{n}/{len(files)}")
     done = len(files) - len(failed)
-    err_console.print(f"{done} of {len(files)} files transcribed with {transcriber.name} "
-                      f"-> {out}", soft_wrap=True)
+    err_console.print(
+        f"{done} of {len(files)} files transcribed with {transcriber.name} -> {out}", soft_wrap=True
+    )
     if failed:
         raise typer.Exit(1)
 
@@ -390,10 +465,14 @@ def transcribe(
 @eval_app.command("asr")
 def eval_asr(
     model: str = typer.Option("all", "--model", help="en, multi, all, or a model folder"),
-    synth: Path | None = typer.Option(None, "--synth", help="folder of `qa synth` calls "
-                                      "(<call_id>.json beside the wavs)"),
-    data: Path | None = typer.Option(None, "--data", help="folder with sample.wav and "
-                                     "sample.stm (default: $QA_SHARED_DATA/calls)"),
+    synth: Path | None = typer.Option(
+        None, "--synth", help="folder of `qa synth` calls (<call_id>.json beside the wavs)"
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="folder with sample.wav and sample.stm (default: $QA_SHARED_DATA/calls)",
+    ),
     show: bool = typer.Option(False, "--show", help="print each hypothesis"),
 ) -> None:
     """Word error rate (lowercase, punctuation stripped) against reference transcripts."""
@@ -428,17 +507,25 @@ def eval_asr(
 
 @eval_app.command("zh-phrases")
 def eval_zh_phrases(
-    data: Path | None = typer.Option(None, "--data", help="zh_dev folder: FLAC sentences and "
-                                     "refs.tsv (default: $QA_SHARED_DATA/zh_dev)"),
-    rate: int = typer.Option(16000, "--rate", help="16000, or e.g. 8000: the audio goes "
-                             "through that rate and back (simulated telephone band)"),
-    cache: Path | None = typer.Option(None, "--cache", help="JSON file keeping the ASR text "
-                                      "between runs"),
-    threshold: float | None = typer.Option(None, "--threshold", help="fuzzy threshold "
-                                           "(default: the Chinese scorecard's)"),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="zh_dev folder: FLAC sentences and refs.tsv (default: $QA_SHARED_DATA/zh_dev)",
+    ),
+    rate: int = typer.Option(
+        16000,
+        "--rate",
+        help="16000, or e.g. 8000: the audio goes "
+        "through that rate and back (simulated telephone band)",
+    ),
+    cache: Path | None = typer.Option(
+        None, "--cache", help="JSON file keeping the ASR text between runs"
+    ),
+    threshold: float | None = typer.Option(
+        None, "--threshold", help="fuzzy threshold (default: the Chinese scorecard's)"
+    ),
     per_sentence: int = typer.Option(4, "--per-sentence", help="phrases cut per sentence"),
-    show: bool = typer.Option(False, "--show", help="list every match by sound (exact + by "
-                              "sound)"),
+    show: bool = typer.Option(False, "--show", help="list every match by sound (exact + by sound)"),
 ) -> None:
     """Chinese phrase rules on real Mandarin speech: recall and false matches, exact vs by
     sound (homophones), through the scorecard's own phrase matching."""
@@ -451,17 +538,34 @@ def eval_zh_phrases(
     if threshold is None:
         threshold = default_scorecard("zh", settings).fuzzy_threshold
     with console.status(f"Whisper (multi) on {len(refs)} sentences at {rate} Hz") as status:
-        words = zp.transcribe_all(folder, refs, rate, settings, cache, lambda k, n, name:
-                                  status.update(f"{k + 1}/{n} {name} at {rate} Hz"))
+        words = zp.transcribe_all(
+            folder,
+            refs,
+            rate,
+            settings,
+            cache,
+            lambda k, n, name: status.update(f"{k + 1}/{n} {name} at {rate} Hz"),
+        )
     phrases = zp.sample_phrases(refs, per_sentence)
     figures = zp.measure(refs, words, phrases, threshold)
-    table = Table("rule setting", "recall", "found / said", "false matches",
-                  "found / not said", title=f"{len(phrases)} phrases (4-6 characters) from "
-                  f"{len(refs)} sentences, {rate} Hz, threshold {threshold:g}, ASR CER "
-                  f"{zp.pooled_cer(refs, words):.1%}")
+    table = Table(
+        "rule setting",
+        "recall",
+        "found / said",
+        "false matches",
+        "found / not said",
+        title=f"{len(phrases)} phrases (4-6 characters) from "
+        f"{len(refs)} sentences, {rate} Hz, threshold {threshold:g}, ASR CER "
+        f"{zp.pooled_cer(refs, words):.1%}",
+    )
     for f in figures:
-        table.add_row(f.config, f"{f.recall:.1%}", f"{f.found_own}/{f.phrases}",
-                      f"{f.false_rate:.2%}", f"{f.found_other}/{f.pairs}")
+        table.add_row(
+            f.config,
+            f"{f.recall:.1%}",
+            f"{f.found_own}/{f.phrases}",
+            f"{f.false_rate:.2%}",
+            f"{f.found_other}/{f.pairs}",
+        )
     console.print(table)
     if show:
         for _, j, own, matched in figures[1].by_sound:
@@ -471,8 +575,9 @@ def eval_zh_phrases(
 
 @bench_app.command("asr")
 def bench_asr(
-    audio: Path | None = typer.Option(None, "--audio", help="recording (default: "
-                                      "auto_repairs_40_stereo.wav in the shared data)"),
+    audio: Path | None = typer.Option(
+        None, "--audio", help="recording (default: auto_repairs_40_stereo.wav in the shared data)"
+    ),
     model: str = typer.Option("en", "--model", help="en, multi or a model folder"),
     batch_size: int = typer.Option(8, "--batch-size", help="batch size of the fast mode"),
 ) -> None:
@@ -493,12 +598,12 @@ def bench_asr(
     for mode in asr.MODES:
         with console.status(f"{mode}: transcribing {path.name}"):
             results.append(asr.bench_isolated(str(path), settings, model, mode, batch_size))
-    console.print(asr.rich_table(f"{path.name}, all channels, {platform.node()}, "
-                                 f"{date.today()}", results))
+    console.print(
+        asr.rich_table(f"{path.name}, all channels, {platform.node()}, {date.today()}", results)
+    )
     ratio = asr.comparison(*results)
     if ratio is not None:
-        console.print(f"{ratio}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
-                      "cores")
+        console.print(f"{ratio}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 # --------------------------------------------------------------------------- speakers
@@ -513,10 +618,14 @@ def _shared_calls(data: Path | None) -> Path:
 
 @eval_app.command("diarization")
 def eval_diarization(
-    data: Path | None = typer.Option(None, "--data", help="folder holding calls/ (default: "
-                                     "$QA_SHARED_DATA or ../shared/data)"),
-    synth: Path | None = typer.Option(None, "--synth", help="folder of `qa synth` calls: "
-                                      "also roles and word attribution (runs ASR)"),
+    data: Path | None = typer.Option(
+        None, "--data", help="folder holding calls/ (default: $QA_SHARED_DATA or ../shared/data)"
+    ),
+    synth: Path | None = typer.Option(
+        None,
+        "--synth",
+        help="folder of `qa synth` calls: also roles and word attribution (runs ASR)",
+    ),
 ) -> None:
     """DER (no collar, overlap scored) on sample.wav, ami_dev00.wav and the stereo call's
     mono mixdown (reference: per-channel voice activity), speaker count given and estimated."""
@@ -536,21 +645,33 @@ def eval_diarization(
 
 @eval_app.command("calls")
 def eval_calls(
-    data: Path | None = typer.Option(None, "--data", help="shared data folder holding calls/ "
-                                     "and zh_dev/ (default: $QA_SHARED_DATA or ../shared/data)"),
-    model: str = typer.Option("en", "--model", help="English model: en (tiny.en), multi "
-                              "(base) or a CTranslate2 folder"),
-    only: list[str] = typer.Option(None, "--only", help="call name (e.g. swoz_SNG0072); "
-                                   "repeatable"),
-    synth: Path | None = typer.Option(None, "--synth", help="also the calls of `qa synth` "
-                                      "in this folder (a second table)"),
-    zh: bool = typer.Option(True, "--zh/--no-zh", help="Mandarin sentences of zh_dev/, at "
-                            "16 kHz and 8 kHz"),
-    anchors: bool = typer.Option(True, "--anchors/--no-anchors", help="also plain "
-                                 "faster-whisper and pyannote with the count given"),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="shared data folder holding calls/ "
+        "and zh_dev/ (default: $QA_SHARED_DATA or ../shared/data)",
+    ),
+    model: str = typer.Option(
+        "en", "--model", help="English model: en (tiny.en), multi (base) or a CTranslate2 folder"
+    ),
+    only: list[str] = typer.Option(
+        None, "--only", help="call name (e.g. swoz_SNG0072); repeatable"
+    ),
+    synth: Path | None = typer.Option(
+        None, "--synth", help="also the calls of `qa synth` in this folder (a second table)"
+    ),
+    zh: bool = typer.Option(
+        True, "--zh/--no-zh", help="Mandarin sentences of zh_dev/, at 16 kHz and 8 kHz"
+    ),
+    anchors: bool = typer.Option(
+        True,
+        "--anchors/--no-anchors",
+        help="also plain faster-whisper and pyannote with the count given",
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="write every row here"),
-    markdown_out: Path | None = typer.Option(None, "--markdown", help="write the call tables "
-                                             "here as Markdown"),
+    markdown_out: Path | None = typer.Option(
+        None, "--markdown", help="write the call tables here as Markdown"
+    ),
 ) -> None:
     """The whole transcription path on every real call with a reference, and the plain
     anchor on the same audio: error rate, DER, speakers, roles, words with the right role,
@@ -605,49 +726,91 @@ def eval_calls(
         for rate in (16000, 8000):
             with progress_bar("sentences", console=err_console) as bar:
                 task = bar.add_task(f"zh_dev at {rate // 1000} kHz", total=len(sentences))
-                zh_rows.append(evaluate_zh(settings, sentences, rate, transcriber,
-                                           progress=lambda n, t=task: bar.update(t, completed=n)))
-        table = Table("rate", "sentences", "audio s", "CER qa", "CER plain", "x RT qa",
-                      "x RT plain", "fallback windows", *sorted(zh_rows[0].per_domain),
-                      title="Mandarin customer-service sentences (zh_dev), base; per domain: "
-                            "qa / plain")
+                zh_rows.append(
+                    evaluate_zh(
+                        settings,
+                        sentences,
+                        rate,
+                        transcriber,
+                        progress=lambda n, t=task: bar.update(t, completed=n),
+                    )
+                )
+        table = Table(
+            "rate",
+            "sentences",
+            "audio s",
+            "CER qa",
+            "CER plain",
+            "x RT qa",
+            "x RT plain",
+            "fallback windows",
+            *sorted(zh_rows[0].per_domain),
+            title="Mandarin customer-service sentences (zh_dev), base; per domain: qa / plain",
+        )
         for z in zh_rows:
-            table.add_row(f"{z.rate // 1000} kHz" + (" (simulated)" if z.rate == 8000 else ""),
-                          str(z.sentences), f"{z.audio_seconds:.0f}", f"{z.cer:.1%}",
-                          f"{z.anchor_cer:.1%}", f"{z.audio_seconds / z.seconds:.1f}",
-                          f"{z.audio_seconds / z.anchor_seconds:.1f}",
-                          f"{z.fallbacks} of {z.windows}",
-                          *(f"{a:.1%} / {b:.1%}" for a, b in z.per_domain.values()))
+            table.add_row(
+                f"{z.rate // 1000} kHz" + (" (simulated)" if z.rate == 8000 else ""),
+                str(z.sentences),
+                f"{z.audio_seconds:.0f}",
+                f"{z.cer:.1%}",
+                f"{z.anchor_cer:.1%}",
+                f"{z.audio_seconds / z.seconds:.1f}",
+                f"{z.audio_seconds / z.anchor_seconds:.1f}",
+                f"{z.fallbacks} of {z.windows}",
+                *(f"{a:.1%} / {b:.1%}" for a, b in z.per_domain.values()),
+            )
         Console(width=max(console.width, 200)).print(table)
     if markdown_out is not None:
         markdown_out.write_text("\n".join(pages), encoding="utf-8")
     if json_out is not None:
-        json_out.write_text(json.dumps({"calls": [r.model_dump() for r in rows],
-                                        "zh": [z.model_dump() for z in zh_rows]}, indent=1))
+        json_out.write_text(
+            json.dumps(
+                {"calls": [r.model_dump() for r in rows], "zh": [z.model_dump() for z in zh_rows]},
+                indent=1,
+            )
+        )
     unflagged = [r for r in rows if r.wrong and not r.flagged]
     if unflagged:
-        console.print("[red]wrong and not flagged:[/] "
-                      + ", ".join(f"{r.call} ({r.path})" for r in unflagged))
+        console.print(
+            "[red]wrong and not flagged:[/] " + ", ".join(f"{r.call} ({r.path})" for r in unflagged)
+        )
 
 
 @eval_app.command("decoding")
 def eval_decoding(
-    data: Path | None = typer.Option(None, "--data", help="shared data folder holding calls/ "
-                                     "(default: $QA_SHARED_DATA or ../shared/data)"),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="shared data folder holding calls/ (default: $QA_SHARED_DATA or ../shared/data)",
+    ),
     model: str = typer.Option("en", "--model", help="en (tiny.en), multi (base) or a folder"),
 ) -> None:
     """Decoding options on the English real-call streams: WER, lost speech, speed."""
     from qa.evaluation.decoding import compare
 
-    table = Table("configuration", "model", "WER", "lost s", "audio s / CPU s",
-                  "per stream", title="decoding options on the real calls")
+    table = Table(
+        "configuration",
+        "model",
+        "WER",
+        "lost s",
+        "audio s / CPU s",
+        "per stream",
+        title="decoding options on the real calls",
+    )
 
     def report(r) -> None:
-        err_console.print(f"{r.config}: WER {r.wer:.1%}, lost {r.lost_seconds:.1f} s, "
-                          f"{r.audio_per_cpu_second:.1f} audio s per CPU s")
-        table.add_row(r.config, r.model, f"{r.wer:.1%}", f"{r.lost_seconds:.1f}",
-                      f"{r.audio_per_cpu_second:.1f}",
-                      ", ".join(f"{k} {v:.0%}" for k, v in r.per_stream.items()))
+        err_console.print(
+            f"{r.config}: WER {r.wer:.1%}, lost {r.lost_seconds:.1f} s, "
+            f"{r.audio_per_cpu_second:.1f} audio s per CPU s"
+        )
+        table.add_row(
+            r.config,
+            r.model,
+            f"{r.wer:.1%}",
+            f"{r.lost_seconds:.1f}",
+            f"{r.audio_per_cpu_second:.1f}",
+            ", ".join(f"{k} {v:.0%}" for k, v in r.per_stream.items()),
+        )
 
     with err_console.status("decoding the development streams"):
         compare(get_settings(), _shared_calls(data), model, report)
@@ -656,11 +819,18 @@ def eval_decoding(
 
 @bench_app.command("diarization")
 def bench_diarization(
-    audio: Path | None = typer.Option(None, "--audio", help="two-channel call (default: "
-                                      "auto_repairs_40_stereo.wav in the shared data)"),
-    long_minutes: float = typer.Option(0.0, "--long-minutes", help="also a call this long "
-                                       "(the recording played again and again), configured "
-                                       "pipeline only: memory on long calls"),
+    audio: Path | None = typer.Option(
+        None,
+        "--audio",
+        help="two-channel call (default: auto_repairs_40_stereo.wav in the shared data)",
+    ),
+    long_minutes: float = typer.Option(
+        0.0,
+        "--long-minutes",
+        help="also a call this long "
+        "(the recording played again and again), configured "
+        "pipeline only: memory on long calls",
+    ),
 ) -> None:
     """Mono mixdown of a stereo call: the configured pipeline vs CAM++ on every window
     (batched, and one chunk at a time), x real time and peak memory; each mode in a fresh
@@ -675,10 +845,13 @@ def bench_diarization(
     if not path.is_file():
         raise QAError("benchmark recording not found (give --audio)", file=str(path))
     settings = get_settings()
-    results = [diarization.bench_isolated(settings, path, mode)
-               for mode in diarization.modes(path, long_minutes)]
-    console.print(diarization.rich_table(
-        f"{path.name} mixdown, {platform.node()}, {date.today()}", results))
+    results = [
+        diarization.bench_isolated(settings, path, mode)
+        for mode in diarization.modes(path, long_minutes)
+    ]
+    console.print(
+        diarization.rich_table(f"{path.name} mixdown, {platform.node()}, {date.today()}", results)
+    )
     for line in diarization.comparison(results):
         console.print(line)
     console.print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -714,12 +887,14 @@ def _load_models(settings, encoder: bool, sentiment: bool) -> tuple[object, obje
 @app.command("score")
 def score(
     transcript: Path = typer.Argument(..., help="transcript JSON (qa.schema.Transcript)"),
-    scorecard: Path | None = typer.Option(None, "--scorecard", "-s",
-                                          help="scorecard YAML (default: by language)"),
+    scorecard: Path | None = typer.Option(
+        None, "--scorecard", "-s", help="scorecard YAML (default: by language)"
+    ),
     meta: Path | None = typer.Option(None, "--meta", help="call metadata JSON (CallMeta)"),
     as_json: bool = typer.Option(False, "--json", help="print the CallScore as JSON"),
-    models: bool = typer.Option(True, "--models/--no-models",
-                                help="load the encoder and sentiment model for their rules"),
+    models: bool = typer.Option(
+        True, "--models/--no-models", help="load the encoder and sentiment model for their rules"
+    ),
     sample_rate: float = typer.Option(0.0, help="share of calls flagged for random review"),
     seed: str = typer.Option("", help="random-review seed (same seed, same calls)"),
 ) -> None:
@@ -741,11 +916,21 @@ def score(
     settings = get_settings()
     record = read(transcript, Transcript, "transcript")
     call_meta = read(meta, CallMeta, "call metadata") if meta else None
-    card = (load_scorecard(scorecard) if scorecard else
-            default_scorecard((call_meta and call_meta.language) or record.language, settings))
+    card = (
+        load_scorecard(scorecard)
+        if scorecard
+        else default_scorecard((call_meta and call_meta.language) or record.language, settings)
+    )
     encoder, sentiment = _load_models(settings, models, models)
-    result = score_call(record, call_meta, card, encoder=encoder, sentiment=sentiment,
-                        sample_rate=sample_rate, rng_seed=seed)
+    result = score_call(
+        record,
+        call_meta,
+        card,
+        encoder=encoder,
+        sentiment=sentiment,
+        sample_rate=sample_rate,
+        rng_seed=seed,
+    )
     if as_json:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     else:
@@ -771,10 +956,14 @@ def scorecard_validate(
             bad += 1
             continue
         n = len(card.items)
-        console.print(f"[green]ok[/] {path}: {card.id} v{card.version}, {len(card.sections)} "
-                      f"sections, {n} items, {sum(1 for _, i in card.items if i.critical)} "
-                      f"critical, {card.scoring} scoring, pass mark {card.pass_mark:g}",
-                      markup=True, highlight=False, soft_wrap=True)
+        console.print(
+            f"[green]ok[/] {path}: {card.id} v{card.version}, {len(card.sections)} "
+            f"sections, {n} items, {sum(1 for _, i in card.items if i.critical)} "
+            f"critical, {card.scoring} scoring, pass mark {card.pass_mark:g}",
+            markup=True,
+            highlight=False,
+            soft_wrap=True,
+        )
     if bad:
         err_console.print(f"[red]{bad} of {len(files)} scorecard file(s) invalid[/]")
         raise typer.Exit(1)
@@ -794,27 +983,39 @@ def bench_scoring(
 
     settings = get_settings()
     header, table = scoring.run(
-        settings, calls=calls, repeat=repeat, model_calls=model_calls, minutes=minutes,
-        language=language, models=models, console=err_console,
-        load_models=lambda: _load_models(settings, True, True))
+        settings,
+        calls=calls,
+        repeat=repeat,
+        model_calls=model_calls,
+        minutes=minutes,
+        language=language,
+        models=models,
+        console=err_console,
+        load_models=lambda: _load_models(settings, True, True),
+    )
     console.print(header)
     console.print(table)
 
 
 # --------------------------------------------------------------------------- store, ingest, index
 
-index_app = typer.Typer(help="Analytics index (Parquet + DuckDB) over the stored results.",
-                        no_args_is_help=True)
+index_app = typer.Typer(
+    help="Analytics index (Parquet + DuckDB) over the stored results.", no_args_is_help=True
+)
 app.add_typer(index_app, name="index")
 
 
 @app.command("ingest")
 def ingest_cmd(
     paths: list[Path] = typer.Argument(None, help="recordings or folders of recordings"),
-    meta: Path | None = typer.Option(None, "--meta", help="metadata CSV, or JSON list of "
-                                     "objects (file, call_id, agent_id, team, queue, "
-                                     "direction, started_at, language, channels like "
-                                     "'0=agent,1=customer', source)"),
+    meta: Path | None = typer.Option(
+        None,
+        "--meta",
+        help="metadata CSV, or JSON list of "
+        "objects (file, call_id, agent_id, team, queue, "
+        "direction, started_at, language, channels like "
+        "'0=agent,1=customer', source)",
+    ),
 ) -> None:
     """Upload recordings with validated metadata; duplicates are skipped, nothing is overwritten.
 
@@ -836,9 +1037,15 @@ def ingest_cmd(
     settings = get_settings()
     store = open_store(settings)
     store.check()
-    with Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[name]}"), TimeRemainingColumn(),
-                  console=err_console, transient=True) as bar:
+    with Progress(
+        TextColumn("ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[name]}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
         task = bar.add_task("ingest", total=None, name="")
 
         def progress(done: int, total: int, name: str) -> None:
@@ -847,18 +1054,25 @@ def ingest_cmd(
         report = ingest(store, list(paths or []), meta, settings, progress=progress)
     table = Table("call", "file", "outcome", title=f"ingest into {store.url_root}")
     for c in report.ingested:
-        table.add_row(c.call_id, c.file, f"[green]ingested[/] {c.duration:.1f} s, "
-                      f"{c.format}, {c.channels} ch")
+        table.add_row(
+            c.call_id, c.file, f"[green]ingested[/] {c.duration:.1f} s, {c.format}, {c.channels} ch"
+        )
     for d in report.duplicates:
         table.add_row(d.call_id, d.file, f"[yellow]duplicate[/] {d.reason}")
     for r in report.rejected:
-        where = ", ".join(x for x in (f"row {r.row}" if r.row else "",
-                                      f"column {r.column}" if r.column else "") if x)
-        table.add_row("-", r.file or "-", f"[red]rejected[/] {where + ': ' if where else ''}"
-                      f"{r.reason}")
+        where = ", ".join(
+            x
+            for x in (f"row {r.row}" if r.row else "", f"column {r.column}" if r.column else "")
+            if x
+        )
+        table.add_row(
+            "-", r.file or "-", f"[red]rejected[/] {where + ': ' if where else ''}{r.reason}"
+        )
     console.print(table)
-    console.print(f"{len(report.ingested)} ingested, {len(report.duplicates)} duplicates, "
-                  f"{len(report.rejected)} rejected, {len(report.ignored)} non-audio ignored")
+    console.print(
+        f"{len(report.ingested)} ingested, {len(report.duplicates)} duplicates, "
+        f"{len(report.rejected)} rejected, {len(report.ignored)} non-audio ignored"
+    )
     if report.rejected:
         raise typer.Exit(1)
 
@@ -879,8 +1093,10 @@ def index_rebuild() -> None:
     with Progress(console=err_console, transient=True) as bar:
         task = bar.add_task("index results", total=None)
         report = index.rebuild(lambda done, total: bar.update(task, completed=done, total=total))
-    console.print(f"{report.rows} rows from {report.results} results in "
-                  f"{report.parts_written} part(s); {report.parts_removed} old part(s) removed")
+    console.print(
+        f"{report.rows} rows from {report.results} results in "
+        f"{report.parts_written} part(s); {report.parts_removed} old part(s) removed"
+    )
     for key, reason in report.skipped.items():
         err_console.print(f"[yellow]skipped[/] {key}: {reason}")
 
@@ -889,16 +1105,19 @@ def index_rebuild() -> None:
 def index_compact() -> None:
     """Merge the part files into one, keeping each call's latest row."""
     report = _open_index().compact()
-    console.print(f"{report.rows_before} rows in {report.parts_removed} parts -> "
-                  f"{report.rows_after} rows in {report.part or 'unchanged'}")
+    console.print(
+        f"{report.rows_before} rows in {report.parts_removed} parts -> "
+        f"{report.rows_after} rows in {report.part or 'unchanged'}"
+    )
 
 
 @index_app.command("query")
 def index_query(
     name: str = typer.Argument(..., help="trend | review-queue | item-pareto | sql"),
     sql: str | None = typer.Option(None, "--sql", help="SQL over table `calls` (with 'sql')"),
-    by: str = typer.Option("team", "--by", help="trend: team | agent | queue | scorecard | "
-                           "language | direction | all"),
+    by: str = typer.Option(
+        "team", "--by", help="trend: team | agent | queue | scorecard | language | direction | all"
+    ),
     period: str = typer.Option("week", "--period", help="trend: day | week | month | quarter"),
     team: str | None = typer.Option(None, "--team"),
     agent: str | None = typer.Option(None, "--agent"),
@@ -913,8 +1132,10 @@ def index_query(
 
     index = _open_index()
     try:
-        window = {"since": date.fromisoformat(since) if since else None,
-                  "until": date.fromisoformat(until) if until else None}
+        window = {
+            "since": date.fromisoformat(since) if since else None,
+            "until": date.fromisoformat(until) if until else None,
+        }
     except ValueError as exc:
         raise QAError(f"--since/--until: {exc}") from exc
     filters = {"team": team, "agent_id": agent, "queue": queue}
@@ -936,8 +1157,14 @@ def index_query(
         return
     table = Table(*[str(c) for c in df.columns])
     for row in df.head(limit).itertuples(index=False):
-        table.add_row(*[", ".join(map(str, v)) if hasattr(v, "__len__") and not isinstance(v, str)
-                        else str(v) for v in row])
+        table.add_row(
+            *[
+                ", ".join(map(str, v))
+                if hasattr(v, "__len__") and not isinstance(v, str)
+                else str(v)
+                for v in row
+            ]
+        )
     console.print(table)
     if len(df) > limit:
         console.print(f"... {len(df) - limit} more rows (--limit, --csv)")
@@ -957,10 +1184,16 @@ def bench_index(
 @bench_app.command("rescore")
 def bench_rescore(
     calls: int = typer.Option(10_000, "--calls", help="stored calls to build and score again"),
-    budget: float = typer.Option(600.0, "--budget", help="seconds of re-scoring before the "
-                                 "rest is extrapolated (0: no limit)"),
-    keep: Path | None = typer.Option(None, "--keep", help="build the store in this folder "
-                                     "and keep it (e.g. to time `qa rescore` on Ray)"),
+    budget: float = typer.Option(
+        600.0,
+        "--budget",
+        help="seconds of re-scoring before the rest is extrapolated (0: no limit)",
+    ),
+    keep: Path | None = typer.Option(
+        None,
+        "--keep",
+        help="build the store in this folder and keep it (e.g. to time `qa rescore` on Ray)",
+    ),
 ) -> None:
     """Re-scoring speed: CALLS stored calls scored again with a new card version, no ASR."""
     from qa.bench import rescore

@@ -100,27 +100,46 @@ class IndexRow(BaseModel):
         agent = sentiment.get(Role.AGENT)
         started = _utc(meta.started_at)
         processed = _utc(result.created_at) or datetime.now(UTC)
-        items = [IndexItem(item_id=i.item_id, outcome=i.outcome, points=i.points_awarded,
-                           points_possible=i.points_possible, critical=i.critical)
-                 for i in score.items]
+        items = [
+            IndexItem(
+                item_id=i.item_id,
+                outcome=i.outcome,
+                points=i.points_awarded,
+                points_possible=i.points_possible,
+                critical=i.critical,
+            )
+            for i in score.items
+        ]
         metrics = score.metrics
         return cls(
-            call_id=meta.call_id, agent_id=meta.agent_id, team=meta.team, queue=meta.queue,
-            direction=meta.direction.value, language=tr.language or meta.language,
-            started_at=started, week=week_of(started or processed),
+            call_id=meta.call_id,
+            agent_id=meta.agent_id,
+            team=meta.team,
+            queue=meta.queue,
+            direction=meta.direction.value,
+            language=tr.language or meta.language,
+            started_at=started,
+            week=week_of(started or processed),
             duration=tr.duration or (meta.duration or 0.0),
-            total=score.total, max_total=score.max_total, pass_mark=score.pass_mark,
-            passed=score.passed, auto_fail=score.auto_fail,
-            flags=[f.code.value for f in score.flags], flag_count=len(score.flags),
-            items=items, items_failed=sum(i.outcome == ItemOutcome.FAIL for i in items),
+            total=score.total,
+            max_total=score.max_total,
+            pass_mark=score.pass_mark,
+            passed=score.passed,
+            auto_fail=score.auto_fail,
+            flags=[f.code.value for f in score.flags],
+            flag_count=len(score.flags),
+            items=items,
+            items_failed=sum(i.outcome == ItemOutcome.FAIL for i in items),
             customer_sentiment_mean=customer.mean if customer else None,
             customer_sentiment_end=customer.end if customer else None,
             agent_sentiment_mean=agent.mean if agent else None,
-            role_confidence=tr.roles.confidence, asr_confidence=tr.asr_confidence,
+            role_confidence=tr.roles.confidence,
+            asr_confidence=tr.asr_confidence,
             longest_silence=metrics.longest_silence if metrics else None,
             hold_total=metrics.hold_total if metrics else None,
             overtalk_total=metrics.overtalk_total if metrics else None,
-            pipeline_version=result.pipeline_version, scorecard_id=score.scorecard_id,
+            pipeline_version=result.pipeline_version,
+            scorecard_id=score.scorecard_id,
             scorecard_version=result.scorecard_version or score.scorecard_version,
             processed_at=processed,
         )
@@ -137,33 +156,64 @@ def week_of(when: datetime) -> date:
     return d - timedelta(days=d.weekday())
 
 
-ITEM_TYPE = pa.struct([
-    ("item_id", pa.string()), ("outcome", pa.string()), ("points", pa.float64()),
-    ("points_possible", pa.float64()), ("critical", pa.bool_()),
-])
+ITEM_TYPE = pa.struct(
+    [
+        ("item_id", pa.string()),
+        ("outcome", pa.string()),
+        ("points", pa.float64()),
+        ("points_possible", pa.float64()),
+        ("critical", pa.bool_()),
+    ]
+)
 TS = pa.timestamp("us", tz="UTC")
-SCHEMA = pa.schema([
-    ("call_id", pa.string()), ("agent_id", pa.string()), ("team", pa.string()),
-    ("queue", pa.string()), ("direction", pa.string()), ("language", pa.string()),
-    ("started_at", TS), ("week", pa.date32()), ("duration", pa.float64()),
-    ("total", pa.float64()), ("max_total", pa.float64()), ("pass_mark", pa.float64()),
-    ("passed", pa.bool_()), ("auto_fail", pa.bool_()),
-    ("flags", pa.list_(pa.string())), ("flag_count", pa.int32()),
-    ("items", pa.list_(ITEM_TYPE)), ("items_failed", pa.int32()),
-    ("customer_sentiment_mean", pa.float64()), ("customer_sentiment_end", pa.float64()),
-    ("agent_sentiment_mean", pa.float64()), ("role_confidence", pa.float64()),
-    ("asr_confidence", pa.float64()), ("longest_silence", pa.float64()),
-    ("hold_total", pa.float64()), ("overtalk_total", pa.float64()),
-    ("pipeline_version", pa.string()), ("scorecard_id", pa.string()),
-    ("scorecard_version", pa.string()), ("processed_at", TS),
-])
+SCHEMA = pa.schema(
+    [
+        ("call_id", pa.string()),
+        ("agent_id", pa.string()),
+        ("team", pa.string()),
+        ("queue", pa.string()),
+        ("direction", pa.string()),
+        ("language", pa.string()),
+        ("started_at", TS),
+        ("week", pa.date32()),
+        ("duration", pa.float64()),
+        ("total", pa.float64()),
+        ("max_total", pa.float64()),
+        ("pass_mark", pa.float64()),
+        ("passed", pa.bool_()),
+        ("auto_fail", pa.bool_()),
+        ("flags", pa.list_(pa.string())),
+        ("flag_count", pa.int32()),
+        ("items", pa.list_(ITEM_TYPE)),
+        ("items_failed", pa.int32()),
+        ("customer_sentiment_mean", pa.float64()),
+        ("customer_sentiment_end", pa.float64()),
+        ("agent_sentiment_mean", pa.float64()),
+        ("role_confidence", pa.float64()),
+        ("asr_confidence", pa.float64()),
+        ("longest_silence", pa.float64()),
+        ("hold_total", pa.float64()),
+        ("overtalk_total", pa.float64()),
+        ("pipeline_version", pa.string()),
+        ("scorecard_id", pa.string()),
+        ("scorecard_version", pa.string()),
+        ("processed_at", TS),
+    ]
+)
 
 
 def rows_to_table(rows: Sequence[IndexRow]) -> pa.Table:
     dumped = [r.model_dump(mode="python") for r in rows]
     for d in dumped:
-        d["items"] = [{**i, "outcome": str(i["outcome"].value if hasattr(i["outcome"], "value")
-                                          else i["outcome"])} for i in d["items"]]
+        d["items"] = [
+            {
+                **i,
+                "outcome": str(
+                    i["outcome"].value if hasattr(i["outcome"], "value") else i["outcome"]
+                ),
+            }
+            for i in d["items"]
+        ]
     return pa.Table.from_pylist(dumped, schema=SCHEMA)
 
 
@@ -197,8 +247,14 @@ class CompactReport(BaseModel):
 
 # --------------------------------------------------------------------------- index
 
-GROUPS = {"team": "team", "agent": "agent_id", "queue": "queue", "scorecard": "scorecard_id",
-          "language": "language", "direction": "direction"}
+GROUPS = {
+    "team": "team",
+    "agent": "agent_id",
+    "queue": "queue",
+    "scorecard": "scorecard_id",
+    "language": "language",
+    "direction": "direction",
+}
 PERIODS = ("day", "week", "month", "quarter", "year")
 FILTERS = ("team", "agent_id", "queue", "scorecard_id", "language", "direction")
 
@@ -206,8 +262,7 @@ FILTERS = ("team", "agent_id", "queue", "scorecard_id", "language", "direction")
 class Index:
     """The per-call analytics table over a store; safe to share between threads."""
 
-    def __init__(self, store: Store, cache_dir: str | Path | None = None,
-                 threads: int = 2) -> None:
+    def __init__(self, store: Store, cache_dir: str | Path | None = None, threads: int = 2) -> None:
         self.store = store
         self.threads = threads
         if cache_dir is None:
@@ -236,8 +291,9 @@ class Index:
 
     def _write(self, table: pa.Table) -> str:
         key = keys.index_part(_part_name())
-        self.store.put_bytes(key, _parquet_bytes(table), "application/vnd.apache.parquet",
-                             overwrite=False)
+        self.store.put_bytes(
+            key, _parquet_bytes(table), "application/vnd.apache.parquet", overwrite=False
+        )
         return key
 
     def rebuild(self, progress: ProgressFn | None = None) -> RebuildReport:
@@ -319,22 +375,29 @@ class Index:
     def _connect_parts(self, parts: Sequence[str]) -> duckdb.DuckDBPyConnection:
         import duckdb
 
-        con = duckdb.connect(config={"threads": self.threads,
-                                     "autoinstall_known_extensions": False,
-                                     "autoload_known_extensions": False})
+        con = duckdb.connect(
+            config={
+                "threads": self.threads,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            }
+        )
         con.execute("SET TimeZone = 'UTC'")  # weeks and months are UTC, like `week`
         files = self._local_files(parts)
         if files:
             listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-            con.execute("CREATE VIEW calls_all AS "
-                        f"SELECT * FROM read_parquet([{listed}], union_by_name=true)")
+            con.execute(
+                "CREATE VIEW calls_all AS "
+                f"SELECT * FROM read_parquet([{listed}], union_by_name=true)"
+            )
         else:
             con.register("empty_calls", SCHEMA.empty_table())
             con.execute("CREATE VIEW calls_all AS SELECT * FROM empty_calls")
         # Views, not copies: each query reads only the columns it needs from the parts.
         # The dedup window costs a sort, so it is applied only when a call has several rows.
-        dups = con.execute("SELECT count(*) - count(DISTINCT call_id) FROM calls_all"
-                           ).fetchall()[0][0]
+        dups = con.execute("SELECT count(*) - count(DISTINCT call_id) FROM calls_all").fetchall()[
+            0
+        ][0]
         if dups:
             con.execute("""
                 CREATE VIEW calls AS SELECT * FROM calls_all
@@ -360,8 +423,7 @@ class Index:
                 self._parts = parts
             return self._con
 
-    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
-              ) -> pd.DataFrame:
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pd.DataFrame:
         """Run SQL over `calls` (deduplicated) / `calls_all`; returns a pandas frame."""
         import duckdb
 
@@ -378,8 +440,9 @@ class Index:
     # ---- named queries
 
     @staticmethod
-    def _where(filters: dict[str, Any], since: date | datetime | None,
-               until: date | datetime | None) -> tuple[str, list[Any]]:
+    def _where(
+        filters: dict[str, Any], since: date | datetime | None, until: date | datetime | None
+    ) -> tuple[str, list[Any]]:
         clauses, params = ["TRUE"], []
         for column, value in filters.items():
             if column not in FILTERS:
@@ -401,20 +464,29 @@ class Index:
             params.append(_as_ts(until))
         return " AND ".join(clauses), params
 
-    def trend(self, by: str | None = "team", period: Literal["day", "week", "month", "quarter",
-              "year"] = "week", *, since: date | datetime | None = None,
-              until: date | datetime | None = None, **filters: Any) -> pd.DataFrame:
+    def trend(
+        self,
+        by: str | None = "team",
+        period: Literal["day", "week", "month", "quarter", "year"] = "week",
+        *,
+        since: date | datetime | None = None,
+        until: date | datetime | None = None,
+        **filters: Any,
+    ) -> pd.DataFrame:
         """Quality over time: calls, mean score, pass / auto-fail / flagged rates, sentiment."""
         if by is not None and by not in GROUPS:
             raise IndexQueryError(f"cannot group by {by!r}; use one of {', '.join(GROUPS)}")
         if period not in PERIODS:
             raise IndexQueryError(f"unknown period {period!r}; use one of {', '.join(PERIODS)}")
-        bucket = ("week" if period == "week" else
-                  f"date_trunc('{period}', coalesce(started_at, processed_at))::DATE")
+        bucket = (
+            "week"
+            if period == "week"
+            else f"date_trunc('{period}', coalesce(started_at, processed_at))::DATE"
+        )
         group = GROUPS[by] if by else "'all'"
         where, params = self._where(filters, since, until)
         sql = f"""
-            SELECT {bucket} AS period, {group} AS "{by or 'group'}",
+            SELECT {bucket} AS period, {group} AS "{by or "group"}",
                    count(*) AS calls,
                    round(avg(total), 2) AS mean_score,
                    round(avg(passed::INT), 4) AS pass_rate,
@@ -428,9 +500,16 @@ class Index:
         """
         return self.query(sql, params)
 
-    def review_queue(self, *, flags: Sequence[str] | None = None, include_passed: bool = True,
-                     since: date | datetime | None = None, until: date | datetime | None = None,
-                     limit: int = 200, **filters: Any) -> pd.DataFrame:
+    def review_queue(
+        self,
+        *,
+        flags: Sequence[str] | None = None,
+        include_passed: bool = True,
+        since: date | datetime | None = None,
+        until: date | datetime | None = None,
+        limit: int = 200,
+        **filters: Any,
+    ) -> pd.DataFrame:
         """Calls a person should look at: auto-fails first, then most flags, then lowest score."""
         where, params = self._where(filters, since, until)
         if flags:
@@ -451,8 +530,13 @@ class Index:
         """
         return self.query(sql, params)
 
-    def item_pareto(self, *, since: date | datetime | None = None,
-                    until: date | datetime | None = None, **filters: Any) -> pd.DataFrame:
+    def item_pareto(
+        self,
+        *,
+        since: date | datetime | None = None,
+        until: date | datetime | None = None,
+        **filters: Any,
+    ) -> pd.DataFrame:
         """Scorecard items by failures, with the cumulative share: which few items cost most."""
         where, params = self._where(filters, since, until)
         sql = f"""

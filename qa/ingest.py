@@ -37,16 +37,50 @@ from qa.store import (
     sha256_file,
 )
 
-AUDIO_EXTENSIONS = {".wav", ".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".amr",
-                    ".au", ".aif", ".aiff", ".caf", ".mp4", ".webm", ".gsm", ".vox"}
-CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac",
-                 "ogg": "audio/ogg", "opus": "audio/ogg", "m4a": "audio/mp4",
-                 "mp4": "audio/mp4", "aac": "audio/aac", "webm": "audio/webm"}
+AUDIO_EXTENSIONS = {
+    ".wav",
+    ".mp3",
+    ".flac",
+    ".ogg",
+    ".opus",
+    ".m4a",
+    ".aac",
+    ".wma",
+    ".amr",
+    ".au",
+    ".aif",
+    ".aiff",
+    ".caf",
+    ".mp4",
+    ".webm",
+    ".gsm",
+    ".vox",
+}
+CONTENT_TYPES = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "ogg": "audio/ogg",
+    "opus": "audio/ogg",
+    "m4a": "audio/mp4",
+    "mp4": "audio/mp4",
+    "aac": "audio/aac",
+    "webm": "audio/webm",
+}
 
 # CSV column -> CallMeta field; "file" names the recording (relative to the CSV's folder).
-COLUMNS = {"file": None, "call_id": "call_id", "agent_id": "agent_id", "team": "team",
-           "queue": "queue", "direction": "direction", "started_at": "started_at",
-           "language": "language", "channels": "channel_roles", "source": "source"}
+COLUMNS = {
+    "file": None,
+    "call_id": "call_id",
+    "agent_id": "agent_id",
+    "team": "team",
+    "queue": "queue",
+    "direction": "direction",
+    "started_at": "started_at",
+    "language": "language",
+    "channels": "channel_roles",
+    "source": "source",
+}
 FIELD_TO_COLUMN = {v: k for k, v in COLUMNS.items() if v}
 _LANGUAGE_RE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
 
@@ -127,8 +161,9 @@ def parse_channel_roles(text: str) -> dict[int, Role]:
         try:
             roles[index] = Role(role.strip().lower())
         except ValueError:
-            raise ValueError(f"role {role.strip()!r} is not one of "
-                             f"{', '.join(r.value for r in Role)}") from None
+            raise ValueError(
+                f"role {role.strip()!r} is not one of {', '.join(r.value for r in Role)}"
+            ) from None
     return roles
 
 
@@ -137,8 +172,9 @@ def _parse_started_at(text: str) -> datetime:
     try:
         value = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
     except ValueError:
-        raise ValueError(f"{text!r} is not an ISO 8601 date-time "
-                         "(e.g. 2025-03-04T09:30:00+01:00)") from None
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 date-time (e.g. 2025-03-04T09:30:00+01:00)"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -155,7 +191,7 @@ def channel_roles_from_value(value: Any) -> dict[int, Role]:
             if not isinstance(role, str):
                 raise ValueError(f"role {role!r} is not one of {', '.join(r.value for r in Role)}")
         return parse_channel_roles(",".join(f"{k}={v}" for k, v in pairs))
-    raise ValueError(f"{value!r} is not a channel map (e.g. \"0=agent,1=customer\")")
+    raise ValueError(f'{value!r} is not a channel map (e.g. "0=agent,1=customer")')
 
 
 def read_metadata(path: Path) -> list[_Row]:
@@ -169,8 +205,11 @@ def read_metadata(path: Path) -> list[_Row]:
 def _check_columns(columns: Iterable[str], path: Path) -> None:
     unknown = [h for h in columns if h not in COLUMNS]
     if unknown:
-        raise MetadataError(f"unknown column(s) {', '.join(map(repr, unknown))}; "
-                            f"expected some of {', '.join(COLUMNS)}", file=str(path))
+        raise MetadataError(
+            f"unknown column(s) {', '.join(map(repr, unknown))}; "
+            f"expected some of {', '.join(COLUMNS)}",
+            file=str(path),
+        )
 
 
 def _row(path: Path, line: int, values: dict[str, Any]) -> _Row:
@@ -180,19 +219,37 @@ def _row(path: Path, line: int, values: dict[str, Any]) -> _Row:
     name, call_id = values.get("file"), values.get("call_id")
     fields = {c: v for c, v in values.items() if c != "file"}
     if name is not None and not isinstance(name, str):
-        return _Row(path=path, row=line, fields=fields, rejection=Rejection(
-            row=line, column="file", reason=f"file {name!r} is not a file name"))
+        return _Row(
+            path=path,
+            row=line,
+            fields=fields,
+            rejection=Rejection(
+                row=line, column="file", reason=f"file {name!r} is not a file name"
+            ),
+        )
     if call_id is not None and not isinstance(call_id, str):
-        return _Row(path=path.parent / name if name else path, row=line, named=bool(name),
-                    fields={}, rejection=Rejection(
-                        row=line, column="call_id", file=name or None,
-                        reason=f"call_id {call_id!r} is not a string"))
+        return _Row(
+            path=path.parent / name if name else path,
+            row=line,
+            named=bool(name),
+            fields={},
+            rejection=Rejection(
+                row=line,
+                column="call_id",
+                file=name or None,
+                reason=f"call_id {call_id!r} is not a string",
+            ),
+        )
     if name:
         return _Row(path=path.parent / name, row=line, named=True, fields=fields)
     if call_id is not None:
         return _Row(path=Path(str(call_id)), row=line, fields=fields)
-    return _Row(path=path, row=line, fields=fields, rejection=Rejection(
-        row=line, column="file", reason="no file and no call_id"))
+    return _Row(
+        path=path,
+        row=line,
+        fields=fields,
+        rejection=Rejection(row=line, column="file", reason="no file and no call_id"),
+    )
 
 
 def _read_meta_csv(path: Path) -> list[_Row]:
@@ -210,12 +267,14 @@ def _read_meta_csv(path: Path) -> list[_Row]:
                 raise MetadataError("needs a 'file' or a 'call_id' column", file=str(path))
             for raw in reader:
                 line = reader.line_num
-                values = {k.strip(): (v or "").strip() for k, v in raw.items()
-                          if isinstance(k, str)}
+                values = {
+                    k.strip(): (v or "").strip() for k, v in raw.items() if isinstance(k, str)
+                }
                 row = _row(path, line, values)
                 if None in raw:
-                    row.rejection = Rejection(row=line, file=values.get("file") or None,
-                                              reason="more values than columns")
+                    row.rejection = Rejection(
+                        row=line, file=values.get("file") or None, reason="more values than columns"
+                    )
                 rows.append(row)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise MetadataError(f"not a UTF-8 CSV file ({exc})", file=str(path)) from exc
@@ -234,13 +293,21 @@ def _read_meta_json(path: Path) -> list[_Row]:
     if isinstance(data, dict) and set(data) == {"calls"}:
         data = data["calls"]
     if not isinstance(data, list):
-        raise MetadataError('expected a list of calls ([{"file": ..., "call_id": ...}, ...])',
-                            file=str(path))
+        raise MetadataError(
+            'expected a list of calls ([{"file": ..., "call_id": ...}, ...])', file=str(path)
+        )
     rows: list[_Row] = []
     for i, item in enumerate(data, 1):
         if not isinstance(item, dict):
-            rows.append(_Row(path=path, row=i, rejection=Rejection(
-                row=i, reason=f"item {i} is not an object with the call's fields")))
+            rows.append(
+                _Row(
+                    path=path,
+                    row=i,
+                    rejection=Rejection(
+                        row=i, reason=f"item {i} is not an object with the call's fields"
+                    ),
+                )
+            )
             continue
         _check_columns(item, path)
         rows.append(_row(path, i, item))
@@ -250,6 +317,7 @@ def _read_meta_json(path: Path) -> list[_Row]:
 def _reject_conflicts(rows: list[_Row]) -> list[_Row]:
     """Rows giving the same call id or the same file with different values are all
     rejected (which one is right is not known); a verbatim repeat only loses the repeat."""
+
     def key(row: _Row) -> str:
         return str(row.fields.get("call_id") or row.path.stem)
 
@@ -268,17 +336,22 @@ def _reject_conflicts(rows: list[_Row]) -> list[_Row]:
             name = key(first) if what == "call" else str(first.path)
             if all(r.fields == first.fields and r.path == first.path for r in same):
                 for r in same[1:]:
-                    r.rejection = Rejection(row=r.row, file=str(r.path) if r.named else None,
-                                            column="call_id" if "call_id" in r.fields else "file",
-                                            reason=f"repeats row {first.row}")
+                    r.rejection = Rejection(
+                        row=r.row,
+                        file=str(r.path) if r.named else None,
+                        column="call_id" if "call_id" in r.fields else "file",
+                        reason=f"repeats row {first.row}",
+                    )
                 continue
             lines = ", ".join(str(r.row) for r in same)
             for r in same:
                 r.rejection = Rejection(
-                    row=r.row, file=str(r.path) if r.named else None,
+                    row=r.row,
+                    file=str(r.path) if r.named else None,
                     column="call_id" if what == "call" and "call_id" in r.fields else "file",
                     reason=f"{what} {name!r} is given on rows {lines} with different values; "
-                    "nothing is ingested for it until the metadata says it once")
+                    "nothing is ingested for it until the metadata says it once",
+                )
     return rows
 
 
@@ -304,8 +377,9 @@ def _meta_from_fields(call_id: str, fields: dict[str, Any]) -> CallMeta:
             except ValueError as exc:
                 raise _ColumnError(column, str(exc)) from None
         elif column == "started_at":
-            raise _ColumnError(column, f"{value!r} is not an ISO 8601 date-time "
-                                       "(e.g. 2025-03-04T09:30:00+01:00)")
+            raise _ColumnError(
+                column, f"{value!r} is not an ISO 8601 date-time (e.g. 2025-03-04T09:30:00+01:00)"
+            )
         elif column == "direction" and isinstance(value, str):
             data[field] = value.lower()
         elif column == "language" and isinstance(value, str):
@@ -325,8 +399,9 @@ def _check_language(code: str) -> str:
     except ImportError:  # without the ASR installed only the shape is checked
         known = None
     if not _LANGUAGE_RE.match(code.strip()) or (known is not None and base not in known):
-        raise _ColumnError("language", f"{code!r} is not a language code Whisper knows "
-                                       "(e.g. en, zh, es, pt-BR)")
+        raise _ColumnError(
+            "language", f"{code!r} is not a language code Whisper knows (e.g. en, zh, es, pt-BR)"
+        )
     return code.strip()
 
 
@@ -401,11 +476,16 @@ def _plan(paths: list[Path], meta_file: Path | None, report: IngestReport) -> li
             report.rejected.append(row.rejection)
             continue
         if match is None:
-            report.rejected.append(Rejection(
-                row=row.row, column="file" if named else "call_id",
-                file=str(row.path) if named else None,
-                reason="no such recording among the files given" if files or not named
-                else "file not found"))
+            report.rejected.append(
+                Rejection(
+                    row=row.row,
+                    column="file" if named else "call_id",
+                    file=str(row.path) if named else None,
+                    reason="no such recording among the files given"
+                    if files or not named
+                    else "file not found",
+                )
+            )
             continue
         used.add(match.resolve())
         planned.append(_Row(path=match, row=row.row, fields=row.fields))
@@ -417,8 +497,13 @@ def _plan(paths: list[Path], meta_file: Path | None, report: IngestReport) -> li
 # --------------------------------------------------------------------------- ingest
 
 
-def ingest(store: Store, paths: list[Path], meta_csv: Path | None, settings: Settings,
-           progress: ProgressFn | None = None) -> IngestReport:
+def ingest(
+    store: Store,
+    paths: list[Path],
+    meta_csv: Path | None,
+    settings: Settings,
+    progress: ProgressFn | None = None,
+) -> IngestReport:
     """Upload recordings with validated metadata; see the module docstring for the guarantees.
 
     `meta_csv` is a CSV or JSON metadata file. Raises MetadataError for one that cannot be
@@ -436,8 +521,13 @@ def ingest(store: Store, paths: list[Path], meta_csv: Path | None, settings: Set
     return report
 
 
-def _ingest_one(store: Store, row: _Row, settings: Settings, report: IngestReport,
-                load_audio: Callable[..., Any]) -> None:
+def _ingest_one(
+    store: Store,
+    row: _Row,
+    settings: Settings,
+    report: IngestReport,
+    load_audio: Callable[..., Any],
+) -> None:
     path = row.path
     name = str(path)
 
@@ -451,8 +541,9 @@ def _ingest_one(store: Store, row: _Row, settings: Settings, report: IngestRepor
         if "call_id" in row.fields:
             reject(str(exc), "call_id")
         else:
-            reject(f"{exc} (taken from the file name; give the call a call_id in the "
-                   "metadata)", "file")
+            reject(
+                f"{exc} (taken from the file name; give the call a call_id in the metadata)", "file"
+            )
         return
     try:
         meta = _meta_from_fields(call_id, row.fields)
@@ -475,8 +566,14 @@ def _ingest_one(store: Store, row: _Row, settings: Settings, report: IngestRepor
     # De-duplicate by content, then refuse a clash of ids with different content.
     existing = _call_for_hash(store, sha)
     if existing is not None:
-        report.duplicates.append(Duplicate(file=name, call_id=call_id, existing_call_id=existing,
-                                           reason=f"same audio as call {existing}"))
+        report.duplicates.append(
+            Duplicate(
+                file=name,
+                call_id=call_id,
+                existing_call_id=existing,
+                reason=f"same audio as call {existing}",
+            )
+        )
         return
     try:
         published = store.get_json(keys.meta(call_id), model=CallMeta)
@@ -485,17 +582,25 @@ def _ingest_one(store: Store, row: _Row, settings: Settings, report: IngestRepor
     if published is not None:
         if published.audio_sha256 == sha:  # published before the hash entry was written
             _write_hash(store, sha, call_id)
-            report.duplicates.append(Duplicate(file=name, call_id=call_id,
-                                               existing_call_id=call_id,
-                                               reason=f"call {call_id} already ingested"))
+            report.duplicates.append(
+                Duplicate(
+                    file=name,
+                    call_id=call_id,
+                    existing_call_id=call_id,
+                    reason=f"call {call_id} already ingested",
+                )
+            )
         else:
-            reject(f"call {call_id} already exists with different audio; "
-                   "choose another call id", "call_id" if "call_id" in row.fields else "file")
+            reject(
+                f"call {call_id} already exists with different audio; choose another call id",
+                "call_id" if "call_id" in row.fields else "file",
+            )
         return
 
     try:
-        decoded = load_audio(path, name=name, max_duration=settings.max_duration,
-                             silence_dbfs=settings.silence_dbfs)
+        decoded = load_audio(
+            path, name=name, max_duration=settings.max_duration, silence_dbfs=settings.silence_dbfs
+        )
     except AudioError as exc:
         reject(exc.reason)
         return
@@ -507,10 +612,14 @@ def _ingest_one(store: Store, row: _Row, settings: Settings, report: IngestRepor
     ext = path.suffix.lower().lstrip(".") or str(getattr(decoded, "format", "") or "bin")
     ext = ext if ext.isalnum() and len(ext) <= 8 else "bin"
     audio_key = keys.audio(call_id, ext)
-    meta = meta.model_copy(update={
-        "audio_key": audio_key, "audio_sha256": sha, "audio_format": decoded.format,
-        "duration": round(float(decoded.duration), 3),
-    })
+    meta = meta.model_copy(
+        update={
+            "audio_key": audio_key,
+            "audio_sha256": sha,
+            "audio_format": decoded.format,
+            "duration": round(float(decoded.duration), 3),
+        }
+    )
     try:
         # Audio of an unpublished call (a crash before its meta.json) may be replaced.
         store.put_file(audio_key, path, CONTENT_TYPES.get(ext))
@@ -524,9 +633,17 @@ def _ingest_one(store: Store, row: _Row, settings: Settings, report: IngestRepor
         reject(exc.reason)
         return
     _write_hash(store, sha, call_id)
-    report.ingested.append(IngestedCall(call_id=call_id, file=name, audio_key=audio_key,
-                                        sha256=sha, duration=meta.duration or 0.0,
-                                        format=decoded.format, channels=tracks.channels))
+    report.ingested.append(
+        IngestedCall(
+            call_id=call_id,
+            file=name,
+            audio_key=audio_key,
+            sha256=sha,
+            duration=meta.duration or 0.0,
+            format=decoded.format,
+            channels=tracks.channels,
+        )
+    )
 
 
 def _call_for_hash(store: Store, sha: str) -> str | None:
@@ -544,8 +661,7 @@ def _call_for_hash(store: Store, sha: str) -> str | None:
 def _write_hash(store: Store, sha: str, call_id: str) -> None:
     # If another call with the same content won a race, it stays the reference.
     with contextlib.suppress(ObjectExistsError):
-        store.put_json(keys.content_hash(sha), {"call_id": call_id, "sha256": sha},
-                       overwrite=False)
+        store.put_json(keys.content_hash(sha), {"call_id": call_id, "sha256": sha}, overwrite=False)
 
 
 def iter_calls(store: Store) -> Iterable[CallMeta]:

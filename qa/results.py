@@ -43,8 +43,11 @@ def revision_number(pipeline_version: str) -> int:
 def next_revision(store: Store, call_id: str, pipeline_version: str) -> str:
     """The version to store the next revision of a call's result under."""
     base = base_version(pipeline_version)
-    taken = [revision_number(p[1]) for key in store.list(Keys.results_prefix(call_id))
-             if (p := Keys.parse_result(key)) and base_version(p[1]) == base]
+    taken = [
+        revision_number(p[1])
+        for key in store.list(Keys.results_prefix(call_id))
+        if (p := Keys.parse_result(key)) and base_version(p[1]) == base
+    ]
     return f"{base}+r{max(taken, default=0) + 1}"
 
 
@@ -82,8 +85,11 @@ def done_calls(store: Store, pipeline_version: str, scorecards: Iterable[str]) -
     done = set()
     for key in store.list(Keys.RESULTS):
         parsed = Keys.parse_result(key)
-        if (parsed and base_version(parsed[1]) == pipeline_version
-                and f"{parsed[2]}@{parsed[3]}" in wanted):
+        if (
+            parsed
+            and base_version(parsed[1]) == pipeline_version
+            and f"{parsed[2]}@{parsed[3]}" in wanted
+        ):
             done.add(parsed[0])
     return done
 
@@ -168,8 +174,11 @@ class RescoreFilter(BaseModel):
         if self.since is None and self.until is None:
             return True
         started = _utc(meta.started_at)
-        return started is not None and (self.since is None or started >= _utc(self.since)) \
+        return (
+            started is not None
+            and (self.since is None or started >= _utc(self.since))
             and (self.until is None or started < _utc(self.until))
+        )
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -178,8 +187,9 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
-def plan_rescore(store: Store, card_for: Callable[[str | None], str],
-                 selection: RescoreFilter | None = None) -> RescorePlan:
+def plan_rescore(
+    store: Store, card_for: Callable[[str | None], str], selection: RescoreFilter | None = None
+) -> RescorePlan:
     """The calls to score again with the card `card_for(language)` gives (`id@version`).
 
     A call is chosen by its newest result (which holds a reviewer's role swap) and left out
@@ -217,8 +227,6 @@ def plan_rescore(store: Store, card_for: Callable[[str | None], str],
         if any(tag == card and base_version(pv) == base for _, pv, tag in keys):
             plan.already += 1
             continue
-        plan.targets.append(RescoreTarget(call_id=call_id, key=key, meta=head.meta,
-                                          scorecard=card))
-    plan.targets.sort(key=lambda t: (t.meta.started_at is None, _utc(t.meta.started_at),
-                                     t.call_id))
+        plan.targets.append(RescoreTarget(call_id=call_id, key=key, meta=head.meta, scorecard=card))
+    plan.targets.sort(key=lambda t: (t.meta.started_at is None, _utc(t.meta.started_at), t.call_id))
     return plan

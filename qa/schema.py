@@ -51,8 +51,9 @@ def check_seconds(value: float) -> float:
             return 0.0
         raise ValueError(f"time must not be negative, got {value:g} s")
     if value > MAX_SECONDS:
-        raise ValueError(f"time {value:g} s is beyond {MAX_SECONDS:.0f} s (24 h), "
-                         "longer than any call")
+        raise ValueError(
+            f"time {value:g} s is beyond {MAX_SECONDS:.0f} s (24 h), longer than any call"
+        )
     return value
 
 
@@ -263,8 +264,10 @@ class Transcript(Record):
             late = u.end > limit or any(w.end > limit for w in u.words)
             if late:
                 end = max([u.end, *(w.end for w in u.words)])
-                raise ValueError(f"utterances.{i} ends at {end:g} s, after the end of the "
-                                 f"call ({self.duration:g} s)")
+                raise ValueError(
+                    f"utterances.{i} ends at {end:g} s, after the end of the "
+                    f"call ({self.duration:g} s)"
+                )
         return self
 
     @property

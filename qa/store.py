@@ -184,11 +184,14 @@ class Keys:
         return f"{Keys.HASHES}{sha256}"
 
     @staticmethod
-    def result(call_id: str, pipeline_version: str, scorecard_id: str,
-               scorecard_version: str) -> str:
-        return (f"results/{_call(call_id)}/{_version_segment(pipeline_version, 'pipeline version')}"
-                f"/{_version_segment(scorecard_id, 'scorecard id')}"
-                f"@{_version_segment(scorecard_version, 'scorecard version')}.json")
+    def result(
+        call_id: str, pipeline_version: str, scorecard_id: str, scorecard_version: str
+    ) -> str:
+        return (
+            f"results/{_call(call_id)}/{_version_segment(pipeline_version, 'pipeline version')}"
+            f"/{_version_segment(scorecard_id, 'scorecard id')}"
+            f"@{_version_segment(scorecard_version, 'scorecard version')}.json"
+        )
 
     @staticmethod
     def results_prefix(call_id: str | None = None, pipeline_version: str | None = None) -> str:
@@ -259,15 +262,17 @@ class Store(ABC):
         return f"{self.url_root.rstrip('/')}/{key}"
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes, content_type: str | None = None, *,
-                  overwrite: bool = True) -> None: ...
+    def put_bytes(
+        self, key: str, data: bytes, content_type: str | None = None, *, overwrite: bool = True
+    ) -> None: ...
 
     @abstractmethod
     def get_bytes(self, key: str) -> bytes: ...
 
     @abstractmethod
-    def put_file(self, key: str, path: str | Path, content_type: str | None = None, *,
-                 overwrite: bool = True) -> None:
+    def put_file(
+        self, key: str, path: str | Path, content_type: str | None = None, *, overwrite: bool = True
+    ) -> None:
         """Streamed upload of a large file (audio) without loading it into memory."""
 
     @abstractmethod
@@ -303,8 +308,13 @@ class Store(ABC):
             return False
         return True
 
-    def put_json(self, key: str, value: BaseModel | dict[str, Any] | builtins.list[Any], *,
-                 overwrite: bool = True) -> None:
+    def put_json(
+        self,
+        key: str,
+        value: BaseModel | dict[str, Any] | builtins.list[Any],
+        *,
+        overwrite: bool = True,
+    ) -> None:
         self.put_bytes(key, _encode_json(value), "application/json", overwrite=overwrite)
 
     def get_json(self, key: str, model: type[M] | None = None) -> Any:
@@ -315,8 +325,10 @@ class Store(ABC):
                 return model.model_validate_json(data)
             return json.loads(data)
         except (ValidationError, ValueError) as exc:
-            raise CorruptObjectError(f"not a valid {model.__name__ if model else 'JSON'} "
-                                     f"object: {exc}", file=self._where(key)) from exc
+            raise CorruptObjectError(
+                f"not a valid {model.__name__ if model else 'JSON'} object: {exc}",
+                file=self._where(key),
+            ) from exc
 
 
 # --------------------------------------------------------------------------- local
@@ -351,8 +363,9 @@ class LocalStore(Store):
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except (FileExistsError, NotADirectoryError) as exc:
-            raise InvalidKeyError("a parent of this key is an object", file=self._where(key)
-                                  ) from exc
+            raise InvalidKeyError(
+                "a parent of this key is an object", file=self._where(key)
+            ) from exc
         if dest.is_dir():
             raise InvalidKeyError("key names a prefix, not an object", file=self._where(key))
         fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=parent)
@@ -368,20 +381,23 @@ class LocalStore(Store):
                 try:
                     os.link(tmp, dest)  # fails if dest exists: atomic create-only
                 except FileExistsError as exc:
-                    raise ObjectExistsError("object exists and overwrite=False",
-                                            file=self._where(key)) from exc
+                    raise ObjectExistsError(
+                        "object exists and overwrite=False", file=self._where(key)
+                    ) from exc
                 tmp.unlink()
             _fsync_dir(parent)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
-    def put_bytes(self, key: str, data: bytes, content_type: str | None = None, *,
-                  overwrite: bool = True) -> None:
+    def put_bytes(
+        self, key: str, data: bytes, content_type: str | None = None, *, overwrite: bool = True
+    ) -> None:
         self._publish(key, lambda fh: fh.write(data), overwrite)
 
-    def put_file(self, key: str, path: str | Path, content_type: str | None = None, *,
-                 overwrite: bool = True) -> None:
+    def put_file(
+        self, key: str, path: str | Path, content_type: str | None = None, *, overwrite: bool = True
+    ) -> None:
         src = Path(path)
 
         def copy(fh: IO[bytes]) -> None:
@@ -425,9 +441,12 @@ class LocalStore(Store):
             raise ObjectNotFoundError("no such object", file=self._where(key)) from exc
         if not path.is_file():
             raise ObjectNotFoundError("no such object (a prefix)", file=self._where(key))
-        return ObjectInfo(key=key, size=st.st_size,
-                          modified=datetime.fromtimestamp(st.st_mtime, UTC),
-                          etag=f"{st.st_mtime_ns:x}-{st.st_size:x}")
+        return ObjectInfo(
+            key=key,
+            size=st.st_size,
+            modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            etag=f"{st.st_mtime_ns:x}-{st.st_size:x}",
+        )
 
     def list(self, prefix: str = "") -> Iterator[str]:
         validate_prefix(prefix)
@@ -471,10 +490,23 @@ class LocalStore(Store):
 # --------------------------------------------------------------------------- S3
 
 # S3 error codes worth another try; everything else is the caller's problem.
-_TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout",
-                    "RequestTimeTooSkewed", "OperationAborted", "XMinioServerNotInitialized"}
-_AUTH_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied",
-               "InvalidToken", "ExpiredToken", "AuthorizationHeaderMalformed"}
+_TRANSIENT_CODES = {
+    "InternalError",
+    "ServiceUnavailable",
+    "SlowDown",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "OperationAborted",
+    "XMinioServerNotInitialized",
+}
+_AUTH_CODES = {
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+    "AuthorizationHeaderMalformed",
+}
 
 
 class S3Store(Store):
@@ -516,11 +548,18 @@ class S3Store(Store):
         # urllib3 does not retry: retries live in `_retry`, where they are bounded and typed.
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-            retries=False, maxsize=10,
+            retries=False,
+            maxsize=10,
         )
         try:
-            self.client = Minio(self.endpoint, access_key=access_key, secret_key=secret_key,
-                                secure=secure, region=region or "us-east-1", http_client=http)
+            self.client = Minio(
+                self.endpoint,
+                access_key=access_key,
+                secret_key=secret_key,
+                secure=secure,
+                region=region or "us-east-1",
+                http_client=http,
+            )
         except ValueError as exc:
             raise StoreError(f"invalid S3 settings: {exc}") from exc
 
@@ -542,13 +581,17 @@ class S3Store(Store):
             if code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
                 return ObjectNotFoundError("no such object", file=where)
             if code == "NoSuchBucket":
-                return BucketNotFoundError(f"bucket {self.bucket!r} does not exist at "
-                                           f"{self.endpoint}", file=where)
+                return BucketNotFoundError(
+                    f"bucket {self.bucket!r} does not exist at {self.endpoint}", file=where
+                )
             if code == "PreconditionFailed":
                 return ObjectExistsError("object exists and overwrite=False", file=where)
             if code in _AUTH_CODES:
-                return StoreAuthError(f"credentials rejected by {self.endpoint} ({code}): "
-                                      "check QA_S3_ACCESS_KEY / QA_S3_SECRET_KEY", file=where)
+                return StoreAuthError(
+                    f"credentials rejected by {self.endpoint} ({code}): "
+                    "check QA_S3_ACCESS_KEY / QA_S3_SECRET_KEY",
+                    file=where,
+                )
             return StoreError(f"S3 error {code}: {exc.message}", file=where)
         if isinstance(exc, ServerError):
             return None if exc.status_code >= 500 else StoreError(str(exc), file=where)
@@ -576,7 +619,8 @@ class S3Store(Store):
                 time.sleep(delay * random.uniform(0.5, 1.0))
         raise StoreUnavailableError(
             f"S3 endpoint {self.endpoint} unavailable during {what} after "
-            f"{self.retries + 1} attempts: {last}", file=self._where(key) if key else self.url_root,
+            f"{self.retries + 1} attempts: {last}",
+            file=self._where(key) if key else self.url_root,
         ) from last
 
     # ---- contract
@@ -584,11 +628,11 @@ class S3Store(Store):
     def check(self) -> None:
         found = self._retry("bucket check", None, lambda: self.client.bucket_exists(self.bucket))
         if not found:
-            raise BucketNotFoundError(f"bucket {self.bucket!r} does not exist at {self.endpoint}",
-                                      file=self.url_root)
+            raise BucketNotFoundError(
+                f"bucket {self.bucket!r} does not exist at {self.endpoint}", file=self.url_root
+            )
 
-    def _put_single(self, key: str, data: bytes, content_type: str | None,
-                    overwrite: bool) -> None:
+    def _put_single(self, key: str, data: bytes, content_type: str | None, overwrite: bool) -> None:
         name = self._name(key)
         headers = {"Content-Type": content_type or "application/octet-stream"}
         if not overwrite:
@@ -618,12 +662,14 @@ class S3Store(Store):
         except ObjectNotFoundError:
             return None
 
-    def put_bytes(self, key: str, data: bytes, content_type: str | None = None, *,
-                  overwrite: bool = True) -> None:
+    def put_bytes(
+        self, key: str, data: bytes, content_type: str | None = None, *, overwrite: bool = True
+    ) -> None:
         self._put_single(key, bytes(data), content_type, overwrite)
 
-    def put_file(self, key: str, path: str | Path, content_type: str | None = None, *,
-                 overwrite: bool = True) -> None:
+    def put_file(
+        self, key: str, path: str | Path, content_type: str | None = None, *, overwrite: bool = True
+    ) -> None:
         src = Path(path)
         try:
             size = src.stat().st_size
@@ -638,9 +684,15 @@ class S3Store(Store):
 
         def upload() -> None:
             with src.open("rb") as fh:  # reopened per attempt: a retry starts from byte 0
-                self.client.put_object(self.bucket, name, fh, size,
-                                       content_type=content_type or "application/octet-stream",
-                                       part_size=16 << 20, num_parallel_uploads=2)
+                self.client.put_object(
+                    self.bucket,
+                    name,
+                    fh,
+                    size,
+                    content_type=content_type or "application/octet-stream",
+                    part_size=16 << 20,
+                    num_parallel_uploads=2,
+                )
 
         self._retry("multipart upload", key, upload)
 
@@ -681,8 +733,12 @@ class S3Store(Store):
     def stat(self, key: str) -> ObjectInfo:
         name = self._name(key)
         obj = self._retry("stat", key, lambda: self.client.stat_object(self.bucket, name))
-        return ObjectInfo(key=key, size=obj.size or 0, modified=obj.last_modified,
-                          etag=(obj.etag or "").strip('"') or None)
+        return ObjectInfo(
+            key=key,
+            size=obj.size or 0,
+            modified=obj.last_modified,
+            etag=(obj.etag or "").strip('"') or None,
+        )
 
     def list(self, prefix: str = "") -> Iterator[str]:
         validate_prefix(prefix)
@@ -695,8 +751,9 @@ class S3Store(Store):
             def page(start: str | None = after, out: builtins.list[str] = batch) -> None:
                 out.clear()
                 extra = {"start_after": start} if start else {}
-                for obj in self.client.list_objects(self.bucket, prefix=full, recursive=True,
-                                                    **extra):
+                for obj in self.client.list_objects(
+                    self.bucket, prefix=full, recursive=True, **extra
+                ):
                     out.append(obj.object_name)
                     if len(out) >= 1000:
                         break
@@ -714,8 +771,11 @@ class S3Store(Store):
 
     def url(self, key: str, expires: timedelta = DEFAULT_URL_EXPIRY) -> str:
         name = self._name(key)
-        return self._retry("presign", key, lambda: self.client.presigned_get_object(
-            self.bucket, name, expires=expires))
+        return self._retry(
+            "presign",
+            key,
+            lambda: self.client.presigned_get_object(self.bucket, name, expires=expires),
+        )
 
 
 # --------------------------------------------------------------------------- factory
@@ -737,9 +797,14 @@ def open_store(settings: Settings, **s3_options: Any) -> Store:
             raise StoreError(f"store URL {url} needs QA_S3_ENDPOINT (host:port)")
         region = parse_qs(parsed.query).get("region", [None])[0]
         return S3Store(
-            parsed.netloc, parsed.path.strip("/"), endpoint=settings.s3_endpoint,
-            access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
-            secure=settings.s3_secure, region=region, **s3_options,
+            parsed.netloc,
+            parsed.path.strip("/"),
+            endpoint=settings.s3_endpoint,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+            secure=settings.s3_secure,
+            region=region,
+            **s3_options,
         )
     raise StoreError(f"unsupported store URL {url!r}: use file:///path or s3://bucket[/prefix]")
 
@@ -754,8 +819,21 @@ def sha256_file(path: str | Path) -> str:
 
 
 __all__ = [
-    "BucketNotFoundError", "CorruptObjectError", "InvalidKeyError", "Keys", "LocalStore",
-    "ObjectExistsError", "ObjectInfo", "ObjectNotFoundError", "S3Store", "Store",
-    "StoreAuthError", "StoreError", "StoreUnavailableError", "keys", "open_store",
-    "sha256_file", "validate_key",
+    "BucketNotFoundError",
+    "CorruptObjectError",
+    "InvalidKeyError",
+    "Keys",
+    "LocalStore",
+    "ObjectExistsError",
+    "ObjectInfo",
+    "ObjectNotFoundError",
+    "S3Store",
+    "Store",
+    "StoreAuthError",
+    "StoreError",
+    "StoreUnavailableError",
+    "keys",
+    "open_store",
+    "sha256_file",
+    "validate_key",
 ]

@@ -68,8 +68,9 @@ SCORECARD_ITEM_IDS = frozenset(
     }
 )
 
-PII_KINDS = frozenset({"card_number", "card_expiry", "cvv", "phone", "email", "national_id",
-                       "bank_account"})
+PII_KINDS = frozenset(
+    {"card_number", "card_expiry", "cvv", "phone", "email", "national_id", "bank_account"}
+)
 
 
 class SynthError(QAError):

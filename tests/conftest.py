@@ -74,19 +74,47 @@ class PostgresServer:
         self._counter = itertools.count()
 
     def _tool(self, *args: str) -> None:
-        done = subprocess.run([str(self.bin / args[0]), *args[1:]], cwd=self.dir,
-                              capture_output=True, text=True, timeout=120, **self._run_as)
+        done = subprocess.run(
+            [str(self.bin / args[0]), *args[1:]],
+            cwd=self.dir,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            **self._run_as,
+        )
         if done.returncode != 0:
             log = self.log.read_text() if self.log.exists() else ""
             raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stderr}\n{log}")
 
     def start(self) -> None:
-        self._tool("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-                   "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync")
-        options = (f"-h '' -k {self.dir} -c fsync=off -c full_page_writes=off "
-                   "-c synchronous_commit=off -c max_connections=300")
-        self._tool("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w",
-                   "-t", "120", "start")
+        self._tool(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        )
+        options = (
+            f"-h '' -k {self.dir} -c fsync=off -c full_page_writes=off "
+            "-c synchronous_commit=off -c max_connections=300"
+        )
+        self._tool(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "120",
+            "start",
+        )
 
     def stop(self) -> None:
         try:
@@ -100,8 +128,9 @@ class PostgresServer:
     def _admin(self, sql: str) -> None:
         import psycopg
 
-        with psycopg.connect(host=str(self.dir), user="postgres", dbname="postgres",
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            host=str(self.dir), user="postgres", dbname="postgres", autocommit=True
+        ) as conn:
             conn.execute(sql)
 
     def create_database(self, prefix: str = "qa") -> str:

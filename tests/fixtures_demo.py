@@ -56,16 +56,20 @@ def synth_cache(request: Any, tmp_path_factory: Any) -> Path:
 def demo_settings(home: Path) -> Settings:
     """Settings for a demo under `home`, whatever QA_* variables the environment holds."""
     home = Path(home).resolve()
-    return Settings(home=home, store_url=f"file://{home / 'store'}",
-                    database_url=f"sqlite:///{home / 'workflow.db'}")
+    return Settings(
+        home=home,
+        store_url=f"file://{home / 'store'}",
+        database_url=f"sqlite:///{home / 'workflow.db'}",
+    )
 
 
 def agent_username(agent_id: str) -> str:
     return f"agent_{agent_id.lower()}"
 
 
-def build_results(synth_dir: Path, weeks: int = 2, languages: tuple[str, ...] = ("en",)
-                  ) -> list[tuple[CallResult, Path | None]]:
+def build_results(
+    synth_dir: Path, weeks: int = 2, languages: tuple[str, ...] = ("en",)
+) -> list[tuple[CallResult, Path | None]]:
     """Scored results of the scripted calls, newest week first, with the audio to upload."""
     from qa.scoring.redact import redact_transcript
     from qa.scoring.scorecard import default_scorecard, score_call
@@ -73,8 +77,9 @@ def build_results(synth_dir: Path, weeks: int = 2, languages: tuple[str, ...] = 
     from qa.synth import load_scripts, render_all
 
     scripts = [s for s in load_scripts() if s.language in languages]
-    synth_calls = sorted(render_all(synth_dir, scripts=scripts, rates=(8000,)),
-                         key=lambda c: c.call_id)
+    synth_calls = sorted(
+        render_all(synth_dir, scripts=scripts, rates=(8000,)), key=lambda c: c.call_id
+    )
     cards = {lang: default_scorecard(lang) for lang in {c.language for c in synth_calls}}
     now = datetime.now(UTC)
     out: list[tuple[CallResult, Path | None]] = []
@@ -83,21 +88,35 @@ def build_results(synth_dir: Path, weeks: int = 2, languages: tuple[str, ...] = 
             call_id = sc.call_id if week == 0 else f"{sc.call_id}-w{week}"
             started = BASE_TIME - timedelta(weeks=week, hours=n)
             audio = Path(sc.files["stereo_8k"]) if "stereo_8k" in sc.files else None
-            meta = sc.meta.model_copy(update={
-                "call_id": call_id, "started_at": started, "duration": sc.duration,
-                "language": sc.language,
-                "audio_key": keys.audio(call_id, "wav") if audio else None,
-                "audio_format": "wav" if audio else None,
-            })
+            meta = sc.meta.model_copy(
+                update={
+                    "call_id": call_id,
+                    "started_at": started,
+                    "duration": sc.duration,
+                    "language": sc.language,
+                    "audio_key": keys.audio(call_id, "wav") if audio else None,
+                    "audio_format": "wav" if audio else None,
+                }
+            )
             # as the pipeline does: personal data is replaced before anything is stored
             transcript = redact_transcript(
-                sc.to_transcript().model_copy(update={"call_id": call_id}))
+                sc.to_transcript().model_copy(update={"call_id": call_id})
+            )
             card = cards[sc.language]
             score = score_call(transcript, meta, card, sample_rate=0.25, rng_seed=7)
-            out.append((CallResult(meta=meta, transcript=transcript, score=score,
-                                   pipeline_version=PIPELINE_VERSION,
-                                   scorecard_version=score.scorecard_version,
-                                   created_at=now), audio))
+            out.append(
+                (
+                    CallResult(
+                        meta=meta,
+                        transcript=transcript,
+                        score=score,
+                        pipeline_version=PIPELINE_VERSION,
+                        scorecard_version=score.scorecard_version,
+                        created_at=now,
+                    ),
+                    audio,
+                )
+            )
     return out
 
 
@@ -113,14 +132,19 @@ def publish_result(store: Any, wf: Any, result: CallResult, audio: bytes | None)
     if stored_audio:
         store.put_bytes(meta.audio_key, audio, f"audio/{meta.audio_format or 'wav'}")
         publish_playable(store, audio, result, margin=0.5)
-    store.put_json(keys.result(meta.call_id, result.pipeline_version, score.scorecard_id,
-                               score.scorecard_version), result)
+    store.put_json(
+        keys.result(
+            meta.call_id, result.pipeline_version, score.scorecard_id, score.scorecard_version
+        ),
+        result,
+    )
     wf.sync_result(result)
     return stored_audio
 
 
-def build_demo(settings: Settings, synth_dir: Path, *, weeks: int = 2,
-               languages: tuple[str, ...] = ("en",)) -> Demo:
+def build_demo(
+    settings: Settings, synth_dir: Path, *, weeks: int = 2, languages: tuple[str, ...] = ("en",)
+) -> Demo:
     """Fill the store, the index and the workflow database named by `settings`."""
     from qa.index import Index, IndexRow
     from qa.store import open_store
@@ -128,9 +152,13 @@ def build_demo(settings: Settings, synth_dir: Path, *, weeks: int = 2,
 
     store = open_store(settings)
     wf = open_workflow(settings)
-    demo = Demo(settings_env={"QA_HOME": str(settings.home),
-                              "QA_STORE_URL": settings.resolved_store_url,
-                              "QA_DATABASE_URL": settings.resolved_database_url})
+    demo = Demo(
+        settings_env={
+            "QA_HOME": str(settings.home),
+            "QA_STORE_URL": settings.resolved_store_url,
+            "QA_DATABASE_URL": settings.resolved_database_url,
+        }
+    )
 
     for key, (username, name, team) in STAFF.items():
         role = "inspector" if key == "inspector2" else key
@@ -151,8 +179,15 @@ def build_demo(settings: Settings, synth_dir: Path, *, weeks: int = 2,
         agent_id = meta.agent_id
         if agent_id and agent_id not in demo.agents:
             username = agent_username(agent_id)
-            wf.add_user(None, username, DEMO_PASSWORD, "agent", display_name=f"Agent {agent_id}",
-                        team=meta.team, agent_id=agent_id)
+            wf.add_user(
+                None,
+                username,
+                DEMO_PASSWORD,
+                "agent",
+                display_name=f"Agent {agent_id}",
+                team=meta.team,
+                agent_id=agent_id,
+            )
             demo.agents[agent_id] = username
     Index(store).append([IndexRow.from_result(r) for r in rows])
     return demo

@@ -30,9 +30,16 @@ START_TIMEOUT = 60.0
 
 # weed flags whose ports must all be free; the grpc ports otherwise default to http + 10000
 PORT_FLAGS = (
-    "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-    "filer.port", "filer.port.grpc", "s3.port", "s3.port.grpc",
-    "admin.port", "admin.port.grpc",
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
 )
 
 
@@ -92,11 +99,19 @@ class SeaweedServer:
         sock = self.data_dir / "sock"
         sock.mkdir(exist_ok=True)
         args = [
-            str(self.binary), "mini", f"-dir={self.data_dir / 'data'}",
-            "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.autoCreateBucket=false",
-            f"-filer.localSocket={sock / 'filer.sock'}", f"-s3.localSocket={sock / 's3.sock'}",
+            str(self.binary),
+            "mini",
+            f"-dir={self.data_dir / 'data'}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-s3.autoCreateBucket=false",
+            f"-filer.localSocket={sock / 'filer.sock'}",
+            f"-s3.localSocket={sock / 's3.sock'}",
         ]
         args += [f"-{flag}={port}" for flag, port in self.ports.items()]
         return args
@@ -105,12 +120,19 @@ class SeaweedServer:
         if self.running:
             return
         (self.data_dir / "data").mkdir(exist_ok=True)
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key,
-               "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+        }
         log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
-            self.command(), env=env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            self.command(),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         self.wait_ready(timeout)
@@ -119,8 +141,9 @@ class SeaweedServer:
         """Ready means an authenticated S3 call succeeds, not merely that a port is open."""
         from minio import Minio
 
-        client = Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key,
-                       secure=False)
+        client = Minio(
+            self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False
+        )
         deadline = time.monotonic() + timeout
         last: Exception | None = None
         while time.monotonic() < deadline:
@@ -164,8 +187,9 @@ class SeaweedServer:
         from minio import Minio
 
         name = name or f"qa-{uuid.uuid4().hex[:12]}"
-        Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key,
-              secure=False).make_bucket(name)
+        Minio(
+            self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False
+        ).make_bucket(name)
         return name
 
     def log_tail(self, lines: int = 30) -> str:
@@ -206,6 +230,10 @@ def s3_settings(s3_server: SeaweedServer, tmp_path: Path):
     s3_server.start()  # a previous test may have left it stopped
     bucket = s3_server.make_bucket()
     return Settings(
-        home=tmp_path / "home", store_url=f"s3://{bucket}/qa", s3_endpoint=s3_server.endpoint,
-        s3_access_key=s3_server.access_key, s3_secret_key=s3_server.secret_key, s3_secure=False,
+        home=tmp_path / "home",
+        store_url=f"s3://{bucket}/qa",
+        s3_endpoint=s3_server.endpoint,
+        s3_access_key=s3_server.access_key,
+        s3_secret_key=s3_server.secret_key,
+        s3_secure=False,
     )

@@ -44,8 +44,17 @@ def test_batched_segments_are_guarded_and_loops_decoded_again():
     def seg(start, end, text, **stats):
         values = dict(compression_ratio=1.5, no_speech_prob=0.1, avg_logprob=-0.3) | stats
         words = [FwWord(start=start, end=end, word=text, probability=0.9)]
-        return Segment(id=0, seek=0, start=start, end=end, text=text, tokens=[],
-                       temperature=0.0, words=words, **values)
+        return Segment(
+            id=0,
+            seek=0,
+            start=start,
+            end=end,
+            text=text,
+            tokens=[],
+            temperature=0.0,
+            words=words,
+            **values,
+        )
 
     asked = []
 
@@ -57,10 +66,12 @@ def test_batched_segments_are_guarded_and_loops_decoded_again():
     t.model = SimpleNamespace(transcribe=transcribe)
     t._fast_plain_options = lambda: {"temperature": [0.0, 0.2]}
     audio = np.zeros(16000 * 40, dtype=np.float32)
-    segments = [seg(0.0, 5.0, " kept"),
-                seg(5.0, 10.0, " noise", no_speech_prob=0.9, avg_logprob=-1.4),
-                seg(10.0, 30.0, " loop loop loop", compression_ratio=3.1),
-                seg(30.0, 32.0, " quiet but sure", no_speech_prob=0.9, avg_logprob=-0.2)]
+    segments = [
+        seg(0.0, 5.0, " kept"),
+        seg(5.0, 10.0, " noise", no_speech_prob=0.9, avg_logprob=-1.4),
+        seg(10.0, 30.0, " loop loop loop", compression_ratio=3.1),
+        seg(30.0, 32.0, " quiet but sure", no_speech_prob=0.9, avg_logprob=-0.2),
+    ]
     out = list(t._checked(segments, audio, "zh"))
     assert [s.text for s in out] == [" kept", " again", " quiet but sure"]
     assert (out[1].start, out[1].end) == (11.0, 12.0)
@@ -70,10 +81,19 @@ def test_batched_segments_are_guarded_and_loops_decoded_again():
 
 def test_unaligned_repeats_are_dropped():
     w = lambda s, e, t: SimpleNamespace(start=s, end=e, word=t, probability=0.9)  # noqa: E731
-    segments = [SimpleNamespace(end=3.0, words=[
-        w(0.0, 0.5, " Hello."), w(0.5, 0.5, " Hello."), w(0.5, 0.5, " hello"),
-        w(0.6, 0.9, " hello"), w(1.0, 1.0, " I"), w(1.0, 1.0, " "),
-    ])]
+    segments = [
+        SimpleNamespace(
+            end=3.0,
+            words=[
+                w(0.0, 0.5, " Hello."),
+                w(0.5, 0.5, " Hello."),
+                w(0.5, 0.5, " hello"),
+                w(0.6, 0.9, " hello"),
+                w(1.0, 1.0, " I"),
+                w(1.0, 1.0, " "),
+            ],
+        )
+    ]
     seen: list[float] = []
     words = list(Transcriber._words(segments, seen.append))
     assert [x.text for x in words] == [" Hello.", " hello", " I"]
@@ -101,14 +121,28 @@ class FakeTranscriber:
         t = float(np.argmax(np.abs(samples))) / 16000
         if progress:
             progress(len(samples) / 16000)
-        return AsrResult(words=[Word(start=t, end=t + 0.3, text=f" w{len(self.calls)}",
-                                     probability=0.5 + 0.2 * len(self.calls))],
-                         language="de", duration=len(samples) / 16000)
+        return AsrResult(
+            words=[
+                Word(
+                    start=t,
+                    end=t + 0.3,
+                    text=f" w{len(self.calls)}",
+                    probability=0.5 + 0.2 * len(self.calls),
+                )
+            ],
+            language="de",
+            duration=len(samples) / 16000,
+        )
 
 
 def _audio(samples: np.ndarray, rate: int) -> DecodedAudio:
-    return DecodedAudio(samples=samples, sample_rate=rate, source="x.wav", format="wav",
-                        duration=samples.shape[1] / rate)
+    return DecodedAudio(
+        samples=samples,
+        sample_rate=rate,
+        source="x.wav",
+        format="wav",
+        duration=samples.shape[1] / rate,
+    )
 
 
 def test_stereo_one_speaker_per_channel(settings):
@@ -119,8 +153,10 @@ def test_stereo_one_speaker_per_channel(settings):
     assert [c[0] for c in fake.calls] == [16000, 16000]  # resampled to 16 kHz
     assert fake.calls[1][1] == "de"  # first channel's language reused
     assert t.speaker_source == "channels" and t.channels == 2 and t.language == "de"
-    assert [(u.speaker, u.channel, u.text) for u in t.utterances] == [("ch0", 0, "w1"),
-                                                                      ("ch1", 1, "w2")]
+    assert [(u.speaker, u.channel, u.text) for u in t.utterances] == [
+        ("ch0", 0, "w1"),
+        ("ch1", 1, "w2"),
+    ]
     assert t.utterances[0].start == pytest.approx(0.25, abs=0.01)
     assert t.asr_confidence == pytest.approx(0.8)
 
@@ -128,8 +164,13 @@ def test_stereo_one_speaker_per_channel(settings):
 def test_mono_without_diarizer_is_one_speaker(settings):
     x = np.zeros((1, 16000), np.float32)
     x[0, 100] = 0.5
-    t = transcribe_call(_audio(x, 16000), CallMeta(call_id="c2", language="en"),
-                        FakeTranscriber().transcribe, None, settings)
+    t = transcribe_call(
+        _audio(x, 16000),
+        CallMeta(call_id="c2", language="en"),
+        FakeTranscriber().transcribe,
+        None,
+        settings,
+    )
     assert t.speaker_source == "single" and t.channels == 1
     assert [u.speaker for u in t.utterances] == ["S0"] and t.utterances[0].channel is None
     assert transcript_text(t) == "w1"
@@ -142,11 +183,14 @@ def test_missing_model_directory(settings, tmp_path):
 
 def test_stm_and_error_rate(tmp_path):
     stm = tmp_path / "r.stm"
-    stm.write_text(";; comment\nA 1 Bob 2.0 3.0 <o,f0,male> Second line.\n"
-                   "A 1 Ann 0.5 1.5 Hello, world!\n\n")
+    stm.write_text(
+        ";; comment\nA 1 Bob 2.0 3.0 <o,f0,male> Second line.\nA 1 Ann 0.5 1.5 Hello, world!\n\n"
+    )
     segs = read_stm(stm)
-    assert [(s.speaker, s.text) for s in segs] == [("Ann", "Hello, world!"),
-                                                   ("Bob", "Second line.")]
+    assert [(s.speaker, s.text) for s in segs] == [
+        ("Ann", "Hello, world!"),
+        ("Bob", "Second line."),
+    ]
     bad = tmp_path / "bad.stm"
     bad.write_text("A 1 Bob x 3.0 hi\n")
     with pytest.raises(QAError, match="bad.stm: line 1"):
@@ -184,10 +228,26 @@ def speech(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("speech")
     greeting, request = _speak(GREETING, d / "greeting.wav"), _speak(REQUEST, d / "request.wav")
     # greeting, 60 s of line hiss, request: a customer put on hold without music
-    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", str(d / "hiss.wav"),
-                    "synth", "60", "whitenoise", "vol", "0.003"], check=True)
-    subprocess.run(["sox", str(greeting), str(d / "hiss.wav"), str(request),
-                    str(d / "hold.wav")], check=True)
+    subprocess.run(
+        [
+            "sox",
+            "-n",
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            str(d / "hiss.wav"),
+            "synth",
+            "60",
+            "whitenoise",
+            "vol",
+            "0.003",
+        ],
+        check=True,
+    )
+    subprocess.run(
+        ["sox", str(greeting), str(d / "hiss.wav"), str(request), str(d / "hold.wav")], check=True
+    )
     return {"greeting": greeting, "request": request, "hold": d / "hold.wav"}
 
 
@@ -223,8 +283,9 @@ def test_no_words_invented_in_a_long_silence(tiny_en, speech):
     greeting_end = load_audio(speech["greeting"]).duration
     resume = greeting_end + 60.0
     audio = load_audio(speech["hold"])
-    assert audio.duration == pytest.approx(resume + load_audio(speech["request"]).duration,
-                                           abs=0.05)
+    assert audio.duration == pytest.approx(
+        resume + load_audio(speech["request"]).duration, abs=0.05
+    )
     result = tiny_en.transcribe(audio.mono(), "en")
     invented = [w for w in result.words if greeting_end + 0.5 < w.start < resume - 0.5]
     assert not invented, invented
@@ -252,13 +313,27 @@ def test_cli_transcribe_goes_on_after_a_bad_file(speech, tmp_path, monkeypatch):
     monkeypatch.setenv("QA_ASR_THREADS", "2")
     get_settings.cache_clear()
     stereo = tmp_path / "call 1.wav"
-    subprocess.run(["sox", "-M", str(speech["greeting"]), str(speech["request"]), "-r", "8000",
-                    str(stereo)], check=True)
+    subprocess.run(
+        ["sox", "-M", str(speech["greeting"]), str(speech["request"]), "-r", "8000", str(stereo)],
+        check=True,
+    )
     bad = tmp_path / "notes.wav"
     bad.write_text("not audio")
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["transcribe", str(bad), str(stereo), "--model", "en",
-                                      "--out", str(out), "--format", "json,vtt"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "transcribe",
+            str(bad),
+            str(stereo),
+            "--model",
+            "en",
+            "--out",
+            str(out),
+            "--format",
+            "json,vtt",
+        ],
+    )
     assert result.exit_code == 1
     assert f"error: {bad}: not an audio file" in result.output.splitlines()[0]
     assert sorted(p.name for p in out.iterdir()) == ["call 1.json", "call 1.vtt"]

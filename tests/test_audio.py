@@ -133,8 +133,10 @@ def test_more_than_two_channels_are_kept(work):
 def test_identical_channels_collapse_to_mono(work, codec):
     x = tone(440, 1.0, 16000) + tone(1300, 1.0, 16000, amp=0.2)
     src = write_wav(work / "dup.wav", np.stack([x, x]), 16000)
-    path = src if codec == "pcm_s16le" else ffmpeg(
-        src, work / "dup.mp3", "-c:a", codec, "-b:a", "48k", "-joint_stereo", "0"
+    path = (
+        src
+        if codec == "pcm_s16le"
+        else ffmpeg(src, work / "dup.mp3", "-c:a", codec, "-b:a", "48k", "-joint_stereo", "0")
     )
     audio = load_audio(path)
     assert audio.fake_stereo and audio.channels == 1
@@ -173,8 +175,23 @@ def test_text_file_named_wav_is_not_audio(work):
 
 def test_file_without_audio_stream(work):
     path = work / "video.avi"
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                    "color=c=black:s=16x16:d=0.2", "-c:v", "mjpeg", str(path)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=black:s=16x16:d=0.2",
+            "-c:v",
+            "mjpeg",
+            str(path),
+        ],
+        check=True,
+    )
     with pytest.raises(NotAudioError, match="no audio stream"):
         load_audio(path)
 
@@ -244,9 +261,11 @@ def test_wav_cut_short_says_how_much_was_read(work):
     full = write_wav(work / "whole.wav", tone(440, 6.0, 8000), 8000).read_bytes()
     cut = work / "third.wav"
     cut.write_bytes(full[: 44 + (len(full) - 44) // 3])
-    with pytest.raises(CorruptAudioError,
-                       match=r"third.wav: wav/pcm_s16le: header says 6.0 s but only 2.0 s "
-                             r"could be decoded"):
+    with pytest.raises(
+        CorruptAudioError,
+        match=r"third.wav: wav/pcm_s16le: header says 6.0 s but only 2.0 s "
+        r"could be decoded",
+    ):
         load_audio(cut)
     with pytest.raises(CorruptAudioError, match="header says 6.0 s"):
         load_audio(cut.read_bytes(), name="third.wav")
@@ -256,12 +275,16 @@ def test_scrambled_mp3_says_how_much_was_read(work, source16k):
     full = ffmpeg(source16k, work / "s.mp3", "-c:a", "libmp3lame", "-b:a", "32k").read_bytes()
     data = bytearray(full)
     n = len(data)
-    data[n // 3 : 2 * n // 3] = np.random.default_rng(0).integers(
-        0, 256, 2 * n // 3 - n // 3, dtype=np.uint8).tobytes()
+    data[n // 3 : 2 * n // 3] = (
+        np.random.default_rng(0).integers(0, 256, 2 * n // 3 - n // 3, dtype=np.uint8).tobytes()
+    )
     bad = work / "scrambled.mp3"
     bad.write_bytes(bytes(data))
-    with pytest.raises(CorruptAudioError, match=r"scrambled.mp3: mp3/mp3float: header says "
-                                                r"2.0 s but only 1.\d s could be decoded"):
+    with pytest.raises(
+        CorruptAudioError,
+        match=r"scrambled.mp3: mp3/mp3float: header says "
+        r"2.0 s but only 1.\d s could be decoded",
+    ):
         load_audio(bad)
 
 
@@ -303,8 +326,11 @@ def test_distinct_channels_need_a_channel_map(work):
     chans = np.stack([tone(f, 1.0, 8000) for f in (300, 600, 900, 1200, 1500, 1800)])
     audio = load_audio(write_wav(work / "six_distinct.wav", chans, 8000))
     assert audio.channels == 6
-    with pytest.raises(AudioError, match=r"six_distinct.wav: 6 channels carry 6 different "
-                                         r"signals .* channels '0=agent,1=customer'"):
+    with pytest.raises(
+        AudioError,
+        match=r"six_distinct.wav: 6 channels carry 6 different "
+        r"signals .* channels '0=agent,1=customer'",
+    ):
         select_channels(audio, None)
     with pytest.raises(AudioError, match="6 different signals"):  # no customer named
         select_channels(audio, {0: Role.AGENT})
@@ -323,6 +349,9 @@ def test_a_map_on_copies(work):
     assert select_channels(stereo, {0: Role.AGENT, 1: Role.CUSTOMER}) == (stereo, None)
     y = tone(900, 1.0, 8000)
     quad = load_audio(write_wav(work / "quad_dup.wav", np.stack([x, x, y, y]), 8000))
-    with pytest.raises(AudioError, match=r"channels 0 \(agent\) and 1 \(customer\) carry the "
-                                         "same signal"):
+    with pytest.raises(
+        AudioError,
+        match=r"channels 0 \(agent\) and 1 \(customer\) carry the "
+        "same signal",
+    ):
         select_channels(quad, {0: Role.AGENT, 1: Role.CUSTOMER})

@@ -54,8 +54,16 @@ def login(username: str, page: str | None = None, call: str | None = None) -> Ap
 def texts(at: AppTest) -> str:
     """Everything a user reads on the page, to assert on messages."""
     parts = []
-    for kind in ("markdown", "caption", "error", "warning", "info", "success", "title",
-                 "subheader"):
+    for kind in (
+        "markdown",
+        "caption",
+        "error",
+        "warning",
+        "info",
+        "success",
+        "title",
+        "subheader",
+    ):
         parts.extend(str(e.value) for e in getattr(at, kind))
     parts.extend(f"{m.label} {m.value}" for m in at.metric)
     return "\n".join(parts)
@@ -177,8 +185,12 @@ def test_stale_edit_shows_a_clear_message(demo):
     mine = next(r for r in wf.reviews_for_call(user, call_id) if r.reviewer == user.username)
     from qa.workflow import ReviewItemInput
 
-    wf.save_review(user, call_id, [ReviewItemInput(item_id=i.item_id, outcome=i.outcome)
-                                   for i in mine.items], expected_version=mine.version)
+    wf.save_review(
+        user,
+        call_id,
+        [ReviewItemInput(item_id=i.item_id, outcome=i.outcome) for i in mine.items],
+        expected_version=mine.version,
+    )
     at.button(key="save_draft").click().run()
     assert "changed elsewhere" in texts(at)
     at.button(key="reload_review").click().run()
@@ -207,10 +219,11 @@ def test_player_has_the_redacted_copy_and_only_a_lead_opens_the_original(demo, m
     key = next(iter(store.list(keys.results_prefix("nw_card_payment", PIPELINE_VERSION))))
     result = store.get_json(key, CallResult)
     card = next(r for r in result.transcript.redactions if r.kind == "card_number")
-    played, rate = sf.read(io.BytesIO(store.get_bytes(keys.playable("nw_card_payment",
-                                                                     PIPELINE_VERSION))),
-                           always_2d=True)
-    assert not np.any(played[int(card.start * rate):int(card.end * rate)])
+    played, rate = sf.read(
+        io.BytesIO(store.get_bytes(keys.playable("nw_card_payment", PIPELINE_VERSION))),
+        always_2d=True,
+    )
+    assert not np.any(played[int(card.start * rate) : int(card.end * rate)])
 
     at = login(demo.users["inspector"], call="nw_card_payment")
     assert at.get("audio") and "spans of personal data are silent" in texts(at)
@@ -221,8 +234,9 @@ def test_player_has_the_redacted_copy_and_only_a_lead_opens_the_original(demo, m
     at.button(key="original_audio").click().run()
     assert "Original recording, unredacted" in texts(at)
     wf, lead = as_user(demo, "lead")
-    assert [a.action for a in wf.audit_trail(lead, "call", "nw_card_payment")
-            if "original" in a.action] == ["read_original"]
+    assert [
+        a.action for a in wf.audit_trail(lead, "call", "nw_card_payment") if "original" in a.action
+    ] == ["read_original"]
 
 
 def test_swap_roles_flips_the_transcript_and_scores_again(demo):
@@ -230,13 +244,15 @@ def test_swap_roles_flips_the_transcript_and_scores_again(demo):
     at = login(demo.users["admin"], call=call_id)  # admins do not review, so do not swap
     assert not [b for b in at.button if b.key == "swap_roles"]
     at = login(demo.users["lead"], call=call_id)
-    first = next(m.value for m in at.markdown if "**agent**" in m.value
-                 or "**customer**" in m.value)
+    first = next(
+        m.value for m in at.markdown if "**agent**" in m.value or "**customer**" in m.value
+    )
     at.button(key="swap_roles").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert "swapped by a reviewer" in texts(at) and "Roles swapped; automatic score" in texts(at)
-    flipped = next(m.value for m in at.markdown if "**agent**" in m.value
-                   or "**customer**" in m.value)
+    flipped = next(
+        m.value for m in at.markdown if "**agent**" in m.value or "**customer**" in m.value
+    )
     assert ("**agent**" in first) == ("**customer**" in flipped)
     wf, lead = as_user(demo, "lead")
     call = wf.get_call(lead, call_id)
@@ -268,8 +284,9 @@ def test_agent_sees_only_own_calls_and_disputes(demo):
     at.button(key="dispute_submit").click().run()
     assert not at.exception
     wf, lead = as_user(demo, "lead")
-    assert any(d.call_id == own[0] and d.item_id == "greeting"
-               for d in wf.list_disputes(lead, "open"))
+    assert any(
+        d.call_id == own[0] and d.item_id == "greeting" for d in wf.list_disputes(lead, "open")
+    )
 
 
 # --------------------------------------------------------------------------- calibration
@@ -283,11 +300,18 @@ def test_calibration_shows_disagreement_and_lead_sets_final(demo):
     for key, flip in (("inspector", False), ("inspector2", True)):
         wf, user = as_user(demo, key)
         call = wf.get_call(user, call_id)
-        opposite = {ItemOutcome.PASS: ItemOutcome.FAIL, ItemOutcome.FAIL: ItemOutcome.PASS,
-                    ItemOutcome.NA: ItemOutcome.FAIL}
-        items = [ReviewItemInput(item_id=i.item_id, outcome=(
-            opposite[i.auto_outcome] if flip and n == 0 else i.auto_outcome))
-            for n, i in enumerate(call.items)]
+        opposite = {
+            ItemOutcome.PASS: ItemOutcome.FAIL,
+            ItemOutcome.FAIL: ItemOutcome.PASS,
+            ItemOutcome.NA: ItemOutcome.FAIL,
+        }
+        items = [
+            ReviewItemInput(
+                item_id=i.item_id,
+                outcome=(opposite[i.auto_outcome] if flip and n == 0 else i.auto_outcome),
+            )
+            for n, i in enumerate(call.items)
+        ]
         wf.save_review(user, call_id, items, submit=True)
 
     at = login(demo.users["lead"], "calibration")
@@ -453,8 +477,11 @@ def test_pages_render_with_100k_calls_in_the_index(tmp_path_factory, request):
     with pytest.MonkeyPatch.context() as mp:
         for key, value in bench.settings_env.items():
             mp.setenv(key, value)
-        for who, page, call in (("inspector", "queue", None), ("inspector", "review", call_id),
-                                ("manager", "trends", None)):
+        for who, page, call in (
+            ("inspector", "queue", None),
+            ("inspector", "review", call_id),
+            ("manager", "trends", None),
+        ):
             at = login(bench.users[who])
             if call:
                 at.query_params["call"] = call
@@ -470,6 +497,9 @@ def test_pages_render_with_100k_calls_in_the_index(tmp_path_factory, request):
             timings[page] = statistics.median(runs)
     if page == "trends":
         assert table(at, "group")["calls"].sum() >= 100_000
-    print("\ndashboard render seconds with 100,000 indexed calls, first:",
-          {k: round(v, 3) for k, v in first.items()},
-          "rerun (median of 3):", {k: round(v, 3) for k, v in timings.items()})
+    print(
+        "\ndashboard render seconds with 100,000 indexed calls, first:",
+        {k: round(v, 3) for k, v in first.items()},
+        "rerun (median of 3):",
+        {k: round(v, 3) for k, v in timings.items()},
+    )

@@ -40,8 +40,14 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(int(BUDGET_S + SERVER_STA
 
 REPO = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 CALL = "nw_no_disclosure_no_verification"  # auto-failed: no disclosure, no verification
 OTHER_AGENTS_CALL = "nw_card_payment"
 
@@ -65,8 +71,13 @@ def server(demo: Demo):
     env = dict(os.environ, **demo.settings_env)
     log = open(Path(demo.settings_env["QA_HOME"]) / "streamlit.log", "w")  # noqa: SIM115
     qa = Path(sys.executable).parent / "qa"  # the `qa serve` command users run
-    proc = subprocess.Popen([str(qa), "serve", "--port", str(port)], env=env, cwd=REPO,
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(qa), "serve", "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + SERVER_START_S
     while True:
@@ -80,8 +91,11 @@ def server(demo: Demo):
             proc.kill()
             log.close()
             tail = Path(log.name).read_text()[-2000:]
-            why = (f"exited with {proc.returncode}" if proc.poll() is not None
-                   else f"gave no healthy answer on {url}/_stcore/health in {SERVER_START_S:.0f} s")
+            why = (
+                f"exited with {proc.returncode}"
+                if proc.poll() is not None
+                else f"gave no healthy answer on {url}/_stcore/health in {SERVER_START_S:.0f} s"
+            )
             pytest.fail(f"`qa serve` {why}; its log ({log.name}) ends:\n{tail}")
         time.sleep(0.3)  # polling the health endpoint, not a wait for the test's steps
     yield url
@@ -183,8 +197,10 @@ class Ui:
             with contextlib.suppress(Exception):
                 self.page.screenshot(path=str(shot), full_page=True)
             detail = str(exc).splitlines()[0]
-            pytest.fail(f"{self.who}: waited {ceiling:.0f} s for {what} on {self.page.url} "
-                        f"(screenshot {shot}): {detail}")
+            pytest.fail(
+                f"{self.who}: waited {ceiling:.0f} s for {what} on {self.page.url} "
+                f"(screenshot {shot}): {detail}"
+            )
 
     def expect(self, locator: Any, what: str, state: str = "visible") -> None:
         """Wait for an element (the first match) the next step needs."""
@@ -205,8 +221,10 @@ class Ui:
 
     def idle(self, what: str) -> None:
         """Wait until no script run is in progress (every started run has finished)."""
-        self._until(lambda: self.runs.started > 0 and self.runs.finished >= self.runs.started,
-                    f"the dashboard to finish its script run ({what})")
+        self._until(
+            lambda: self.runs.started > 0 and self.runs.finished >= self.runs.started,
+            f"the dashboard to finish its script run ({what})",
+        )
 
     def act(self, what: str, action: Callable[[], None]) -> None:
         """Do something that starts a script run and wait until that run has finished."""
@@ -219,8 +237,9 @@ class Ui:
     def check(self, name: str) -> None:
         self.idle(f"before the screenshot {name!r}")
         self.page.screenshot(path=str(self.shots / f"{self.who}-{name}.png"), full_page=True)
-        assert self.page.locator('[data-testid="stException"]').count() == 0, (
-            self.page.locator('[data-testid="stException"]').first.inner_text())
+        assert self.page.locator('[data-testid="stException"]').count() == 0, self.page.locator(
+            '[data-testid="stException"]'
+        ).first.inner_text()
 
     def login(self, username: str, path: str = "") -> None:
         page = self.page
@@ -230,10 +249,11 @@ class Ui:
         with self.waiting("the login form to take the username and password"):
             page.get_by_role("textbox", name="Username").fill(username)
             page.get_by_role("textbox", name="Password").fill(DEMO_PASSWORD)
-        self.act(f"logging in as {username}",
-                 page.get_by_role("button", name="Log in").click)
-        self.expect(page.get_by_role("button", name="Log out"),
-                    f"the signed-in page of {username} (its Log out button)")
+        self.act(f"logging in as {username}", page.get_by_role("button", name="Log in").click)
+        self.expect(
+            page.get_by_role("button", name="Log out"),
+            f"the signed-in page of {username} (its Log out button)",
+        )
         self.idle(f"after logging in as {username}")
 
     def nav(self, title: str) -> None:
@@ -264,7 +284,8 @@ class Ui:
         with self.waiting(f"{label!r} to show {option!r}"):
             shown = box.evaluate(SHOWN_JS)
         assert option.casefold() in shown.casefold(), (
-            f"{label!r} shows {shown!r} after choosing {option!r}")
+            f"{label!r} shows {shown!r} after choosing {option!r}"
+        )
 
     def metric(self, label: str) -> str:
         m = self.page.locator('[data-testid="stMetric"]').filter(has_text=label).first
@@ -293,8 +314,9 @@ def review(ui: Ui, decision_for_first_fail: str) -> None:
     ui.expect_text(re.compile("Playing from"), "the player to jump to the evidence")
     radios = page.locator('[data-testid="stRadio"]').filter(has_text="Your decision")
     ui.expect(radios, "the reviewer's decision per item")
-    first_fail = next(i for i in range(radios.count())
-                      if "fail (confirm)" in radios.nth(i).inner_text())
+    first_fail = next(
+        i for i in range(radios.count()) if "fail (confirm)" in radios.nth(i).inner_text()
+    )
     choice = radios.nth(first_fail).get_by_text(decision_for_first_fail, exact=True)
     ui.act(f"deciding {decision_for_first_fail!r} on the first failed item", choice.click)
     ui.act("submitting the review", page.get_by_role("button", name="Submit review").click)
@@ -328,8 +350,10 @@ def test_review_calibrate_dispute_and_trend(browser, server, demo, shots, budget
         ui.login(demo.users[key], f"review?call={CALL}")
         if key == "inspector":
             ui.nav("Review queue")
-            ui.act("showing only the calls assigned to me",
-                   ui.page.get_by_text("Assigned to me", exact=True).click)
+            ui.act(
+                "showing only the calls assigned to me",
+                ui.page.get_by_text("Assigned to me", exact=True).click,
+            )
             ui.check("queue")
             assert "calls" in ui.text()
             ui.login(demo.users[key], f"review?call={CALL}")
@@ -348,8 +372,9 @@ def test_review_calibrate_dispute_and_trend(browser, server, demo, shots, budget
         final_form.get_by_text("Set the total by hand").click()
         final_form.get_by_role("spinbutton", name="Final total (by hand)").fill("70")
         final_form.get_by_role("textbox", name="Note").fill("disclosure missing, verified later")
-    lead.act("setting the final score",
-             lead.page.get_by_role("button", name="Set final score").click)
+    lead.act(
+        "setting the final score", lead.page.get_by_role("button", name="Set final score").click
+    )
     lead.expect_text(f"Final score of {CALL} set to 70.0.")
     assert wf.get_call(manager, CALL).final_total == 70.0
 
@@ -368,7 +393,8 @@ def test_review_calibrate_dispute_and_trend(browser, server, demo, shots, budget
     agent.choose("Item", "Recording disclosure", in_form=True)
     with agent.waiting("the dispute form"):
         agent.page.get_by_role("textbox", name="Why the score is wrong").fill(
-            "I read the disclosure at 0:05")
+            "I read the disclosure at 0:05"
+        )
     agent.act("opening a dispute", agent.page.get_by_role("button", name="Open dispute").click)
     agent.expect_text(re.compile("Dispute opened"))
     agent.check("dispute-opened")

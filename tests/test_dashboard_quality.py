@@ -42,18 +42,26 @@ COLLAPSED = "q_collapsed_mono"
 OLD = "q_before_quality"
 AGENT_ID = "Q1"
 LOST = Segment(start=21.5, end=24.0)
-COLLAPSED_REASON = ("one voice found in a mono call: every word is given to one party, so the "
-                    "customer's words may count as the agent's")
+COLLAPSED_REASON = (
+    "one voice found in a mono call: every word is given to one party, so the "
+    "customer's words may count as the agent's"
+)
 LOST_REASON = "2.5 s of speech produced no words (at 0:21.5)"
 
 TURNS = [
-    (Role.AGENT, "Thank you for calling Northwind Telecom, my name is Sam. This call may be "
-                 "recorded for quality and training purposes. How can I help?"),
+    (
+        Role.AGENT,
+        "Thank you for calling Northwind Telecom, my name is Sam. This call may be "
+        "recorded for quality and training purposes. How can I help?",
+    ),
     (Role.CUSTOMER, "Hi, my internet has been down since this morning."),
     (Role.AGENT, "I'm sorry to hear that. Can I have your account number please?"),
     (Role.CUSTOMER, "It's 4 4 1 9 2."),
-    (Role.AGENT, "Thanks. I've reset the line; it should be back in a few minutes. "
-                 "Is there anything else I can help you with?"),
+    (
+        Role.AGENT,
+        "Thanks. I've reset the line; it should be back in a few minutes. "
+        "Is there anything else I can help you with?",
+    ),
     (Role.CUSTOMER, "No, that's all, thank you."),
     (Role.AGENT, "Thank you for calling, have a great day."),
 ]
@@ -72,20 +80,37 @@ def silent_wav(seconds: float, rate: int = 8000) -> bytes:
 def collapsed(transcript: Transcript) -> Transcript:
     """What the pipeline writes for a mono call where diarization found one voice: every word
     given to that voice (as the agent), role confidence capped to 0, and the quality record."""
-    utts = [u.model_copy(update={"speaker": "SPEAKER_00", "role": Role.AGENT, "channel": None})
-            for u in transcript.utterances]
-    roles = transcript.roles.model_copy(update={
-        "speaker_roles": {"SPEAKER_00": Role.AGENT}, "method": "scored", "confidence": 0.0})
+    utts = [
+        u.model_copy(update={"speaker": "SPEAKER_00", "role": Role.AGENT, "channel": None})
+        for u in transcript.utterances
+    ]
+    roles = transcript.roles.model_copy(
+        update={"speaker_roles": {"SPEAKER_00": Role.AGENT}, "method": "scored", "confidence": 0.0}
+    )
     quality = EvidenceQuality(
-        speakers_found=1, speaker_pass="estimated", speech_seconds=round(
-            sum(u.end - u.start for u in utts) + LOST.duration, 2),
-        lost_speech_seconds=LOST.duration, lost_speech=[LOST], asr_confidence=0.81,
-        role_confidence=0.0, decode_windows=2,
-        issues=[QualityIssue(code=QualityCode.SPEAKERS_COLLAPSED, reason=COLLAPSED_REASON),
-                QualityIssue(code=QualityCode.LOST_SPEECH, reason=LOST_REASON)])
-    return transcript.model_copy(update={
-        "utterances": utts, "roles": roles, "channels": 1, "speaker_source": "diarization",
-        "asr_confidence": 0.81, "quality": quality})
+        speakers_found=1,
+        speaker_pass="estimated",
+        speech_seconds=round(sum(u.end - u.start for u in utts) + LOST.duration, 2),
+        lost_speech_seconds=LOST.duration,
+        lost_speech=[LOST],
+        asr_confidence=0.81,
+        role_confidence=0.0,
+        decode_windows=2,
+        issues=[
+            QualityIssue(code=QualityCode.SPEAKERS_COLLAPSED, reason=COLLAPSED_REASON),
+            QualityIssue(code=QualityCode.LOST_SPEECH, reason=LOST_REASON),
+        ],
+    )
+    return transcript.model_copy(
+        update={
+            "utterances": utts,
+            "roles": roles,
+            "channels": 1,
+            "speaker_source": "diarization",
+            "asr_confidence": 0.81,
+            "quality": quality,
+        }
+    )
 
 
 def scored_result(call_id: str, transcript: Transcript, hour: int) -> CallResult:
@@ -94,14 +119,26 @@ def scored_result(call_id: str, transcript: Transcript, hour: int) -> CallResult
     from qa.store import keys
 
     transcript = redact_transcript(transcript.model_copy(update={"call_id": call_id}))
-    meta = CallMeta(call_id=call_id, agent_id=AGENT_ID, team="customer_care", queue="billing",
-                    started_at=datetime(2026, 11, 16, hour, tzinfo=UTC), language="en",
-                    duration=transcript.duration, audio_key=keys.audio(call_id, "wav"),
-                    audio_format="wav")
+    meta = CallMeta(
+        call_id=call_id,
+        agent_id=AGENT_ID,
+        team="customer_care",
+        queue="billing",
+        started_at=datetime(2026, 11, 16, hour, tzinfo=UTC),
+        language="en",
+        duration=transcript.duration,
+        audio_key=keys.audio(call_id, "wav"),
+        audio_format="wav",
+    )
     score = score_call(transcript, meta, default_scorecard("en"))
-    return CallResult(meta=meta, transcript=transcript, score=score,
-                      pipeline_version=PIPELINE_VERSION,
-                      scorecard_version=score.scorecard_version, created_at=datetime.now(UTC))
+    return CallResult(
+        meta=meta,
+        transcript=transcript,
+        score=score,
+        pipeline_version=PIPELINE_VERSION,
+        scorecard_version=score.scorecard_version,
+        created_at=datetime.now(UTC),
+    )
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -125,8 +162,10 @@ def _quality_demo(settings: Settings) -> Iterator[dict[str, CallResult]]:
 
     base = scripted_transcript([ScriptedTurn(role=r, text=t) for r, t in TURNS])
     base = base.model_copy(update={"duration": base.utterances[-1].end + 1.0})
-    results = {COLLAPSED: scored_result(COLLAPSED, collapsed(base), 11),
-               OLD: scored_result(OLD, base, 10)}
+    results = {
+        COLLAPSED: scored_result(COLLAPSED, collapsed(base), 11),
+        OLD: scored_result(OLD, base, 10),
+    }
     assert results[OLD].transcript.quality is None  # as results written before it existed
     for result in results.values():
         publish_result(store, wf, result, silent_wav(result.transcript.duration))

@@ -86,8 +86,13 @@ def test_real_stereo_call_agent_found_without_configuration(shared_data, setting
     audio.samples = audio.samples[:, : audio.sample_rate * 60]
     audio.duration = 60.0
     transcriber = Transcriber(settings, "en")
-    t = transcribe_call(audio, CallMeta(call_id="auto-repairs", language="en"),
-                        transcriber.transcribe, None, settings)
+    t = transcribe_call(
+        audio,
+        CallMeta(call_id="auto-repairs", language="en"),
+        transcriber.transcribe,
+        None,
+        settings,
+    )
     assert t.speaker_source == "channels"
     assert t.roles.method == "scored" and t.roles.confidence >= 0.5
     assert t.roles.speaker_roles == {"ch0": Role.AGENT, "ch1": Role.CUSTOMER}
@@ -121,8 +126,13 @@ def test_customer_who_barely_speaks_is_still_found(tmp_path, settings, diarizer)
 
     sf.write(tmp_path / "few.wav", samples, rate)
     meta = call.meta.model_copy(update={"channel_roles": None})
-    t = transcribe_call(load_audio(tmp_path / "few.wav"), meta,
-                        Transcriber(settings, "en").transcribe, diarizer, settings)
+    t = transcribe_call(
+        load_audio(tmp_path / "few.wav"),
+        meta,
+        Transcriber(settings, "en").transcribe,
+        diarizer,
+        settings,
+    )
     agent = {s for s, r in t.roles.speaker_roles.items() if r == Role.AGENT}
     said = [u for u in t.utterances if u.role == Role.CUSTOMER]
     assert len(agent) == 1 and said and t.roles.confidence >= 0.9

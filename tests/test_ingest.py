@@ -18,8 +18,9 @@ from qa.store import keys, open_store
 pytest_plugins = ["s3server"]
 
 
-def tone(path: Path, freq: float = 440.0, seconds: float = 1.5, channels: int = 1,
-         rate: int = 8000) -> Path:
+def tone(
+    path: Path, freq: float = 440.0, seconds: float = 1.5, channels: int = 1, rate: int = 8000
+) -> Path:
     t = np.arange(int(seconds * rate)) / rate
     sig = 0.3 * np.sin(2 * np.pi * freq * t)
     data = np.stack([sig * (1 + 0.1 * c) for c in range(channels)], axis=1)
@@ -41,8 +42,11 @@ def calls_dir(tmp_path: Path) -> Path:
 
 def test_channel_roles():
     assert parse_channel_roles("0=agent, 1=Customer") == {0: Role.AGENT, 1: Role.CUSTOMER}
-    for bad, msg in [("0:agent", "channel=role"), ("x=agent", "not a number"),
-                     ("0=boss", "not one of")]:
+    for bad, msg in [
+        ("0:agent", "channel=role"),
+        ("x=agent", "not a number"),
+        ("0=boss", "not one of"),
+    ]:
         with pytest.raises(ValueError, match=msg):
             parse_channel_roles(bad)
 
@@ -52,7 +56,7 @@ def test_ingest_with_metadata_report(calls_dir: Path, tmp_path: Path, settings):
     meta.write_text(
         "file,call_id,agent_id,team,queue,direction,started_at,language,channels\n"
         "in/c1.wav,call-1,a1,blue,billing,inbound,2025-03-04T09:30:00+01:00,en,"
-        "\"0=agent,1=customer\"\n"
+        '"0=agent,1=customer"\n'
         "in/c2.wav,call-2,a2,red,sales,sideways,2025-03-04 10:00,en,\n"  # bad direction
         "in/c3.wav,call-3,a1,blue,billing,outbound,yesterday,en,\n"  # bad time
         "in/missing.wav,call-4,a1,blue,billing,inbound,,en,\n"  # no such file
@@ -94,9 +98,13 @@ def test_dedup_and_never_overwrite(calls_dir: Path, tmp_path: Path, settings):
     again = ingest(store, [copy, clash, calls_dir / "c1.wav"], None, settings)
     assert again.ingested == []
     assert {(d.call_id, d.existing_call_id) for d in again.duplicates} == {
-        ("renamed", "c1"), ("c1", "c1")}
-    assert len(again.rejected) == 1 and "already exists with different audio" in \
-        again.rejected[0].reason
+        ("renamed", "c1"),
+        ("c1", "c1"),
+    }
+    assert (
+        len(again.rejected) == 1
+        and "already exists with different audio" in again.rejected[0].reason
+    )
     assert store.get_bytes("originals/c2/audio.wav") == (calls_dir / "c2.wav").read_bytes()
     assert not store.exists(keys.meta("renamed"))
     assert [m.call_id for m in iter_calls(store)] == ["c1", "c2"]
@@ -121,10 +129,13 @@ def test_bad_csv_header_is_a_typed_error(calls_dir: Path, tmp_path: Path, settin
 
 def test_rows_matched_by_call_id_and_bad_channels(calls_dir: Path, tmp_path: Path, settings):
     meta = tmp_path / "m.csv"
-    meta.write_text("call_id,team,channels\nc2,green,\"0=agent,1=customer\"\n"
-                    "c3,green,0=agent;1=customer\nc1,green,\n")
-    report = ingest(open_store(settings), [calls_dir / f"c{i}.wav" for i in (1, 2, 3)], meta,
-                    settings)
+    meta.write_text(
+        'call_id,team,channels\nc2,green,"0=agent,1=customer"\n'
+        "c3,green,0=agent;1=customer\nc1,green,\n"
+    )
+    report = ingest(
+        open_store(settings), [calls_dir / f"c{i}.wav" for i in (1, 2, 3)], meta, settings
+    )
     assert sorted(c.call_id for c in report.ingested) == ["c1", "c3"]
     (rej,) = report.rejected
     assert rej.row == 2 and rej.column == "channels" and "1 channel" in rej.reason
@@ -156,32 +167,42 @@ def test_cli_ingest(calls_dir: Path, tmp_path: Path, monkeypatch):
 
 
 def _stored(store) -> list[str]:
-    return sorted({k for prefix in ("calls/", keys.audio("x", "wav").split("/")[0] + "/")
-                   for k in store.list(prefix)})
+    return sorted(
+        {
+            k
+            for prefix in ("calls/", keys.audio("x", "wav").split("/")[0] + "/")
+            for k in store.list(prefix)
+        }
+    )
 
 
 def test_rejected_row_stores_nothing(calls_dir: Path, tmp_path: Path, settings):
     """A row refused for its call id still claims its recording: nothing of it is stored,
     rather than a call without agent or team."""
     meta = tmp_path / "meta.csv"
-    meta.write_text("file,call_id,agent_id,team\n"
-                    "in/c1.wav,call-1,a1,blue\n"
-                    "in/c2.wav,call-1,a2,red\n"  # the same call id, other values
-                    "in/c3.wav,call-3,a3,green\n"
-                    "in/c3.wav,call-3,a3,green\n")  # a verbatim repeat
+    meta.write_text(
+        "file,call_id,agent_id,team\n"
+        "in/c1.wav,call-1,a1,blue\n"
+        "in/c2.wav,call-1,a2,red\n"  # the same call id, other values
+        "in/c3.wav,call-3,a3,green\n"
+        "in/c3.wav,call-3,a3,green\n"
+    )  # a verbatim repeat
     store = open_store(settings)
     report = ingest(store, [calls_dir / f"c{i}.wav" for i in (1, 2, 3)], meta, settings)
     assert [c.call_id for c in report.ingested] == ["call-3"]
     by_row = {r.row: r for r in report.rejected}
-    conflict = ("call 'call-1' is given on rows 2, 3 with different values; nothing is "
-                "ingested for it until the metadata says it once")
+    conflict = (
+        "call 'call-1' is given on rows 2, 3 with different values; nothing is "
+        "ingested for it until the metadata says it once"
+    )
     assert by_row[2].reason == by_row[3].reason == conflict
     assert by_row[2].file == str(calls_dir / "c1.wav") and by_row[3].column == "call_id"
     assert by_row[5].reason == "repeats row 4"
     assert [m.call_id for m in iter_calls(store)] == ["call-3"]
     (only,) = report.ingested
-    assert _stored(store) == sorted([keys.meta("call-3"), keys.audio("call-3", "wav"),
-                                     keys.content_hash(only.sha256)])
+    assert _stored(store) == sorted(
+        [keys.meta("call-3"), keys.audio("call-3", "wav"), keys.content_hash(only.sha256)]
+    )
 
 
 def test_rows_naming_one_file_twice_are_refused(calls_dir: Path, tmp_path: Path, settings):
@@ -191,25 +212,41 @@ def test_rows_naming_one_file_twice_are_refused(calls_dir: Path, tmp_path: Path,
     report = ingest(store, [calls_dir / "c1.wav"], meta, settings)
     assert report.ingested == [] and [r.row for r in report.rejected] == [2, 3]
     assert "file 'in/c1.wav' is given on rows 2, 3" in report.rejected[0].reason.replace(
-        str(tmp_path) + "/", "")
+        str(tmp_path) + "/", ""
+    )
     assert _stored(store) == []
 
 
 def test_json_metadata(calls_dir: Path, tmp_path: Path, settings):
     meta = tmp_path / "meta.json"
-    meta.write_text(json.dumps([
-        {"file": "in/c1.wav", "call_id": "j1", "agent_id": "a1", "team": "blue",
-         "channels": {"agent": 1, "customer": 0}},
-        {"file": "in/c2.wav", "call_id": "j2", "agent_id": 42},  # a number, not a name
-        {"file": "in/c3.wav", "call_id": "j3", "channels": {"0": "customer", "1": "agent"},
-         "started_at": "2025-03-04T09:30:00Z"},
-        "in/broken.wav",
-    ]))
+    meta.write_text(
+        json.dumps(
+            [
+                {
+                    "file": "in/c1.wav",
+                    "call_id": "j1",
+                    "agent_id": "a1",
+                    "team": "blue",
+                    "channels": {"agent": 1, "customer": 0},
+                },
+                {"file": "in/c2.wav", "call_id": "j2", "agent_id": 42},  # a number, not a name
+                {
+                    "file": "in/c3.wav",
+                    "call_id": "j3",
+                    "channels": {"0": "customer", "1": "agent"},
+                    "started_at": "2025-03-04T09:30:00Z",
+                },
+                "in/broken.wav",
+            ]
+        )
+    )
     store = open_store(settings)
     report = ingest(store, [calls_dir / f"c{i}.wav" for i in (1, 2, 3)], meta, settings)
     assert sorted(c.call_id for c in report.ingested) == ["j1", "j3"]
     assert store.get_json(keys.meta("j1"), model=CallMeta).channel_roles == {
-        0: Role.CUSTOMER, 1: Role.AGENT}
+        0: Role.CUSTOMER,
+        1: Role.AGENT,
+    }
     by_row = {r.row: r for r in report.rejected}
     assert by_row[2].column == "agent_id" and by_row[2].reason == "Input should be a valid string"
     assert by_row[4].reason == "item 4 is not an object with the call's fields"

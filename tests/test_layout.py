@@ -14,10 +14,26 @@ OUTSIDE = ("dashboard", "workers")  # import `qa`, never imported by it
 # Not production: the packages above, and the command line that wires them in lazily.
 NOT_PRODUCTION = ("qa/evaluation/", "qa/bench/", "qa/synth.py", "qa/cli.py")
 PRODUCTION_IMPORTS = [
-    "qa.asr.whisper", "qa.asr.diarize", "qa.asr.speakers", "qa.asr.utterances",
-    "qa.asr.quality", "qa.asr.roles", "qa.asr.export", "qa.audio", "qa.pipeline", "qa.index",
-    "qa.store", "qa.schema", "qa.ingest", "qa.results", "qa.playback", "qa.rules.format",
-    "qa.scoring.metrics", "qa.scoring.scorecard", "qa.scoring.redact", "qa.workflow",
+    "qa.asr.whisper",
+    "qa.asr.diarize",
+    "qa.asr.speakers",
+    "qa.asr.utterances",
+    "qa.asr.quality",
+    "qa.asr.roles",
+    "qa.asr.export",
+    "qa.audio",
+    "qa.pipeline",
+    "qa.index",
+    "qa.store",
+    "qa.schema",
+    "qa.ingest",
+    "qa.results",
+    "qa.playback",
+    "qa.rules.format",
+    "qa.scoring.metrics",
+    "qa.scoring.scorecard",
+    "qa.scoring.redact",
+    "qa.workflow",
 ]
 
 
@@ -65,11 +81,14 @@ def _within(name: str, packages: tuple[str, ...]) -> bool:
 
 
 def test_production_import_leaves_evaluation_bench_and_synth_out():
-    code = ("import sys\n"
-            + "".join(f"import {m}\n" for m in PRODUCTION_IMPORTS)
-            + f"print('\\n'.join(m for m in sys.modules if m.startswith({APART + OUTSIDE!r})))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, cwd=QA.parent)
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in PRODUCTION_IMPORTS)
+        + f"print('\\n'.join(m for m in sys.modules if m.startswith({APART + OUTSIDE!r})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=QA.parent
+    )
     assert done.returncode == 0, done.stderr
     loaded = [m for m in done.stdout.split() if _within(m, APART + OUTSIDE)]
     assert not loaded, f"importing the production modules loaded {loaded}"
@@ -86,9 +105,12 @@ def test_no_production_file_names_evaluation_bench_or_synth():
 
 
 def test_library_never_imports_dashboard_or_workers():
-    found = [f"{path.relative_to(QA.parent)}:{line} imports {module}"
-             for path in sorted(QA.rglob("*.py"))
-             for line, module, _ in _imported(path) if _within(module, OUTSIDE)]
+    found = [
+        f"{path.relative_to(QA.parent)}:{line} imports {module}"
+        for path in sorted(QA.rglob("*.py"))
+        for line, module, _ in _imported(path)
+        if _within(module, OUTSIDE)
+    ]
     assert not found, "qa/ must not import the dashboard or the workers:\n" + "\n".join(found)
 
 
@@ -99,8 +121,7 @@ def test_production_imports_form_no_cycle():
     graph: dict[str, set[str]] = {}
     for name, path in files.items():
         deps = {n for _, module, names in _imported(path) for n in _names(module, names)}
-        graph[name] = {d for d in deps & files.keys()
-                       if d != name and not name.startswith(d + ".")}
+        graph[name] = {d for d in deps & files.keys() if d != name and not name.startswith(d + ".")}
     cycles = []
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 
@@ -108,7 +129,7 @@ def test_production_imports_form_no_cycle():
         state[node] = 1
         for dep in sorted(graph[node]):
             if state.get(dep) == 1:
-                cycles.append(" -> ".join([*path[path.index(dep):], dep]))
+                cycles.append(" -> ".join([*path[path.index(dep) :], dep]))
             elif dep not in state:
                 visit(dep, [*path, dep])
         state[node] = 2

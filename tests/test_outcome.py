@@ -48,16 +48,33 @@ sections:
 
 
 def call(text: str, call_id: str = "c1") -> tuple:
-    t = scripted_transcript([ScriptedTurn(role=Role.AGENT, text=text),
-                             ScriptedTurn(role=Role.CUSTOMER, text="Thanks.")], call_id=call_id)
-    return t, CallMeta(call_id=call_id, agent_id="A1", team="red", queue="billing",
-                       duration=t.duration)
+    t = scripted_transcript(
+        [
+            ScriptedTurn(role=Role.AGENT, text=text),
+            ScriptedTurn(role=Role.CUSTOMER, text="Thanks."),
+        ],
+        call_id=call_id,
+    )
+    return t, CallMeta(
+        call_id=call_id, agent_id="A1", team="red", queue="billing", duration=t.duration
+    )
 
 
-def item(item_id: str, outcome_: ItemOutcome, possible: float, *, critical: bool = False,
-         awarded: float | None = None) -> OutcomeItem:
-    return OutcomeItem(item_id=item_id, outcome=outcome_, points_possible=possible,
-                       critical=critical, points_awarded=awarded)
+def item(
+    item_id: str,
+    outcome_: ItemOutcome,
+    possible: float,
+    *,
+    critical: bool = False,
+    awarded: float | None = None,
+) -> OutcomeItem:
+    return OutcomeItem(
+        item_id=item_id,
+        outcome=outcome_,
+        points_possible=possible,
+        critical=critical,
+        points_awarded=awarded,
+    )
 
 
 # --------------------------------------------------------------------------- the function
@@ -90,25 +107,35 @@ def test_partial_points_and_critical_fail():
 
 @pytest.fixture
 def wf(database_url) -> Workflow:
-    return Workflow(database_url,
-                    password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    return Workflow(
+        database_url, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
 
 
 @pytest.fixture
 def people(wf):
     admin = wf.add_user(None, "admin", PASSWORD, "admin")
-    return {name: wf.add_user(admin, name, PASSWORD, role, agent_id=agent)
-            for name, role, agent in [("ivy", "inspector", None), ("lea", "lead", None),
-                                      ("alice", "agent", "A1")]}
+    return {
+        name: wf.add_user(admin, name, PASSWORD, role, agent_id=agent)
+        for name, role, agent in [
+            ("ivy", "inspector", None),
+            ("lea", "lead", None),
+            ("alice", "agent", "A1"),
+        ]
+    }
 
 
 @pytest.mark.parametrize("mode", ["deduction", "weighted"])
-@pytest.mark.parametrize("text, auto_fail", [
-    ("Hello, how can I help?", False),  # bye fails, sorry is N/A
-    ("Hello, that is a stupid question.", True),  # the critical item fails too
-])
+@pytest.mark.parametrize(
+    "text, auto_fail",
+    [
+        ("Hello, how can I help?", False),  # bye fails, sorry is N/A
+        ("Hello, that is a stupid question.", True),  # the critical item fails too
+    ],
+)
 def test_confirming_every_automatic_outcome_gives_the_machine_total(
-        wf, people, mode, text, auto_fail):
+    wf, people, mode, text, auto_fail
+):
     card = parse_scorecard(card_text(mode))
     transcript, meta = call(text)
     score = score_call(transcript, meta, card)
@@ -143,10 +170,18 @@ def test_overturned_dispute_recomputes_with_the_same_function(wf, people, mode):
     dispute = wf.open_dispute(people["alice"], "c1", "polite", "I quoted the customer")
     wf.resolve_dispute(people["lea"], dispute.id, "overturned", "a quote, not an insult")
     after = wf.get_call(people["lea"], "c1")
-    expected = outcome([OutcomeItem(item_id=r.item_id, outcome=PASS if r.item_id == "polite"
-                                    else r.outcome, points_possible=r.points_possible,
-                                    critical=r.critical) for r in score.items],
-                       Scoring.of_card(card))
+    expected = outcome(
+        [
+            OutcomeItem(
+                item_id=r.item_id,
+                outcome=PASS if r.item_id == "polite" else r.outcome,
+                points_possible=r.points_possible,
+                critical=r.critical,
+            )
+            for r in score.items
+        ],
+        Scoring.of_card(card),
+    )
     assert not expected.auto_fail
     assert (after.final_total, after.final_passed) == (expected.total, expected.passed)
     assert after.final_auto_fail is False and not after.failed_critical

@@ -42,8 +42,7 @@ def test_speech_far_from_every_word_is_uncovered():
     words = [(1.0, 1.5), (2.0, 2.4), (8.0, 8.5)]
     lost = uncovered(speech, words, reach=0.5, min_piece=0.3)
     # 0.5 s before the first word's reach, 2.9-7.5 between words, the second region whole
-    assert [(s.start, s.end) for s in lost] == [(0.0, 0.5), (2.9, 7.5), (9.0, 10.0),
-                                                (20.0, 21.0)]
+    assert [(s.start, s.end) for s in lost] == [(0.0, 0.5), (2.9, 7.5), (9.0, 10.0), (20.0, 21.0)]
     assert uncovered(speech, [(0.0, 10.0), (20.0, 21.0)]) == []
     assert uncovered([], words) == []
     # a breath between two words is not lost speech
@@ -56,13 +55,25 @@ def test_doubtful_text_over_silence_is_dropped_confident_text_is_kept():
 
     def fw(start, end, **stats):
         values = dict(compression_ratio=1.5, no_speech_prob=0.1, avg_logprob=-0.3) | stats
-        return FwSegment(id=0, seek=0, start=start, end=end, text=" x", tokens=[],
-                         temperature=0.0, words=[FwWord(start=start, end=end, word=" x",
-                                                        probability=0.9)], **values)
+        return FwSegment(
+            id=0,
+            seek=0,
+            start=start,
+            end=end,
+            text=" x",
+            tokens=[],
+            temperature=0.0,
+            words=[FwWord(start=start, end=end, word=" x", probability=0.9)],
+            **values,
+        )
 
     speech = [seg(0.0, 5.0)]
-    segments = [fw(1.0, 2.0), fw(10.0, 12.0, no_speech_prob=0.8),
-                fw(20.0, 22.0), fw(30.0, 31.0, avg_logprob=-1.5)]
+    segments = [
+        fw(1.0, 2.0),
+        fw(10.0, 12.0, no_speech_prob=0.8),
+        fw(20.0, 22.0),
+        fw(30.0, 31.0, avg_logprob=-1.5),
+    ]
     dropped = [0.0]
     kept = list(Transcriber._judged(segments, speech, dropped))
     assert [s.start for s in kept] == [1.0, 20.0]  # the VAD may miss speech Whisper is sure of
@@ -70,10 +81,12 @@ def test_doubtful_text_over_silence_is_dropped_confident_text_is_kept():
     # the decoder said 0-18.8 s, the aligner put the words at 22-30 s: read that speech again
     from dataclasses import replace as dc_replace
 
-    astray = dc_replace(fw(0.0, 18.8), words=[dc_replace(w, start=22.0, end=29.9)
-                                               for w in fw(0.0, 18.8).words])
-    near = dc_replace(fw(7.0, 12.0), words=[dc_replace(w, start=13.1, end=13.5)
-                                             for w in fw(7.0, 12.0).words])
+    astray = dc_replace(
+        fw(0.0, 18.8), words=[dc_replace(w, start=22.0, end=29.9) for w in fw(0.0, 18.8).words]
+    )
+    near = dc_replace(
+        fw(7.0, 12.0), words=[dc_replace(w, start=13.1, end=13.5) for w in fw(7.0, 12.0).words]
+    )
     dropped = [0.0]
     kept = list(Transcriber._judged([astray, near], [seg(0.0, 30.0)], dropped))
     assert kept == [near] and dropped[0] == pytest.approx(18.8)
@@ -99,7 +112,7 @@ def _two_voices(rng, chunks=40, dim=16, distance=0.15, both_every=3):
         voices = [first, 1 - first] if c % both_every == 0 else [first]
         for j, v in enumerate(voices):
             emb[c, j] = (a, b)[v] + 0.03 * rng.normal(size=dim)
-            seg[c, 50 * j: 50 * j + 40, j] = 1
+            seg[c, 50 * j : 50 * j + 40, j] = 1
             truth[c, j] = v
     return emb, seg, truth
 
@@ -124,8 +137,12 @@ def test_two_party_split_finds_two_close_voices():
 
 
 def test_role_confidence_is_capped_by_the_speakers_it_rests_on():
-    roles = RoleAssignment(speaker_roles={"A": Role.AGENT, "B": Role.CUSTOMER},
-                           method="scored", confidence=0.97, margin=6.0)
+    roles = RoleAssignment(
+        speaker_roles={"A": Role.AGENT, "B": Role.CUSTOMER},
+        method="scored",
+        confidence=0.97,
+        margin=6.0,
+    )
     one = temper_roles(roles, Diarization(speakers_found=1))
     assert one.confidence == 0.0 and "only one voice" in one.evidence[-1]
     close = temper_roles(roles, Diarization(speakers_found=2, separation=0.16))
@@ -148,15 +165,24 @@ def test_overlap_share():
 
 
 def _asr(words=1, speech=30.0, lost=()):
-    return AsrResult(words=[Word(start=i, end=i + 0.5, text=" w") for i in range(words)],
-                     language="en", duration=60.0, speech_seconds=speech,
-                     lost=[seg(a, b) for a, b in lost])
+    return AsrResult(
+        words=[Word(start=i, end=i + 0.5, text=" w") for i in range(words)],
+        language="en",
+        duration=60.0,
+        speech_seconds=speech,
+        lost=[seg(a, b) for a, b in lost],
+    )
 
 
 def test_collapsed_mono_call_is_an_issue():
     roles = RoleAssignment(speaker_roles={"S": Role.AGENT}, method="scored", confidence=0.0)
-    q = assess([utt("S", 0, 5)], roles, [_asr()], source="diarization",
-               diarization=Diarization(speakers_found=1))
+    q = assess(
+        [utt("S", 0, 5)],
+        roles,
+        [_asr()],
+        source="diarization",
+        diarization=Diarization(speakers_found=1),
+    )
     assert [i.code for i in q.issues] == [QualityCode.SPEAKERS_COLLAPSED]
     assert q.speakers_found == 1 and q.doubtful
 
@@ -164,24 +190,37 @@ def test_collapsed_mono_call_is_an_issue():
 def test_split_close_voices_lost_speech_and_overtalk_are_issues():
     roles = RoleAssignment(method="scored", confidence=0.2)
     turns = [SpeakerTurn(start=0, end=4, speaker="A"), SpeakerTurn(start=1, end=5, speaker="B")]
-    q = assess([utt("A", 0, 4), utt("B", 1, 5)], roles, [_asr(lost=[(10, 12.5)])],
-               source="diarization",
-               diarization=Diarization(turns=turns, speakers_found=2,
-                                       speaker_pass="two_party_split", separation=0.16))
+    q = assess(
+        [utt("A", 0, 4), utt("B", 1, 5)],
+        roles,
+        [_asr(lost=[(10, 12.5)])],
+        source="diarization",
+        diarization=Diarization(
+            turns=turns, speakers_found=2, speaker_pass="two_party_split", separation=0.16
+        ),
+    )
     codes = [i.code for i in q.issues]
-    assert codes == [QualityCode.SPEAKERS_UNCERTAIN, QualityCode.LOST_SPEECH,
-                     QualityCode.OVERLAP]
+    assert codes == [QualityCode.SPEAKERS_UNCERTAIN, QualityCode.LOST_SPEECH, QualityCode.OVERLAP]
     assert "0:10.0" in q.issues[1].reason and q.lost_speech_seconds == 2.5
-    clear = assess([utt("A", 0, 4), utt("B", 4, 8)], roles, [_asr(lost=[(1, 1.5)])],
-                   source="diarization", diarization=Diarization(speakers_found=2,
-                                                                 separation=0.45))
+    clear = assess(
+        [utt("A", 0, 4), utt("B", 4, 8)],
+        roles,
+        [_asr(lost=[(1, 1.5)])],
+        source="diarization",
+        diarization=Diarization(speakers_found=2, separation=0.45),
+    )
     assert clear.issues == [] and clear.lost_speech_seconds == 0.5
 
 
 def test_silent_channel_is_an_issue():
     roles = RoleAssignment(method="configured", confidence=1.0)
-    q = assess([utt("ch0", 0, 4)], roles, [_asr(), _asr(words=0, speech=0.0)],
-               source="channels", channel_speech={0: _asr(), 1: _asr(words=0, speech=0.0)})
+    q = assess(
+        [utt("ch0", 0, 4)],
+        roles,
+        [_asr(), _asr(words=0, speech=0.0)],
+        source="channels",
+        channel_speech={0: _asr(), 1: _asr(words=0, speech=0.0)},
+    )
     assert [i.code for i in q.issues] == [QualityCode.SILENT_CHANNEL]
     assert q.silent_channels == [1] and q.speakers_found == 1
 
@@ -191,8 +230,13 @@ def test_issues_flag_the_call_for_a_person():
 
     words = [Word(start=0.0, end=0.5, text=" hello", speaker="S")]
     meta = CallMeta(call_id="c1", language="en")
-    t = transcribe_call(_decoded(), meta, lambda s, lang: AsrResult(
-        words=words, language="en", duration=4.0, speech_seconds=2.0), _OneVoice(), _settings())
+    t = transcribe_call(
+        _decoded(),
+        meta,
+        lambda s, lang: AsrResult(words=words, language="en", duration=4.0, speech_seconds=2.0),
+        _OneVoice(),
+        _settings(),
+    )
     assert t.quality is not None and t.quality.issues
     card: Scorecard = default_scorecard("en")
     score = score_call(t, meta, card)
@@ -214,8 +258,13 @@ class _OneVoice:
 
 def _decoded(channels=1, seconds=4.0):
     n = int(8000 * seconds)
-    return DecodedAudio(samples=np.zeros((channels, n), dtype=np.float32), sample_rate=8000,
-                        source="x.wav", format="wav", duration=seconds)
+    return DecodedAudio(
+        samples=np.zeros((channels, n), dtype=np.float32),
+        sample_rate=8000,
+        source="x.wav",
+        format="wav",
+        duration=seconds,
+    )
 
 
 def _settings():
@@ -238,8 +287,12 @@ def test_one_silent_channel_is_scored_with_an_issue():
     def asr(samples, lang):
         calls.append(1)
         if len(calls) == 1:
-            return AsrResult(words=[Word(start=0.2, end=0.6, text=" hello")], language="en",
-                             duration=4.0, speech_seconds=1.0)
+            return AsrResult(
+                words=[Word(start=0.2, end=0.6, text=" hello")],
+                language="en",
+                duration=4.0,
+                speech_seconds=1.0,
+            )
         return AsrResult(language="en", duration=4.0, speech_seconds=0.0)
 
     t = transcribe_call(_decoded(channels=2), CallMeta(call_id="s1"), asr, None, _settings())

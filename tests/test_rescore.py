@@ -23,7 +23,10 @@ from qa.store import Keys, open_store
 PIPELINE = "4"
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 CALLS = {  # call id -> (team, days after START)
-    "c-a1": ("alpha", 0), "c-a2": ("alpha", 8), "c-b1": ("beta", 1), "c-b2": ("beta", 9),
+    "c-a1": ("alpha", 0),
+    "c-a2": ("alpha", 8),
+    "c-b1": ("beta", 1),
+    "c-b2": ("beta", 9),
 }
 
 
@@ -31,7 +34,8 @@ def new_card(tmp: Path) -> Path:
     text = (SCORECARD_DIR / "en_customer_service.yaml").read_text(encoding="utf-8")
     assert 'version: "1.1"' in text and "threshold: 30}" in text
     text = text.replace('version: "1.1"', 'version: "1.2"').replace(
-        "op: \"<=\", threshold: 30}", "op: \"<=\", threshold: 3}")
+        'op: "<=", threshold: 30}', 'op: "<=", threshold: 3}'
+    )
     path = tmp / "en_v12.yaml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -44,21 +48,34 @@ def site(tmp_path) -> Settings:
     from qa.workflow import open_workflow
 
     home = tmp_path / "home"
-    settings = Settings(home=home, store_url=f"file://{home / 'store'}",
-                        database_url=f"sqlite:///{home / 'workflow.db'}",
-                        asr_model_en=str(tmp_path / "no-whisper"),
-                        asr_model_multi=str(tmp_path / "no-whisper"),
-                        models_dir=tmp_path / "no-models-for-asr")
+    settings = Settings(
+        home=home,
+        store_url=f"file://{home / 'store'}",
+        database_url=f"sqlite:///{home / 'workflow.db'}",
+        asr_model_en=str(tmp_path / "no-whisper"),
+        asr_model_multi=str(tmp_path / "no-whisper"),
+        models_dir=tmp_path / "no-models-for-asr",
+    )
     store, wf = open_store(settings), open_workflow(settings)
     card = default_scorecard("en")
     for n, (call_id, (team, day)) in enumerate(CALLS.items()):
         transcript = long_call(2.0, seed=n, call_id=call_id)
-        meta = CallMeta(call_id=call_id, agent_id=f"A{n}", team=team, queue="billing",
-                        started_at=START + timedelta(days=day), language="en")
-        result = CallResult(meta=meta, transcript=transcript,
-                            score=score_call(transcript, meta, card), pipeline_version=PIPELINE,
-                            scorecard_version=card.version,
-                            created_at=datetime(2026, 11, 20, tzinfo=UTC))
+        meta = CallMeta(
+            call_id=call_id,
+            agent_id=f"A{n}",
+            team=team,
+            queue="billing",
+            started_at=START + timedelta(days=day),
+            language="en",
+        )
+        result = CallResult(
+            meta=meta,
+            transcript=transcript,
+            score=score_call(transcript, meta, card),
+            pipeline_version=PIPELINE,
+            scorecard_version=card.version,
+            created_at=datetime(2026, 11, 20, tzinfo=UTC),
+        )
         publish_result(store, result)
         wf.sync_result(result)
         Index(store).append([result])
@@ -72,8 +89,9 @@ def keys_of(settings: Settings) -> set[str]:
 def rescore(settings: Settings, card: Path, **selection) -> object:
     from workers.rescore import run_rescore
 
-    return run_rescore(settings, scorecard=card, selection=RescoreFilter(**selection),
-                       use_ray=False)
+    return run_rescore(
+        settings, scorecard=card, selection=RescoreFilter(**selection), use_ray=False
+    )
 
 
 def test_rescore_writes_the_new_version_beside_the_old_and_runs_once(site, tmp_path):
@@ -87,22 +105,28 @@ def test_rescore_writes_the_new_version_beside_the_old_and_runs_once(site, tmp_p
     added = keys_of(site) - before
     assert before <= keys_of(site)  # the old results are kept
     assert added == {Keys.result(c, PIPELINE, "en_customer_service", "1.2") for c in CALLS}
-    new = open_store(site).get_json(Keys.result("c-a1", PIPELINE, "en_customer_service",
-                                                "1.2"), CallResult)
+    new = open_store(site).get_json(
+        Keys.result("c-a1", PIPELINE, "en_customer_service", "1.2"), CallResult
+    )
     assert new.scorecard_version == "1.2" and new.pipeline_version == PIPELINE
     assert "dead_air" in {i.item_id for i in new.score.items}
-    old = open_store(site).get_json(Keys.result("c-a1", PIPELINE, "en_customer_service", "1.1"),
-                                    CallResult)
-    assert [(u.role, u.start, u.text) for u in new.transcript.utterances] == \
-        [(u.role, u.start, u.text) for u in old.transcript.utterances]  # as stored, not redone
+    old = open_store(site).get_json(
+        Keys.result("c-a1", PIPELINE, "en_customer_service", "1.1"), CallResult
+    )
+    assert [(u.role, u.start, u.text) for u in new.transcript.utterances] == [
+        (u.role, u.start, u.text) for u in old.transcript.utterances
+    ]  # as stored, not redone
     rows = Index(open_store(site)).query("SELECT call_id, scorecard_version FROM calls")
     assert set(rows["scorecard_version"]) == {"1.2"} and len(rows) == 4
     from dashboard.data import GROUP_COLUMNS, PER_CARD  # the trends page, by scorecard version
 
     split = Index(open_store(site)).query(
-        f"SELECT {GROUP_COLUMNS['scorecard']} AS card, count(*) AS n FROM {PER_CARD} GROUP BY 1")
+        f"SELECT {GROUP_COLUMNS['scorecard']} AS card, count(*) AS n FROM {PER_CARD} GROUP BY 1"
+    )
     assert dict(zip(split["card"], split["n"], strict=True)) == {
-        "en_customer_service@1.1": 4, "en_customer_service@1.2": 4}
+        "en_customer_service@1.1": 4,
+        "en_customer_service@1.2": 4,
+    }
     wf = open_workflow(site)
     admin = wf.add_user(None, "admin1", "admin-password-1", "admin")
     assert {wf.get_call(admin, c).scorecard_version for c in CALLS} == {"1.2"}
@@ -112,23 +136,28 @@ def test_rescore_writes_the_new_version_beside_the_old_and_runs_once(site, tmp_p
     assert keys_of(site) == before | added
 
 
-@pytest.mark.parametrize("selection, chosen", [
-    ({"team": "beta"}, {"c-b1", "c-b2"}),
-    ({"since": START + timedelta(days=5)}, {"c-a2", "c-b2"}),
-    ({"until": START + timedelta(days=5), "team": "alpha"}, {"c-a1"}),
-    ({"call_ids": ["c-a2", "c-b1"]}, {"c-a2", "c-b1"}),
-])
+@pytest.mark.parametrize(
+    "selection, chosen",
+    [
+        ({"team": "beta"}, {"c-b1", "c-b2"}),
+        ({"since": START + timedelta(days=5)}, {"c-a2", "c-b2"}),
+        ({"until": START + timedelta(days=5), "team": "alpha"}, {"c-a1"}),
+        ({"call_ids": ["c-a2", "c-b1"]}, {"c-a2", "c-b1"}),
+    ],
+)
 def test_selection_by_team_date_and_id(site, selection, chosen):
-    plan = plan_rescore(open_store(site), lambda lang: "en_customer_service@1.2",
-                        RescoreFilter(**selection))
+    plan = plan_rescore(
+        open_store(site), lambda lang: "en_customer_service@1.2", RescoreFilter(**selection)
+    )
     assert {t.call_id for t in plan.targets} == chosen
     assert all(t.key.endswith("en_customer_service@1.1.json") for t in plan.targets)
 
 
 def test_unreadable_and_missing_results_are_reported_not_fatal(site, tmp_path):
     store = open_store(site)
-    store.put_bytes(Keys.result("c-b2", PIPELINE, "en_customer_service", "1.1"), b"{oops",
-                    "application/json")
+    store.put_bytes(
+        Keys.result("c-b2", PIPELINE, "en_customer_service", "1.1"), b"{oops", "application/json"
+    )
     summary = rescore(site, new_card(tmp_path), call_ids=["c-b1", "c-b2", "c-zz"])
     assert summary.done == 1 and summary.results == ["c-b1"]
     assert set(summary.errors) == {"c-b2", "c-zz"} and summary.failed == 2
@@ -159,22 +188,28 @@ def rescore_app():
     return app
 
 
-@pytest.mark.parametrize("counts, code", [
-    ({"total": 2, "done": 2}, 0),
-    ({"total": 2, "done": 1, "failed": 1}, 1),
-    ({"total": 2, "done": 1, "skipped": 1}, 3),
-    ({"already": 4}, 0),  # nothing to do
-])
+@pytest.mark.parametrize(
+    "counts, code",
+    [
+        ({"total": 2, "done": 2}, 0),
+        ({"total": 2, "done": 1, "failed": 1}, 1),
+        ({"total": 2, "done": 1, "skipped": 1}, 3),
+        ({"already": 4}, 0),  # nothing to do
+    ],
+)
 def test_qa_rescore_exit_status(monkeypatch, counts, code):
     import workers.rescore
 
-    monkeypatch.setattr(workers.rescore, "run_rescore",
-                        lambda *a, **k: workers.rescore.RescoreSummary(**counts))
+    monkeypatch.setattr(
+        workers.rescore, "run_rescore", lambda *a, **k: workers.rescore.RescoreSummary(**counts)
+    )
     result = CliRunner().invoke(rescore_app(), ["rescore"])
     assert result.exit_code == code, result.output
     assert "rescore summary" in result.output
-    assert "3    some calls were left for the next run" in CliRunner().invoke(
-        rescore_app(), ["rescore", "--help"]).output
+    assert (
+        "3    some calls were left for the next run"
+        in CliRunner().invoke(rescore_app(), ["rescore", "--help"]).output
+    )
 
 
 @pytest.mark.integration
@@ -185,22 +220,28 @@ def test_qa_rescore_on_ray(site, tmp_path, monkeypatch):
     nothing to do."""
     from qa.config import get_settings
 
-    for key, value in {"QA_HOME": str(site.home), "QA_STORE_URL": site.store_url,
-                       "QA_DATABASE_URL": site.database_url,
-                       "QA_ASR_MODEL_EN": site.asr_model_en,
-                       "QA_ASR_MODEL_MULTI": site.asr_model_multi}.items():
+    for key, value in {
+        "QA_HOME": str(site.home),
+        "QA_STORE_URL": site.store_url,
+        "QA_DATABASE_URL": site.database_url,
+        "QA_ASR_MODEL_EN": site.asr_model_en,
+        "QA_ASR_MODEL_MULTI": site.asr_model_multi,
+    }.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     card = new_card(tmp_path)
     before = keys_of(site)
     try:
-        first = CliRunner().invoke(rescore_app(), ["rescore", "--scorecard", str(card),
-                                                   "--team", "alpha"])
+        first = CliRunner().invoke(
+            rescore_app(), ["rescore", "--scorecard", str(card), "--team", "alpha"]
+        )
         assert first.exit_code == 0, first.output
         assert keys_of(site) - before == {
-            Keys.result(c, PIPELINE, "en_customer_service", "1.2") for c in ("c-a1", "c-a2")}
-        second = CliRunner().invoke(rescore_app(), ["rescore", "--scorecard", str(card),
-                                                    "--team", "alpha"])
+            Keys.result(c, PIPELINE, "en_customer_service", "1.2") for c in ("c-a1", "c-a2")
+        }
+        second = CliRunner().invoke(
+            rescore_app(), ["rescore", "--scorecard", str(card), "--team", "alpha"]
+        )
         assert second.exit_code == 0, second.output
         assert "2 call(s) already have a result" in second.output
     finally:

@@ -26,17 +26,31 @@ CARDS = {"en_customer_service@1"}
 
 
 def _meta(call_id: str, day: int) -> CallMeta:
-    return CallMeta(call_id=call_id, agent_id="A1", started_at=datetime(2026, 1, day, tzinfo=UTC),
-                    audio_key=f"calls/{call_id}/audio.wav")
+    return CallMeta(
+        call_id=call_id,
+        agent_id="A1",
+        started_at=datetime(2026, 1, day, tzinfo=UTC),
+        audio_key=f"calls/{call_id}/audio.wav",
+    )
 
 
 def _result(meta: CallMeta, version: str = V, created: int = 1) -> CallResult:
-    score = CallScore(call_id=meta.call_id, scorecard_id="en_customer_service",
-                      scorecard_version="1", total=90, pass_mark=80, passed=True)
-    return CallResult(meta=meta, transcript=Transcript(call_id=meta.call_id, language="en",
-                                                       duration=10.0),
-                      score=score, pipeline_version=version, scorecard_version="1",
-                      created_at=datetime(2026, 2, created, tzinfo=UTC))
+    score = CallScore(
+        call_id=meta.call_id,
+        scorecard_id="en_customer_service",
+        scorecard_version="1",
+        total=90,
+        pass_mark=80,
+        passed=True,
+    )
+    return CallResult(
+        meta=meta,
+        transcript=Transcript(call_id=meta.call_id, language="en", duration=10.0),
+        score=score,
+        pipeline_version=version,
+        scorecard_version="1",
+        created_at=datetime(2026, 2, created, tzinfo=UTC),
+    )
 
 
 @pytest.fixture
@@ -54,15 +68,16 @@ def test_pending_lists_unprocessed_calls_oldest_first(store):
 
 def test_result_and_error_records_remove_calls_from_pending(store):
     publish_result(store, _result(_meta("c1", 2)))
-    publish_error(store, error_record(_meta("c2", 3), "transcribe",
-                                      CorruptAudioError("truncated", file="c2.wav")))
+    publish_error(
+        store,
+        error_record(_meta("c2", 3), "transcribe", CorruptAudioError("truncated", file="c2.wav")),
+    )
     assert [m.call_id for m in pending_calls(store, V, CARDS)] == ["c3"]
     assert [m.call_id for m in pending_calls(store, V, CARDS, retry_errors=True)] == ["c3", "c2"]
     # a new pipeline version makes every call pending again; a new scorecard re-scores the
     # calls with results, while bad audio stays an error for the pipeline version
     assert len(pending_calls(store, V + ".next", CARDS)) == 3
-    assert [m.call_id for m in pending_calls(store, V, {"en_customer_service@2"})] == [
-        "c3", "c1"]
+    assert [m.call_id for m in pending_calls(store, V, {"en_customer_service@2"})] == ["c3", "c1"]
 
 
 def test_a_result_replaces_the_error_record_so_a_call_has_exactly_one(store):
@@ -71,7 +86,8 @@ def test_a_result_replaces_the_error_record_so_a_call_has_exactly_one(store):
     publish_result(store, _result(meta))
     assert not store.exists(Keys.error("c2", V))
     assert list(store.list(Keys.results_prefix("c2"))) == [
-        f"results/c2/{V}/en_customer_service@1.json"]
+        f"results/c2/{V}/en_customer_service@1.json"
+    ]
     publish_result(store, _result(meta))  # re-running writes the same key
     assert len(list(store.list(Keys.results_prefix("c2")))) == 1
 
@@ -102,8 +118,11 @@ def test_a_revision_keeps_the_old_result_and_the_call_done(store):
 def test_error_record_keeps_user_message_and_locates_bugs():
     meta = _meta("c1", 1)
     user = error_record(meta, "transcribe", CorruptAudioError("truncated data", file="x.wav"))
-    assert (user.error_type, user.message, user.file) == ("CorruptAudioError", "truncated data",
-                                                          "x.wav")
+    assert (user.error_type, user.message, user.file) == (
+        "CorruptAudioError",
+        "truncated data",
+        "x.wav",
+    )
     try:
         {}["missing"]
     except KeyError as exc:

@@ -46,12 +46,14 @@ def test_chinese_agent_found_from_script():
 def test_chinese_agent_found_from_phrases_that_survive_asr_errors():
     """Mandarin ASR on telephone audio garbles most of the script; the apology, the
     security preface, "不客气" and "您的来电" come through and still mark the agent."""
-    heard = [utt("S1", 0.0, 9.0, "您抱, 万元之天被分天心, 或是可负小玩"),
-             utt("S2", 9.5, 14.0, "或是个月化, 被便知多疑贷多愉快"),
-             utt("S1", 14.5, 25.0, "最长抱歉被您太爱不便, 为了保护您的长护"),
-             utt("S2", 25.5, 27.0, "好,就好,谢谢您"),
-             utt("S1", 27.5, 30.0, "不客气,千万您的问题决了吗?"),
-             utt("S1", 30.5, 33.0, "当先您的来电,祝您神负虐快,再见")]
+    heard = [
+        utt("S1", 0.0, 9.0, "您抱, 万元之天被分天心, 或是可负小玩"),
+        utt("S2", 9.5, 14.0, "或是个月化, 被便知多疑贷多愉快"),
+        utt("S1", 14.5, 25.0, "最长抱歉被您太爱不便, 为了保护您的长护"),
+        utt("S2", 25.5, 27.0, "好,就好,谢谢您"),
+        utt("S1", 27.5, 30.0, "不客气,千万您的问题决了吗?"),
+        utt("S1", 30.5, 33.0, "当先您的来电,祝您神负虐快,再见"),
+    ]
     roles = assign_roles(heard, None)
     assert roles.speaker_roles == {"S1": Role.AGENT, "S2": Role.CUSTOMER}
     assert roles.confidence > 0.9
@@ -59,8 +61,11 @@ def test_chinese_agent_found_from_phrases_that_survive_asr_errors():
 
 
 def test_no_script_evidence_gives_low_confidence():
-    chat = [utt("A", 0, 2, "Hey, how are things?"), utt("B", 2.5, 5, "Not bad, and you?"),
-            utt("A", 5.5, 7, "Fine, thanks.")]
+    chat = [
+        utt("A", 0, 2, "Hey, how are things?"),
+        utt("B", 2.5, 5, "Not bad, and you?"),
+        utt("A", 5.5, 7, "Fine, thanks."),
+    ]
     roles = assign_roles(chat, CallMeta(call_id="x"))
     assert roles.confidence < 0.4
     assert roles.speaker_roles["A"] is Role.AGENT  # first speaker on an inbound call
@@ -74,8 +79,10 @@ def test_outbound_call_first_speaker_is_the_customer():
 
 
 def test_configured_channel_mapping_wins_over_evidence():
-    calls = [utt("ch0", 0, 3, "I'm calling about my order."),
-             utt("ch1", 3, 6, "Thank you for calling, how can I help?")]
+    calls = [
+        utt("ch0", 0, 3, "I'm calling about my order."),
+        utt("ch1", 3, 6, "Thank you for calling, how can I help?"),
+    ]
     meta = CallMeta(call_id="x", channel_roles={0: Role.AGENT, 1: Role.CUSTOMER})
     roles = assign_roles(calls, meta, channel_speakers={0: "ch0", 1: "ch1"})
     assert roles.method == "configured" and roles.confidence == 1.0

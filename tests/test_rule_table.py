@@ -23,7 +23,7 @@ SAMPLES = {
     "phrase": "type: phrase\nphrases: [thank you for calling]",
     "regex": "type: regex\npattern: 'REF-\\d{3}'",
     "order": "type: order\nfirst: {type: phrase, phrases: [date of birth]}\n"
-             "then: {type: phrase, phrases: [your balance]}",
+    "then: {type: phrase, phrases: [your balance]}",
     "semantic": "type: semantic\nexamples: [sorry for the trouble]",
     "metric": "type: metric\nmetric: dead_air\nop: '<='\nthreshold: 30",
     "sentiment": "type: sentiment\nop: '>='\nthreshold: 0",
@@ -62,8 +62,9 @@ def test_every_rule_type_has_an_evaluator_and_a_model():
 @pytest.mark.parametrize("rule_type", RULE_TYPES)
 def test_every_rule_type_evaluates(rule_type):
     scorecard = card(item("x", SAMPLES[rule_type]))
-    rule = next(r for _, r in walk_rules(scorecard.sections[0].items[0].rule, ())
-                if r.type == rule_type)
+    rule = next(
+        r for _, r in walk_rules(scorecard.sections[0].items[0].rule, ()) if r.type == rule_type
+    )
     transcript = busy_call()
     result = CallContext(transcript, scorecard, compute_metrics(transcript)).evaluate(rule)
     assert result.outcome in (ItemOutcome.PASS, ItemOutcome.FAIL, ItemOutcome.NA)
@@ -90,7 +91,8 @@ def test_every_metric_is_computed_accepted_and_evaluated(name):
     role = "\nrole: customer" if metric.per_role else ""
     scorecard = card(item("x", f"type: metric\nmetric: {name}{role}\nop: '<'\nthreshold: 1000"))
     result = CallContext(transcript, scorecard, computed).evaluate(
-        scorecard.sections[0].items[0].rule)
+        scorecard.sections[0].items[0].rule
+    )
     assert result.outcome == ItemOutcome.PASS and result.reason.startswith(metric.label)
 
 
@@ -98,24 +100,29 @@ def test_a_metric_with_segments_shows_them_as_evidence():
     transcript = busy_call()
     scorecard = card(item("x", "type: metric\nmetric: hold_count\nop: '=='\nthreshold: 0"))
     result = CallContext(transcript, scorecard, compute_metrics(transcript)).evaluate(
-        scorecard.sections[0].items[0].rule)
+        scorecard.sections[0].items[0].rule
+    )
     assert result.outcome == ItemOutcome.FAIL
     assert [(e.start, e.end, e.note) for e in result.evidence] == [(17.0, 57.0, "hold 40.0 s")]
 
 
 def test_role_only_on_per_role_metrics():
     for name, metric in METRICS.items():
-        _, problems = check_text(card_text(item(
-            "x", f"type: metric\nmetric: {name}\nrole: agent\nop: '<'\nthreshold: 1")))
+        _, problems = check_text(
+            card_text(
+                item("x", f"type: metric\nmetric: {name}\nrole: agent\nop: '<'\nthreshold: 1")
+            )
+        )
         assert bool(problems) != metric.per_role, (name, problems)
 
 
 def test_unknown_metric_is_refused_with_file_line_and_the_known_names(tmp_path):
     path = tmp_path / "card.yaml"
-    path.write_text(card_text(item("x", "type: metric\nmetric: loudness\nop: '<'\n"
-                                        "threshold: 3")), encoding="utf-8")
-    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1)
-                if "loudness" in text)
+    path.write_text(
+        card_text(item("x", "type: metric\nmetric: loudness\nop: '<'\nthreshold: 3")),
+        encoding="utf-8",
+    )
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "loudness" in text)
     with pytest.raises(ScorecardError) as info:
         load_scorecard(path)
     message = str(info.value)
@@ -123,16 +130,21 @@ def test_unknown_metric_is_refused_with_file_line_and_the_known_names(tmp_path):
     assert all(name in message for name in METRICS)
 
 
-@pytest.mark.parametrize("rule, reason", [
-    ("type: volume\nphrases: [hello]", "unknown rule type 'volume'; use one of"),
-    ("phrases: [hello]", "a rule needs a `type`: one of"),
-])
+@pytest.mark.parametrize(
+    "rule, reason",
+    [
+        ("type: volume\nphrases: [hello]", "unknown rule type 'volume'; use one of"),
+        ("phrases: [hello]", "a rule needs a `type`: one of"),
+    ],
+)
 def test_unknown_or_missing_rule_type_is_refused_with_file_line_and_the_types(
-        tmp_path, rule, reason):
+    tmp_path, rule, reason
+):
     path = tmp_path / "card.yaml"
     path.write_text(card_text(item("x", rule)), encoding="utf-8")
-    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1)
-                if text.strip() == "rule:")
+    line = next(
+        i for i, text in enumerate(path.read_text().splitlines(), 1) if text.strip() == "rule:"
+    )
     with pytest.raises(ScorecardError) as info:
         load_scorecard(path)
     message = str(info.value)

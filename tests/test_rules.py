@@ -33,13 +33,17 @@ sections:
 
 
 def card_text(*items: str) -> str:
-    return HEADER + "".join(textwrap.indent(textwrap.dedent(i).strip("\n"), " " * 6) + "\n"
-                            for i in items)
+    return HEADER + "".join(
+        textwrap.indent(textwrap.dedent(i).strip("\n"), " " * 6) + "\n" for i in items
+    )
 
 
 def item(item_id: str, rule: str, points: float = 100, extra: str = "") -> str:
-    return (f"- id: {item_id}\n  name: {item_id}\n  points: {points}\n{extra}  rule:\n"
-            + textwrap.indent(textwrap.dedent(rule).strip("\n"), "    ") + "\n")
+    return (
+        f"- id: {item_id}\n  name: {item_id}\n  points: {points}\n{extra}  rule:\n"
+        + textwrap.indent(textwrap.dedent(rule).strip("\n"), "    ")
+        + "\n"
+    )
 
 
 def card(*items: str):
@@ -55,7 +59,8 @@ def evaluate(transcript: Transcript, scorecard, item_id: str | None = None, **kw
 def call(*turns: tuple[Role, str] | tuple[Role, str, dict], language: str = "en") -> Transcript:
     return scripted_transcript(
         [ScriptedTurn(role=t[0], text=t[1], **(t[2] if len(t) > 2 else {})) for t in turns],
-        language=language)
+        language=language,
+    )
 
 
 # --------------------------------------------------------------------------- validation
@@ -81,28 +86,63 @@ def test_valid_card_loads():
     assert c.version == "1" and c.items[0][1].rule.phrases == ["hello"]
 
 
-@pytest.mark.parametrize("mutate, needle, reason", [
-    (lambda t: t.replace("phrases: [hello]", "phrases: [hello]\n          colour: red"),
-     "colour: red", "unknown key 'colour'"),
-    (lambda t: t.replace("type: phrase", "type: phrasing"), "rule:", "unknown rule type"),
-    (lambda t: t.replace("pass_mark: 80", "pass_mark: high"), "pass_mark", "valid number"),
-    (lambda t: t.replace("points: 100", "points: 90"), "sections:", "sum to 100"),
-    (lambda t: t.replace("phrases: [hello]", "phrases: []"), "phrases: []", "at least 1"),
-    (lambda t: t.replace("phrases: [hello]", "phrases: [hi]\n          phrases: [yo]"),
-     "phrases: [yo]", "duplicate key 'phrases'"),
-    (lambda t: t.replace("type: phrase\n          phrases: [hello]",
-                         "type: regex\n          pattern: 'thank(s'"), "pattern:", "bad regular"),
-    (lambda t: t.replace("type: phrase\n          phrases: [hello]",
-                         "type: metric\n          metric: loudness\n          op: '<'\n"
-                         "          threshold: 3"), "metric: loudness", "longest_silence"),
-    (lambda t: t.replace("type: phrase\n          phrases: [hello]",
-                         "type: order\n          first: {type: phrase, phrases: [hi]}\n"
-                         "          then: nowhere"),
-     "then: nowhere", "unknown rule or item id 'nowhere'"),
-    (lambda t: t.replace("phrases: [hello]", "phrases: [hello]\n          window: {first: 10, "
-                         "after: greet}"), "window:", "not both"),
-    (lambda t: t.replace("name: Main", "name: Main\n    foo: bar: baz"), "foo", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "mutate, needle, reason",
+    [
+        (
+            lambda t: t.replace("phrases: [hello]", "phrases: [hello]\n          colour: red"),
+            "colour: red",
+            "unknown key 'colour'",
+        ),
+        (lambda t: t.replace("type: phrase", "type: phrasing"), "rule:", "unknown rule type"),
+        (lambda t: t.replace("pass_mark: 80", "pass_mark: high"), "pass_mark", "valid number"),
+        (lambda t: t.replace("points: 100", "points: 90"), "sections:", "sum to 100"),
+        (lambda t: t.replace("phrases: [hello]", "phrases: []"), "phrases: []", "at least 1"),
+        (
+            lambda t: t.replace("phrases: [hello]", "phrases: [hi]\n          phrases: [yo]"),
+            "phrases: [yo]",
+            "duplicate key 'phrases'",
+        ),
+        (
+            lambda t: t.replace(
+                "type: phrase\n          phrases: [hello]",
+                "type: regex\n          pattern: 'thank(s'",
+            ),
+            "pattern:",
+            "bad regular",
+        ),
+        (
+            lambda t: t.replace(
+                "type: phrase\n          phrases: [hello]",
+                "type: metric\n          metric: loudness\n          op: '<'\n"
+                "          threshold: 3",
+            ),
+            "metric: loudness",
+            "longest_silence",
+        ),
+        (
+            lambda t: t.replace(
+                "type: phrase\n          phrases: [hello]",
+                "type: order\n          first: {type: phrase, phrases: [hi]}\n"
+                "          then: nowhere",
+            ),
+            "then: nowhere",
+            "unknown rule or item id 'nowhere'",
+        ),
+        (
+            lambda t: t.replace(
+                "phrases: [hello]", "phrases: [hello]\n          window: {first: 10, after: greet}"
+            ),
+            "window:",
+            "not both",
+        ),
+        (
+            lambda t: t.replace("name: Main", "name: Main\n    foo: bar: baz"),
+            "foo",
+            "not valid YAML",
+        ),
+    ],
+)
 def test_bad_card_names_line_and_reason(mutate, needle, reason):
     text = mutate(card_text(item("greet", PHRASE)))
     err = rejected(text)
@@ -114,8 +154,9 @@ def test_duplicate_item_id_reports_the_second():
     text = card_text(item("greet", PHRASE, 50), item("greet", PHRASE, 50))
     err = rejected(text)
     assert "duplicate item id 'greet'" in str(err)
-    assert err.line == [i for i, line in enumerate(text.splitlines(), 1)
-                        if "- id: greet" in line][1]
+    assert (
+        err.line == [i for i, line in enumerate(text.splitlines(), 1) if "- id: greet" in line][1]
+    )
 
 
 def test_weighted_card_needs_weights():
@@ -137,22 +178,30 @@ def test_load_scorecard_missing_file(tmp_path):
 
 
 def test_phrase_evidence_has_time_speaker_and_phrase():
-    t = call((A, "Good morning, thank you for calling Northwind Telecom."),
-             (C, "Hi there, thank you."))
+    t = call(
+        (A, "Good morning, thank you for calling Northwind Telecom."), (C, "Hi there, thank you.")
+    )
     r = evaluate(t, card(item("greet", "type: phrase\nphrases: [thank you for calling]")))
     assert r.outcome == PASS
     ev = r.evidence[0]
     words = t.utterances[0].words
     assert ev.start == words[2].start and ev.end == words[5].end  # "thank" .. "calling"
-    assert (ev.speaker, ev.role, ev.matched, ev.similarity) == ("agent", A,
-                                                                "thank you for calling", 1.0)
+    assert (ev.speaker, ev.role, ev.matched, ev.similarity) == (
+        "agent",
+        A,
+        "thank you for calling",
+        1.0,
+    )
 
 
-@pytest.mark.parametrize("heard", [
-    "Please note this call maybe recorder for quality purposes.",  # ASR substitutions
-    "This call may be record it for quality.",
-    "Thank you for calling North Wind Telcom.",
-])
+@pytest.mark.parametrize(
+    "heard",
+    [
+        "Please note this call maybe recorder for quality purposes.",  # ASR substitutions
+        "This call may be record it for quality.",
+        "Thank you for calling North Wind Telcom.",
+    ],
+)
 def test_fuzzy_phrase_tolerates_asr_errors(heard):
     c = card(item("x", "type: phrase\nphrases: [this call may be recorded, northwind telecom]"))
     r = evaluate(call((A, heard)), c)
@@ -160,11 +209,14 @@ def test_fuzzy_phrase_tolerates_asr_errors(heard):
     assert 0.85 <= r.evidence[0].similarity < 1.0
 
 
-@pytest.mark.parametrize("heard, found", [
-    ("Thank you for calling Northwindcalicam, my name is Olivia.", "Northwindcalicam,"),
-    ("Thank you for calling North Windcalic.", "North Windcalic."),
-    ("Thank you for calling North wind.", "North wind."),
-])
+@pytest.mark.parametrize(
+    "heard, found",
+    [
+        ("Thank you for calling Northwindcalicam, my name is Olivia.", "Northwindcalicam,"),
+        ("Thank you for calling North Windcalic.", "North Windcalic."),
+        ("Thank you for calling North wind.", "North wind."),
+    ],
+)
 def test_names_split_or_glued_by_asr_are_found(heard, found):
     """Whisper writes an unknown name in pieces or glued to the next word; the letters in a
     row from a word start are the name, with full similarity and the glued word as evidence."""
@@ -182,8 +234,7 @@ def test_names_split_or_glued_by_asr_are_found(heard, found):
 def test_word_breaks_are_ignored_only_at_word_starts_and_ends():
     c = card(item("x", "type: phrase\nphrases: [northwind]"))
     assert evaluate(call((A, "the southnorthwind line")), c).outcome == FAIL  # not a word start
-    several = card(item("x", "type: phrase\nmode: absent\nthreshold: 95\n"
-                             "phrases: [listen to me]"))
+    several = card(item("x", "type: phrase\nmode: absent\nthreshold: 95\nphrases: [listen to me]"))
     # a phrase of several words does not run on into a longer word: "listen to mention"
     assert evaluate(call((A, "You should listen to mentors.")), several).outcome == PASS
     assert evaluate(call((A, "Just listento me.")), several).outcome == FAIL
@@ -210,8 +261,12 @@ def test_fuzzy_does_not_confuse_announcing_with_asking():
 
 
 def test_phrase_speaker_window_and_min_count():
-    t = call((C, "Thank you for calling back."), (A, "Hello, welcome."),
-             (A, "Anything else?", {"pause_before": 30}), (A, "Anything else at all?"))
+    t = call(
+        (C, "Thank you for calling back."),
+        (A, "Hello, welcome."),
+        (A, "Anything else?", {"pause_before": 30}),
+        (A, "Anything else at all?"),
+    )
     by_agent = card(item("x", "type: phrase\nphrases: [thank you for calling]"))
     assert evaluate(t, by_agent).outcome == FAIL
     anyone = card(item("x", "type: phrase\nspeaker: any\nphrases: [thank you for calling]"))
@@ -219,16 +274,20 @@ def test_phrase_speaker_window_and_min_count():
     early = card(item("x", "type: phrase\nwindow: {first: 10}\nphrases: [anything else]"))
     r = evaluate(t, early)
     assert r.outcome == FAIL and (r.evidence[0].start, r.evidence[0].end) == (0.0, 10.0)
-    late = card(item("x", "type: phrase\nwindow: {last: 10}\nphrases: [anything else]\n"
-                          "min_count: 2"))
+    late = card(
+        item("x", "type: phrase\nwindow: {last: 10}\nphrases: [anything else]\nmin_count: 2")
+    )
     assert evaluate(t, late).outcome == PASS
     thrice = card(item("x", "type: phrase\nphrases: [anything else]\nmin_count: 3"))
     assert "needed 3 times, found 2" in evaluate(t, thrice).reason
 
 
 def test_absent_phrase_lists_every_occurrence():
-    t = call((A, "Calm down please."), (C, "I am calm!"),
-             (A, "I said calm down, that is not my problem."))
+    t = call(
+        (A, "Calm down please."),
+        (C, "I am calm!"),
+        (A, "I said calm down, that is not my problem."),
+    )
     c = card(item("x", "type: phrase\nmode: absent\nphrases: [calm down, that's not my problem]"))
     r = evaluate(t, c)
     assert r.outcome == FAIL
@@ -273,13 +332,14 @@ def test_regex_rule_and_timeout():
 @pytest.mark.parametrize("speaker", ["any", "agent"])
 def test_regex_never_spans_two_utterances(speaker):
     """The customer's words after an agent's turn are not the agent's evidence."""
-    t = call((A, "Can you confirm your account number"), (C, "is 4417 1234"),
-             (A, "thank you"))
-    spanning = card(item("x", f"type: regex\nspeaker: {speaker}\n"
-                              "pattern: 'account number\\s+is \\d+'"))
+    t = call((A, "Can you confirm your account number"), (C, "is 4417 1234"), (A, "thank you"))
+    spanning = card(
+        item("x", f"type: regex\nspeaker: {speaker}\npattern: 'account number\\s+is \\d+'")
+    )
     assert evaluate(t, spanning).outcome == FAIL
-    across_agent_turns = card(item("x", f"type: regex\nspeaker: {speaker}\n"
-                                        "pattern: 'number[^a-z]*thank'"))
+    across_agent_turns = card(
+        item("x", f"type: regex\nspeaker: {speaker}\npattern: 'number[^a-z]*thank'")
+    )
     assert evaluate(t, across_agent_turns).outcome == FAIL
     anchored = card(item("x", f"type: regex\nspeaker: {speaker}\npattern: '^thank you$'"))
     r = evaluate(t, anchored)
@@ -290,11 +350,20 @@ def test_regex_never_spans_two_utterances(speaker):
 
 
 def test_phrase_never_spans_two_utterances():
-    t = call((A, "This call is recorded"), (C, "for quality purposes right"),
-             (A, "thank you for calling"))
+    t = call(
+        (A, "This call is recorded"),
+        (C, "for quality purposes right"),
+        (A, "thank you for calling"),
+    )
     for fuzzy in ("true", "false"):
-        c = card(item("x", "type: phrase\nspeaker: any\nfuzzy: " + fuzzy
-                           + "\nphrases: [recorded for quality purposes]"))
+        c = card(
+            item(
+                "x",
+                "type: phrase\nspeaker: any\nfuzzy: "
+                + fuzzy
+                + "\nphrases: [recorded for quality purposes]",
+            )
+        )
         assert evaluate(t, c).outcome == FAIL
     glued = card(item("x", "type: phrase\nspeaker: any\nphrases: [recordedfor]"))
     assert evaluate(t, glued).outcome == FAIL
@@ -307,8 +376,11 @@ def test_order_rule():
     then: {type: phrase, phrases: [your balance]}
     """
     c = card(item("x", rules))
-    good = call((A, "Can I have your date of birth?"), (C, "First of May."),
-                (A, "Thanks. Your balance is ten pounds."))
+    good = call(
+        (A, "Can I have your date of birth?"),
+        (C, "First of May."),
+        (A, "Thanks. Your balance is ten pounds."),
+    )
     assert evaluate(good, c).outcome == PASS
     bad = call((A, "Your balance is ten pounds."), (A, "Oh, and your date of birth?"))
     r = evaluate(bad, c)
@@ -320,27 +392,43 @@ def test_order_rule():
 
 def test_windows_between_events_and_around_holds():
     text = card_text(
-        item("thanks", "type: phrase\nwindow: {after: hold, within: 10}\n"
-                       "phrases: [thanks for holding]", 40),
-        item("between", "type: phrase\nwindow: {after: hello, before: bye}\n"
-                        "phrases: [account]", 40),
+        item(
+            "thanks",
+            "type: phrase\nwindow: {after: hold, within: 10}\nphrases: [thanks for holding]",
+            40,
+        ),
+        item(
+            "between", "type: phrase\nwindow: {after: hello, before: bye}\nphrases: [account]", 40
+        ),
         item("hello", "type: phrase\nphrases: [hello]", 10),
-        item("bye", "type: phrase\nphrases: [goodbye]", 10))
+        item("bye", "type: phrase\nphrases: [goodbye]", 10),
+    )
     c = parse_scorecard(text)
-    t = call((A, "Hello there."), (A, "Let me put you on hold."),
-             (A, "Thanks for holding, your account is fixed.", {"hold": 40}), (A, "Goodbye."))
+    t = call(
+        (A, "Hello there."),
+        (A, "Let me put you on hold."),
+        (A, "Thanks for holding, your account is fixed.", {"hold": 40}),
+        (A, "Goodbye."),
+    )
     assert evaluate(t, c, "thanks").outcome == PASS
     assert evaluate(t, c, "between").outcome == PASS
     no_hold = call((A, "Hello there, account."), (A, "Goodbye."))
     r = evaluate(no_hold, c, "thanks")
     assert r.outcome == NA and "hold did not happen" in r.reason
-    late = call((A, "Hello."), (A, "Let me put you on hold."),
-                (A, "Right.", {"hold": 40}), (A, "Thanks for holding.", {"pause_before": 15}))
+    late = call(
+        (A, "Hello."),
+        (A, "Let me put you on hold."),
+        (A, "Right.", {"hold": 40}),
+        (A, "Thanks for holding.", {"pause_before": 15}),
+    )
     assert evaluate(late, c, "thanks").outcome == FAIL
 
 
 def test_all_any_not():
-    text = card_text(item("x", """\
+    text = card_text(
+        item(
+            "x",
+            """\
     type: all
     rules:
       - {type: phrase, phrases: [hello]}
@@ -348,7 +436,9 @@ def test_all_any_not():
         rules:
           - {type: phrase, phrases: [goodbye]}
           - {type: not, rule: {type: phrase, phrases: [whatever]}}
-    """))
+    """,
+        )
+    )
     c = parse_scorecard(text)
     assert evaluate(call((A, "Hello, goodbye.")), c).outcome == PASS
     assert evaluate(call((A, "Hello.")), c).outcome == PASS
@@ -372,8 +462,13 @@ class BagOfWords:
 
 
 def test_semantic_rule_with_encoder_and_without():
-    c = card(item("x", "type: semantic\nthreshold: 0.7\nexamples: [I am so sorry about the "
-                       "trouble, I understand your frustration]"))
+    c = card(
+        item(
+            "x",
+            "type: semantic\nthreshold: 0.7\nexamples: [I am so sorry about the "
+            "trouble, I understand your frustration]",
+        )
+    )
     t = call((C, "This is broken again."), (A, "I am really sorry about all the trouble."))
     assert evaluate(t, c).outcome == NA  # no encoder: N/A with the reason
     assert "no sentence encoder" in evaluate(t, c).reason
@@ -405,10 +500,19 @@ class FixedSentiment:
 
 
 def test_sentiment_rule():
-    c = card(item("x", "type: sentiment\nrole: customer\nwindow: {last: 30}\naggregate: mean\n"
-                       "op: '>='\nthreshold: -0.3"))
-    t = call((C, "This is awful."), (A, "Sorted now."), (C, "Still angry.", {"pause_before": 40}),
-             (C, "Really angry."))
+    c = card(
+        item(
+            "x",
+            "type: sentiment\nrole: customer\nwindow: {last: 30}\naggregate: mean\n"
+            "op: '>='\nthreshold: -0.3",
+        )
+    )
+    t = call(
+        (C, "This is awful."),
+        (A, "Sorted now."),
+        (C, "Still angry.", {"pause_before": 40}),
+        (C, "Really angry."),
+    )
     assert evaluate(t, c).outcome == NA
     model = FixedSentiment({"This is awful.": -0.9, "Still angry.": -0.6, "Really angry.": -0.8})
     r = evaluate(t, c, sentiment=model)
@@ -425,14 +529,19 @@ def test_metric_rule_evidence():
     r = evaluate(t, c)
     assert r.outcome == FAIL and r.reason == "dead air 35.4 > 30"
     assert r.evidence[0].end == t.utterances[1].start
-    talk = card(item("x", "type: metric\nmetric: talk_ratio\nrole: customer\nop: '>='\n"
-                          "threshold: 0.2"))
+    talk = card(
+        item("x", "type: metric\nmetric: talk_ratio\nrole: customer\nop: '>='\nthreshold: 0.2")
+    )
     assert evaluate(t, talk).outcome == PASS
 
 
 def test_speaker_roles_come_from_the_assignment():
-    t = Transcript(call_id="r", language="en", duration=5, utterances=[
-        Utterance(speaker="S0", start=0, end=2, text="thank you for calling")])
+    t = Transcript(
+        call_id="r",
+        language="en",
+        duration=5,
+        utterances=[Utterance(speaker="S0", start=0, end=2, text="thank you for calling")],
+    )
     c = card(item("x", "type: phrase\nphrases: [thank you for calling]"))
     assert evaluate(t, c).outcome == FAIL  # the speaker's role is unknown
     t.roles.speaker_roles = {"S0": A}
@@ -440,6 +549,7 @@ def test_speaker_roles_come_from_the_assignment():
 
 
 def test_error_location_names_the_key():
-    text = card_text(item("x", "type: not\nrule: {type: metric, metric: loud, op: '<', "
-                               "threshold: 1}"))
+    text = card_text(
+        item("x", "type: not\nrule: {type: metric, metric: loud, op: '<', threshold: 1}")
+    )
     assert "sections.0.items.0.rule.rule.metric:" in str(rejected(text))

@@ -40,7 +40,7 @@ def test_homophones_match_by_sound_with_the_times_of_the_characters_heard():
     t = call((A, HEARD), language="zh")
     r = evaluate(t, card(item("x", phrase("为您服务"))))
     assert r.outcome == PASS
-    ev, = r.evidence
+    (ev,) = r.evidence
     assert ev.matched == "为您服务 (by sound: 位您服务)"
     assert (ev.start, ev.end) == pytest.approx(chars(t, "位您服务"), abs=1e-3)
     assert ev.similarity == 1.0 and ev.role == A
@@ -48,8 +48,7 @@ def test_homophones_match_by_sound_with_the_times_of_the_characters_heard():
 
     r = evaluate(t, card(item("x", phrase("我的工号"))))
     assert r.outcome == PASS and r.evidence[0].matched == "我的工号 (by sound: 我的公号)"
-    assert (r.evidence[0].start, r.evidence[0].end) == pytest.approx(chars(t, "我的公号"),
-                                                                     abs=1e-3)
+    assert (r.evidence[0].start, r.evidence[0].end) == pytest.approx(chars(t, "我的公号"), abs=1e-3)
 
 
 def test_a_near_homophone_matches_within_the_threshold():
@@ -61,8 +60,12 @@ def test_a_near_homophone_matches_within_the_threshold():
 
 
 def test_unrelated_speech_does_not_match_by_sound():
-    t = call((A, "请问还有什么可以帮您的吗？"), (C, "没有了，谢谢。"),
-             (A, "感谢您的来电，再见。"), language="zh")
+    t = call(
+        (A, "请问还有什么可以帮您的吗？"),
+        (C, "没有了，谢谢。"),
+        (A, "感谢您的来电，再见。"),
+        language="zh",
+    )
     for phrases in (["为您服务"], ["我的工号"], ["请稍等"], ["本次通话可能会被录音"]):
         r = evaluate(t, card(item("x", phrase(*phrases, extra="speaker: any"))))
         assert r.outcome == FAIL, (phrases, r.reason)
@@ -88,7 +91,7 @@ def test_exact_matches_are_unchanged():
     for p, seen in (("为您服务", "为您服务"), ("工号", "工号"), ("爲您服務", "为您服务")):
         r = evaluate(t, card(item("x", phrase(p))))
         assert r.outcome == PASS
-        ev, = r.evidence
+        (ev,) = r.evidence
         assert ev.matched == p and ev.similarity == 1.0  # no "by sound" label
         assert (ev.start, ev.end) == pytest.approx(chars(t, seen), abs=1e-3)
 
@@ -122,8 +125,7 @@ def test_zh_phrases_evaluation_measures_through_the_rules():
     other = "请问还有什么可以帮您的吗？"
     refs = [("a.flac", "很高兴为您服务，我的工号是一二三。"), ("b.flac", other)]
     heard = {"a.flac": "很高兴位您服务，我的公号是一二三。", "b.flac": other}
-    words = {n: [[k * 0.2, k * 0.2 + 0.2, ch] for k, ch in enumerate(t)]
-             for n, t in heard.items()}
+    words = {n: [[k * 0.2, k * 0.2 + 0.2, ch] for k, ch in enumerate(t)] for n, t in heard.items()}
     phrases = sample_phrases(refs, per_sentence=3)
     assert phrases == sample_phrases(refs, per_sentence=3)  # deterministic
     assert all(4 <= len(p) <= 6 and p in refs[i][1] for i, p in phrases)

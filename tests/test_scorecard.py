@@ -84,20 +84,26 @@ def test_planted_violations_found_and_nothing_else(synth_calls, call_id):
                 turn = call.turns[turn_of(call, e)]
                 assert turn.role == Role.AGENT
                 assert normalize(e.matched, call.language == "zh")[:4] in normalize(
-                    turn.text, call.language == "zh")
+                    turn.text, call.language == "zh"
+                )
         elif item_id == "verify_before_account":
             assert call.turns[turn_of(call, ev[0])].role == Role.AGENT
         elif item_id == "dead_air":
-            (start, end, _), = [g for g in hold_gaps(call) if g[1] - g[0] > 30]
-            assert (ev[0].start, ev[0].end) == (pytest.approx(start, abs=TOL),
-                                                pytest.approx(end, abs=TOL))
+            ((start, end, _),) = [g for g in hold_gaps(call) if g[1] - g[0] > 30]
+            assert (ev[0].start, ev[0].end) == (
+                pytest.approx(start, abs=TOL),
+                pytest.approx(end, abs=TOL),
+            )
         elif item_id == "overtalk":
             script = SCRIPTS[call_id]
-            cut_in = [call.turns[i].start for i, t in enumerate(script.turns)
-                      if t.role == Role.AGENT and t.pause_before < 0]
+            cut_in = [
+                call.turns[i].start
+                for i, t in enumerate(script.turns)
+                if t.role == Role.AGENT and t.pause_before < 0
+            ]
             assert [e.start for e in ev] == pytest.approx(cut_in, abs=TOL)
         elif item_id == "hold_etiquette":
-            (start, end, _), = hold_gaps(call)
+            ((start, end, _),) = hold_gaps(call)
             assert ev[0].end == pytest.approx(start, abs=TOL)  # ask before the hold
             assert ev[1].start == pytest.approx(end, abs=TOL)  # thank after it
         else:
@@ -109,7 +115,7 @@ def test_clean_call_evidence_times(synth_calls):
     score = scored(call)
     assert score.total == 100 and score.passed and not score.flags
     items = {r.item_id: r for r in score.items}
-    (start, end, after), = hold_gaps(call)
+    ((start, end, after),) = hold_gaps(call)
     permission, thanks = items["hold_etiquette"].evidence
     assert "put you on hold" in call.turns[turn_of(call, permission)].text
     assert permission.end <= start
@@ -144,8 +150,11 @@ def test_deduction_total(synth_calls):
     assert all(r.points_awarded == 0 for r in lost)
     # the one arithmetic, with the card's settings the score carries
     again = outcome(outcome_items(score.items), Scoring.of_score(score))
-    assert (again.total, again.passed, again.auto_fail) == (score.total, score.passed,
-                                                            score.auto_fail)
+    assert (again.total, again.passed, again.auto_fail) == (
+        score.total,
+        score.passed,
+        score.auto_fail,
+    )
     assert score.scoring == "deduction" and score.auto_fail_zeroes_total
 
 
@@ -215,8 +224,9 @@ sections:
         rule: {type: phrase, phrases: [您好]}
 """
     card = parse_scorecard(text)
-    t = scripted_transcript([ScriptedTurn(role=Role.AGENT, text="I am calling about a bill.",
-                                          pause_before=5)])
+    t = scripted_transcript(
+        [ScriptedTurn(role=Role.AGENT, text="I am calling about a bill.", pause_before=5)]
+    )
     inbound = score_call(t, None, card)
     assert [r.outcome for r in inbound.items] == [NA, NA] and inbound.total == 100
     outbound = score_call(t, CallMeta(call_id=t.call_id, direction=Direction.OUTBOUND), card)
@@ -246,8 +256,12 @@ def test_default_scorecards_and_site_override(settings, tmp_path):
     ids = {i.id for _, i in zh.items}
     assert ids == {i.id for _, i in default_scorecard("en").items}
     site = tmp_path / "site.yaml"
-    site.write_text(Path(default_scorecard("en").source).read_text(encoding="utf-8")
-                    .replace("id: en_customer_service", "id: site_card"), encoding="utf-8")
+    site.write_text(
+        Path(default_scorecard("en").source)
+        .read_text(encoding="utf-8")
+        .replace("id: en_customer_service", "id: site_card"),
+        encoding="utf-8",
+    )
     settings.scorecard = str(site)
     assert default_scorecard("en", settings).id == "site_card"
 
@@ -279,8 +293,12 @@ def test_qa_score_cli_text_and_json(tmp_path):
 
 def test_qa_scorecard_validate_cli(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text(Path(default_scorecard("en").source).read_text(encoding="utf-8")
-                   .replace("metric: dead_air", "metric: dead_air_time"), encoding="utf-8")
+    bad.write_text(
+        Path(default_scorecard("en").source)
+        .read_text(encoding="utf-8")
+        .replace("metric: dead_air", "metric: dead_air_time"),
+        encoding="utf-8",
+    )
     runner = CliRunner()
     from qa.cli import app
 
@@ -288,8 +306,9 @@ def test_qa_scorecard_validate_cli(tmp_path):
     assert ok.exit_code == 0 and "zh_customer_service" in ok.output
     res = runner.invoke(app, ["scorecard", "validate", str(bad)])
     assert res.exit_code == 1
-    line = next(i for i, text in enumerate(bad.read_text().splitlines(), 1)
-                if "dead_air_time" in text)
+    line = next(
+        i for i, text in enumerate(bad.read_text().splitlines(), 1) if "dead_air_time" in text
+    )
     assert res.stdout.startswith(f"{bad}:{line}: ")
 
 
@@ -320,10 +339,15 @@ def settings_module(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("call_id, semantic", [("nw_billing_complaint", PASS),
-                                               ("nw_angry_outage_forbidden", FAIL),
-                                               ("bf_zh_billing_clean", PASS),
-                                               ("bf_zh_outage_violations", FAIL)])
+@pytest.mark.parametrize(
+    "call_id, semantic",
+    [
+        ("nw_billing_complaint", PASS),
+        ("nw_angry_outage_forbidden", FAIL),
+        ("bf_zh_billing_clean", PASS),
+        ("bf_zh_outage_violations", FAIL),
+    ],
+)
 def test_semantic_empathy_with_the_real_encoder(synth_calls, encoder, call_id, semantic):
     """The bundled encoder tells an apology from "calm down" at the forms' thresholds."""
     from qa.rules.matchers import CallContext

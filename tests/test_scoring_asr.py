@@ -20,9 +20,15 @@ from qa.errors import QAError
 from qa.schema import ItemOutcome, Role
 from qa.synth import SCORECARD_ITEM_IDS, SynthError, espeak_binary, render_all
 
-ENGLISH = ["nw_address_change", "nw_angry_outage_forbidden", "nw_billing_complaint",
-           "nw_card_payment", "nw_dead_air_interrupts", "nw_no_disclosure_no_verification",
-           "nw_sim_upgrade_sloppy"]
+ENGLISH = [
+    "nw_address_change",
+    "nw_angry_outage_forbidden",
+    "nw_billing_complaint",
+    "nw_card_payment",
+    "nw_dead_air_interrupts",
+    "nw_no_disclosure_no_verification",
+    "nw_sim_upgrade_sloppy",
+]
 MAX_FALSE = 2
 
 
@@ -50,13 +56,18 @@ def test_planted_violations_are_found_in_real_asr_output(tmp_path):
     for call in calls:
         meta = call.meta.model_copy(update={"channel_roles": {0: Role.AGENT, 1: Role.CUSTOMER}})
         result = process_call(Path(call.files["stereo_8k"]), meta, models)
-        failed = {i.item_id for i in result.score.items
-                  if i.outcome == ItemOutcome.FAIL and i.item_id in SCORECARD_ITEM_IDS}
+        failed = {
+            i.item_id
+            for i in result.score.items
+            if i.outcome == ItemOutcome.FAIL and i.item_id in SCORECARD_ITEM_IDS
+        }
         planted = set(call.violations)
         missed[call.call_id], false[call.call_id] = planted - failed, failed - planted
         reasons = {i.item_id: i.reason for i in result.score.items}
-        lines.append(f"{call.call_id}: missed {sorted(planted - failed)}, false "
-                     + str({k: reasons[k] for k in sorted(failed - planted)}))
+        lines.append(
+            f"{call.call_id}: missed {sorted(planted - failed)}, false "
+            + str({k: reasons[k] for k in sorted(failed - planted)})
+        )
     report = "\n".join(lines)
     assert not any(missed.values()), report
     assert sum(map(len, false.values())) <= MAX_FALSE, report

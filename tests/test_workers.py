@@ -73,8 +73,15 @@ def ingest_calls(settings: Settings, rendered: dict[str, Path], tmp: Path) -> No
         for call_id, path in rendered.items():
             (inbox / path.name).write_bytes(path.read_bytes())
             stereo = CALLS[call_id].startswith("stereo")
-            writer.writerow([path.name, call_id, "A1", "zh" if call_id.startswith("bf_") else "en",
-                             "0=agent,1=customer" if stereo else ""])
+            writer.writerow(
+                [
+                    path.name,
+                    call_id,
+                    "A1",
+                    "zh" if call_id.startswith("bf_") else "en",
+                    "0=agent,1=customer" if stereo else "",
+                ]
+            )
     report = ingest(open_store(settings), [inbox], inbox / "meta.csv", settings)
     assert not report.rejected, report.rejected
 
@@ -92,8 +99,9 @@ def outcomes(settings: Settings) -> dict[str, int]:
     return counts
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float,
-             every: float = 0.5) -> object:
+def wait_for(
+    condition: Callable[[], object], what: str, timeout: float, every: float = 0.5
+) -> object:
     """The condition's first true value; fails naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -121,8 +129,9 @@ def ray_test(fn: Callable) -> Callable:
 
 
 @ray_test
-def test_run_survives_a_killed_worker_and_bad_audio(settings, rendered, ray_session, tmp_path,
-                                                    capfd):
+def test_run_survives_a_killed_worker_and_bad_audio(
+    settings, rendered, ray_session, tmp_path, capfd
+):
     from qa.index import Index
     from qa.schema import CallMeta
     from qa.workflow import open_workflow
@@ -133,14 +142,17 @@ def test_run_survives_a_killed_worker_and_bad_audio(settings, rendered, ray_sess
     store = open_store(settings)
     # a recording that passed an older ingest but is corrupt now: bad input is data
     store.put_bytes(Keys.audio("broken", "wav"), b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
-    store.put_json(Keys.meta("broken"), CallMeta(call_id="broken", language="en",
-                                                 audio_key=Keys.audio("broken", "wav")))
-
+    store.put_json(
+        Keys.meta("broken"),
+        CallMeta(call_id="broken", language="en", audio_key=Keys.audio("broken", "wav")),
+    )
 
     runner = Runner(settings)
     runner.start()
-    victim = ray_value(runner.transcribe.actors[1].pid.remote(),
-                       "the second transcribe actor to start (load its models)")
+    victim = ray_value(
+        runner.transcribe.actors[1].pid.remote(),
+        "the second transcribe actor to start (load its models)",
+    )
     killed = threading.Event()
 
     def kill_once(summary) -> None:  # after the first call, while the victim is mid-call
@@ -184,8 +196,7 @@ def test_run_survives_a_killed_worker_and_bad_audio(settings, rendered, ray_sess
 
 
 @ray_test
-def test_a_stalled_run_fails_naming_what_it_waited_for(settings, rendered, ray_session,
-                                                       tmp_path):
+def test_a_stalled_run_fails_naming_what_it_waited_for(settings, rendered, ray_session, tmp_path):
     from workers.batch import run_batch
     from workers.runner import Runner, RunStalledError
 
@@ -201,8 +212,7 @@ def test_a_stalled_run_fails_naming_what_it_waited_for(settings, rendered, ray_s
 
 
 @ray_test
-def test_s3_outage_mid_run_loses_nothing(s3_settings, s3_server, rendered, ray_session,
-                                         tmp_path):
+def test_s3_outage_mid_run_loses_nothing(s3_settings, s3_server, rendered, ray_session, tmp_path):
     from workers.batch import run_batch
 
     ingest_calls(s3_settings, rendered, tmp_path)
@@ -218,8 +228,7 @@ def test_s3_outage_mid_run_loses_nothing(s3_settings, s3_server, rendered, ray_s
             back.set()
 
     try:
-        first = run_batch(s3_settings, on_progress=outage_until_a_call_is_left,
-                          stall_timeout=STALL)
+        first = run_batch(s3_settings, on_progress=outage_until_a_call_is_left, stall_timeout=STALL)
     finally:
         back.set()
         restart.join()
@@ -270,13 +279,16 @@ def run_app():
     return app
 
 
-@pytest.mark.parametrize("counts, code", [
-    ({"total": 2, "done": 2}, 0),
-    ({"total": 2, "done": 1, "failed": 1}, 1),
-    ({"total": 2, "done": 1, "skipped": 1}, 3),
-    ({"total": 3, "done": 1, "failed": 1, "skipped": 1}, 3),  # run again first
-    ({}, 0),  # nothing to do
-])
+@pytest.mark.parametrize(
+    "counts, code",
+    [
+        ({"total": 2, "done": 2}, 0),
+        ({"total": 2, "done": 1, "failed": 1}, 1),
+        ({"total": 2, "done": 1, "skipped": 1}, 3),
+        ({"total": 3, "done": 1, "failed": 1, "skipped": 1}, 3),  # run again first
+        ({}, 0),  # nothing to do
+    ],
+)
 def test_qa_run_exit_status(monkeypatch, counts, code):
     import workers.batch
     from workers.runner import RunSummary
@@ -284,15 +296,21 @@ def test_qa_run_exit_status(monkeypatch, counts, code):
     monkeypatch.setattr(workers.batch, "run_batch", lambda *a, **k: RunSummary(**counts))
     result = CliRunner().invoke(run_app(), ["run"])
     assert result.exit_code == code, result.output
-    assert "3    some calls were left for the next run" in CliRunner().invoke(
-        run_app(), ["run", "--help"]).output
+    assert (
+        "3    some calls were left for the next run"
+        in CliRunner().invoke(run_app(), ["run", "--help"]).output
+    )
 
 
 def test_qa_run_with_the_store_unreachable_exits_3(tmp_path, monkeypatch):
     """Nothing can be listed: every call is left for the next run; Ray is never started."""
-    for key, value in {"QA_HOME": str(tmp_path / "home"), "QA_STORE_URL": "s3://calls",
-                       "QA_S3_ENDPOINT": "127.0.0.1:9", "QA_S3_ACCESS_KEY": "key",
-                       "QA_S3_SECRET_KEY": "secret-key"}.items():
+    for key, value in {
+        "QA_HOME": str(tmp_path / "home"),
+        "QA_STORE_URL": "s3://calls",
+        "QA_S3_ENDPOINT": "127.0.0.1:9",
+        "QA_S3_ACCESS_KEY": "key",
+        "QA_S3_SECRET_KEY": "secret-key",
+    }.items():
         monkeypatch.setenv(key, value)
     from qa.config import get_settings
 
@@ -319,14 +337,22 @@ def test_qa_run_leaves_no_ray_process_behind(sig, rendered, tmp_path):
     home = tmp_path / "home"
     settings = Settings(home=home)
     ingest_calls(settings, rendered, tmp_path)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "QA_RAY_ADDRESS", "QA_STORE_URL", "QA_DATABASE_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RAY_ADDRESS", "QA_RAY_ADDRESS", "QA_STORE_URL", "QA_DATABASE_URL")
+    }
     env.update(QA_HOME=str(home), HF_HUB_OFFLINE="1", PYANNOTE_METRICS_ENABLED="0")
     log_path = tmp_path / "run.log"
     started: dict[int, tuple[psutil.Process, str]] = {}  # pid -> process, last name seen
     with log_path.open("w") as log:
-        proc = subprocess.Popen([str(Path(sys.executable).with_name("qa")), "run"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("qa")), "run"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
     driver = psutil.Process(proc.pid)
 
     def names() -> set[str]:
@@ -334,8 +360,9 @@ def test_qa_run_leaves_no_ray_process_behind(sig, rendered, tmp_path):
 
     def ray_is_up() -> bool:
         if proc.poll() is not None:
-            pytest.fail(f"qa run exited ({proc.returncode}) before it was stopped:\n"
-                        + log_path.read_text())
+            pytest.fail(
+                f"qa run exited ({proc.returncode}) before it was stopped:\n" + log_path.read_text()
+            )
         try:
             for child in driver.children(recursive=True):
                 started[child.pid] = (started.get(child.pid, (child,))[0], child.name())
@@ -344,19 +371,32 @@ def test_qa_run_leaves_no_ray_process_behind(sig, rendered, tmp_path):
         return all(any(wanted in n for n in names()) for wanted in RAY_PROCESSES)
 
     def survivors() -> list[str]:
-        return [f"{name} (pid {p.pid})" for p, name in started.values()
-                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        return [
+            f"{name} (pid {p.pid})"
+            for p, name in started.values()
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        ]
 
     try:
-        wait_for(ray_is_up, f"qa run to start Ray and its transcribe actors {RAY_PROCESSES}",
-                 STARTUP, every=0.2)
+        wait_for(
+            ray_is_up,
+            f"qa run to start Ray and its transcribe actors {RAY_PROCESSES}",
+            STARTUP,
+            every=0.2,
+        )
         sent = time.monotonic()
         proc.send_signal(sig)
-        wait_for(lambda: proc.poll() is not None,
-                 f"qa run to exit after {sig.name} (still running: {survivors()})", 120)
+        wait_for(
+            lambda: proc.poll() is not None,
+            f"qa run to exit after {sig.name} (still running: {survivors()})",
+            120,
+        )
         took = time.monotonic() - sent
-        wait_for(lambda: not survivors(),
-                 f"the processes qa run started to exit (left: {survivors()})", 60)
+        wait_for(
+            lambda: not survivors(),
+            f"the processes qa run started to exit (left: {survivors()})",
+            60,
+        )
     finally:
         proc.kill()
         for p, _ in started.values():

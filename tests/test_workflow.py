@@ -27,8 +27,12 @@ from qa.workflow import (
 )
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
-ITEMS = [("greet", 10.0, False), ("verify", 20.0, True), ("empathy", 30.0, False),
-         ("close", 40.0, False)]
+ITEMS = [
+    ("greet", 10.0, False),
+    ("verify", 20.0, True),
+    ("empathy", 30.0, False),
+    ("close", 40.0, False),
+]
 PASSWORD = "correct horse battery"
 
 
@@ -45,20 +49,43 @@ def make_score(call_id: str, outcomes: dict[str, str], flags: list[FlagCode] = (
     results = []
     for item_id, possible, critical in ITEMS:
         outcome = ItemOutcome(outcomes.get(item_id, "pass"))
-        results.append(ItemResult(item_id=item_id, name=item_id.title(), outcome=outcome,
-                                  critical=critical, points_possible=possible,
-                                  points_awarded=possible if outcome is ItemOutcome.PASS else 0))
+        results.append(
+            ItemResult(
+                item_id=item_id,
+                name=item_id.title(),
+                outcome=outcome,
+                critical=critical,
+                points_possible=possible,
+                points_awarded=possible if outcome is ItemOutcome.PASS else 0,
+            )
+        )
     out = score_outcome(outcome_items(results), Scoring(mode="deduction", pass_mark=70))
-    return CallScore(call_id=call_id, scorecard_id="en_cs", scorecard_version="1",
-                     total=out.total, pass_mark=70, passed=out.passed, auto_fail=out.auto_fail,
-                     auto_fail_reasons=out.reasons, items=results,
-                     flags=[Flag(code=f, reason=f.value) for f in flags])
+    return CallScore(
+        call_id=call_id,
+        scorecard_id="en_cs",
+        scorecard_version="1",
+        total=out.total,
+        pass_mark=70,
+        passed=out.passed,
+        auto_fail=out.auto_fail,
+        auto_fail_reasons=out.reasons,
+        items=results,
+        flags=[Flag(code=f, reason=f.value) for f in flags],
+    )
 
 
-def sync(wf: Workflow, call_id: str, agent: str, team: str, when: datetime,
-         outcomes: dict[str, str] | None = None, flags: list[FlagCode] = ()) -> None:
-    meta = CallMeta(call_id=call_id, agent_id=agent, team=team, queue="billing",
-                    started_at=when, duration=120.0)
+def sync(
+    wf: Workflow,
+    call_id: str,
+    agent: str,
+    team: str,
+    when: datetime,
+    outcomes: dict[str, str] | None = None,
+    flags: list[FlagCode] = (),
+) -> None:
+    meta = CallMeta(
+        call_id=call_id, agent_id=agent, team=team, queue="billing", started_at=when, duration=120.0
+    )
     wf.sync_call(meta, make_score(call_id, outcomes or {}, flags), pipeline_version="p1")
 
 
@@ -70,8 +97,12 @@ def clock() -> Clock:
 @pytest.fixture
 def wf(database_url, clock) -> Workflow:
     """A fresh database per test, on SQLite and on Postgres (see conftest)."""
-    return Workflow(database_url, session_ttl_minutes=60, clock=clock,
-                    password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    return Workflow(
+        database_url,
+        session_ttl_minutes=60,
+        clock=clock,
+        password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
+    )
 
 
 @pytest.fixture
@@ -79,9 +110,12 @@ def users(wf):
     admin = wf.add_user(None, "admin", PASSWORD, "admin")
     made = {"admin": admin}
     for name, role, team, agent in [
-        ("alice", "agent", "red", "A1"), ("bob", "agent", "blue", "B1"),
-        ("ivy", "inspector", None, None), ("ian", "inspector", None, None),
-        ("lea", "lead", "red", None), ("max", "manager", None, None),
+        ("alice", "agent", "red", "A1"),
+        ("bob", "agent", "blue", "B1"),
+        ("ivy", "inspector", None, None),
+        ("ian", "inspector", None, None),
+        ("lea", "lead", "red", None),
+        ("max", "manager", None, None),
     ]:
         made[name] = wf.add_user(admin, name, PASSWORD, role, team=team, agent_id=agent)
     return made
@@ -91,8 +125,7 @@ def users(wf):
 def calls(wf, users):
     sync(wf, "c1", "A1", "red", T0, {"empathy": "fail"}, [FlagCode.BELOW_PASS])
     sync(wf, "c2", "A1", "red", T0 + timedelta(days=1))
-    sync(wf, "c3", "B1", "blue", T0 + timedelta(days=2), {"verify": "fail"},
-         [FlagCode.AUTO_FAIL])
+    sync(wf, "c3", "B1", "blue", T0 + timedelta(days=2), {"verify": "fail"}, [FlagCode.AUTO_FAIL])
     return ["c1", "c2", "c3"]
 
 
@@ -190,14 +223,18 @@ def test_call_filters_and_sampling(wf, users, calls):
     assert len(wf.list_calls(lea, CallFilter(limit=2))) == 2
     assert wf.list_calls(lea, CallFilter(finalised=True)) == []
     assert {c.call_id for c in wf.list_calls(lea, CallFilter(max_total=80))} == {"c1", "c3"}
-    assert {c.call_id for c in wf.list_calls(
-        lea, CallFilter(date_from=T0 + timedelta(hours=1), date_to=T0 + timedelta(days=2)))} \
-        == {"c2"}
+    assert {
+        c.call_id
+        for c in wf.list_calls(
+            lea, CallFilter(date_from=T0 + timedelta(hours=1), date_to=T0 + timedelta(days=2))
+        )
+    } == {"c2"}
     with pytest.raises(AccessDenied):
         wf.assign(users["ivy"], "c1", "ian")
     wf.assign(lea, "c1", "ivy")
-    assert [c.call_id for c in wf.list_calls(users["ivy"], CallFilter(assigned_to_me=True))] \
-        == ["c1"]
+    assert [c.call_id for c in wf.list_calls(users["ivy"], CallFilter(assigned_to_me=True))] == [
+        "c1"
+    ]
     with pytest.raises(QAError):
         wf.assign(lea, "c1", "alice")  # agents do not review others' calls
     first = [c.call_id for c in wf.sample_for_review(lea, 2, seed=7)]
@@ -220,10 +257,14 @@ def test_resync_keeps_decisions(wf, users, calls):
     assert call.final_total == 100.0
     from qa.schema import CallResult, Transcript
 
-    result = CallResult(meta=CallMeta(call_id="c9", agent_id="A1", team="red"),
-                        transcript=Transcript(call_id="c9", language="en", duration=3.0),
-                        score=make_score("c9", {"close": "na"}), pipeline_version="p2",
-                        scorecard_version="2", created_at=T0)
+    result = CallResult(
+        meta=CallMeta(call_id="c9", agent_id="A1", team="red"),
+        transcript=Transcript(call_id="c9", language="en", duration=3.0),
+        score=make_score("c9", {"close": "na"}),
+        pipeline_version="p2",
+        scorecard_version="2",
+        created_at=T0,
+    )
     synced = wf.sync_result(result)
     assert (synced.pipeline_version, synced.scorecard_version) == ("p2", "2")
     assert synced.auto_total == 100.0  # the na item neither adds nor takes away
@@ -245,8 +286,9 @@ def test_stale_edit_refused_and_submitted_review_frozen(wf, users, calls):
         wf.save_review(ivy, "c1", all_pass())
     with pytest.raises(QAError, match="without an outcome"):
         wf.save_review(ivy, "c1", all_pass()[:3], submit=True, expected_version=second.version)
-    done = wf.save_review(ivy, "c1", all_pass(empathy="fail"), submit=True,
-                          expected_version=second.version)
+    done = wf.save_review(
+        ivy, "c1", all_pass(empathy="fail"), submit=True, expected_version=second.version
+    )
     assert done.status is ReviewStatus.SUBMITTED and done.total == 70.0 and done.passed
     with pytest.raises(AccessDenied, match="reopen"):
         wf.save_review(ivy, "c1", all_pass(), expected_version=done.version)
@@ -270,8 +312,10 @@ def test_every_save_bumps_the_version(wf, users, calls):
 
 
 def test_stale_edit_across_two_processes(tmp_path, users, wf, calls):
-    other = Workflow(wf.database_url,
-                     password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    other = Workflow(
+        wf.database_url,
+        password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
+    )
     ivy = users["ivy"]
     loaded = wf.save_review(ivy, "c2", all_pass())
     other.save_review(ivy, "c2", all_pass(close="fail"), expected_version=loaded.version)
@@ -355,8 +399,9 @@ def test_final_score_and_disputes(wf, users, calls):
         wf.set_final_score(ivy, "c1", [], 90, True)
     with pytest.raises(AccessDenied):
         wf.set_final_score(alice, "c1", [], 90, True)
-    call = wf.set_final_score(lea, "c1", [ReviewItemInput(item_id="greet", outcome="fail")],
-                              note="after calibration")
+    call = wf.set_final_score(
+        lea, "c1", [ReviewItemInput(item_id="greet", outcome="fail")], note="after calibration"
+    )
     assert call.final_total == 60.0 and call.final_passed is False
     with pytest.raises(AccessDenied):
         wf.open_dispute(bob, "c1", "empathy", "not mine but I object")
@@ -411,8 +456,9 @@ def test_audit_log_records_old_and_new_values(wf, users, calls):
     ivy = users["ivy"]
     r1 = wf.save_review(ivy, "c2", all_pass())
     wf.save_review(ivy, "c2", all_pass(close="fail"), expected_version=r1.version)
-    changes = {(a.field, a.old_value, a.new_value)
-               for a in wf.audit_trail(users["max"], "review", r1.id)}
+    changes = {
+        (a.field, a.old_value, a.new_value) for a in wf.audit_trail(users["max"], "review", r1.id)
+    }
     assert ("items.close.outcome", "pass", "fail") in changes
     assert ("items.close.points", "40.0", "0.0") in changes
     with pytest.raises(AccessDenied):
@@ -435,8 +481,15 @@ def test_coaching_access_and_effect(wf, users, clock):
         wf.create_coaching(alice, "A1", ["b0"], ["empathy"], "self-coaching")
     with pytest.raises(QAError):
         wf.create_coaching(lea, "A1", ["z1"], ["empathy"], "wrong agent's call")
-    c = wf.create_coaching(lea, "A1", ["b0", "b1"], ["empathy"], "acknowledge feelings",
-                           due=session.date(), session_at=session)
+    c = wf.create_coaching(
+        lea,
+        "A1",
+        ["b0", "b1"],
+        ["empathy"],
+        "acknowledge feelings",
+        due=session.date(),
+        session_at=session,
+    )
     with pytest.raises(AccessDenied):
         wf.acknowledge_coaching(bob, c.id)
     assert wf.list_coaching(bob) == []
@@ -459,8 +512,14 @@ def test_coaching_access_and_effect(wf, users, clock):
 
 def test_case_library(wf, users, calls):
     lea, ivy, alice = users["lea"], users["ivy"], users["alice"]
-    wf.add_case(ivy, "c1", "common_mistake", "Missed apology", "customer waited",
-                tags=["Empathy", "billing"])
+    wf.add_case(
+        ivy,
+        "c1",
+        "common_mistake",
+        "Missed apology",
+        "customer waited",
+        tags=["Empathy", "billing"],
+    )
     wf.add_case(lea, "c2", "good_example", "Clean close", "textbook", tags=["close"])
     assert [c.call_id for c in wf.search_cases(users["max"], "apology")] == ["c1"]
     assert [c.call_id for c in wf.search_cases(ivy, "empathy")] == ["c1"]
@@ -506,11 +565,11 @@ def test_simultaneous_writers(wf, users, calls):
     assert sorted(results) == ["saved", "stale", "stale", "stale"]
 
 
-def _save_in_own_process(url: str, actor: UserView, outcome: str, expected: int | None,
-                         start: Any, results: Any) -> None:
+def _save_in_own_process(
+    url: str, actor: UserView, outcome: str, expected: int | None, start: Any, results: Any
+) -> None:
     """One reviewer's save, in a process of its own with its own engine and connections."""
-    wf = Workflow(url, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024,
-                                                      parallelism=1))
+    wf = Workflow(url, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
     wf.get_call(actor, "c2")  # connected and warm before the start line
     start.wait(timeout=120)
     try:
@@ -526,9 +585,12 @@ def _race(url: str, actor: UserView, expected: int | None) -> dict[str, tuple[st
     """Two processes save the same review at the same moment; their outcomes by edit."""
     ctx = multiprocessing.get_context("spawn")
     start, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_save_in_own_process,
-                         args=(url, actor, outcome, expected, start, results))
-             for outcome in ("fail", "na")]
+    procs = [
+        ctx.Process(
+            target=_save_in_own_process, args=(url, actor, outcome, expected, start, results)
+        )
+        for outcome in ("fail", "na")
+    ]
     for proc in procs:
         proc.start()
     try:
@@ -556,8 +618,7 @@ def test_two_processes_saving_one_review_at_once(wf, users, calls):
         version = None
         if not first_save:  # both start from the same loaded review, close = pass
             loaded = wf.reviews_for_call(ivy, "c2")[0]
-            version = wf.save_review(ivy, "c2", all_pass(), expected_version=loaded.version
-                                     ).version
+            version = wf.save_review(ivy, "c2", all_pass(), expected_version=loaded.version).version
         seen = max(a.id for a in wf.audit_trail(lea, limit=1))
         got = _race(wf.database_url, ivy, version)
         assert sorted(r for r, _ in got.values()) == ["saved", "stale"], got
@@ -568,8 +629,11 @@ def test_two_processes_saving_one_review_at_once(wf, users, calls):
         assert len(kept) == 1 and kept[0].version == got[winner][1]
         assert version is None or kept[0].version > version
         assert {i.item_id: i.outcome for i in kept[0].items}["close"] is ItemOutcome(winner)
-        close = [a.new_value for a in wf.audit_trail(lea, "review", kept[0].id)
-                 if a.id > seen and a.field == "items.close.outcome"]
+        close = [
+            a.new_value
+            for a in wf.audit_trail(lea, "review", kept[0].id)
+            if a.id > seen and a.field == "items.close.outcome"
+        ]
         assert close == [winner], close
 
 
@@ -614,9 +678,11 @@ class Neutral:
         return [Sentiment(score=0.0, label="neutral") for _ in texts]
 
     def annotate(self, transcript: Any) -> None:
-        for u, s in zip(transcript.utterances, self.score([u.text for u in
-                                                           transcript.utterances], "en"),
-                        strict=True):
+        for u, s in zip(
+            transcript.utterances,
+            self.score([u.text for u in transcript.utterances], "en"),
+            strict=True,
+        ):
             u.sentiment = s
 
 
@@ -643,13 +709,23 @@ def test_swap_roles_scores_again_and_keeps_the_old_result(wf, users, tmp_path):
 
     store, card = LocalStore(tmp_path / "store"), parse_scorecard(SWAP_CARD)
     models = FakeModels(card)
-    transcript = scripted_transcript([
-        ScriptedTurn(role=Role.AGENT, text="Thank you for calling, my name is Sam."),
-        ScriptedTurn(role=Role.CUSTOMER, text="My bill is wrong.")], call_id="s1")
+    transcript = scripted_transcript(
+        [
+            ScriptedTurn(role=Role.AGENT, text="Thank you for calling, my name is Sam."),
+            ScriptedTurn(role=Role.CUSTOMER, text="My bill is wrong."),
+        ],
+        call_id="s1",
+    )
     meta = CallMeta(call_id="s1", agent_id="A1", team="red", started_at=T0)
     score = score_call(transcript, meta, card)
-    first = CallResult(meta=meta, transcript=transcript, score=score, pipeline_version="p1",
-                       scorecard_version="1", created_at=T0)
+    first = CallResult(
+        meta=meta,
+        transcript=transcript,
+        score=score,
+        pipeline_version="p1",
+        scorecard_version="1",
+        created_at=T0,
+    )
     old_key = publish_result(store, first)
     wf.sync_result(first)
     assert score.total == 100.0 and score.passed
@@ -666,10 +742,10 @@ def test_swap_roles_scores_again_and_keeps_the_old_result(wf, users, tmp_path):
     assert [u.role for u in new.transcript.utterances] == [Role.CUSTOMER, Role.AGENT]
     assert new.transcript.utterances[0].text == transcript.utterances[0].text  # no ASR
     assert done_calls(store, "p1", {"swap@1"}) == {"s1"}  # not processed again
-    trail = {a.field: a for a in wf.audit_trail(users["lea"], "call", "s1")
-             if a.action == "swap_roles"}
-    assert (trail["role_override"].old_value, trail["role_override"].new_value) == \
-        ("false", "true")
+    trail = {
+        a.field: a for a in wf.audit_trail(users["lea"], "call", "s1") if a.action == "swap_roles"
+    }
+    assert (trail["role_override"].old_value, trail["role_override"].new_value) == ("false", "true")
     assert trail["result"].new_value.startswith("results/s1/p1+r1/")
     assert float(trail["auto_total"].old_value) == 100.0
     assert trail["reason"].new_value == "the customer spoke first"
@@ -689,11 +765,16 @@ def test_a_database_from_before_the_scoring_columns_is_upgraded(wf, users, calls
         for column in ("scoring_mode", "auto_fail_zeroes_total", "final_auto_fail"):
             conn.execute(text(f"ALTER TABLE calls DROP COLUMN {column}"))
     wf.engine.dispose()
-    again = Workflow(wf.database_url,
-                     password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    again = Workflow(
+        wf.database_url,
+        password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
+    )
     call = again.get_call(users["lea"], "c3")
-    assert (call.scoring_mode, call.auto_fail_zeroes_total, call.final_auto_fail) == \
-        ("deduction", True, None)
+    assert (call.scoring_mode, call.auto_fail_zeroes_total, call.final_auto_fail) == (
+        "deduction",
+        True,
+        None,
+    )
     review = again.save_review(users["ivy"], "c3", all_pass(verify="fail"))
     assert (review.total, review.passed) == (call.auto_total, call.auto_passed) == (0.0, False)
     Workflow(wf.database_url)  # a second start finds nothing to add

@@ -24,15 +24,30 @@ def home(tmp_path, monkeypatch, database_url):
 
 def test_users_commands(home, database_url):
     runner = CliRunner()
-    added = runner.invoke(app, ["users", "add", "alice", "--role", "agent", "--team", "red",
-                                "--agent-id", "A1", "--password-stdin"],
-                          input="a long password\n")
+    added = runner.invoke(
+        app,
+        [
+            "users",
+            "add",
+            "alice",
+            "--role",
+            "agent",
+            "--team",
+            "red",
+            "--agent-id",
+            "A1",
+            "--password-stdin",
+        ],
+        input="a long password\n",
+    )
     assert added.exit_code == 0, added.output
-    prompted = runner.invoke(app, ["users", "add", "lea", "--role", "lead"],
-                             input="another password\nanother password\n")
+    prompted = runner.invoke(
+        app, ["users", "add", "lea", "--role", "lead"], input="another password\nanother password\n"
+    )
     assert prompted.exit_code == 0, prompted.output
-    bad = runner.invoke(app, ["users", "add", "bob", "--role", "boss", "--password-stdin"],
-                        input="whatever long\n")
+    bad = runner.invoke(
+        app, ["users", "add", "bob", "--role", "boss", "--password-stdin"], input="whatever long\n"
+    )
     assert bad.exit_code != 0
     assert runner.invoke(app, ["users", "disable", "alice"]).exit_code == 0
     listed = runner.invoke(app, ["users", "list"])

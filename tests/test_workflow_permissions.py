@@ -32,35 +32,53 @@ NOT_USER_ACTIONS = {
 
 # Who may do what, in the role sets of auth.py (EVERYONE: visibility decided per record).
 EXPECTED: dict[str, frozenset[UserRole]] = {
-    "add_user": auth.USER_ADMINS, "list_users": auth.USER_READERS,
+    "add_user": auth.USER_ADMINS,
+    "list_users": auth.USER_READERS,
     "disable_user": auth.USER_ADMINS,
-    "list_calls": auth.EVERYONE, "get_call": auth.EVERYONE,
-    "assign": auth.LEADS, "unassign": auth.LEADS, "sample_for_review": auth.LEADS,
-    "save_review": auth.REVIEW_WRITERS, "reopen_review": auth.LEADS,
-    "reviews_for_call": auth.REVIEW_READERS, "calibration": auth.CALIBRATORS,
-    "agreement_stats": auth.STATS, "set_final_score": auth.LEADS,
-    "open_dispute": auth.AGENTS, "list_disputes": auth.EVERYONE,
-    "resolve_dispute": auth.LEADS, "acknowledge_score": auth.AGENTS,
-    "create_coaching": auth.COACHES, "acknowledge_coaching": auth.AGENTS,
-    "add_follow_up": auth.COACHES, "list_coaching": auth.EVERYONE,
+    "list_calls": auth.EVERYONE,
+    "get_call": auth.EVERYONE,
+    "assign": auth.LEADS,
+    "unassign": auth.LEADS,
+    "sample_for_review": auth.LEADS,
+    "save_review": auth.REVIEW_WRITERS,
+    "reopen_review": auth.LEADS,
+    "reviews_for_call": auth.REVIEW_READERS,
+    "calibration": auth.CALIBRATORS,
+    "agreement_stats": auth.STATS,
+    "set_final_score": auth.LEADS,
+    "open_dispute": auth.AGENTS,
+    "list_disputes": auth.EVERYONE,
+    "resolve_dispute": auth.LEADS,
+    "acknowledge_score": auth.AGENTS,
+    "create_coaching": auth.COACHES,
+    "acknowledge_coaching": auth.AGENTS,
+    "add_follow_up": auth.COACHES,
+    "list_coaching": auth.EVERYONE,
     "coaching_effect": auth.EVERYONE,
-    "add_case": auth.CASE_EDITORS, "search_cases": auth.CASE_READERS,
-    "swap_roles": auth.REVIEWERS, "original_audio": auth.ORIGINAL_AUDIO,
-    "audit_trail": auth.AUDITORS, "final_outcomes": auth.TRENDS,
+    "add_case": auth.CASE_EDITORS,
+    "search_cases": auth.CASE_READERS,
+    "swap_roles": auth.REVIEWERS,
+    "original_audio": auth.ORIGINAL_AUDIO,
+    "audit_trail": auth.AUDITORS,
+    "final_outcomes": auth.TRENDS,
 }
 # the command line (actor None) owns the database and may manage accounts
 SYSTEM_ACTIONS = {"add_user", "list_users", "disable_user"}
 
 
 def public_methods() -> dict[str, Any]:
-    return {name: fn for name, fn in inspect.getmembers(Workflow, inspect.isfunction)
-            if not name.startswith("_")}
+    return {
+        name: fn
+        for name, fn in inspect.getmembers(Workflow, inspect.isfunction)
+        if not name.startswith("_")
+    }
 
 
 def test_every_public_method_declares_its_permission_or_says_why_not():
     methods = public_methods()
-    undeclared = sorted(n for n, fn in methods.items()
-                        if permission_of(fn) is None and n not in NOT_USER_ACTIONS)
+    undeclared = sorted(
+        n for n, fn in methods.items() if permission_of(fn) is None and n not in NOT_USER_ACTIONS
+    )
     assert not undeclared, f"actions without a declared permission: {undeclared}"
     both = sorted(n for n in NOT_USER_ACTIONS if permission_of(methods.get(n)) is not None)
     assert not both, f"exempt but declared: {both}"
@@ -82,24 +100,47 @@ def test_actions_keep_their_public_signature():
 
 
 def _score(call_id: str) -> CallScore:
-    results = [ItemResult(item_id=i, name=i.title(), outcome=ItemOutcome.PASS,
-                          points_possible=p, points_awarded=p) for i, p in ITEMS]
-    return CallScore(call_id=call_id, scorecard_id="card", scorecard_version="1", total=100.0,
-                     pass_mark=70, passed=True, auto_fail=False, items=results)
+    results = [
+        ItemResult(
+            item_id=i, name=i.title(), outcome=ItemOutcome.PASS, points_possible=p, points_awarded=p
+        )
+        for i, p in ITEMS
+    ]
+    return CallScore(
+        call_id=call_id,
+        scorecard_id="card",
+        scorecard_version="1",
+        total=100.0,
+        pass_mark=70,
+        passed=True,
+        auto_fail=False,
+        items=results,
+    )
 
 
 @pytest.fixture
 def world(database_url, tmp_path):
-    wf = Workflow(database_url, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024,
-                                                               parallelism=1))
+    wf = Workflow(
+        database_url, password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    )
     actors = {}
-    for name, role, agent in [("ann", UserRole.AGENT, "A1"), ("ivy", UserRole.INSPECTOR, None),
-                              ("leo", UserRole.LEAD, None), ("max", UserRole.MANAGER, None),
-                              ("ada", UserRole.ADMIN, None)]:
+    for name, role, agent in [
+        ("ann", UserRole.AGENT, "A1"),
+        ("ivy", UserRole.INSPECTOR, None),
+        ("leo", UserRole.LEAD, None),
+        ("max", UserRole.MANAGER, None),
+        ("ada", UserRole.ADMIN, None),
+    ]:
         actors[role] = wf.add_user(None, name, PASSWORD, role, agent_id=agent)
     wf.add_user(None, "spare", PASSWORD, UserRole.INSPECTOR)
-    meta = CallMeta(call_id="c1", agent_id="A1", team="red", queue="billing",
-                    started_at=datetime(2026, 3, 2, 9, tzinfo=UTC), duration=60.0)
+    meta = CallMeta(
+        call_id="c1",
+        agent_id="A1",
+        team="red",
+        queue="billing",
+        started_at=datetime(2026, 3, 2, 9, tzinfo=UTC),
+        duration=60.0,
+    )
     wf.sync_call(meta, _score("c1"), pipeline_version="p1")
     coaching = wf.create_coaching(actors[UserRole.LEAD], "A1", ["c1"], ["greet"]).id
     return wf, actors, coaching, LocalStore(tmp_path / "store")
@@ -112,21 +153,34 @@ def _calls(coaching: int, store: LocalStore, role: UserRole) -> list[tuple[str, 
     missing = 10**6
     return [
         ("add_user", (f"new-{role.value}", PASSWORD, "inspector")),
-        ("list_users", ()), ("disable_user", ("spare",)),
-        ("list_calls", ()), ("get_call", ("c1",)),
-        ("assign", ("c1", "ivy")), ("unassign", ("c1", "ivy")), ("sample_for_review", (0,)),
-        ("save_review", ("c1", review)), ("reopen_review", (missing,)),
-        ("reviews_for_call", ("c1",)), ("calibration", ("c1",)), ("agreement_stats", ()),
+        ("list_users", ()),
+        ("disable_user", ("spare",)),
+        ("list_calls", ()),
+        ("get_call", ("c1",)),
+        ("assign", ("c1", "ivy")),
+        ("unassign", ("c1", "ivy")),
+        ("sample_for_review", (0,)),
+        ("save_review", ("c1", review)),
+        ("reopen_review", (missing,)),
+        ("reviews_for_call", ("c1",)),
+        ("calibration", ("c1",)),
+        ("agreement_stats", ()),
         ("set_final_score", ("c1",)),
         ("open_dispute", ("c1", "greet", "the greeting was there")),
-        ("list_disputes", ()), ("resolve_dispute", (missing, "upheld", "fine")),
+        ("list_disputes", ()),
+        ("resolve_dispute", (missing, "upheld", "fine")),
         ("acknowledge_score", ("c1",)),
-        ("create_coaching", ("A1", ["c1"])), ("acknowledge_coaching", (coaching,)),
-        ("add_follow_up", (coaching, "better")), ("list_coaching", ()),
+        ("create_coaching", ("A1", ["c1"])),
+        ("acknowledge_coaching", (coaching,)),
+        ("add_follow_up", (coaching, "better")),
+        ("list_coaching", ()),
         ("coaching_effect", (coaching,)),
-        ("add_case", ("c1", "good_example", "A clear greeting")), ("search_cases", ()),
-        ("swap_roles", ("c1", store, None)), ("original_audio", ("c1", store)),
-        ("audit_trail", ()), ("final_outcomes", ()),
+        ("add_case", ("c1", "good_example", "A clear greeting")),
+        ("search_cases", ()),
+        ("swap_roles", ("c1", store, None)),
+        ("original_audio", ("c1", store)),
+        ("audit_trail", ()),
+        ("final_outcomes", ()),
     ]
 
 

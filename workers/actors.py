@@ -76,9 +76,13 @@ class ScoreActor:
         def work() -> CallResult:
             result = score_stage(transcript, meta, self.models, timings)
             # written before the driver publishes the result: a result always has its audio
-            publish_playable(self.store, source_audio(self.store, meta), result,
-                             margin=self.settings.redaction_margin,
-                             max_duration=self.settings.max_duration)
+            publish_playable(
+                self.store,
+                source_audio(self.store, meta),
+                result,
+                margin=self.settings.redaction_margin,
+                max_duration=self.settings.max_duration,
+            )
             return result
 
         return guarded("score", meta, work)  # type: ignore[return-value]

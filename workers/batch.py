@@ -82,15 +82,18 @@ class Publisher:
 
         indexed: set[str] = set()
         if self.index.parts():
-            frame = self.index.query("SELECT DISTINCT call_id FROM calls_all "
-                                     "WHERE pipeline_version = ?", [PIPELINE_VERSION])
+            frame = self.index.query(
+                "SELECT DISTINCT call_id FROM calls_all WHERE pipeline_version = ?",
+                [PIPELINE_VERSION],
+            )
             indexed = set(frame["call_id"])
         done = done_calls(self.store, PIPELINE_VERSION, scorecards)
         if self.original_audio == "discard":  # the run that published them was cut short
             discard_originals(self.store, done)
         missing = done - indexed
-        rows = [IndexRow.from_result(r) for c in sorted(missing)
-                if (r := latest_result(self.store, c))]
+        rows = [
+            IndexRow.from_result(r) for c in sorted(missing) if (r := latest_result(self.store, c))
+        ]
         if rows:
             self.index.append(rows)
         return len(rows)
@@ -130,29 +133,47 @@ def run_batch(
         runner = Runner(settings)
         runner.start()
     try:
-        display = progress_bar("{task.fields[audio]:.2f} h audio", "{task.fields[rate]}",
-                               "[red]{task.fields[failed]} failed", console=console)
+        display = progress_bar(
+            "{task.fields[audio]:.2f} h audio",
+            "{task.fields[rate]}",
+            "[red]{task.fields[failed]} failed",
+            console=console,
+        )
         with display as progress:
             task = progress.add_task("calls", total=len(metas), audio=0.0, rate="", failed=0)
 
             def show(s: RunSummary) -> None:
                 minutes = max(s.wall_seconds, 1e-9) / 60
-                rate = f"{(s.done + s.failed) / minutes:.1f} calls/min, " \
-                       f"{s.audio_seconds / 60 / minutes:.1f} audio min/min"
-                progress.update(task, completed=s.done + s.failed, audio=s.audio_seconds / 3600,
-                                rate=rate, failed=s.failed)
+                rate = (
+                    f"{(s.done + s.failed) / minutes:.1f} calls/min, "
+                    f"{s.audio_seconds / 60 / minutes:.1f} audio min/min"
+                )
+                progress.update(
+                    task,
+                    completed=s.done + s.failed,
+                    audio=s.audio_seconds / 3600,
+                    rate=rate,
+                    failed=s.failed,
+                )
                 if on_progress:
                     on_progress(s)
 
-            summary = runner.run(metas, publisher.result, publisher.error, show, stop=stop,
-                                 stall_timeout=stall_timeout,
-                                 on_notice=lambda m: progress.console.print(
-                                     f"[yellow]{escape(m)}[/]"))
+            summary = runner.run(
+                metas,
+                publisher.result,
+                publisher.error,
+                show,
+                stop=stop,
+                stall_timeout=stall_timeout,
+                on_notice=lambda m: progress.console.print(f"[yellow]{escape(m)}[/]"),
+            )
         try:
             publisher.flush()
         except StoreUnavailableError:
-            console.print("[yellow]analytics index not updated (store unreachable); "
-                          "the next run adds the rows[/]")
+            console.print(
+                "[yellow]analytics index not updated (store unreachable); "
+                "the next run adds the rows[/]"
+            )
     finally:
         if own_runner:
             runner.shutdown()
@@ -181,8 +202,9 @@ def watch(
     try:
         while max_polls is None or polls < max_polls:
             polls += 1
-            summary = run_batch(settings, runner=runner, console=console,
-                                stall_timeout=stall_timeout)
+            summary = run_batch(
+                settings, runner=runner, console=console, stall_timeout=stall_timeout
+            )
             if on_batch:
                 on_batch(summary)
             if max_polls is None or polls < max_polls:

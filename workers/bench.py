@@ -137,15 +137,29 @@ def bench_pipeline(settings: Settings, *, n_calls: int = 20, console: Console) -
         "sequential_peak_gb": seq_mem.peak / 1e9,
         "ray_peak_gb": ray_mem.peak / 1e9,
     }
-    table = Table("side", "wall s", "calls/min", "audio min / wall min", "peak memory GB",
-                  title=f"pipeline, {len(metas)} calls, {platform.processor() or 'cpu'}, "
-                        f"{psutil.cpu_count()} cores, {date.today()}")
-    table.add_row("sequential loop", f"{seq_wall:.1f}",
-                  f"{figures['sequential_calls_per_min']:.2f}",
-                  f"{figures['sequential_audio_min_per_min']:.2f}",
-                  f"{figures['sequential_peak_gb']:.2f}")
-    table.add_row("Ray pipeline", f"{ray_wall:.1f}", f"{figures['ray_calls_per_min']:.2f}",
-                  f"{figures['ray_audio_min_per_min']:.2f}", f"{figures['ray_peak_gb']:.2f}")
+    table = Table(
+        "side",
+        "wall s",
+        "calls/min",
+        "audio min / wall min",
+        "peak memory GB",
+        title=f"pipeline, {len(metas)} calls, {platform.processor() or 'cpu'}, "
+        f"{psutil.cpu_count()} cores, {date.today()}",
+    )
+    table.add_row(
+        "sequential loop",
+        f"{seq_wall:.1f}",
+        f"{figures['sequential_calls_per_min']:.2f}",
+        f"{figures['sequential_audio_min_per_min']:.2f}",
+        f"{figures['sequential_peak_gb']:.2f}",
+    )
+    table.add_row(
+        "Ray pipeline",
+        f"{ray_wall:.1f}",
+        f"{figures['ray_calls_per_min']:.2f}",
+        f"{figures['ray_audio_min_per_min']:.2f}",
+        f"{figures['ray_peak_gb']:.2f}",
+    )
     console.print(table)
     console.print(f"Ray / sequential throughput: {figures['ratio']:.2f}x")
     return figures

@@ -49,11 +49,25 @@ def _stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
 
 
 def _print_summary(summary) -> None:
-    table = Table("calls", "done", "failed", "left for next run", "audio min", "wall s",
-                  "worker restarts", title="run summary")
-    table.add_row(str(summary.total), str(summary.done), str(summary.failed),
-                  str(summary.skipped), f"{summary.audio_seconds / 60:.1f}",
-                  f"{summary.wall_seconds:.1f}", str(summary.worker_restarts))
+    table = Table(
+        "calls",
+        "done",
+        "failed",
+        "left for next run",
+        "audio min",
+        "wall s",
+        "worker restarts",
+        title="run summary",
+    )
+    table.add_row(
+        str(summary.total),
+        str(summary.done),
+        str(summary.failed),
+        str(summary.skipped),
+        f"{summary.audio_seconds / 60:.1f}",
+        f"{summary.wall_seconds:.1f}",
+        str(summary.worker_restarts),
+    )
     console.print(table)
     for call_id, reason in sorted(summary.errors.items()):
         console.print(f"[red]failed[/] {call_id}: {reason}")
@@ -68,13 +82,30 @@ def _day(value: str | None) -> datetime | None:
 
 
 def _print_rescore_summary(summary) -> None:
-    table = Table("scorecards", "selected", "re-scored", "failed", "left for next run",
-                  "already scored", "wall s", "calls/s", "worker restarts",
-                  title="rescore summary")
+    table = Table(
+        "scorecards",
+        "selected",
+        "re-scored",
+        "failed",
+        "left for next run",
+        "already scored",
+        "wall s",
+        "calls/s",
+        "worker restarts",
+        title="rescore summary",
+    )
     rate = summary.done / summary.wall_seconds if summary.wall_seconds else 0.0
-    table.add_row(" / ".join(summary.scorecards), str(summary.total), str(summary.done),
-                  str(summary.failed), str(summary.skipped), str(summary.already),
-                  f"{summary.wall_seconds:.1f}", f"{rate:.2f}", str(summary.worker_restarts))
+    table.add_row(
+        " / ".join(summary.scorecards),
+        str(summary.total),
+        str(summary.done),
+        str(summary.failed),
+        str(summary.skipped),
+        str(summary.already),
+        f"{summary.wall_seconds:.1f}",
+        f"{rate:.2f}",
+        str(summary.worker_restarts),
+    )
     console.print(table)
     for call_id, reason in sorted(summary.errors.items()):
         console.print(f"[red]not re-scored[/] {call_id}: {reason}")
@@ -83,10 +114,14 @@ def _print_rescore_summary(summary) -> None:
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     @app.command("run")
     def run(
-        address: str = typer.Option(None, "--address", help="Ray cluster (ray://host:10001); "
-                                    "default: QA_RAY_ADDRESS or Ray on this machine"),
-        retry_errors: bool = typer.Option(False, "--retry-errors",
-                                          help="process calls that have an error record again"),
+        address: str = typer.Option(
+            None,
+            "--address",
+            help="Ray cluster (ray://host:10001); default: QA_RAY_ADDRESS or Ray on this machine",
+        ),
+        retry_errors: bool = typer.Option(
+            False, "--retry-errors", help="process calls that have an error record again"
+        ),
         limit: int = typer.Option(None, "--limit", help="process at most this many calls"),
     ) -> None:
         """Process every call that has no result for the current pipeline and scorecards.
@@ -106,8 +141,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         with _stop_on_signals() as (stop, received):
             try:
-                summary = run_batch(get_settings(), address=address, retry_errors=retry_errors,
-                                    limit=limit, console=console, stop=stop)
+                summary = run_batch(
+                    get_settings(),
+                    address=address,
+                    retry_errors=retry_errors,
+                    limit=limit,
+                    console=console,
+                    stop=stop,
+                )
             except StoreUnavailableError as exc:
                 console.print(f"[yellow]run: {exc}; every call is left for the next run[/]")
                 raise typer.Exit(EXIT_LEFT_OVER) from None
@@ -124,16 +165,20 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
     @app.command("rescore")
     def rescore(
-        scorecard: Path = typer.Option(None, "--scorecard", help="English scorecard file "
-                                       "(default: the configured one)"),
+        scorecard: Path = typer.Option(
+            None, "--scorecard", help="English scorecard file (default: the configured one)"
+        ),
         scorecard_zh: Path = typer.Option(None, "--scorecard-zh", help="Chinese scorecard file"),
         since: str = typer.Option(None, "--since", help="calls started on or after this ISO date"),
         until: str = typer.Option(None, "--until", help="calls started before this ISO date"),
         team: str = typer.Option(None, "--team"),
         queue: str = typer.Option(None, "--queue"),
         call: list[str] = typer.Option(None, "--call", help="this call id (repeatable)"),
-        address: str = typer.Option(None, "--address", help="Ray cluster (ray://host:10001); "
-                                    "default: QA_RAY_ADDRESS or Ray on this machine"),
+        address: str = typer.Option(
+            None,
+            "--address",
+            help="Ray cluster (ray://host:10001); default: QA_RAY_ADDRESS or Ray on this machine",
+        ),
         limit: int = typer.Option(None, "--limit", help="score at most this many calls"),
     ) -> None:
         """Score stored calls again with a new scorecard version, without ASR.
@@ -161,15 +206,22 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         try:
             selection = RescoreFilter(
-                call_ids=call or None, team=team, queue=queue,
-                since=_day(since), until=_day(until))
+                call_ids=call or None, team=team, queue=queue, since=_day(since), until=_day(until)
+            )
         except ValueError as exc:
             raise QAError(f"--since/--until: {exc}") from None
         with _stop_on_signals() as (stop, received):
             try:
-                summary = run_rescore(get_settings(), scorecard=scorecard,
-                                      scorecard_zh=scorecard_zh, selection=selection,
-                                      address=address, limit=limit, console=console, stop=stop)
+                summary = run_rescore(
+                    get_settings(),
+                    scorecard=scorecard,
+                    scorecard_zh=scorecard_zh,
+                    selection=selection,
+                    address=address,
+                    limit=limit,
+                    console=console,
+                    stop=stop,
+                )
             except StoreUnavailableError as exc:
                 console.print(f"[yellow]rescore: {exc}; every call is left for the next run[/]")
                 raise typer.Exit(EXIT_LEFT_OVER) from None
@@ -193,8 +245,13 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         from workers.runner import ray_stop
 
         try:
-            watch_loop(get_settings(), address=address, interval=interval, console=console,
-                       on_batch=lambda s: _print_summary(s) if s.total else None)
+            watch_loop(
+                get_settings(),
+                address=address,
+                interval=interval,
+                console=console,
+                on_batch=lambda s: _print_summary(s) if s.total else None,
+            )
         except KeyboardInterrupt:
             console.print("watch: stopped")
         finally:
@@ -202,8 +259,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
     @app.command("demo")
     def demo(
-        serve: bool = typer.Option(True, "--serve/--no-serve",
-                                   help="end by serving the dashboard on the results"),
+        serve: bool = typer.Option(
+            True, "--serve/--no-serve", help="end by serving the dashboard on the results"
+        ),
         port: int = typer.Option(8501, "--port"),
     ) -> None:
         """Main job: sample calls in, scored results and the dashboard out."""

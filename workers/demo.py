@@ -48,8 +48,19 @@ def prepare_samples(settings: Settings, console: Console) -> tuple[Path, Path]:
     meta_csv = inbox / "meta.csv"
     with meta_csv.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["file", "call_id", "agent_id", "team", "queue", "direction",
-                         "started_at", "language", "channels"])
+        writer.writerow(
+            [
+                "file",
+                "call_id",
+                "agent_id",
+                "team",
+                "queue",
+                "direction",
+                "started_at",
+                "language",
+                "channels",
+            ]
+        )
         for i, call in enumerate(sorted(calls, key=lambda c: c.call_id)):
             mono = call.call_id in MONO_CALLS
             src = Path(call.files["mono_16k" if mono else "stereo_8k"])
@@ -57,9 +68,19 @@ def prepare_samples(settings: Settings, console: Console) -> tuple[Path, Path]:
             if not dest.exists():
                 shutil.copyfile(src, dest)
             started = now - timedelta(days=3 * i + 1, hours=i % 7)
-            writer.writerow([dest.name, call.call_id, call.meta.agent_id, call.meta.team,
-                             call.meta.queue, call.meta.direction.value, started.isoformat(),
-                             call.language, "" if mono else "0=agent,1=customer"])
+            writer.writerow(
+                [
+                    dest.name,
+                    call.call_id,
+                    call.meta.agent_id,
+                    call.meta.team,
+                    call.meta.queue,
+                    call.meta.direction.value,
+                    started.isoformat(),
+                    call.language,
+                    "" if mono else "0=agent,1=customer",
+                ]
+            )
     return inbox, meta_csv
 
 
@@ -75,8 +96,7 @@ def ensure_demo_users(settings: Settings, agent_ids: list[str]) -> list[tuple[st
     for username, role, team in accounts:
         agent_id = username.removeprefix("agent.").upper() if role == "agent" else None
         if username not in existing:
-            wf.add_user(None, username, demo_password(username), role, team=team,
-                        agent_id=agent_id)
+            wf.add_user(None, username, demo_password(username), role, team=team, agent_id=agent_id)
         out.append((username, role, demo_password(username)))
     return out
 
@@ -85,11 +105,20 @@ def results_table(results: list[CallResult]) -> Table:
     table = Table("call", "agent", "lang", "speakers", "score", "result", "flags")
     for r in sorted(results, key=lambda r: r.meta.call_id):
         s = r.score
-        verdict = "[red]AUTO-FAIL[/]" if s.auto_fail else ("[green]pass[/]" if s.passed
-                                                           else "[yellow]fail[/]")
-        table.add_row(r.meta.call_id, r.meta.agent_id or "-", r.transcript.language,
-                      r.transcript.speaker_source, f"{s.total:.0f}", verdict,
-                      ", ".join(f.code.value for f in s.flags) or "-")
+        verdict = (
+            "[red]AUTO-FAIL[/]"
+            if s.auto_fail
+            else ("[green]pass[/]" if s.passed else "[yellow]fail[/]")
+        )
+        table.add_row(
+            r.meta.call_id,
+            r.meta.agent_id or "-",
+            r.transcript.language,
+            r.transcript.speaker_source,
+            f"{s.total:.0f}",
+            verdict,
+            ", ".join(f.code.value for f in s.flags) or "-",
+        )
     return table
 
 
@@ -103,8 +132,10 @@ def run_demo(settings: Settings, *, console: Console | None = None) -> RunSummar
     inbox, meta_csv = prepare_samples(settings, console)
     store = open_store(settings)
     report = ingest(store, [inbox], meta_csv, settings)
-    console.print(f"demo: ingested {len(report.ingested)} new call(s), "
-                  f"{len(report.duplicates)} already in the store")
+    console.print(
+        f"demo: ingested {len(report.ingested)} new call(s), "
+        f"{len(report.duplicates)} already in the store"
+    )
     for rejection in report.rejected:
         console.print(f"[red]rejected[/] {rejection.file}: {rejection.reason}")
     summary = run_batch(settings, console=console)

@@ -53,12 +53,16 @@ class RescoreSummary(RunSummary):
     scorecards: list[str] = []  # id@version the run applied (English, Chinese)
 
 
-def rescore_settings(settings: Settings, scorecard: Path | None = None,
-                     scorecard_zh: Path | None = None) -> Settings:
+def rescore_settings(
+    settings: Settings, scorecard: Path | None = None, scorecard_zh: Path | None = None
+) -> Settings:
     """`settings` with these scorecard files configured (absolute: a worker's directory
     is not the driver's); the card is loaded here, so a bad file stops the run at once."""
-    update = {k: str(Path(v).resolve()) for k, v in
-              (("scorecard", scorecard), ("scorecard_zh", scorecard_zh)) if v is not None}
+    update = {
+        k: str(Path(v).resolve())
+        for k, v in (("scorecard", scorecard), ("scorecard_zh", scorecard_zh))
+        if v is not None
+    }
     new = settings.model_copy(update=update)
     models = Models(new)
     for language in ("en", "zh"):
@@ -98,8 +102,12 @@ class RescoreActor:
 class _Tally:
     """Counts outcomes into the summary as the run loop hands them over."""
 
-    def __init__(self, summary: RescoreSummary, on_result: Callable[[CallResult], bool],
-                 on_progress: Callable[[RescoreSummary], None] | None) -> None:
+    def __init__(
+        self,
+        summary: RescoreSummary,
+        on_result: Callable[[CallResult], bool],
+        on_progress: Callable[[RescoreSummary], None] | None,
+    ) -> None:
         self.summary, self.on_result, self.on_progress = summary, on_result, on_progress
         self.t0 = time.perf_counter()
 
@@ -122,8 +130,9 @@ class _Tally:
             self.on_progress(s)
 
 
-def _run_here(targets: list[RescoreTarget], settings: Settings, tally: _Tally,
-              stop: threading.Event | None) -> None:
+def _run_here(
+    targets: list[RescoreTarget], settings: Settings, tally: _Tally, stop: threading.Event | None
+) -> None:
     """In this process, one call after another (tests, and a machine without Ray)."""
     store, models = open_store(settings), Models(settings)
     for n, target in enumerate(targets):
@@ -134,11 +143,20 @@ def _run_here(targets: list[RescoreTarget], settings: Settings, tally: _Tally,
         tally.finish(target.call_id, rescore_one(store, models, target))
 
 
-def _run_on_ray(targets: list[RescoreTarget], settings: Settings, tally: _Tally, *,
-                workers: int, stop: threading.Event | None, stall_timeout: float | None,
-                notice: Callable[[str], None]) -> None:
-    values = {**settings.model_dump(mode="json", exclude_unset=False),
-              "store_url": settings.resolved_store_url}
+def _run_on_ray(
+    targets: list[RescoreTarget],
+    settings: Settings,
+    tally: _Tally,
+    *,
+    workers: int,
+    stop: threading.Event | None,
+    stall_timeout: float | None,
+    notice: Callable[[str], None],
+) -> None:
+    values = {
+        **settings.model_dump(mode="json", exclude_unset=False),
+        "store_url": settings.resolved_store_url,
+    }
     pool = _Pool(lambda: RescoreActor.options(num_cpus=1).remote(values, 1), workers)
     pool.start()
     queue: deque[tuple[RescoreTarget, int]] = deque((t, 0) for t in targets)
@@ -163,11 +181,11 @@ def _run_on_ray(targets: list[RescoreTarget], settings: Settings, tally: _Tally,
                 return
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SLICE)
             if not ready:
-                if stall_timeout is not None and \
-                        time.monotonic() - last_progress > stall_timeout:
+                if stall_timeout is not None and time.monotonic() - last_progress > stall_timeout:
                     waiting = ", ".join(sorted(t.call_id for _, t, _ in pending.values()))
-                    raise RunStalledError(f"no call finished for {stall_timeout:g} s; "
-                                          f"waiting for {waiting}")
+                    raise RunStalledError(
+                        f"no call finished for {stall_timeout:g} s; waiting for {waiting}"
+                    )
                 continue
             last_progress = time.monotonic()
             actor, target, attempts = pending.pop(ready[0])
@@ -180,16 +198,28 @@ def _run_on_ray(targets: list[RescoreTarget], settings: Settings, tally: _Tally,
                 summary.worker_restarts += 1
                 how = death_notice(exc)
                 if attempts >= MAX_ATTEMPTS:
-                    notice(f"score worker process for call {target.call_id} died ({how}); "
-                           f"that is {attempts} times: the call is reported, its old "
-                           "result stands")
-                    tally.finish(target.call_id, error_record(target.meta, "rescore",
-                                 WorkerDiedError(f"the score worker process died {attempts} "
-                                                 f"times while scoring this call")))
+                    notice(
+                        f"score worker process for call {target.call_id} died ({how}); "
+                        f"that is {attempts} times: the call is reported, its old "
+                        "result stands"
+                    )
+                    tally.finish(
+                        target.call_id,
+                        error_record(
+                            target.meta,
+                            "rescore",
+                            WorkerDiedError(
+                                f"the score worker process died {attempts} "
+                                f"times while scoring this call"
+                            ),
+                        ),
+                    )
                 else:
-                    notice(f"score worker process for call {target.call_id} died ({how}); "
-                           f"tried again on a new worker (attempt {attempts + 1} of "
-                           f"{MAX_ATTEMPTS})")
+                    notice(
+                        f"score worker process for call {target.call_id} died ({how}); "
+                        f"tried again on a new worker (attempt {attempts + 1} of "
+                        f"{MAX_ATTEMPTS})"
+                    )
                     queue.appendleft((target, attempts))
                 submit()
                 continue
@@ -223,16 +253,23 @@ def run_rescore(
     settings = rescore_settings(settings, scorecard, scorecard_zh)
     models = Models(settings)
     cards = [scorecard_tag(models, "en"), scorecard_tag(models, "zh")]
-    plan: RescorePlan = plan_rescore(open_store(settings),
-                                     lambda lang: scorecard_tag(models, lang), selection)
+    plan: RescorePlan = plan_rescore(
+        open_store(settings), lambda lang: scorecard_tag(models, lang), selection
+    )
     targets = plan.targets[:limit] if limit else plan.targets
-    summary = RescoreSummary(total=len(targets), already=plan.already, scorecards=cards,
-                             errors=dict(plan.problems), failed=len(plan.problems))
+    summary = RescoreSummary(
+        total=len(targets),
+        already=plan.already,
+        scorecards=cards,
+        errors=dict(plan.problems),
+        failed=len(plan.problems),
+    )
     for call_id, why in sorted(plan.problems.items()):
         console.print(f"[yellow]rescore: call {escape(call_id)} left out: {escape(why)}[/]")
     if plan.already:
-        console.print(f"rescore: {plan.already} call(s) already have a result for "
-                      f"{' / '.join(cards)}")
+        console.print(
+            f"rescore: {plan.already} call(s) already have a result for {' / '.join(cards)}"
+        )
     if not targets:
         console.print("rescore: nothing to score again")
         return summary
@@ -240,16 +277,16 @@ def run_rescore(
         summary.skipped, summary.interrupted = len(targets), True
         return summary
     publisher = Publisher(settings)
-    display = progress_bar("{task.fields[rate]}", "[red]{task.fields[failed]} failed",
-                           console=console)
+    display = progress_bar(
+        "{task.fields[rate]}", "[red]{task.fields[failed]} failed", console=console
+    )
     with display as progress:
         task = progress.add_task("rescore", total=len(targets), rate="", failed=0)
 
         def show(s: RescoreSummary) -> None:
             finished = s.done + s.failed - len(plan.problems)
             rate = finished / max(s.wall_seconds, 1e-9)
-            progress.update(task, completed=finished, rate=f"{rate:.1f} calls/s",
-                            failed=s.failed)
+            progress.update(task, completed=finished, rate=f"{rate:.1f} calls/s", failed=s.failed)
             if on_progress:
                 on_progress(s)
 
@@ -261,16 +298,23 @@ def run_rescore(
         if use_ray:
             ray_init(address or settings.ray_address)
             cpus = int(ray.cluster_resources().get("CPU", 1))
-            _run_on_ray(targets, settings, tally, workers=max(1, min(workers or cpus,
-                                                                      len(targets))),
-                        stop=stop, stall_timeout=stall_timeout, notice=notice)
+            _run_on_ray(
+                targets,
+                settings,
+                tally,
+                workers=max(1, min(workers or cpus, len(targets))),
+                stop=stop,
+                stall_timeout=stall_timeout,
+                notice=notice,
+            )
         else:
             _run_here(targets, settings, tally, stop)
     try:
         publisher.flush()
     except StoreUnavailableError:
-        console.print("[yellow]analytics index not updated (store unreachable); "
-                      "`qa index rebuild` adds the rows[/]")
+        console.print(
+            "[yellow]analytics index not updated (store unreachable); "
+            "`qa index rebuild` adds the rows[/]"
+        )
     summary.wall_seconds = time.perf_counter() - tally.t0
     return summary
-

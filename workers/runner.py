@@ -173,7 +173,10 @@ def _start_reaper() -> None:
 
     reaper = _reaper = subprocess.Popen(
         [sys.executable, str(Path(__file__).with_name("reaper.py"))],
-        stdin=subprocess.PIPE, text=True, start_new_session=True)  # Ctrl-C is not for it
+        stdin=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )  # Ctrl-C is not for it
     me = psutil.Process()
 
     def tell() -> None:
@@ -183,7 +186,8 @@ def _start_reaper() -> None:
                 for child in me.children(recursive=True):
                     if child.pid not in told and child.pid != reaper.pid:
                         reaper.stdin.write(  # type: ignore[union-attr]
-                            f"{child.pid} {child.create_time()}\n")
+                            f"{child.pid} {child.create_time()}\n"
+                        )
                         told.add(child.pid)
                 reaper.stdin.flush()  # type: ignore[union-attr]
             except psutil.Error:
@@ -205,8 +209,11 @@ def _quiet_worker_deaths() -> None:
 
     def quiet(data: dict, *args: Any, **kwargs: Any) -> None:
         lines = data.get("lines") or []
-        if data.get("pid") == "raylet" and lines and str(lines[0]).startswith(
-                "A worker died or was killed"):
+        if (
+            data.get("pid") == "raylet"
+            and lines
+            and str(lines[0]).startswith("A worker died or was killed")
+        ):
             return
         printer(data, *args, **kwargs)
 
@@ -242,8 +249,7 @@ def transcribe_request(settings: Settings, cpus: float) -> dict[str, float]:
 def actor_options(request: dict[str, float]) -> dict[str, Any]:
     """`request` as the keyword arguments of an actor's `.options()`."""
     custom = {k: v for k, v in request.items() if k not in ("CPU", "GPU")}
-    options: dict[str, Any] = {"num_cpus": request.get("CPU", 0),
-                               "num_gpus": request.get("GPU", 0)}
+    options: dict[str, Any] = {"num_cpus": request.get("CPU", 0), "num_gpus": request.get("GPU", 0)}
     if custom:
         options["resources"] = custom
     return options
@@ -253,16 +259,19 @@ def capacity(request: dict[str, float], nodes: Iterable[dict[str, float]]) -> in
     """How many actors asking for `request` the nodes (their total resources) can hold,
     an actor being placed on one node: what is already in use is not counted."""
     needed = {k: v for k, v in request.items() if v > 0}
-    return sum(min((int(node.get(k, 0) / v + 1e-9) for k, v in needed.items()), default=0)
-               for node in nodes)
+    return sum(
+        min((int(node.get(k, 0) / v + 1e-9) for k, v in needed.items()), default=0)
+        for node in nodes
+    )
 
 
 def _describe(request: dict[str, float]) -> str:
     parts = [f"{request['CPU']:g} CPU"] if request.get("CPU") else []
     if request.get("GPU"):
         parts.append(f"{request['GPU']:g} GPU (QA_ASR_DEVICE=cuda)")
-    parts += [f"resource {k!r} (QA_TRANSCRIBE_RESOURCE)" for k in request
-              if k not in ("CPU", "GPU")]
+    parts += [
+        f"resource {k!r} (QA_TRANSCRIBE_RESOURCE)" for k in request if k not in ("CPU", "GPU")
+    ]
     return ", ".join(parts)
 
 
@@ -281,8 +290,10 @@ class Runner:
     ) -> None:
         # the store as the driver resolves it: an actor's process starts in its node's
         # directory, where a relative QA_HOME means another place
-        values = {**settings.model_dump(mode="json", exclude_unset=False),
-                  "store_url": settings.resolved_store_url}
+        values = {
+            **settings.model_dump(mode="json", exclude_unset=False),
+            "store_url": settings.resolved_store_url,
+        }
         self.transcribe_request = transcribe_request(settings, cpus_per_actor)
         options = actor_options(self.transcribe_request)
         self.transcribe = _Pool(
@@ -305,11 +316,13 @@ class Runner:
             raise ClusterMismatchError(
                 f"no node of the Ray cluster offers what a transcribe worker asks for: "
                 f"{_describe(request)}; start such a node (ray start --num-gpus, "
-                f"--resources) or change the setting")
+                f"--resources) or change the setting"
+            )
         if fits < self.transcribe.size:
             self._notices.append(
                 f"the Ray cluster holds {fits} of the {self.transcribe.size} transcribe "
-                f"workers asked for ({_describe(request)}): running {fits}")
+                f"workers asked for ({_describe(request)}): running {fits}"
+            )
             self.transcribe.size = fits
         self.transcribe.start()
         self.score.start()
@@ -384,14 +397,26 @@ class Runner:
             how = death_notice(exc)
             call = job.meta.call_id
             if job.attempts >= MAX_ATTEMPTS:
-                notice(f"{stage} worker process for call {call} died ({how}); that is "
-                       f"{job.attempts} times: the call gets an error record")
-                finish(job, error_record(job.meta, stage, WorkerDiedError(
-                    f"the {stage} worker process died {job.attempts} times while processing "
-                    f"this call (last: {how})")))
+                notice(
+                    f"{stage} worker process for call {call} died ({how}); that is "
+                    f"{job.attempts} times: the call gets an error record"
+                )
+                finish(
+                    job,
+                    error_record(
+                        job.meta,
+                        stage,
+                        WorkerDiedError(
+                            f"the {stage} worker process died {job.attempts} times while "
+                            f"processing this call (last: {how})"
+                        ),
+                    ),
+                )
                 return
-            notice(f"{stage} worker process for call {call} died ({how}); the call is tried "
-                   f"again on a new worker (attempt {job.attempts + 1} of {MAX_ATTEMPTS})")
+            notice(
+                f"{stage} worker process for call {call} died ({how}); the call is tried "
+                f"again on a new worker (attempt {job.attempts + 1} of {MAX_ATTEMPTS})"
+            )
             if stage == "transcribe":
                 queue.appendleft(job)
             else:
@@ -411,13 +436,15 @@ class Runner:
                 break
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SLICE)
             if not ready:
-                if stall_timeout is not None and \
-                        time.monotonic() - last_progress > stall_timeout:
-                    waiting = ", ".join(sorted(f"{s} of {j.meta.call_id}"
-                                               for s, _, j in pending.values()))
-                    raise RunStalledError(f"no stage of any call finished for "
-                                          f"{stall_timeout:g} s; "
-                                          f"waiting for {waiting}")
+                if stall_timeout is not None and time.monotonic() - last_progress > stall_timeout:
+                    waiting = ", ".join(
+                        sorted(f"{s} of {j.meta.call_id}" for s, _, j in pending.values())
+                    )
+                    raise RunStalledError(
+                        f"no stage of any call finished for "
+                        f"{stall_timeout:g} s; "
+                        f"waiting for {waiting}"
+                    )
                 continue
             last_progress = time.monotonic()
             ref = ready[0]

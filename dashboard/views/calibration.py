@@ -41,34 +41,58 @@ if role in ("lead", "manager"):
     c[3].metric("Automatic vs human", _pct(stats.auto_human_agreement))
     t1, t2 = st.tabs(["Per item", "Per reviewer"])
     with t1:
-        df = data.frame(stats.items, ["item_id", "name", "alpha", "auto_human_agreement",
-                                      "ratings"])
+        df = data.frame(
+            stats.items, ["item_id", "name", "alpha", "auto_human_agreement", "ratings"]
+        )
         st.dataframe(df, hide_index=True, width="stretch")
         ui.csv_download(df, "agreement_items", key="dl_agree_items")
     with t2:
-        df = data.frame(stats.reviewers, ["reviewer", "reviews", "alpha_vs_others",
-                                          "agreement_vs_others", "alpha_vs_final",
-                                          "agreement_vs_final", "agreement_vs_auto"])
+        df = data.frame(
+            stats.reviewers,
+            [
+                "reviewer",
+                "reviews",
+                "alpha_vs_others",
+                "agreement_vs_others",
+                "alpha_vs_final",
+                "agreement_vs_final",
+                "agreement_vs_auto",
+            ],
+        )
         st.dataframe(df, hide_index=True, width="stretch")
         ui.csv_download(df, "agreement_reviewers", key="dl_agree_reviewers")
 
 # ---------------------------------------------------------------- one call
-calls = [cv for cv in data.guarded(wf.list_calls, user, CallFilter(reviewed=True, limit=1000))
-         if cv.submitted_reviews >= 2]
+calls = [
+    cv
+    for cv in data.guarded(wf.list_calls, user, CallFilter(reviewed=True, limit=1000))
+    if cv.submitted_reviews >= 2
+]
 st.subheader("Calls reviewed by two or more people")
 if not calls:
     st.info("No call has two submitted reviews yet.")
     st.stop()
-listing = data.frame([{"call_id": cv.call_id, "agent": cv.agent_id, "team": cv.team,
-                       "reviews": cv.submitted_reviews, "auto total": cv.auto_total,
-                       "final total": cv.final_total} for cv in calls])
+listing = data.frame(
+    [
+        {
+            "call_id": cv.call_id,
+            "agent": cv.agent_id,
+            "team": cv.team,
+            "reviews": cv.submitted_reviews,
+            "auto total": cv.auto_total,
+            "final total": cv.final_total,
+        }
+        for cv in calls
+    ]
+)
 st.dataframe(listing, hide_index=True, width="stretch")
 ui.csv_download(listing, "calibration_calls", key="dl_cal_calls")
 
 ids = [cv.call_id for cv in calls]
 default = st.query_params.get("call")
-call_id = st.selectbox("Call", ids, index=ids.index(default) if default in ids else 0,
-                       key="cal_call")
+call_id = st.selectbox(
+    "Call", ids, index=ids.index(default) if default in ids else 0, key="cal_call"
+)
 cal = data.guarded(wf.calibration, user, call_id)
 call = data.guarded(wf.get_call, user, call_id)
 
@@ -76,22 +100,37 @@ c = st.columns(4)
 c[0].metric("Reviewers", len(cal.reviewers))
 c[1].metric("Score spread", f"{cal.score_spread:.1f}")
 c[2].metric("Mean item agreement", _pct(cal.agreement))
-c[3].metric("Final total", "-" if cal.final_total is None else f"{cal.final_total:.1f}",
-            help=f"automatic {cal.auto_total:.1f}")
+c[3].metric(
+    "Final total",
+    "-" if cal.final_total is None else f"{cal.final_total:.1f}",
+    help=f"automatic {cal.auto_total:.1f}",
+)
 
-totals = data.frame([{"reviewer": r, "total": t} for r, t in cal.totals.items()]
-                    + [{"reviewer": "automatic", "total": cal.auto_total}])
+totals = data.frame(
+    [{"reviewer": r, "total": t} for r, t in cal.totals.items()]
+    + [{"reviewer": "automatic", "total": cal.auto_total}]
+)
 st.bar_chart(totals, x="reviewer", y="total", height=220)
 
 rows = []
 for it in cal.items:
-    row = {"item": it.item_id, "name": it.name, "critical": it.critical,
-           "automatic": it.auto_outcome.value,
-           "final": it.final_outcome.value if it.final_outcome else None}
+    row = {
+        "item": it.item_id,
+        "name": it.name,
+        "critical": it.critical,
+        "automatic": it.auto_outcome.value,
+        "final": it.final_outcome.value if it.final_outcome else None,
+    }
     row.update({r: (it.outcomes[r].value if r in it.outcomes else None) for r in cal.reviewers})
-    row.update({"majority": it.majority.value if it.majority else None,
-                "agreement": it.agreement, "all agree": it.all_agree,
-                "agrees with automatic": it.auto_agreement, "points spread": it.points_spread})
+    row.update(
+        {
+            "majority": it.majority.value if it.majority else None,
+            "agreement": it.agreement,
+            "all agree": it.all_agree,
+            "agrees with automatic": it.auto_agreement,
+            "points spread": it.points_spread,
+        }
+    )
     rows.append(row)
 table = data.frame(rows)
 
@@ -102,8 +141,7 @@ def _mark(row):  # highlight the items reviewers disagree on
 
 
 st.markdown("**Per item**  ·  rows in orange: reviewers disagree")
-st.dataframe(table.style.apply(_mark, axis=1), hide_index=True, width="stretch",
-             key="cal_items")
+st.dataframe(table.style.apply(_mark, axis=1), hide_index=True, width="stretch", key="cal_items")
 ui.csv_download(table, f"calibration_{call_id}", key="dl_cal_items")
 disagree = [it.item_id for it in cal.items if not it.all_agree]
 if disagree:
@@ -119,24 +157,41 @@ if role == "lead":
         for it in cal.items:
             start = (it.final_outcome or it.majority or it.auto_outcome).value
             chosen[it.item_id] = st.radio(
-                f"{it.name} ({it.item_id})", OUTCOMES, index=OUTCOMES.index(start),
-                horizontal=True, key=f"final:{call_id}:{it.item_id}")
+                f"{it.name} ({it.item_id})",
+                OUTCOMES,
+                index=OUTCOMES.index(start),
+                horizontal=True,
+                key=f"final:{call_id}:{it.item_id}",
+            )
         # the card's own arithmetic, the same that scored the call and every review
         suggested = call.outcome_of(chosen)
         override = st.checkbox(
-            "Set the total by hand", key=f"final_override:{call_id}",
+            "Set the total by hand",
+            key=f"final_override:{call_id}",
             help="Unticked, the total and pass follow the card's arithmetic over the outcomes "
-                 "above (as for the automatic score and every review)")
-        total = st.number_input("Final total (by hand)", 0.0, float(call.max_total),
-                                value=float(round(suggested.total, 1)),
-                                key=f"final_total:{call_id}")
-        passed = st.checkbox("Passed (by hand)", value=suggested.passed,
-                             key=f"final_passed:{call_id}")
+            "above (as for the automatic score and every review)",
+        )
+        total = st.number_input(
+            "Final total (by hand)",
+            0.0,
+            float(call.max_total),
+            value=float(round(suggested.total, 1)),
+            key=f"final_total:{call_id}",
+        )
+        passed = st.checkbox(
+            "Passed (by hand)", value=suggested.passed, key=f"final_passed:{call_id}"
+        )
         note = st.text_area("Note", key=f"final_note:{call_id}")
         if st.form_submit_button("Set final score", type="primary", key="final_submit"):
             items = [ReviewItemInput(item_id=k, outcome=ItemOutcome(v)) for k, v in chosen.items()]
-            final = data.guarded(wf.set_final_score, user, call_id, items,
-                                 float(total) if override else None,
-                                 bool(passed) if override else None, note)
+            final = data.guarded(
+                wf.set_final_score,
+                user,
+                call_id,
+                items,
+                float(total) if override else None,
+                bool(passed) if override else None,
+                note,
+            )
             total = final.final_total if final.final_total is not None else total
             ui.done(f"Final score of {call_id} set to {total:.1f}.")

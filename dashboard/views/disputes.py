@@ -20,13 +20,29 @@ wf = data.workflow()
 st.title("Disputes")
 
 status_filter = st.segmented_control(
-    "Status", ["open", "upheld", "overturned", "all"], default="open", key="disp_status")
+    "Status", ["open", "upheld", "overturned", "all"], default="open", key="disp_status"
+)
 status = None if status_filter in (None, "all") else DisputeStatus(status_filter)
 disputes = data.guarded(wf.list_disputes, user, status)
 
-df = data.frame(disputes, ["id", "call_id", "item_id", "agent_id", "opened_by", "reason",
-                           "status", "outcome_before", "outcome_after", "resolution",
-                           "resolved_by", "created_at", "resolved_at"])
+df = data.frame(
+    disputes,
+    [
+        "id",
+        "call_id",
+        "item_id",
+        "agent_id",
+        "opened_by",
+        "reason",
+        "status",
+        "outcome_before",
+        "outcome_after",
+        "resolution",
+        "resolved_by",
+        "created_at",
+        "resolved_at",
+    ],
+)
 st.dataframe(df, hide_index=True, width="stretch", key="disp_table")
 ui.csv_download(df, "disputes", key="dl_disputes")
 
@@ -34,9 +50,11 @@ for d in disputes:
     if d.status != DisputeStatus.OPEN:
         continue
     with st.container(border=True):
-        st.markdown(f"**Dispute {d.id}** · call `{d.call_id}` · item **{d.item_id}** · "
-                    f"agent {d.agent_id or '-'} · opened by {d.opened_by} "
-                    f"{d.created_at:%Y-%m-%d %H:%M}")
+        st.markdown(
+            f"**Dispute {d.id}** · call `{d.call_id}` · item **{d.item_id}** · "
+            f"agent {d.agent_id or '-'} · opened by {d.opened_by} "
+            f"{d.created_at:%Y-%m-%d %H:%M}"
+        )
         st.markdown(f"> {ui.escape_md(d.reason)}")
         try:
             call = wf.get_call(user, d.call_id)
@@ -46,10 +64,15 @@ for d in disputes:
         result = data.load_result(call)
         item = next((i for i in call.items if i.item_id == d.item_id), None)
         if item is not None:
-            st.markdown(f"automatic **{item.auto_outcome.value}** · now **{item.outcome.value}** "
-                        f"· {item.points:g} / {item.points_possible:g} points")
-        auto = next((i for i in result.score.items if i.item_id == d.item_id), None) \
-            if result else None
+            st.markdown(
+                f"automatic **{item.auto_outcome.value}** · now **{item.outcome.value}** "
+                f"· {item.points:g} / {item.points_possible:g} points"
+            )
+        auto = (
+            next((i for i in result.score.items if i.item_id == d.item_id), None)
+            if result
+            else None
+        )
         if auto is not None:
             source, fmt = data.audio_source(call, result)
             with st.expander("Evidence and recording"):
@@ -58,27 +81,41 @@ for d in disputes:
         if role == "lead":
             with st.form(f"resolve:{d.id}"):
                 decision = st.radio(
-                    "Decision", [DisputeStatus.UPHELD.value, DisputeStatus.OVERTURNED.value],
-                    horizontal=True, key=f"decision:{d.id}",
-                    format_func=lambda v: {"upheld": "uphold (score stands)",
-                                           "overturned": "overturn (change the item)"}[v])
+                    "Decision",
+                    [DisputeStatus.UPHELD.value, DisputeStatus.OVERTURNED.value],
+                    horizontal=True,
+                    key=f"decision:{d.id}",
+                    format_func=lambda v: {
+                        "upheld": "uphold (score stands)",
+                        "overturned": "overturn (change the item)",
+                    }[v],
+                )
                 resolution = st.text_area("Resolution", key=f"resolution:{d.id}")
                 if st.form_submit_button("Resolve", type="primary", key=f"resolve_btn:{d.id}"):
                     if not resolution.strip():
                         st.error("Write the resolution the agent will read.")
                     else:
-                        data.guarded(wf.resolve_dispute, user, d.id, DisputeStatus(decision),
-                                     resolution.strip())
+                        data.guarded(
+                            wf.resolve_dispute,
+                            user,
+                            d.id,
+                            DisputeStatus(decision),
+                            resolution.strip(),
+                        )
                         ui.done(f"Dispute {d.id} {decision}.")
 
 if role in ("lead", "manager", "admin"):
     st.subheader("Audit trail")
-    entity = st.selectbox("Entity", [None, "dispute", "call", "review", "coaching", "case",
-                                     "user"], key="audit_entity",
-                          format_func=lambda v: "everything" if v is None else v)
+    entity = st.selectbox(
+        "Entity",
+        [None, "dispute", "call", "review", "coaching", "case", "user"],
+        key="audit_entity",
+        format_func=lambda v: "everything" if v is None else v,
+    )
     entity_id = st.text_input("Entity id", key="audit_entity_id") or None
     trail = data.guarded(wf.audit_trail, user, entity, entity_id)
-    adf = data.frame(trail, ["at", "actor", "entity", "entity_id", "action", "field",
-                             "old_value", "new_value"])
+    adf = data.frame(
+        trail, ["at", "actor", "entity", "entity_id", "action", "field", "old_value", "new_value"]
+    )
     st.dataframe(adf, hide_index=True, width="stretch", key="audit_table")
     ui.csv_download(adf, "audit_trail", key="dl_audit")

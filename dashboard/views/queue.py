@@ -28,8 +28,12 @@ with st.expander("Filters", expanded=True):
     team = c[0].text_input("Team", key="q_team") or None
     agent = c[1].text_input("Agent id", key="q_agent") or None
     queue = c[2].text_input("Queue", key="q_queue") or None
-    flag = c[3].selectbox("Flag", [None, *[f.value for f in FlagCode]], key="q_flag",
-                          format_func=lambda v: "any flag" if v is None else v)
+    flag = c[3].selectbox(
+        "Flag",
+        [None, *[f.value for f in FlagCode]],
+        key="q_flag",
+        format_func=lambda v: "any flag" if v is None else v,
+    )
     c = st.columns(4)
     dates = c[0].date_input("Started between", value=(), key="q_dates")
     lo, hi = c[1].slider("Score range", 0.0, 100.0, (0.0, 100.0), step=1.0, key="q_score")
@@ -43,39 +47,83 @@ if isinstance(dates, tuple | list) and len(dates) >= 1:
     date_to = datetime.combine(dates[-1], time.min, tzinfo=UTC) + timedelta(days=1)
 
 filters = CallFilter(
-    team=team, agent_id=agent, queue=queue, flag=flag,
+    team=team,
+    agent_id=agent,
+    queue=queue,
+    flag=flag,
     flagged=True if only_flagged and flag is None else None,
-    date_from=date_from, date_to=date_to,
-    min_total=lo if lo > 0 else None, max_total=hi if hi < 100 else None,
+    date_from=date_from,
+    date_to=date_to,
+    min_total=lo if lo > 0 else None,
+    max_total=hi if hi < 100 else None,
     reviewed={"unreviewed": False, "reviewed": True}.get(status),
-    assigned_to_me=mine_only, limit=PAGE_LIMIT,
+    assigned_to_me=mine_only,
+    limit=PAGE_LIMIT,
 )
 calls = data.guarded(wf.list_calls, user, filters)
 
-rows = [{
-    "call_id": cv.call_id, "started_at": cv.started_at, "agent": cv.agent_id, "team": cv.team,
-    "queue": cv.queue, "total": round(cv.total, 1), "passed": cv.passed,
-    "auto_fail": cv.auto_fail, "flags": ", ".join(cv.flags),
-    "flag reasons": "; ".join(cv.flag_reasons),
-    "assigned": ", ".join(cv.assigned_reviewers), "reviews": cv.submitted_reviews,
-} for cv in calls]
-columns = ["call_id", "started_at", "agent", "team", "queue", "total", "passed", "auto_fail",
-           "flags", "flag reasons", "assigned", "reviews"]
+rows = [
+    {
+        "call_id": cv.call_id,
+        "started_at": cv.started_at,
+        "agent": cv.agent_id,
+        "team": cv.team,
+        "queue": cv.queue,
+        "total": round(cv.total, 1),
+        "passed": cv.passed,
+        "auto_fail": cv.auto_fail,
+        "flags": ", ".join(cv.flags),
+        "flag reasons": "; ".join(cv.flag_reasons),
+        "assigned": ", ".join(cv.assigned_reviewers),
+        "reviews": cv.submitted_reviews,
+    }
+    for cv in calls
+]
+columns = [
+    "call_id",
+    "started_at",
+    "agent",
+    "team",
+    "queue",
+    "total",
+    "passed",
+    "auto_fail",
+    "flags",
+    "flag reasons",
+    "assigned",
+    "reviews",
+]
 df = data.frame(rows, columns)
 
 st.caption(f"{len(df)} calls" + (f" (first {PAGE_LIMIT})" if len(df) >= PAGE_LIMIT else ""))
-event = st.dataframe(df, hide_index=True, width="stretch", on_select="rerun",
-                     selection_mode="single-row", key="queue_table",
-                     column_config={"total": st.column_config.ProgressColumn(
-                         "total", min_value=0, max_value=100, format="%.1f")})
+event = st.dataframe(
+    df,
+    hide_index=True,
+    width="stretch",
+    on_select="rerun",
+    selection_mode="single-row",
+    key="queue_table",
+    column_config={
+        "total": st.column_config.ProgressColumn("total", min_value=0, max_value=100, format="%.1f")
+    },
+)
 ui.csv_download(df, "review_queue", key="dl_queue")
 
 selected = event.selection.rows if event is not None else []
 chosen = df.iloc[selected[0]]["call_id"] if selected else None
-open_id = st.selectbox("Open call", df["call_id"].tolist(), index=0 if chosen is None else
-                       df["call_id"].tolist().index(chosen), key="q_open") if len(df) else None
-if open_id and st.button("Review this call", key="q_open_btn", type="primary",
-                         icon=":material/headphones:"):
+open_id = (
+    st.selectbox(
+        "Open call",
+        df["call_id"].tolist(),
+        index=0 if chosen is None else df["call_id"].tolist().index(chosen),
+        key="q_open",
+    )
+    if len(df)
+    else None
+)
+if open_id and st.button(
+    "Review this call", key="q_open_btn", type="primary", icon=":material/headphones:"
+):
     st.session_state["open_call"] = open_id
     st.switch_page("views/review.py")
 
@@ -94,9 +142,13 @@ if role in ("lead", "admin"):
         n = st.number_input("Calls", min_value=1, max_value=200, value=5, key="sample_n")
         seed = st.number_input("Seed", min_value=0, value=0, key="sample_seed")
         if st.form_submit_button("Draw sample", key="sample_submit"):
-            drawn = data.guarded(wf.sample_for_review, user, int(n),
-                                 filters.model_copy(update={"limit": None, "flagged": None}),
-                                 int(seed))
+            drawn = data.guarded(
+                wf.sample_for_review,
+                user,
+                int(n),
+                filters.model_copy(update={"limit": None, "flagged": None}),
+                int(seed),
+            )
             st.session_state["sampled_calls"] = [cv.call_id for cv in drawn]
     if st.session_state.get("sampled_calls"):
         st.write("Sampled: " + ", ".join(st.session_state["sampled_calls"]))

@@ -34,8 +34,13 @@ if not call_id:
     if not recent:
         st.info("No calls to review yet.")
         st.stop()
-    choice = st.selectbox("Call", [c.call_id for c in recent], index=None,
-                          placeholder="Choose a call", key="review_pick")
+    choice = st.selectbox(
+        "Call",
+        [c.call_id for c in recent],
+        index=None,
+        placeholder="Choose a call",
+        key="review_pick",
+    )
     if not choice:
         st.stop()
     st.query_params["call"] = call_id = choice
@@ -47,8 +52,13 @@ except QAError:
     st.stop()
 
 result = data.load_result(call)
-meta_bits = [f"**{call.call_id}**", f"agent {call.agent_id or '-'}", f"team {call.team or '-'}",
-             f"queue {call.queue or '-'}", call.direction]
+meta_bits = [
+    f"**{call.call_id}**",
+    f"agent {call.agent_id or '-'}",
+    f"team {call.team or '-'}",
+    f"queue {call.queue or '-'}",
+    call.direction,
+]
 if call.started_at:
     meta_bits.append(f"{call.started_at:%Y-%m-%d %H:%M}")
 if call.duration:
@@ -61,8 +71,10 @@ if result is not None:
     ui.score_header(result, call.final_total, call.final_passed)
     ui.quality_panel(call.call_id, result.transcript.quality)
 else:
-    st.warning("The pipeline's full result for this call is not in the store; showing the "
-               "scores the workflow database holds.")
+    st.warning(
+        "The pipeline's full result for this call is not in the store; showing the "
+        "scores the workflow database holds."
+    )
     st.metric("Automatic score", f"{call.auto_total:.1f}")
 if call.final_note:
     st.info(f"Final decision by {call.final_by}: {call.final_note}")
@@ -74,12 +86,19 @@ with left:
     source, fmt = data.audio_source(call, result)
     ui.audio_player(call.call_id, source, fmt)
     if result is not None and result.transcript.redactions:
-        st.caption(f"{len(result.transcript.redactions)} spans of personal data are silent "
-                   "in this recording.")
-    if (data.settings().original_audio == "restricted"
-            and UserRole(role) in auth.ORIGINAL_AUDIO
-            and st.button("Play the original recording", key="original_audio",
-                          help="Unredacted; your access is written to the audit log")):
+        st.caption(
+            f"{len(result.transcript.redactions)} spans of personal data are silent "
+            "in this recording."
+        )
+    if (
+        data.settings().original_audio == "restricted"
+        and UserRole(role) in auth.ORIGINAL_AUDIO
+        and st.button(
+            "Play the original recording",
+            key="original_audio",
+            help="Unredacted; your access is written to the audit log",
+        )
+    ):
         try:
             st.audio(wf.original_audio(user, call.call_id, data.store()))
             st.caption("Original recording, unredacted. This access is in the audit log.")
@@ -88,26 +107,36 @@ with left:
     if result is not None:
         transcript = result.transcript
         if transcript.roles.method == "swapped":  # a reviewer's swap, scored again
-            st.caption("Agent and customer were swapped by a reviewer; the score above is "
-                       "from the swapped roles." if call.role_swapped else
-                       "A reviewer set agent and customer back to the automatic decision; "
-                       "the score above is from these roles.")
+            st.caption(
+                "Agent and customer were swapped by a reviewer; the score above is "
+                "from the swapped roles."
+                if call.role_swapped
+                else "A reviewer set agent and customer back to the automatic decision; "
+                "the score above is from these roles."
+            )
         elif call.role_swapped:  # recorded before swaps were scored again
             transcript = ui.swapped_transcript(transcript)
-            st.caption("Agent and customer were swapped by a reviewer; the score is still "
-                       "from the automatic roles.")
+            st.caption(
+                "Agent and customer were swapped by a reviewer; the score is still "
+                "from the automatic roles."
+            )
         st.subheader("Transcript")
         ui.transcript_view(call.call_id, transcript)
-    if result is not None and UserRole(role) in auth.REVIEWERS and st.button(
-        "Swap agent / customer", key="swap_roles",
-        help="The speaker detection picked the wrong person as the agent: the call is "
-             "scored again with the roles exchanged",
+    if (
+        result is not None
+        and UserRole(role) in auth.REVIEWERS
+        and st.button(
+            "Swap agent / customer",
+            key="swap_roles",
+            help="The speaker detection picked the wrong person as the agent: the call is "
+            "scored again with the roles exchanged",
+        )
     ):
         with st.spinner("Scoring the call again with the roles swapped..."):
-            swapped = data.guarded(wf.swap_roles, user, call.call_id, data.store(),
-                                   data.models())
-        st.session_state["swap_notice"] = (f"Roles swapped; automatic score {call.auto_total:.1f}"
-                                           f" → {swapped.auto_total:.1f}")
+            swapped = data.guarded(wf.swap_roles, user, call.call_id, data.store(), data.models())
+        st.session_state["swap_notice"] = (
+            f"Roles swapped; automatic score {call.auto_total:.1f} → {swapped.auto_total:.1f}"
+        )
         st.rerun()
     if notice := st.session_state.pop("swap_notice", None):
         st.success(notice)
@@ -127,20 +156,22 @@ can_review = role in ("inspector", "lead") or (role == "agent" and call.agent_id
 with right:
     st.subheader("Scorecard")
     if mine is not None:
-        st.caption(f"Your review: {mine.status.value}, version {mine.version}, "
-                   f"total {mine.total:.1f}")
+        st.caption(
+            f"Your review: {mine.status.value}, version {mine.version}, total {mine.total:.1f}"
+        )
     inputs: list[ReviewItemInput] = []
     for item in call.items:
         auto = auto_items.get(item.item_id)
         icon = ui.OUTCOME_ICON[item.outcome]
         crit = " · :red[critical]" if item.critical else ""
-        final = (f" · final **{item.final_outcome.value}**"
-                 if item.final_outcome is not None else "")
+        final = f" · final **{item.final_outcome.value}**" if item.final_outcome is not None else ""
         with st.container(border=True):
-            st.markdown(f"{icon} **{ui.escape_md(item.name)}** <small>{item.item_id}</small>{crit}"
-                        f"  \nautomatic **{item.auto_outcome.value}** · "
-                        f"{item.auto_points:g} / {item.points_possible:g} points{final}",
-                        unsafe_allow_html=True)
+            st.markdown(
+                f"{icon} **{ui.escape_md(item.name)}** <small>{item.item_id}</small>{crit}"
+                f"  \nautomatic **{item.auto_outcome.value}** · "
+                f"{item.auto_points:g} / {item.points_possible:g} points{final}",
+                unsafe_allow_html=True,
+            )
             if auto is not None:
                 ui.evidence_lines(call.call_id, auto, key_prefix="item")
             if not can_review:
@@ -149,36 +180,58 @@ with right:
             current = prior.outcome if prior else item.auto_outcome
             c1, c2 = st.columns([2, 3])
             outcome = c1.radio(
-                "Your decision", OUTCOMES, index=OUTCOMES.index(current.value), horizontal=True,
-                key=f"rv:{call.call_id}:{item.item_id}:outcome", disabled=locked,
+                "Your decision",
+                OUTCOMES,
+                index=OUTCOMES.index(current.value),
+                horizontal=True,
+                key=f"rv:{call.call_id}:{item.item_id}:outcome",
+                disabled=locked,
                 format_func=lambda v, a=item.auto_outcome.value: f"{v} (confirm)" if v == a else v,
             )
-            comment = c2.text_input("Comment", value=prior.comment if prior else "",
-                                    key=f"rv:{call.call_id}:{item.item_id}:comment",
-                                    disabled=locked)
-            inputs.append(ReviewItemInput(item_id=item.item_id, outcome=ItemOutcome(outcome),
-                                          comment=comment))
+            comment = c2.text_input(
+                "Comment",
+                value=prior.comment if prior else "",
+                key=f"rv:{call.call_id}:{item.item_id}:comment",
+                disabled=locked,
+            )
+            inputs.append(
+                ReviewItemInput(item_id=item.item_id, outcome=ItemOutcome(outcome), comment=comment)
+            )
 
     if can_review and not locked:
         b1, b2, _ = st.columns([1, 1, 2])
         save = b1.button("Save draft", key="save_draft", icon=":material/save:")
-        submit = b2.button("Submit review", key="submit_review", type="primary",
-                           icon=":material/send:")
+        submit = b2.button(
+            "Submit review", key="submit_review", type="primary", icon=":material/send:"
+        )
         if save or submit:
             try:
-                saved = wf.save_review(user, call.call_id, inputs, submit=submit,
-                                       expected_version=st.session_state[version_key])
+                saved = wf.save_review(
+                    user,
+                    call.call_id,
+                    inputs,
+                    submit=submit,
+                    expected_version=st.session_state[version_key],
+                )
             except StaleEditError:
-                st.error("This review was changed elsewhere since you opened it, so your edit "
-                         "was not saved. Reload to see the latest version, then re-apply it.")
-                st.button("Reload", key="reload_review", on_click=st.session_state.pop,
-                          args=(version_key, None))
+                st.error(
+                    "This review was changed elsewhere since you opened it, so your edit "
+                    "was not saved. Reload to see the latest version, then re-apply it."
+                )
+                st.button(
+                    "Reload",
+                    key="reload_review",
+                    on_click=st.session_state.pop,
+                    args=(version_key, None),
+                )
             except QAError as exc:
                 st.error(str(exc))
             else:
                 st.session_state[version_key] = saved.version
-                message = (f"Review {'submitted' if submit else 'saved as draft'} "
-                           f"(total {saved.total:.1f}).")
+                message = (
+                    f"Review {'submitted' if submit else 'saved as draft'} "
+                    f"(total {saved.total:.1f})."
+                )
                 if submit:
                     ui.done(message)
                 st.success(message)
@@ -191,9 +244,14 @@ if others:
     st.subheader("Other reviews")
     rows = []
     for r in others:
-        row = {"reviewer": r.reviewer_name or r.reviewer, "role": r.reviewer_role.value,
-               "self": r.self_review, "status": r.status.value, "total": r.total,
-               "passed": r.passed}
+        row = {
+            "reviewer": r.reviewer_name or r.reviewer,
+            "role": r.reviewer_role.value,
+            "self": r.self_review,
+            "status": r.status.value,
+            "total": r.total,
+            "passed": r.passed,
+        }
         row.update({i.item_id: i.outcome.value for i in r.items})
         rows.append(row)
     df = data.frame(rows)
@@ -202,9 +260,12 @@ if others:
     submitted = {r.id: r for r in others if r.status == ReviewStatus.SUBMITTED}
     if role == "lead" and submitted:
         r1, r2, r3 = st.columns([2, 3, 1], vertical_alignment="bottom")
-        rid = r1.selectbox("Reopen a submitted review", list(submitted), key="reopen_pick",
-                           format_func=lambda k: submitted[k].reviewer_name
-                           or submitted[k].reviewer)
+        rid = r1.selectbox(
+            "Reopen a submitted review",
+            list(submitted),
+            key="reopen_pick",
+            format_func=lambda k: submitted[k].reviewer_name or submitted[k].reviewer,
+        )
         why = r2.text_input("Reason", key="reopen_reason")
         if r3.button("Reopen", key="reopen_btn"):
             data.guarded(wf.reopen_review, user, rid, why)
@@ -221,12 +282,15 @@ if role == "agent":
     elif st.button("Acknowledge score", key="ack_score", icon=":material/done:"):
         data.guarded(wf.acknowledge_score, user, call.call_id)
         st.rerun()
-    disputes = [d for d in data.guarded(wf.list_disputes, user, None)
-                if d.call_id == call.call_id]
+    disputes = [d for d in data.guarded(wf.list_disputes, user, None) if d.call_id == call.call_id]
     if disputes:
-        st.dataframe(data.frame(disputes, ["item_id", "reason", "status", "resolution",
-                                           "created_at", "resolved_at"]),
-                     hide_index=True, width="stretch")
+        st.dataframe(
+            data.frame(
+                disputes, ["item_id", "reason", "status", "resolution", "created_at", "resolved_at"]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
     with st.form("dispute", clear_on_submit=True):
         st.markdown("**Dispute an item**")
         failed_first = sorted(call.items, key=lambda i: i.outcome != ItemOutcome.FAIL)
@@ -243,8 +307,13 @@ if role == "agent":
 # ---------------------------------------------------------------- case library
 if role in ("inspector", "lead"):
     with st.expander("Add to the case library"), st.form("add_case", clear_on_submit=True):
-        kind = st.radio("Kind", [k.value for k in CaseKind], horizontal=True,
-                        format_func=lambda v: v.replace("_", " "), key="case_kind")
+        kind = st.radio(
+            "Kind",
+            [k.value for k in CaseKind],
+            horizontal=True,
+            format_func=lambda v: v.replace("_", " "),
+            key="case_kind",
+        )
         title = st.text_input("Title", key="case_title")
         notes = st.text_area("Notes", key="case_notes")
         tags = st.text_input("Tags (comma separated)", key="case_tags")
@@ -252,6 +321,13 @@ if role in ("inspector", "lead"):
             if not title.strip():
                 st.error("A case needs a title.")
             else:
-                data.guarded(wf.add_case, user, call.call_id, CaseKind(kind), title.strip(),
-                             notes, [t.strip() for t in tags.split(",") if t.strip()])
+                data.guarded(
+                    wf.add_case,
+                    user,
+                    call.call_id,
+                    CaseKind(kind),
+                    title.strip(),
+                    notes,
+                    [t.strip() for t in tags.split(",") if t.strip()],
+                )
                 st.success("Added to the case library.")

@@ -22,9 +22,12 @@ wf = data.workflow()
 st.title("Trends")
 
 c = st.columns(4)
-by = c[0].selectbox("Group by", ["team", "agent_id", "queue", "scorecard"], key="tr_by",
-                    format_func=lambda v: {"agent_id": "agent",
-                                           "scorecard": "scorecard version"}.get(v, v))
+by = c[0].selectbox(
+    "Group by",
+    ["team", "agent_id", "queue", "scorecard"],
+    key="tr_by",
+    format_func=lambda v: {"agent_id": "agent", "scorecard": "scorecard version"}.get(v, v),
+)
 dates = c[1].date_input("Calls between", value=(), key="tr_dates")
 team = c[2].text_input("Team", key="tr_team") or None
 queue = c[3].text_input("Queue", key="tr_queue") or None
@@ -48,8 +51,9 @@ def means(df: pd.DataFrame) -> pd.DataFrame:
     out["average_score"] = (df["total_sum"] / df["calls"]).round(2)
     out["pass_rate"] = (df["passed_sum"] / df["calls"]).round(4)
     out["auto_fail_rate"] = (df["auto_fail_sum"] / df["calls"]).round(4)
-    out["customer_sentiment"] = (df["sentiment_sum"] / df["sentiment_n"].where(
-        df["sentiment_n"] > 0)).round(4)
+    out["customer_sentiment"] = (
+        df["sentiment_sum"] / df["sentiment_n"].where(df["sentiment_n"] > 0)
+    ).round(4)
     out["final_decisions"] = df["finalised"].astype(int)
     return out.drop(columns=["finalised"])
 
@@ -61,10 +65,15 @@ k[0].metric("Calls", f"{int(total['calls']):,}")
 k[1].metric("Average score", f"{total['total_sum'] / total['calls']:.1f}")
 k[2].metric("Pass rate", f"{total['passed_sum'] / total['calls']:.0%}")
 k[3].metric("Auto-fail rate", f"{total['auto_fail_sum'] / total['calls']:.0%}")
-k[4].metric("Customer sentiment", "-" if not total["sentiment_n"] else
-            f"{total['sentiment_sum'] / total['sentiment_n']:+.2f}")
-k[5].metric("Final decisions", f"{int(total['finalised']):,}",
-            help="calls whose outcome a lead set or a dispute changed")
+k[4].metric(
+    "Customer sentiment",
+    "-" if not total["sentiment_n"] else f"{total['sentiment_sum'] / total['sentiment_n']:+.2f}",
+)
+k[5].metric(
+    "Final decisions",
+    f"{int(total['finalised']):,}",
+    help="calls whose outcome a lead set or a dispute changed",
+)
 
 # ---------------------------------------------------------------- by week
 weekly = means(sums)
@@ -72,17 +81,25 @@ weekly["group"] = weekly["group"].fillna("(none)").astype(str)
 weekly["week"] = pd.to_datetime(weekly["week"])
 weekly = weekly.sort_values(["week", "group"])
 
-tabs = st.tabs(["Score", "Pass rate", "Auto-fail", "Sentiment", "Items", "Reviewers",
-                "Coaching"])
-for tab, col, title in [(tabs[0], "average_score", "Average score"),
-                        (tabs[1], "pass_rate", "Pass rate"),
-                        (tabs[2], "auto_fail_rate", "Auto-fail rate"),
-                        (tabs[3], "customer_sentiment", "Customer sentiment")]:
+tabs = st.tabs(["Score", "Pass rate", "Auto-fail", "Sentiment", "Items", "Reviewers", "Coaching"])
+for tab, col, title in [
+    (tabs[0], "average_score", "Average score"),
+    (tabs[1], "pass_rate", "Pass rate"),
+    (tabs[2], "auto_fail_rate", "Auto-fail rate"),
+    (tabs[3], "customer_sentiment", "Customer sentiment"),
+]:
     with tab:
-        chart = (alt.Chart(weekly.dropna(subset=[col])).mark_line(point=True)
-                 .encode(x=alt.X("week:T", title="week"), y=alt.Y(f"{col}:Q", title=title),
-                         color=alt.Color("group:N", title=by), tooltip=list(weekly.columns))
-                 .properties(height=300))
+        chart = (
+            alt.Chart(weekly.dropna(subset=[col]))
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("week:T", title="week"),
+                y=alt.Y(f"{col}:Q", title=title),
+                color=alt.Color("group:N", title=by),
+                tooltip=list(weekly.columns),
+            )
+            .properties(height=300)
+        )
         st.altair_chart(chart, width="stretch")
 
 table = weekly.copy()
@@ -91,8 +108,11 @@ st.subheader(f"By {by.replace('_id', '')} and week")
 st.dataframe(table, hide_index=True, width="stretch", key="tr_weekly")
 ui.csv_download(table, f"trend_by_{by}", key="dl_trend")
 
-overall = means(sums.drop(columns=["week"]).groupby("group", dropna=False).sum()
-                .reset_index()).rename(columns={"group": by}).sort_values("average_score")
+overall = (
+    means(sums.drop(columns=["week"]).groupby("group", dropna=False).sum().reset_index())
+    .rename(columns={"group": by})
+    .sort_values("average_score")
+)
 st.subheader(f"By {by.replace('_id', '')}")
 st.dataframe(overall, hide_index=True, width="stretch", key="tr_overall")
 ui.csv_download(overall, f"summary_by_{by}", key="dl_overall")
@@ -104,14 +124,27 @@ with tabs[4]:
     else:
         pareto = pareto.sort_values("fails", ascending=False).reset_index(drop=True)
         pareto["cumulative share"] = pareto["fails"].cumsum() / pareto["fails"].sum()
-        bars = alt.Chart(pareto).mark_bar().encode(
-            x=alt.X("item_id:N", sort=None, title="item"), y=alt.Y("fails:Q", title="failures"),
-            tooltip=list(pareto.columns))
-        line = alt.Chart(pareto).mark_line(point=True, color="orange").encode(
-            x=alt.X("item_id:N", sort=None),
-            y=alt.Y("cumulative share:Q", axis=alt.Axis(format="%"), title="cumulative"))
-        st.altair_chart(alt.layer(bars, line).resolve_scale(y="independent").properties(
-            height=300), width="stretch")
+        bars = (
+            alt.Chart(pareto)
+            .mark_bar()
+            .encode(
+                x=alt.X("item_id:N", sort=None, title="item"),
+                y=alt.Y("fails:Q", title="failures"),
+                tooltip=list(pareto.columns),
+            )
+        )
+        line = (
+            alt.Chart(pareto)
+            .mark_line(point=True, color="orange")
+            .encode(
+                x=alt.X("item_id:N", sort=None),
+                y=alt.Y("cumulative share:Q", axis=alt.Axis(format="%"), title="cumulative"),
+            )
+        )
+        st.altair_chart(
+            alt.layer(bars, line).resolve_scale(y="independent").properties(height=300),
+            width="stretch",
+        )
         st.dataframe(pareto, hide_index=True, width="stretch", key="tr_pareto")
         ui.csv_download(pareto, "item_failure_pareto", key="dl_pareto")
 
@@ -120,11 +153,22 @@ with tabs[5]:
     a = st.columns(3)
     a[0].metric("Reviewed calls", stats.calls)
     a[1].metric("Krippendorff α", "-" if stats.alpha is None else f"{stats.alpha:.2f}")
-    a[2].metric("Automatic vs human", "-" if stats.auto_human_agreement is None
-                else f"{stats.auto_human_agreement:.0%}")
-    rdf = data.frame(stats.reviewers, ["reviewer", "reviews", "alpha_vs_others",
-                                       "agreement_vs_others", "alpha_vs_final",
-                                       "agreement_vs_final", "agreement_vs_auto"])
+    a[2].metric(
+        "Automatic vs human",
+        "-" if stats.auto_human_agreement is None else f"{stats.auto_human_agreement:.0%}",
+    )
+    rdf = data.frame(
+        stats.reviewers,
+        [
+            "reviewer",
+            "reviews",
+            "alpha_vs_others",
+            "agreement_vs_others",
+            "alpha_vs_final",
+            "agreement_vs_final",
+            "agreement_vs_auto",
+        ],
+    )
     st.dataframe(rdf, hide_index=True, width="stretch", key="tr_reviewers")
     ui.csv_download(rdf, "reviewer_agreement", key="dl_reviewers")
 
@@ -133,13 +177,21 @@ with tabs[6]:
     if not sessions:
         st.caption("No coaching sessions.")
     else:
-        cdf = data.frame(sessions, ["id", "agent_id", "session_at", "status", "due",
-                                    "acknowledged_at", "follow_up_date"])
+        cdf = data.frame(
+            sessions,
+            ["id", "agent_id", "session_at", "status", "due", "acknowledged_at", "follow_up_date"],
+        )
         cdf["acknowledged"] = cdf["acknowledged_at"].notna()
         cdf["followed_up"] = cdf["follow_up_date"].notna()
-        summary = (cdf.groupby("agent_id")
-                   .agg(sessions=("id", "count"), acknowledged=("acknowledged", "mean"),
-                        followed_up=("followed_up", "mean")).reset_index())
+        summary = (
+            cdf.groupby("agent_id")
+            .agg(
+                sessions=("id", "count"),
+                acknowledged=("acknowledged", "mean"),
+                followed_up=("followed_up", "mean"),
+            )
+            .reset_index()
+        )
         b = st.columns(2)
         b[0].metric("Acknowledged", f"{cdf['acknowledged'].mean():.0%}")
         b[1].metric("Followed up", f"{cdf['followed_up'].mean():.0%}")

@@ -50,8 +50,13 @@ class BasicResBlock(nn.Module):
         self.shortcut = nn.Sequential()
         if stride != 1 or in_planes != self.expansion * planes:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_planes, self.expansion * planes, kernel_size=1,
-                          stride=(stride, 1), bias=False),
+                nn.Conv2d(
+                    in_planes,
+                    self.expansion * planes,
+                    kernel_size=1,
+                    stride=(stride, 1),
+                    bias=False,
+                ),
                 nn.BatchNorm2d(self.expansion * planes),
             )
 
@@ -94,27 +99,58 @@ class StatsPool(nn.Module):
 
 
 class TDNNLayer(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int = 0, dilation: int = 1, bias: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        bias: bool = False,
+    ) -> None:
         super().__init__()
         if padding < 0:
             padding = (kernel_size - 1) // 2 * dilation
-        self.linear = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride,
-                                padding=padding, dilation=dilation, bias=bias)
-        self.nonlinear = nn.Sequential(OrderedDict(
-            batchnorm=nn.BatchNorm1d(out_channels), relu=nn.ReLU(inplace=True)
-        ))
+        self.linear = nn.Conv1d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            bias=bias,
+        )
+        self.nonlinear = nn.Sequential(
+            OrderedDict(batchnorm=nn.BatchNorm1d(out_channels), relu=nn.ReLU(inplace=True))
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.nonlinear(self.linear(x))
 
 
 class CAMLayer(nn.Module):
-    def __init__(self, bn_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 padding: int, dilation: int, bias: bool, reduction: int = 2) -> None:
+    def __init__(
+        self,
+        bn_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        padding: int,
+        dilation: int,
+        bias: bool,
+        reduction: int = 2,
+    ) -> None:
         super().__init__()
-        self.linear_local = nn.Conv1d(bn_channels, out_channels, kernel_size, stride=stride,
-                                      padding=padding, dilation=dilation, bias=bias)
+        self.linear_local = nn.Conv1d(
+            bn_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            bias=bias,
+        )
         self.linear1 = nn.Conv1d(bn_channels, bn_channels // reduction, 1)
         self.relu = nn.ReLU(inplace=True)
         self.linear2 = nn.Conv1d(bn_channels // reduction, out_channels, 1)
@@ -133,33 +169,55 @@ class CAMLayer(nn.Module):
 
 
 class CAMDenseTDNNLayer(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, bn_channels: int, kernel_size: int,
-                 stride: int = 1, dilation: int = 1, bias: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        bn_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 1,
+        bias: bool = False,
+    ) -> None:
         super().__init__()
-        self.nonlinear1 = nn.Sequential(OrderedDict(
-            batchnorm=nn.BatchNorm1d(in_channels), relu=nn.ReLU(inplace=True)
-        ))
+        self.nonlinear1 = nn.Sequential(
+            OrderedDict(batchnorm=nn.BatchNorm1d(in_channels), relu=nn.ReLU(inplace=True))
+        )
         self.linear1 = nn.Conv1d(in_channels, bn_channels, 1, bias=False)
-        self.nonlinear2 = nn.Sequential(OrderedDict(
-            batchnorm=nn.BatchNorm1d(bn_channels), relu=nn.ReLU(inplace=True)
-        ))
+        self.nonlinear2 = nn.Sequential(
+            OrderedDict(batchnorm=nn.BatchNorm1d(bn_channels), relu=nn.ReLU(inplace=True))
+        )
         padding = (kernel_size - 1) // 2 * dilation
-        self.cam_layer = CAMLayer(bn_channels, out_channels, kernel_size, stride, padding,
-                                  dilation, bias)
+        self.cam_layer = CAMLayer(
+            bn_channels, out_channels, kernel_size, stride, padding, dilation, bias
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cam_layer(self.nonlinear2(self.linear1(self.nonlinear1(x))))
 
 
 class CAMDenseTDNNBlock(nn.ModuleList):
-    def __init__(self, num_layers: int, in_channels: int, out_channels: int, bn_channels: int,
-                 kernel_size: int, dilation: int = 1) -> None:
+    def __init__(
+        self,
+        num_layers: int,
+        in_channels: int,
+        out_channels: int,
+        bn_channels: int,
+        kernel_size: int,
+        dilation: int = 1,
+    ) -> None:
         super().__init__()
         for i in range(num_layers):
-            self.add_module(f"tdnnd{i + 1}", CAMDenseTDNNLayer(
-                in_channels + i * out_channels, out_channels, bn_channels, kernel_size,
-                dilation=dilation,
-            ))
+            self.add_module(
+                f"tdnnd{i + 1}",
+                CAMDenseTDNNLayer(
+                    in_channels + i * out_channels,
+                    out_channels,
+                    bn_channels,
+                    kernel_size,
+                    dilation=dilation,
+                ),
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self:
@@ -170,9 +228,9 @@ class CAMDenseTDNNBlock(nn.ModuleList):
 class TransitLayer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
         super().__init__()
-        self.nonlinear = nn.Sequential(OrderedDict(
-            batchnorm=nn.BatchNorm1d(in_channels), relu=nn.ReLU(inplace=True)
-        ))
+        self.nonlinear = nn.Sequential(
+            OrderedDict(batchnorm=nn.BatchNorm1d(in_channels), relu=nn.ReLU(inplace=True))
+        )
         self.linear = nn.Conv1d(in_channels, out_channels, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -183,9 +241,11 @@ class DenseLayer(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, bias: bool = False) -> None:
         super().__init__()
         self.linear = nn.Conv1d(in_channels, out_channels, 1, bias=bias)
-        self.nonlinear = nn.Sequential(OrderedDict(
-            batchnorm=nn.BatchNorm1d(out_channels, affine=False), relu=nn.ReLU(inplace=True)
-        ))
+        self.nonlinear = nn.Sequential(
+            OrderedDict(
+                batchnorm=nn.BatchNorm1d(out_channels, affine=False), relu=nn.ReLU(inplace=True)
+            )
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() == 2:
@@ -196,27 +256,41 @@ class DenseLayer(nn.Module):
 class CAMPPlus(nn.Module):
     """CAM++: (batch, frames, 80) mean-normalised log-mel fbank -> (batch, embedding_size)."""
 
-    def __init__(self, feat_dim: int = FEAT_DIM, embedding_size: int = EMBEDDING_DIM,
-                 growth_rate: int = 32, bn_size: int = 4, init_channels: int = 128) -> None:
+    def __init__(
+        self,
+        feat_dim: int = FEAT_DIM,
+        embedding_size: int = EMBEDDING_DIM,
+        growth_rate: int = 32,
+        bn_size: int = 4,
+        init_channels: int = 128,
+    ) -> None:
         super().__init__()
         self.head = FCM(feat_dim=feat_dim)
         channels = self.head.out_channels
-        self.xvector = nn.Sequential(OrderedDict(
-            tdnn=TDNNLayer(channels, init_channels, 5, stride=2, dilation=1, padding=-1)
-        ))
+        self.xvector = nn.Sequential(
+            OrderedDict(
+                tdnn=TDNNLayer(channels, init_channels, 5, stride=2, dilation=1, padding=-1)
+            )
+        )
         channels = init_channels
-        for i, (num_layers, kernel_size, dilation) in enumerate([(12, 3, 1), (24, 3, 2),
-                                                                  (16, 3, 2)]):
-            self.xvector.add_module(f"block{i + 1}", CAMDenseTDNNBlock(
-                num_layers, channels, growth_rate, bn_size * growth_rate, kernel_size, dilation
-            ))
+        for i, (num_layers, kernel_size, dilation) in enumerate(
+            [(12, 3, 1), (24, 3, 2), (16, 3, 2)]
+        ):
+            self.xvector.add_module(
+                f"block{i + 1}",
+                CAMDenseTDNNBlock(
+                    num_layers, channels, growth_rate, bn_size * growth_rate, kernel_size, dilation
+                ),
+            )
             channels = channels + num_layers * growth_rate
-            self.xvector.add_module(f"transit{i + 1}", TransitLayer(channels, channels // 2,
-                                                                    False))
+            self.xvector.add_module(f"transit{i + 1}", TransitLayer(channels, channels // 2, False))
             channels //= 2
-        self.xvector.add_module("out_nonlinear", nn.Sequential(OrderedDict(
-            batchnorm=nn.BatchNorm1d(channels), relu=nn.ReLU(inplace=True)
-        )))
+        self.xvector.add_module(
+            "out_nonlinear",
+            nn.Sequential(
+                OrderedDict(batchnorm=nn.BatchNorm1d(channels), relu=nn.ReLU(inplace=True))
+            ),
+        )
         self.xvector.add_module("stats", StatsPool())
         self.xvector.add_module("dense", DenseLayer(channels * 2, embedding_size, False))
 
@@ -229,8 +303,9 @@ class CAMPPlus(nn.Module):
 
 def fbank(waveform: torch.Tensor) -> torch.Tensor:
     """80-dim Kaldi log-mel fbank (25 ms / 10 ms) of a (num_samples,) waveform at 16 kHz."""
-    return kaldi.fbank(waveform.unsqueeze(0), num_mel_bins=FEAT_DIM,
-                       sample_frequency=SAMPLE_RATE, dither=0.0)
+    return kaldi.fbank(
+        waveform.unsqueeze(0), num_mel_bins=FEAT_DIM, sample_frequency=SAMPLE_RATE, dither=0.0
+    )
 
 
 def repeat_pad(feats: torch.Tensor, length: int) -> torch.Tensor:
@@ -259,9 +334,15 @@ class CamPlusPlus(Model):
     measured against).
     """
 
-    def __init__(self, checkpoint: str | Path, *, min_speech: float = 0.25,
-                 batch_frames: int = 8000, max_pad_ratio: float = 1.3,
-                 batched: bool = True) -> None:
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        *,
+        min_speech: float = 0.25,
+        batch_frames: int = 8000,
+        max_pad_ratio: float = 1.3,
+        batched: bool = True,
+    ) -> None:
         super().__init__(sample_rate=SAMPLE_RATE, num_channels=1)
         self.campplus = CAMPPlus(feat_dim=FEAT_DIM, embedding_size=EMBEDDING_DIM)
         path = Path(checkpoint)
@@ -279,8 +360,9 @@ class CamPlusPlus(Model):
         self.batched = batched
         self.dimension = EMBEDDING_DIM
 
-    def _features(self, waveforms: torch.Tensor, weights: torch.Tensor | None
-                  ) -> list[torch.Tensor | None]:
+    def _features(
+        self, waveforms: torch.Tensor, weights: torch.Tensor | None
+    ) -> list[torch.Tensor | None]:
         """Per row: the speaker's own mean-normalised fbank frames, or None if too few."""
         out: list[torch.Tensor | None] = []
         last_wave: torch.Tensor | None = None
@@ -295,8 +377,12 @@ class CamPlusPlus(Model):
                 last_wave, last_feats = wave, fbank(wave)
             feats = last_feats
             if weights is not None:
-                mask = F.interpolate(weights[i][None, None].float(), size=feats.shape[0],
-                                     mode="nearest")[0, 0] > 0.5
+                mask = (
+                    F.interpolate(
+                        weights[i][None, None].float(), size=feats.shape[0], mode="nearest"
+                    )[0, 0]
+                    > 0.5
+                )
                 feats = feats[mask]
             if feats.shape[0] < self.min_frames:
                 out.append(None)
@@ -316,8 +402,10 @@ class CamPlusPlus(Model):
             end = start + 1
             while end < len(order):
                 longest = feats[order[end]].shape[0]
-                if longest > self.max_pad_ratio * shortest or \
-                        longest * (end - start + 1) > self.batch_frames:
+                if (
+                    longest > self.max_pad_ratio * shortest
+                    or longest * (end - start + 1) > self.batch_frames
+                ):
                     break
                 end += 1
             group = order[start:end]
@@ -327,8 +415,7 @@ class CamPlusPlus(Model):
             start = end
         return result
 
-    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(self, waveforms: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
         feats = self._features(waveforms, weights)
         embeddings = torch.full((len(feats), EMBEDDING_DIM), float("nan"))
         keep = [i for i, f in enumerate(feats) if f is not None]

@@ -39,7 +39,7 @@ def words_to_script(texts: list[str], script: Script = "simplified") -> list[str
         return [to_script(t, script) for t in texts]
     out, k = [], 0
     for t in texts:
-        out.append(joined[k:k + len(t)])
+        out.append(joined[k : k + len(t)])
         k += len(t)
     return out
 

@@ -131,8 +131,13 @@ def _strided_pipeline(**kwargs: Any) -> Any:
     class StridedSpeakerDiarization(SpeakerDiarization):
         embedding_stride: int = 1
 
-        def get_embeddings(self, file: Any, binary_segmentations: Any,
-                           exclude_overlap: bool = False, hook: Hook | None = None) -> Any:
+        def get_embeddings(
+            self,
+            file: Any,
+            binary_segmentations: Any,
+            exclude_overlap: bool = False,
+            hook: Hook | None = None,
+        ) -> Any:
             k = self.embedding_stride
             if k <= 1 or self.training:
                 return super().get_embeddings(file, binary_segmentations, exclude_overlap, hook)
@@ -140,13 +145,15 @@ def _strided_pipeline(**kwargs: Any) -> Any:
             window = binary_segmentations.sliding_window
             num_chunks, num_frames, num_speakers = data.shape
             anchors = np.arange(0, num_chunks, k)
-            anchor_windows = SlidingWindow(start=window.start, duration=window.duration,
-                                           step=window.step * k)
+            anchor_windows = SlidingWindow(
+                start=window.start, duration=window.duration, step=window.step * k
+            )
             found = super().get_embeddings(
                 file, SlidingWindowFeature(data[anchors], anchor_windows), exclude_overlap, hook
             )
-            embeddings = np.full((num_chunks, num_speakers, found.shape[-1]), np.nan,
-                                 dtype=found.dtype)
+            embeddings = np.full(
+                (num_chunks, num_speakers, found.shape[-1]), np.nan, dtype=found.dtype
+            )
             embeddings[anchors] = found
             frames_per_step = window.step / window.duration * num_frames
             todo: list[tuple[int, int]] = []
@@ -170,8 +177,12 @@ def _strided_pipeline(**kwargs: Any) -> Any:
                     if active[j] == 0:
                         continue
                     i = match.get(j)
-                    if (i is not None and own[j] >= 0.5 * active[j] and co[j, i] >= 0.8 * own[j]
-                            and not np.isnan(embeddings[a, i, 0])):
+                    if (
+                        i is not None
+                        and own[j] >= 0.5 * active[j]
+                        and co[j, i] >= 0.8 * own[j]
+                        and not np.isnan(embeddings[a, i, 0])
+                    ):
                         embeddings[c, j] = embeddings[a, i]
                     else:
                         todo.append((c, j))
@@ -198,8 +209,9 @@ def _cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def two_party_split(embeddings: np.ndarray, segmentations: Any, min_alone: float = 0.05
-                    ) -> tuple[np.ndarray, float] | None:
+def two_party_split(
+    embeddings: np.ndarray, segmentations: Any, min_alone: float = 0.05
+) -> tuple[np.ndarray, float] | None:
     """Two voices where the clustering heard one, from what the segmentation model knows.
 
     Inside one 10 s window the segmentation model tells two voices apart far better than
@@ -268,8 +280,14 @@ class ProgressBar:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def __call__(self, step: str, artifact: Any, file: Any = None, total: int | None = None,
-                 completed: int | None = None) -> None:
+    def __call__(
+        self,
+        step: str,
+        artifact: Any,
+        file: Any = None,
+        total: int | None = None,
+        completed: int | None = None,
+    ) -> None:
         if total is None or completed is None:
             return
         if step not in self.tasks:
@@ -300,7 +318,8 @@ class Diarizer:
         clustering = getattr(self.pipeline, "clustering", None)
         if hasattr(clustering, "filter_embeddings"):
             clustering.filter_embeddings = functools.partial(
-                clustering.filter_embeddings, min_active_ratio=config.clustering_min_active)
+                clustering.filter_embeddings, min_active_ratio=config.clustering_min_active
+            )
         # a site pipeline may have been saved with a GPU in mind; here we run where we can
         if torch.cuda.is_available():
             self.pipeline.to(torch.device("cuda"))
@@ -327,8 +346,9 @@ class Diarizer:
         segmentation = Model.from_pretrained(seg_path)
         if segmentation is None:
             raise ModelNotFoundError("not a pyannote segmentation model", file=str(seg_path))
-        embedding = CamPlusPlus(emb_path, min_speech=config.embedding_min_speech,
-                                batched=config.embedding_batched)
+        embedding = CamPlusPlus(
+            emb_path, min_speech=config.embedding_min_speech, batched=config.embedding_batched
+        )
         pipeline = _strided_pipeline(
             segmentation=segmentation,
             segmentation_step=config.segmentation_step,
@@ -351,8 +371,7 @@ class Diarizer:
         pipeline.instantiate(params)
         return pipeline
 
-    def __call__(self, samples: np.ndarray, sample_rate: int, **kwargs: Any
-                 ) -> list[SpeakerTurn]:
+    def __call__(self, samples: np.ndarray, sample_rate: int, **kwargs: Any) -> list[SpeakerTurn]:
         """Speaker turns only; see `diarize`."""
         return self.diarize(samples, sample_rate, **kwargs).turns
 
@@ -381,18 +400,29 @@ class Diarizer:
         audio = resample(np.asarray(samples, dtype=np.float32), sample_rate, SAMPLE_RATE)
         if audio.size == 0:
             return Diarization()
-        file = {"waveform": torch.from_numpy(np.ascontiguousarray(audio))[None],
-                "sample_rate": SAMPLE_RATE, "uri": "call"}
+        file = {
+            "waveform": torch.from_numpy(np.ascontiguousarray(audio))[None],
+            "sample_rate": SAMPLE_RATE,
+            "uri": "call",
+        }
         min_speakers = min_speakers if min_speakers is not None else self.config.min_speakers
         max_speakers = max_speakers if max_speakers is not None else self.config.max_speakers
         steps: dict[str, Any] = {}
 
-        def keep(step: str, artifact: Any, file: Any = None, total: int | None = None,
-                 completed: int | None = None) -> None:
+        def keep(
+            step: str,
+            artifact: Any,
+            file: Any = None,
+            total: int | None = None,
+            completed: int | None = None,
+        ) -> None:
             if total is None and step in ("segmentation", "speaker_counting", "embeddings"):
                 # the pipeline later overwrites the count's data in place: keep a copy
-                steps[step] = (type(artifact)(np.copy(artifact.data), artifact.sliding_window)
-                               if step == "speaker_counting" else artifact)
+                steps[step] = (
+                    type(artifact)(np.copy(artifact.data), artifact.sliding_window)
+                    if step == "speaker_counting"
+                    else artifact
+                )
             if hook is not None:
                 hook(step, artifact, file=file, total=total, completed=completed)
 
@@ -403,18 +433,35 @@ class Diarizer:
             stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
             if progress and hook is None:
                 hook = stack.enter_context(ProgressBar())
-            output = self.pipeline(file, num_speakers=num_speakers, min_speakers=min_speakers,
-                                   max_speakers=max_speakers, hook=keep)
+            output = self.pipeline(
+                file,
+                num_speakers=num_speakers,
+                min_speakers=min_speakers,
+                max_speakers=max_speakers,
+                hook=keep,
+            )
         annotation = getattr(output, "speaker_diarization", output)
         turns = _turns(annotation)
         found = len({t.speaker for t in turns})
         centroids = getattr(output, "speaker_embeddings", None)
-        separation = (round(_cosine_distance(centroids[0], centroids[1]), 4)
-                      if found == 2 and centroids is not None and len(centroids) == 2 else None)
-        result = Diarization(turns=turns, speakers_found=found, separation=separation,
-                             speaker_pass="given" if num_speakers else "estimated")
-        if (found == 1 and num_speakers is None and (max_speakers or 2) >= 2
-                and self.config.two_party_split and len(steps) == 3):
+        separation = (
+            round(_cosine_distance(centroids[0], centroids[1]), 4)
+            if found == 2 and centroids is not None and len(centroids) == 2
+            else None
+        )
+        result = Diarization(
+            turns=turns,
+            speakers_found=found,
+            separation=separation,
+            speaker_pass="given" if num_speakers else "estimated",
+        )
+        if (
+            found == 1
+            and num_speakers is None
+            and (max_speakers or 2) >= 2
+            and self.config.two_party_split
+            and len(steps) == 3
+        ):
             split = self._split(steps)
             if split is not None:
                 result = split
@@ -434,21 +481,32 @@ class Diarizer:
         count = type(count)(np.minimum(count.data, 2).astype(np.int8), count.sliding_window)
         discrete = self.pipeline.reconstruct(segmentations, hard, count)
         annotation = self.pipeline.to_annotation(
-            discrete, min_duration_on=0.0,
-            min_duration_off=self.pipeline.segmentation.min_duration_off)
-        turns = _turns(annotation.rename_labels(
-            {label: f"SPEAKER_{int(label):02d}" for label in annotation.labels()}))
+            discrete,
+            min_duration_on=0.0,
+            min_duration_off=self.pipeline.segmentation.min_duration_off,
+        )
+        turns = _turns(
+            annotation.rename_labels(
+                {label: f"SPEAKER_{int(label):02d}" for label in annotation.labels()}
+            )
+        )
         talk: dict[str, float] = {}
         for t in turns:
             talk[t.speaker] = talk.get(t.speaker, 0.0) + t.duration
         if len(talk) < 2 or min(talk.values()) < self.config.split_min_seconds:
             return None
-        return Diarization(turns=turns, speakers_found=len(talk), speaker_pass="two_party_split",
-                           separation=round(separation, 4))
+        return Diarization(
+            turns=turns,
+            speakers_found=len(talk),
+            speaker_pass="two_party_split",
+            separation=round(separation, 4),
+        )
 
 
 def _turns(annotation: Any) -> list[SpeakerTurn]:
-    turns = [SpeakerTurn(start=round(seg.start, 3), end=round(seg.end, 3), speaker=str(label))
-             for seg, _, label in annotation.itertracks(yield_label=True)]
+    turns = [
+        SpeakerTurn(start=round(seg.start, 3), end=round(seg.end, 3), speaker=str(label))
+        for seg, _, label in annotation.itertracks(yield_label=True)
+    ]
     turns.sort(key=lambda t: (t.start, t.end))
     return turns

@@ -46,8 +46,9 @@ def overlap_share(spans: Iterable[tuple[str, float, float]]) -> float:
     """Share of speech time in which two different speakers talk at once; `spans` are
     (speaker, start, end) of words (two-track calls) or diarization turns (mono calls):
     utterance spans would count a party's pauses as speech."""
-    events = sorted(e for speaker, a, b in spans if b > a
-                    for e in ((a, 1, speaker), (b, -1, speaker)))
+    events = sorted(
+        e for speaker, a, b in spans if b > a for e in ((a, 1, speaker), (b, -1, speaker))
+    )
     active: dict[str, int] = {}
     last = None
     speech = both = 0.0
@@ -83,10 +84,12 @@ def temper_roles(roles: RoleAssignment, diarization: Diarization | None) -> Role
     if roles.confidence <= cap:
         return roles
     cap = round(cap, 3)
-    return roles.model_copy(update={
-        "confidence": cap,
-        "evidence": [*roles.evidence, f"confidence capped at {cap:.2f}: {why}"],
-    })
+    return roles.model_copy(
+        update={
+            "confidence": cap,
+            "evidence": [*roles.evidence, f"confidence capped at {cap:.2f}: {why}"],
+        }
+    )
 
 
 def assess(
@@ -107,8 +110,11 @@ def assess(
     speech_seconds = round(sum(speech), 2) if speech and None not in speech else None
     lost: list[Segment] = sorted((s for r in asr for s in r.lost), key=lambda s: s.start)
     lost_seconds = round(sum(s.duration for s in lost), 2)
-    silent = sorted(ch for ch, r in (channel_speech or {}).items()
-                    if not r.words and (r.speech_seconds or 0.0) < SILENT_CHANNEL_SPEECH)
+    silent = sorted(
+        ch
+        for ch, r in (channel_speech or {}).items()
+        if not r.words and (r.speech_seconds or 0.0) < SILENT_CHANNEL_SPEECH
+    )
     if diarization is not None:
         overlap = overlap_share((t.speaker, t.start, t.end) for t in diarization.turns)
     else:
@@ -125,43 +131,68 @@ def assess(
 
     has_speech = bool(utterances)
     if source != "channels" and has_speech and found < 2:
-        issues.append(QualityIssue(
-            code=QualityCode.SPEAKERS_COLLAPSED,
-            reason="one voice found in a mono call: every word is given to one party, so "
-                   "the customer's words may count as the agent's"))
+        issues.append(
+            QualityIssue(
+                code=QualityCode.SPEAKERS_COLLAPSED,
+                reason="one voice found in a mono call: every word is given to one party, so "
+                "the customer's words may count as the agent's",
+            )
+        )
     elif speaker_pass == "two_party_split":
-        issues.append(QualityIssue(
-            code=QualityCode.SPEAKERS_UNCERTAIN,
-            reason=f"the speaker estimate heard one voice; a second was split off from the "
-                   f"windows where two talk (voices {separation:.2f} apart): check who said "
-                   f"what"))
+        issues.append(
+            QualityIssue(
+                code=QualityCode.SPEAKERS_UNCERTAIN,
+                reason=f"the speaker estimate heard one voice; a second was split off from the "
+                f"windows where two talk (voices {separation:.2f} apart): check who said "
+                f"what",
+            )
+        )
     elif separation is not None and separation < SEPARATION_DOUBT:
-        issues.append(QualityIssue(
-            code=QualityCode.SPEAKERS_UNCERTAIN,
-            reason=f"the two voices are hard to tell apart ({separation:.2f} < "
-                   f"{SEPARATION_DOUBT:.2f}): words may be given to the wrong party"))
+        issues.append(
+            QualityIssue(
+                code=QualityCode.SPEAKERS_UNCERTAIN,
+                reason=f"the two voices are hard to tell apart ({separation:.2f} < "
+                f"{SEPARATION_DOUBT:.2f}): words may be given to the wrong party",
+            )
+        )
     if lost_seconds > LOST_SPEECH_DOUBT:
         where = ", ".join(_fmt(s.start) for s in lost[:5]) + (" ..." if len(lost) > 5 else "")
-        issues.append(QualityIssue(
-            code=QualityCode.LOST_SPEECH,
-            reason=f"{lost_seconds:.1f} s of speech produced no words (at {where})"))
+        issues.append(
+            QualityIssue(
+                code=QualityCode.LOST_SPEECH,
+                reason=f"{lost_seconds:.1f} s of speech produced no words (at {where})",
+            )
+        )
     for ch in silent:
-        issues.append(QualityIssue(
-            code=QualityCode.SILENT_CHANNEL,
-            reason=f"channel {ch} has no speech: that party's side of the call is missing"))
+        issues.append(
+            QualityIssue(
+                code=QualityCode.SILENT_CHANNEL,
+                reason=f"channel {ch} has no speech: that party's side of the call is missing",
+            )
+        )
     if overlap > OVERLAP_DOUBT:
-        issues.append(QualityIssue(
-            code=QualityCode.OVERLAP,
-            reason=f"both parties talk at once for {overlap:.0%} of the speech: words may be "
-                   f"lost or given to the wrong party"))
+        issues.append(
+            QualityIssue(
+                code=QualityCode.OVERLAP,
+                reason=f"both parties talk at once for {overlap:.0%} of the speech: words may be "
+                f"lost or given to the wrong party",
+            )
+        )
     return EvidenceQuality(
-        speakers_found=found, speaker_pass=speaker_pass, speaker_separation=separation,
-        speech_seconds=speech_seconds, lost_speech_seconds=lost_seconds, lost_speech=lost,
+        speakers_found=found,
+        speaker_pass=speaker_pass,
+        speaker_separation=separation,
+        speech_seconds=speech_seconds,
+        lost_speech_seconds=lost_seconds,
+        lost_speech=lost,
         recovered_seconds=round(sum(r.recovered_seconds for r in asr), 2),
-        silent_channels=silent, asr_confidence=asr_confidence, overlap_share=overlap,
-        role_margin=roles.margin, role_confidence=roles.confidence,
+        silent_channels=silent,
+        asr_confidence=asr_confidence,
+        overlap_share=overlap,
+        role_margin=roles.margin,
+        role_confidence=roles.confidence,
         decode_windows=sum(r.windows for r in asr),
-        decode_fallbacks=sum(r.fallbacks for r in asr), crosstalk_words=crosstalk_words,
+        decode_fallbacks=sum(r.fallbacks for r in asr),
+        crosstalk_words=crosstalk_words,
         issues=issues,
     )
-

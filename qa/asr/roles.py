@@ -36,24 +36,52 @@ CUES: tuple[Cue, ...] = (
     # agent script: greeting, introduction, offer of help, identity checks, hold, closing
     _en("thank you for calling", r"\bthanks?(?: you)? for (?:calling|contacting)\b", 3.0),
     _en("greeting with company", r"\b(?:welcome to|you(?:'ve| have) reached)\b", 2.5),
-    _en("my name is", r"\bmy name is\b|\bthis is \w+(?: \w+)? (?:from|at|with)\b|"
-        r"\b(?:speaking|calling) from\b", 1.5),
-    _en("how can I help", r"\bhow (?:can|may|could) (?:i|we) (?:help|assist)\b|"
-        r"\bwhat can i do for you\b", 2.5),
-    _en("identity check", r"\b(?:date of birth|d\.o\.b|security question|verify (?:your|the) "
+    _en(
+        "my name is",
+        r"\bmy name is\b|\bthis is \w+(?: \w+)? (?:from|at|with)\b|"
+        r"\b(?:speaking|calling) from\b",
+        1.5,
+    ),
+    _en(
+        "how can I help",
+        r"\bhow (?:can|may|could) (?:i|we) (?:help|assist)\b|"
+        r"\bwhat can i do for you\b",
+        2.5,
+    ),
+    _en(
+        "identity check",
+        r"\b(?:date of birth|d\.o\.b|security question|verify (?:your|the) "
         r"(?:identity|account|address)|for (?:security|verification) purposes|"
-        r"(?:first|last) line of (?:your|the) address|postcode on the account)\b", 2.0),
+        r"(?:first|last) line of (?:your|the) address|postcode on the account)\b",
+        2.0,
+    ),
     _en("can you confirm", r"\b(?:can|could) you (?:please )?(?:confirm|verify|spell)\b", 1.5),
-    _en("hold", r"\b(?:put|place) you on (?:a (?:brief|short) )?hold\b|"
-        r"\bthank you for (?:holding|waiting|your patience)\b|\bbear with me\b", 1.5),
+    _en(
+        "hold",
+        r"\b(?:put|place) you on (?:a (?:brief|short) )?hold\b|"
+        r"\bthank you for (?:holding|waiting|your patience)\b|\bbear with me\b",
+        1.5,
+    ),
     _en("anything else", r"\b(?:is there )?anything else (?:i|we) can (?:help|do|assist)\b", 2.0),
-    _en("apology for the inconvenience", r"\b(?:sorry|apologi[sz]e) for (?:the|any) "
-        r"(?:inconvenience|wait|delay)\b", 1.0),
+    _en(
+        "apology for the inconvenience",
+        r"\b(?:sorry|apologi[sz]e) for (?:the|any) "
+        r"(?:inconvenience|wait|delay)\b",
+        1.0,
+    ),
     # customer side: the reason for the call, their own things
-    _en("caller's reason", r"\bi(?:'m| am) calling (?:about|because|to|regarding|for)\b|"
-        r"\bi(?: would|'d) like to (?:cancel|return|complain|know|change|report)\b", -2.0),
-    _en("caller's problem", r"\b(?:i have|i've got|there's) (?:a|an) (?:problem|issue)\b|"
-        r"\bcan you help me\b", -1.5),
+    _en(
+        "caller's reason",
+        r"\bi(?:'m| am) calling (?:about|because|to|regarding|for)\b|"
+        r"\bi(?: would|'d) like to (?:cancel|return|complain|know|change|report)\b",
+        -2.0,
+    ),
+    _en(
+        "caller's problem",
+        r"\b(?:i have|i've got|there's) (?:a|an) (?:problem|issue)\b|"
+        r"\bcan you help me\b",
+        -1.5,
+    ),
     # Chinese agent script
     _zh("您好 (greeting)", r"您好", 1.0),
     _zh("很高兴为您服务", r"很高兴为您服务|为您服务", 3.0),
@@ -80,8 +108,9 @@ CONFIDENCE_SCALE = 3.0  # margin at which confidence is tanh(1) = 0.76
 NO_SCRIPT_MAX_CONFIDENCE = 0.3  # turn order and talk share alone are weak evidence
 
 
-def _configured(meta: CallMeta | None, channel_speakers: dict[int, str] | None
-                ) -> RoleAssignment | None:
+def _configured(
+    meta: CallMeta | None, channel_speakers: dict[int, str] | None
+) -> RoleAssignment | None:
     if not meta or not meta.channel_roles or not channel_speakers:
         return None
     roles: dict[str, Role] = {}
@@ -97,12 +126,17 @@ def _configured(meta: CallMeta | None, channel_speakers: dict[int, str] | None
         other = {Role.AGENT: Role.CUSTOMER, Role.CUSTOMER: Role.AGENT}.get(known, Role.UNKNOWN)
         roles[missing[0]] = other
     mapping = ", ".join(f"{s}={r.value}" for s, r in sorted(roles.items()))
-    return RoleAssignment(speaker_roles=roles, method="configured", confidence=1.0,
-                          evidence=[f"configured channel roles: {mapping}"])
+    return RoleAssignment(
+        speaker_roles=roles,
+        method="configured",
+        confidence=1.0,
+        evidence=[f"configured channel roles: {mapping}"],
+    )
 
 
-def score_speakers(utterances: list[Utterance], meta: CallMeta | None = None
-                   ) -> tuple[dict[str, float], dict[str, list[str]], int]:
+def score_speakers(
+    utterances: list[Utterance], meta: CallMeta | None = None
+) -> tuple[dict[str, float], dict[str, list[str]], int]:
     """Agent-likeness of each speaker, the evidence behind it, and how many script or
     customer phrases were found (the strong evidence)."""
     scores: dict[str, float] = defaultdict(float)
@@ -122,7 +156,7 @@ def score_speakers(utterances: list[Utterance], meta: CallMeta | None = None
                 scores[u.speaker] += cue.weight
                 side = "agent script" if cue.weight > 0 else "customer phrase"
                 evidence[u.speaker].append(
-                    f"{u.speaker} said \"{match.group(0)}\" at {u.start:.1f} s "
+                    f'{u.speaker} said "{match.group(0)}" at {u.start:.1f} s '
                     f"({side}: {cue.name}, {cue.weight:+.1f})"
                 )
     if utterances and len(scores) > 1:
@@ -141,8 +175,12 @@ def score_speakers(utterances: list[Utterance], meta: CallMeta | None = None
     return dict(scores), dict(evidence), len(seen)
 
 
-def assign_roles(utterances: list[Utterance], meta: CallMeta | None, *,
-                 channel_speakers: dict[int, str] | None = None) -> RoleAssignment:
+def assign_roles(
+    utterances: list[Utterance],
+    meta: CallMeta | None,
+    *,
+    channel_speakers: dict[int, str] | None = None,
+) -> RoleAssignment:
     """Configured mapping (stereo, `meta.channel_roles`) first; otherwise the best-scoring
     speaker is the agent and everyone else a customer, with confidence from the margin."""
     configured = _configured(meta, channel_speakers)
@@ -150,8 +188,9 @@ def assign_roles(utterances: list[Utterance], meta: CallMeta | None, *,
         return configured
     scores, evidence, phrases = score_speakers(utterances, meta)
     if not scores:
-        return RoleAssignment(method="default", confidence=0.0,
-                              evidence=["no speech: roles undecided"])
+        return RoleAssignment(
+            method="default", confidence=0.0, evidence=["no speech: roles undecided"]
+        )
     ranked = sorted(scores, key=lambda s: (-scores[s], s))
     best = ranked[0]
     if len(ranked) == 1:
@@ -161,22 +200,30 @@ def assign_roles(utterances: list[Utterance], meta: CallMeta | None, *,
         score = scores[best]
         role = Role.AGENT if score >= 0 else Role.UNKNOWN
         lines = evidence.get(best, []) or [
-            f"{best} is the only voice found and says no script phrase: taken as the agent"]
-        return RoleAssignment(speaker_roles={best: role}, method="scored",
-                              confidence=round(math.tanh(max(score, 0.0) / CONFIDENCE_SCALE), 3),
-                              evidence=lines)
+            f"{best} is the only voice found and says no script phrase: taken as the agent"
+        ]
+        return RoleAssignment(
+            speaker_roles={best: role},
+            method="scored",
+            confidence=round(math.tanh(max(score, 0.0) / CONFIDENCE_SCALE), 3),
+            evidence=lines,
+        )
     margin = scores[best] - scores[ranked[1]]
     roles = {s: (Role.AGENT if s == best else Role.CUSTOMER) for s in ranked}
     confidence = math.tanh(margin / CONFIDENCE_SCALE)
-    lines = [f"agent = {best}: score {scores[best]:+.2f} vs {scores[ranked[1]]:+.2f} "
-             f"({ranked[1]})"]
+    lines = [f"agent = {best}: score {scores[best]:+.2f} vs {scores[ranked[1]]:+.2f} ({ranked[1]})"]
     if not phrases:
         confidence = min(confidence, NO_SCRIPT_MAX_CONFIDENCE)
         lines.append("no script phrase from either side: decided on turn order and talk share")
     for speaker in ranked:
         lines.extend(evidence.get(speaker, []))
-    return RoleAssignment(speaker_roles=roles, method="scored", confidence=round(confidence, 3),
-                          margin=round(margin, 3), evidence=lines)
+    return RoleAssignment(
+        speaker_roles=roles,
+        method="scored",
+        confidence=round(confidence, 3),
+        margin=round(margin, 3),
+        evidence=lines,
+    )
 
 
 SWAP = {Role.AGENT: Role.CUSTOMER, Role.CUSTOMER: Role.AGENT, Role.UNKNOWN: Role.UNKNOWN}
@@ -187,10 +234,14 @@ def swap_roles(transcript: Transcript) -> Transcript:
     out = transcript.model_copy(deep=True)
     roles = {s: SWAP[r] for s, r in out.roles.speaker_roles.items()}
     out.roles = RoleAssignment(
-        speaker_roles=roles, method="swapped", confidence=1.0,
-        evidence=[*transcript.roles.evidence,
-                  f"roles swapped by a reviewer (was {transcript.roles.method}, "
-                  f"confidence {transcript.roles.confidence:.2f})"],
+        speaker_roles=roles,
+        method="swapped",
+        confidence=1.0,
+        evidence=[
+            *transcript.roles.evidence,
+            f"roles swapped by a reviewer (was {transcript.roles.method}, "
+            f"confidence {transcript.roles.confidence:.2f})",
+        ],
     )
     for u in out.utterances:
         u.role = roles.get(u.speaker, SWAP[u.role])

@@ -73,8 +73,9 @@ def assign_words(words: list[Word], turns: list[SpeakerTurn]) -> list[Word]:
     return out
 
 
-def drop_crosstalk(streams: list[list[Word]], channels: np.ndarray, rate: int,
-                   margin_db: float = CROSSTALK_DB) -> tuple[list[list[Word]], int]:
+def drop_crosstalk(
+    streams: list[list[Word]], channels: np.ndarray, rate: int, margin_db: float = CROSSTALK_DB
+) -> tuple[list[list[Word]], int]:
     """Words a channel only heard from another: the other party's voice leaking across
     (echo on the line, a headset picking up the speaker), which Whisper writes down too.
 
@@ -89,7 +90,7 @@ def drop_crosstalk(streams: list[list[Word]], channels: np.ndarray, rate: int,
     def level(ch: int, start: float, end: float) -> float:
         """Loudest 50 ms of the span (dB): a word whose aligned span runs into the other
         party's turn is still as loud as itself where it is actually said."""
-        piece = channels[ch, int(start * rate): max(int(end * rate), int(start * rate) + frame)]
+        piece = channels[ch, int(start * rate) : max(int(end * rate), int(start * rate) + frame)]
         usable = len(piece) // frame * frame or len(piece)
         power = np.square(piece[:usable]).reshape(-1, min(frame, usable)).mean(axis=1)
         return 10.0 * float(np.log10(power.max() + 1e-12))
@@ -102,19 +103,27 @@ def drop_crosstalk(streams: list[list[Word]], channels: np.ndarray, rate: int,
         lo = bisect_left(starts[j], w.start - ECHO_REACH - longest)
         hi = bisect_right(starts[j], w.end + ECHO_REACH)
         key = word_key(w.text)
-        return any(word_key(v.text) == key and v.end > w.start - ECHO_REACH
-                   for v in streams[j][lo:hi])
+        return any(
+            word_key(v.text) == key and v.end > w.start - ECHO_REACH for v in streams[j][lo:hi]
+        )
 
     kept: list[list[Word]] = []
     dropped = 0
     for i, words in enumerate(streams):
-        echo = [any(said_there(j, w)
-                    and level(j, w.start, w.end) - level(i, w.start, w.end) > margin_db
-                    for j in range(len(streams)) if j != i) for w in words]
+        echo = [
+            any(
+                said_there(j, w) and level(j, w.start, w.end) - level(i, w.start, w.end) > margin_db
+                for j in range(len(streams))
+                if j != i
+            )
+            for w in words
+        ]
         # a leak repeats a run of the other party's words; one matching word alone ("hi",
         # "you") is as likely this party's own, with its time a little off
-        run = [e and ((k > 0 and echo[k - 1]) or (k + 1 < len(echo) and echo[k + 1]))
-               for k, e in enumerate(echo)]
+        run = [
+            e and ((k > 0 and echo[k - 1]) or (k + 1 < len(echo) and echo[k + 1]))
+            for k, e in enumerate(echo)
+        ]
         kept.append([w for w, gone in zip(words, run, strict=True) if not gone])
         dropped += sum(run)
     return kept, dropped
@@ -162,8 +171,9 @@ def transcribe_call(
                 language = result.language
             results.append(result)
             per_channel[i] = result
-            streams.append([w.model_copy(update={"speaker": speaker, "channel": i})
-                            for w in result.words])
+            streams.append(
+                [w.model_copy(update={"speaker": speaker, "channel": i}) for w in result.words]
+            )
         _refuse_silence(audio, results)
         streams, crosstalk = drop_crosstalk(streams, audio16.samples, ASR_RATE)
         utterances = merge_speaker_words(streams)
@@ -174,23 +184,27 @@ def transcribe_call(
         _refuse_silence(audio, results)
         if diarizer is not None:
             source = "diarization"
-            diarization = diarizer.diarize(samples, ASR_RATE,
-                                           num_speakers=diarizer.default_num_speakers)
+            diarization = diarizer.diarize(
+                samples, ASR_RATE, num_speakers=diarizer.default_num_speakers
+            )
             utterances = group_words(assign_words(result.words, diarization.turns))
             fit_to_turns(utterances, diarization.turns)
         else:
             source = "single"
             utterances = group_words(
-                [w.model_copy(update={"speaker": SINGLE_SPEAKER}) for w in result.words])
+                [w.model_copy(update={"speaker": SINGLE_SPEAKER}) for w in result.words]
+            )
         mark_overlap(utterances)
 
-    roles = temper_roles(assign_roles(utterances, meta, channel_speakers=channel_speakers),
-                         diarization)
+    roles = temper_roles(
+        assign_roles(utterances, meta, channel_speakers=channel_speakers), diarization
+    )
     apply_roles(utterances, roles.speaker_roles)
     confidence = _mean_probability(utterances)
     # the language of the stream with the most words (a silent channel's guess is noise)
-    detected = max((len(r.words), r.language) for r in results)[1] if results else (
-        language or "en")
+    detected = (
+        max((len(r.words), r.language) for r in results)[1] if results else (language or "en")
+    )
     return Transcript(
         call_id=meta.call_id,
         language=detected,
@@ -201,9 +215,16 @@ def transcribe_call(
         roles=roles,
         asr_model=next((r.model for r in results if r.model), ""),
         asr_confidence=confidence,
-        quality=assess(utterances, roles, results, source=source, diarization=diarization,
-                       channel_speech=per_channel or None, asr_confidence=confidence,
-                       crosstalk_words=crosstalk),
+        quality=assess(
+            utterances,
+            roles,
+            results,
+            source=source,
+            diarization=diarization,
+            channel_speech=per_channel or None,
+            asr_confidence=confidence,
+            crosstalk_words=crosstalk,
+        ),
     )
 
 
@@ -212,8 +233,13 @@ def _refuse_silence(audio: DecodedAudio, results: list[AsrResult]) -> None:
     if any(r.words for r in results):
         return
     speech = sum(r.speech_seconds or 0.0 for r in results)
-    heard = (f"voice activity {speech:.1f} s" if all(r.speech_seconds is not None
-                                                     for r in results) else "")
+    heard = (
+        f"voice activity {speech:.1f} s"
+        if all(r.speech_seconds is not None for r in results)
+        else ""
+    )
     raise NoSpeechError(
         f"no speech: {audio.duration:.1f} s of audio gave no words"
-        + (f" ({heard})" if heard else "") + "; nothing to score, check the recording")
+        + (f" ({heard})" if heard else "")
+        + "; nothing to score, check the recording"
+    )

@@ -145,15 +145,25 @@ def speech_regions(audio: np.ndarray) -> list[Segment]:
     """Where someone speaks (Silero VAD from faster-whisper's bundled ONNX model)."""
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    options = VadOptions(threshold=VAD_THRESHOLD, min_speech_duration_ms=VAD_MIN_SPEECH_MS,
-                         min_silence_duration_ms=VAD_MIN_SILENCE_MS, speech_pad_ms=VAD_PAD_MS)
+    options = VadOptions(
+        threshold=VAD_THRESHOLD,
+        min_speech_duration_ms=VAD_MIN_SPEECH_MS,
+        min_silence_duration_ms=VAD_MIN_SILENCE_MS,
+        speech_pad_ms=VAD_PAD_MS,
+    )
     stamps = get_speech_timestamps(np.asarray(audio, dtype=np.float32), options, SAMPLE_RATE)
-    return [Segment(start=round(s["start"] / SAMPLE_RATE, 3), end=round(s["end"] / SAMPLE_RATE, 3))
-            for s in stamps]
+    return [
+        Segment(start=round(s["start"] / SAMPLE_RATE, 3), end=round(s["end"] / SAMPLE_RATE, 3))
+        for s in stamps
+    ]
 
 
-def uncovered(speech: list[Segment], spans: Iterable[tuple[float, float]],
-              reach: float = WORD_REACH, min_piece: float = MIN_LOST) -> list[Segment]:
+def uncovered(
+    speech: list[Segment],
+    spans: Iterable[tuple[float, float]],
+    reach: float = WORD_REACH,
+    min_piece: float = MIN_LOST,
+) -> list[Segment]:
     """The parts of `speech` further than `reach` seconds from every span (a word, or a
     segment): speech the recogniser wrote nothing for. Pieces under `min_piece` are dropped."""
     covers = sorted((a - reach, b + reach) for a, b in spans)
@@ -239,8 +249,11 @@ class Transcriber:
         self.name = self._model_name(model)
         self.mode = settings.asr_mode
         self.batch_size = settings.asr_batch_size
-        self.batched = (BatchedInferencePipeline(self.model)
-                        if self.mode == "fast" and self.batch_size > 0 else None)
+        self.batched = (
+            BatchedInferencePipeline(self.model)
+            if self.mode == "fast" and self.batch_size > 0
+            else None
+        )
 
     def _model_name(self, key: str) -> str:
         if key == "en":
@@ -269,8 +282,12 @@ class Transcriber:
 
     def _retry_options(self) -> dict:
         """A short piece of speech on its own: no context to condition on."""
-        return {**self._accurate_options(), "condition_on_previous_text": False,
-                "word_timestamps": True, "initial_prompt": None}
+        return {
+            **self._accurate_options(),
+            "condition_on_previous_text": False,
+            "word_timestamps": True,
+            "initial_prompt": None,
+        }
 
     def _fast_options(self) -> dict:
         return {
@@ -286,9 +303,12 @@ class Transcriber:
         }
 
     def _fast_plain_options(self) -> dict:
-        return {**self._fast_options(), "condition_on_previous_text": False,
-                "hallucination_silence_threshold": HALLUCINATION_SILENCE_THRESHOLD,
-                "temperature": list(self.settings.asr_temperatures)}
+        return {
+            **self._fast_options(),
+            "condition_on_previous_text": False,
+            "hallucination_silence_threshold": HALLUCINATION_SILENCE_THRESHOLD,
+            "temperature": list(self.settings.asr_temperatures),
+        }
 
     # ------------------------------------------------------------------ transcription
 
@@ -330,14 +350,16 @@ class Transcriber:
             result = self._transcribe_accurate(audio, lang, progress)
         if is_chinese(result.language):
             texts = words_to_script([w.text for w in result.words], self.settings.chinese_script)
-            result.words = [w.model_copy(update={"text": t})
-                            for w, t in zip(result.words, texts, strict=True)]
+            result.words = [
+                w.model_copy(update={"text": t}) for w, t in zip(result.words, texts, strict=True)
+            ]
         if progress is not None:
             progress(duration)
         return result
 
-    def _transcribe_accurate(self, audio: np.ndarray, lang: str | None,
-                             progress: Callable[[float], None] | None) -> AsrResult:
+    def _transcribe_accurate(
+        self, audio: np.ndarray, lang: str | None, progress: Callable[[float], None] | None
+    ) -> AsrResult:
         segments, info = self.model.transcribe(audio, language=lang, **self._accurate_options())
         counts = {"windows": 0, "fallbacks": 0}
         dropped = [0.0]
@@ -355,24 +377,31 @@ class Transcriber:
         else:
             still = lost
         return AsrResult(
-            words=words, language=info.language,
+            words=words,
+            language=info.language,
             language_probability=float(info.language_probability),
-            duration=len(audio) / SAMPLE_RATE, model=self.name,
-            speech_seconds=round(sum(s.duration for s in speech), 2), lost=still,
-            recovered_seconds=round(sum(p.duration for p in lost) -
-                                    sum(p.duration for p in still), 2),
-            dropped_seconds=round(dropped[0], 2), **counts,
+            duration=len(audio) / SAMPLE_RATE,
+            model=self.name,
+            speech_seconds=round(sum(s.duration for s in speech), 2),
+            lost=still,
+            recovered_seconds=round(
+                sum(p.duration for p in lost) - sum(p.duration for p in still), 2
+            ),
+            dropped_seconds=round(dropped[0], 2),
+            **counts,
         )
 
-    def _aligned(self, segments: Iterable, audio: np.ndarray, language: str,
-                 counts: dict[str, int]) -> Iterator:
+    def _aligned(
+        self, segments: Iterable, audio: np.ndarray, language: str, counts: dict[str, int]
+    ) -> Iterator:
         """Segments with word times, aligned one decoding window at a time against the
         encoder output the decoder just used (the same alignment faster-whisper does)."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import Word as FwWord
 
-        tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe",
-                              language=language)
+        tokenizer = Tokenizer(
+            self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language
+        )
         frames = len(audio) // self.model.feature_extractor.hop_length
         window: list = []
         encoder_output: Any = None
@@ -384,13 +413,23 @@ class Transcriber:
                 return
             seek = window[0].seek
             size = min(self.model.feature_extractor.nb_max_frames, frames - seek)
-            dicts = [{"seek": seek, "start": s.start, "end": s.end, "tokens": s.tokens}
-                     for s in window]
+            dicts = [
+                {"seek": seek, "start": s.start, "end": s.end, "tokens": s.tokens} for s in window
+            ]
             counts["windows"] += 1
             counts["fallbacks"] += int(window[0].temperature > 0)
-            last_speech = self.model.add_word_timestamps(
-                [dicts], tokenizer, encoder_output, size, PREPEND_PUNCTUATION,
-                APPEND_PUNCTUATION, last_speech) or last_speech
+            last_speech = (
+                self.model.add_word_timestamps(
+                    [dicts],
+                    tokenizer,
+                    encoder_output,
+                    size,
+                    PREPEND_PUNCTUATION,
+                    APPEND_PUNCTUATION,
+                    last_speech,
+                )
+                or last_speech
+            )
             for s, d in zip(window, dicts, strict=True):
                 yield replace(s, words=[FwWord(**w) for w in d["words"]])
             window.clear()
@@ -414,24 +453,29 @@ class Transcriber:
         for s in segments:
             spans = [(w.start, w.end) for w in s.words or ()] or [(s.start, s.end)]
             heard = any(_overlaps(a, b, speech, WORD_REACH) for a, b in spans)
-            doubtful = (s.no_speech_prob > 0.5 or s.avg_logprob < LOG_PROB_THRESHOLD
-                        or s.compression_ratio > COMPRESSION_RATIO_THRESHOLD)
+            doubtful = (
+                s.no_speech_prob > 0.5
+                or s.avg_logprob < LOG_PROB_THRESHOLD
+                or s.compression_ratio > COMPRESSION_RATIO_THRESHOLD
+            )
             # words the aligner put outside the time the decoder gave their segment: the
             # alignment failed, and the speech they belong to is read again on its own
-            astray = sum(not (s.start - MISALIGNED <= (a + b) / 2 <= s.end + MISALIGNED)
-                         for a, b in spans)
+            astray = sum(
+                not (s.start - MISALIGNED <= (a + b) / 2 <= s.end + MISALIGNED) for a, b in spans
+            )
             if (not heard and doubtful) or astray * 2 > len(spans):
                 dropped[0] += s.end - s.start
                 continue
             yield s
 
-    def _retry(self, audio: np.ndarray, piece: Segment, language: str,
-               counts: dict[str, int]) -> list[Word]:
+    def _retry(
+        self, audio: np.ndarray, piece: Segment, language: str, counts: dict[str, int]
+    ) -> list[Word]:
         """Speech the full pass wrote nothing for, decoded on its own; what the decoder
         itself takes for no speech is not taken."""
         start = max(0.0, piece.start - RETRY_CONTEXT)
         end = min(len(audio) / SAMPLE_RATE, piece.end + RETRY_CONTEXT)
-        clip = audio[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
+        clip = audio[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
         segments, _ = self.model.transcribe(clip, language=language, **self._retry_options())
         found, windows = [], set()
         for s in segments:
@@ -440,27 +484,38 @@ class Transcriber:
                 counts["fallbacks"] += int(s.temperature > 0)
             if s.no_speech_prob > NO_SPEECH_THRESHOLD and s.avg_logprob < LOG_PROB_THRESHOLD:
                 continue  # Whisper's own test for a window without speech
-            shifted = replace(s, words=[replace(w, start=w.start + start, end=w.end + start)
-                                        for w in s.words or ()])
+            shifted = replace(
+                s,
+                words=[replace(w, start=w.start + start, end=w.end + start) for w in s.words or ()],
+            )
             # words of the context around the piece belong to the first pass
-            found += [w for w in self._words([shifted], None)
-                      if piece.start - RETRY_EDGE <= (w.start + w.end) / 2
-                      <= piece.end + RETRY_EDGE]
+            found += [
+                w
+                for w in self._words([shifted], None)
+                if piece.start - RETRY_EDGE <= (w.start + w.end) / 2 <= piece.end + RETRY_EDGE
+            ]
         counts["windows"] += len(windows)
         return found
 
-    def _transcribe_fast(self, audio: np.ndarray, lang: str | None,
-                         progress: Callable[[float], None] | None) -> AsrResult:
+    def _transcribe_fast(
+        self, audio: np.ndarray, lang: str | None, progress: Callable[[float], None] | None
+    ) -> AsrResult:
         if self.batched is not None:
             segments, info = self.batched.transcribe(
-                audio, language=lang, batch_size=self.batch_size, **self._fast_options())
+                audio, language=lang, batch_size=self.batch_size, **self._fast_options()
+            )
             segments = self._checked(segments, audio, lang)
         else:
-            segments, info = self.model.transcribe(audio, language=lang,
-                                                   **self._fast_plain_options())
-        return AsrResult(words=list(self._words(segments, progress)), language=info.language,
-                         language_probability=float(info.language_probability),
-                         duration=len(audio) / SAMPLE_RATE, model=self.name)
+            segments, info = self.model.transcribe(
+                audio, language=lang, **self._fast_plain_options()
+            )
+        return AsrResult(
+            words=list(self._words(segments, progress)),
+            language=info.language,
+            language_probability=float(info.language_probability),
+            duration=len(audio) / SAMPLE_RATE,
+            model=self.name,
+        )
 
     def _checked(self, segments: Iterable, audio: np.ndarray, lang: str | None) -> Iterable:
         """Batched segments through the guards the batched pipeline does not apply.
@@ -472,15 +527,23 @@ class Transcriber:
         for segment in segments:
             if segment.compression_ratio > COMPRESSION_RATIO_THRESHOLD:
                 lo, hi = int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE)
-                again, _ = self.model.transcribe(audio[lo:hi], language=lang,
-                                                 **self._fast_plain_options())
+                again, _ = self.model.transcribe(
+                    audio[lo:hi], language=lang, **self._fast_plain_options()
+                )
                 for s in again:
-                    yield replace(s, start=s.start + segment.start, end=s.end + segment.start,
-                                  words=[replace(w, start=w.start + segment.start,
-                                                 end=w.end + segment.start)
-                                         for w in s.words or ()])
-            elif not (segment.no_speech_prob > NO_SPEECH_THRESHOLD
-                      and segment.avg_logprob < LOG_PROB_THRESHOLD):
+                    yield replace(
+                        s,
+                        start=s.start + segment.start,
+                        end=s.end + segment.start,
+                        words=[
+                            replace(w, start=w.start + segment.start, end=w.end + segment.start)
+                            for w in s.words or ()
+                        ],
+                    )
+            elif not (
+                segment.no_speech_prob > NO_SPEECH_THRESHOLD
+                and segment.avg_logprob < LOG_PROB_THRESHOLD
+            ):
                 yield segment
 
     @staticmethod

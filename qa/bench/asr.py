@@ -40,8 +40,9 @@ class BenchResult(Record):
         return self.audio_seconds / self.cpu_seconds if self.cpu_seconds else 0.0
 
 
-def bench_once(path: str, settings: Settings, model: str, mode: str,
-               batch_size: int = 8) -> BenchResult:
+def bench_once(
+    path: str, settings: Settings, model: str, mode: str, batch_size: int = 8
+) -> BenchResult:
     """Transcribe every channel of one file in `mode` ("accurate" or "fast"); run in a fresh
     process so the peak memory (RSS high-water mark) belongs to this mode alone."""
     import resource
@@ -58,8 +59,9 @@ def bench_once(path: str, settings: Settings, model: str, mode: str,
     cpu0 = usage.ru_utime + usage.ru_stime
     words, lost = 0, 0.0
     for i in range(audio.channels):
-        result = transcriber.transcribe(audio.channel(i), "en" if not
-                                        transcriber.multilingual else None)
+        result = transcriber.transcribe(
+            audio.channel(i), "en" if not transcriber.multilingual else None
+        )
         words += len(result.words)
         lost += result.lost_seconds
     t2 = time.perf_counter()
@@ -81,8 +83,9 @@ def bench_once(path: str, settings: Settings, model: str, mode: str,
     )
 
 
-def bench_isolated(path: str, settings: Settings, model: str, mode: str,
-                   batch_size: int = 8) -> BenchResult:
+def bench_isolated(
+    path: str, settings: Settings, model: str, mode: str, batch_size: int = 8
+) -> BenchResult:
     """`bench_once` in a fresh (spawned) process."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -93,15 +96,38 @@ def bench_isolated(path: str, settings: Settings, model: str, mode: str,
 
 
 def rich_table(title: str, results: list[BenchResult]) -> Table:
-    table = Table("mode", "model", "compute", "threads", "audio s", "load s", "wall s",
-                  "x real time", "CPU s", "audio s / CPU s", "peak RSS MB", "words",
-                  "lost s", title=title)
+    table = Table(
+        "mode",
+        "model",
+        "compute",
+        "threads",
+        "audio s",
+        "load s",
+        "wall s",
+        "x real time",
+        "CPU s",
+        "audio s / CPU s",
+        "peak RSS MB",
+        "words",
+        "lost s",
+        title=title,
+    )
     for r in results:
-        table.add_row(r.mode, r.model, r.compute_type, str(r.threads),
-                      f"{r.audio_seconds:.1f}", f"{r.load_seconds:.2f}", f"{r.wall_seconds:.1f}",
-                      f"{r.x_real_time:.1f}", f"{r.cpu_seconds:.1f}",
-                      f"{r.audio_per_cpu_second:.1f}", f"{r.peak_rss_mb:.0f}", str(r.words),
-                      "-" if r.lost_seconds is None else f"{r.lost_seconds:.1f}")
+        table.add_row(
+            r.mode,
+            r.model,
+            r.compute_type,
+            str(r.threads),
+            f"{r.audio_seconds:.1f}",
+            f"{r.load_seconds:.2f}",
+            f"{r.wall_seconds:.1f}",
+            f"{r.x_real_time:.1f}",
+            f"{r.cpu_seconds:.1f}",
+            f"{r.audio_per_cpu_second:.1f}",
+            f"{r.peak_rss_mb:.0f}",
+            str(r.words),
+            "-" if r.lost_seconds is None else f"{r.lost_seconds:.1f}",
+        )
     return table
 
 
@@ -109,5 +135,7 @@ def comparison(accurate: BenchResult, fast: BenchResult) -> str | None:
     """Fast against accurate, wall and CPU; None when the accurate run measured nothing."""
     if not (accurate.x_real_time and accurate.audio_per_cpu_second):
         return None
-    return (f"fast / accurate: {fast.x_real_time / accurate.x_real_time:.2f}x wall, "
-            f"{fast.audio_per_cpu_second / accurate.audio_per_cpu_second:.2f}x CPU")
+    return (
+        f"fast / accurate: {fast.x_real_time / accurate.x_real_time:.2f}x wall, "
+        f"{fast.audio_per_cpu_second / accurate.audio_per_cpu_second:.2f}x CPU"
+    )

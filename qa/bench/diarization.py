@@ -34,8 +34,9 @@ class BenchResult(BaseModel):
     der: float
 
 
-def bench_one(settings: Settings, path: Path, batched: bool, stride: int | None = None,
-              repeat: int = 1) -> BenchResult:
+def bench_one(
+    settings: Settings, path: Path, batched: bool, stride: int | None = None, repeat: int = 1
+) -> BenchResult:
     """One mode in this process (run each mode in a fresh process: peak RSS is per process).
     `stride` overrides the config's embedding_stride (1: every window embedded); `repeat`
     plays the call that many times in a row, for the memory of a long call."""
@@ -45,9 +46,11 @@ def bench_one(settings: Settings, path: Path, batched: bool, stride: int | None 
     samples, rate, reference = stereo_reference(path, settings)
     if repeat > 1:
         length = len(samples) / rate
-        reference = [t.model_copy(update={"start": t.start + k * length,
-                                          "end": t.end + k * length})
-                     for k in range(repeat) for t in reference]
+        reference = [
+            t.model_copy(update={"start": t.start + k * length, "end": t.end + k * length})
+            for k in range(repeat)
+            for t in reference
+        ]
         samples = np.tile(samples, repeat)
     config, _ = load_config(settings.diarization_config)
     config.embedding_batched = batched
@@ -61,9 +64,10 @@ def bench_one(settings: Settings, path: Path, batched: bool, stride: int | None 
     every = "" if config.embedding_stride == 1 else f"{config.embedding_stride}rd "
     return BenchResult(
         mode=f"{'batched' if batched else 'one chunk at a time'}, every {every}window"
-             + (f", call played {repeat}x" if repeat > 1 else ""),
+        + (f", call played {repeat}x" if repeat > 1 else ""),
         audio_seconds=audio_seconds,
-        seconds=round(wall, 2), cpu_seconds=round(cpu, 2),
+        seconds=round(wall, 2),
+        cpu_seconds=round(cpu, 2),
         x_real_time=round(audio_seconds / wall, 2),
         peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         der=round(der(reference, turns)["der"], 4),
@@ -92,18 +96,34 @@ def bench_isolated(settings: Settings, path: Path, mode: Mode) -> BenchResult:
 
 
 def rich_table(title: str, results: list[BenchResult]) -> Table:
-    table = Table("CAM++ embeddings", "audio s", "wall s", "x real time", "CPU s",
-                  "peak RSS MB", "DER", title=title)
+    table = Table(
+        "CAM++ embeddings",
+        "audio s",
+        "wall s",
+        "x real time",
+        "CPU s",
+        "peak RSS MB",
+        "DER",
+        title=title,
+    )
     for r in results:
-        table.add_row(r.mode, f"{r.audio_seconds:.1f}", f"{r.seconds:.1f}",
-                      f"{r.x_real_time:.1f}", f"{r.cpu_seconds:.1f}", f"{r.peak_rss_mb:.0f}",
-                      f"{r.der:.1%}")
+        table.add_row(
+            r.mode,
+            f"{r.audio_seconds:.1f}",
+            f"{r.seconds:.1f}",
+            f"{r.x_real_time:.1f}",
+            f"{r.cpu_seconds:.1f}",
+            f"{r.peak_rss_mb:.0f}",
+            f"{r.der:.1%}",
+        )
     return table
 
 
 def comparison(results: list[BenchResult]) -> list[str]:
     """The configured pipeline against CAM++ on every window (the first three `modes`)."""
     default, batched, single = results[:3]
-    return [f"configured vs {name}, every window: {r.seconds / default.seconds:.2f}x "
-            f"wall, {r.cpu_seconds / default.cpu_seconds:.2f}x CPU"
-            for name, r in (("batched", batched), ("one at a time", single))]
+    return [
+        f"configured vs {name}, every window: {r.seconds / default.seconds:.2f}x "
+        f"wall, {r.cpu_seconds / default.cpu_seconds:.2f}x CPU"
+        for name, r in (("batched", batched), ("one at a time", single))
+    ]

@@ -20,9 +20,17 @@ from qa.index import ITEM_TYPE, SCHEMA, TS, Index
 from qa.store import LocalStore
 
 
-def synthetic_table(n: int, *, seed: int = 0, teams: int = 12, agents: int = 400,
-                    queues: int = 8, items: int = 8, weeks: int = 26,
-                    start: date = date(2025, 1, 6)) -> pa.Table:
+def synthetic_table(
+    n: int,
+    *,
+    seed: int = 0,
+    teams: int = 12,
+    agents: int = 400,
+    queues: int = 8,
+    items: int = 8,
+    weeks: int = 26,
+    start: date = date(2025, 1, 6),
+) -> pa.Table:
     """`n` plausible index rows built column-wise with numpy (a million in a few seconds)."""
     import numpy as np
 
@@ -31,14 +39,16 @@ def synthetic_table(n: int, *, seed: int = 0, teams: int = 12, agents: int = 400
     team = agent % teams
     queue = rng.integers(0, queues, n)
     seconds = rng.integers(0, weeks * 7 * 86400, n)
-    started = (np.datetime64(start.isoformat(), "s") + seconds.astype("timedelta64[s]")
-               ).astype("datetime64[us]")
+    started = (np.datetime64(start.isoformat(), "s") + seconds.astype("timedelta64[s]")).astype(
+        "datetime64[us]"
+    )
     week_days = (seconds // 86400) - ((seconds // 86400) % 7)
-    week = (np.datetime64(start.isoformat(), "D") + week_days.astype("timedelta64[D]"))
+    week = np.datetime64(start.isoformat(), "D") + week_days.astype("timedelta64[D]")
     skill = (agent % 17) / 17.0
     n_items = n * items
     item_fail = rng.random(n_items) < np.repeat(0.05 + 0.25 * (1 - skill), items) * (
-        np.tile(np.linspace(1.6, 0.3, items), n))
+        np.tile(np.linspace(1.6, 0.3, items), n)
+    )
     item_na = rng.random(n_items) < 0.05
     outcome_code = np.where(item_na, 2, np.where(item_fail, 1, 0))
     possible = np.tile(np.full(items, 100.0 / items), n)
@@ -54,18 +64,23 @@ def synthetic_table(n: int, *, seed: int = 0, teams: int = 12, agents: int = 400
     neg_end = sentiment < -0.3
     low_role = rng.random(n) < 0.02
     flag_mask = np.stack([auto_fail, ~passed & ~auto_fail, neg_end, low_role], axis=1)
-    flag_names = np.array(["auto_fail", "below_pass", "negative_ending",
-                           "low_role_confidence"])
+    flag_names = np.array(["auto_fail", "below_pass", "negative_ending", "low_role_confidence"])
     flag_count = flag_mask.sum(axis=1).astype(np.int32)
     flags = pa.ListArray.from_arrays(
         pa.array(np.concatenate([[0], np.cumsum(flag_count)]).astype(np.int32)),
-        _labels(np.broadcast_to(np.arange(4), flag_mask.shape)[flag_mask], flag_names))
+        _labels(np.broadcast_to(np.arange(4), flag_mask.shape)[flag_mask], flag_names),
+    )
     offsets = pa.array(np.arange(0, n_items + 1, items, dtype=np.int32))
     item_struct = pa.StructArray.from_arrays(
-        [_labels(np.tile(np.arange(items), n), [f"item_{j}" for j in range(items)]),
-         _labels(outcome_code, ["pass", "fail", "na"]),
-         _flat(points), _flat(possible), _flat(critical)],
-        fields=list(ITEM_TYPE))
+        [
+            _labels(np.tile(np.arange(items), n), [f"item_{j}" for j in range(items)]),
+            _labels(outcome_code, ["pass", "fail", "na"]),
+            _flat(points),
+            _flat(possible),
+            _flat(critical),
+        ],
+        fields=list(ITEM_TYPE),
+    )
     processed = started + np.timedelta64(3600, "s").astype("timedelta64[us]")
     cols = {
         "call_id": pa.array([f"syn-{i:08d}" for i in range(n)]),
@@ -77,8 +92,10 @@ def synthetic_table(n: int, *, seed: int = 0, teams: int = 12, agents: int = 400
         "started_at": pa.array(started, type=TS),
         "week": pa.array(week, type=pa.date32()),
         "duration": pa.array(rng.gamma(4.0, 80.0, n)),
-        "total": pa.array(total), "max_total": pa.array(np.full(n, 100.0)),
-        "pass_mark": pa.array(np.full(n, 80.0)), "passed": pa.array(passed),
+        "total": pa.array(total),
+        "max_total": pa.array(np.full(n, 100.0)),
+        "pass_mark": pa.array(np.full(n, 80.0)),
+        "passed": pa.array(passed),
         "auto_fail": pa.array(auto_fail),
         "flags": flags,
         "flag_count": pa.array(flag_count),
@@ -111,7 +128,8 @@ def _labels(codes: Any, names: Sequence[str]) -> pa.Array:
     import numpy as np
 
     dictionary = pa.DictionaryArray.from_arrays(
-        pa.array(np.asarray(codes, dtype=np.int32)), pa.array(list(names), pa.string()))
+        pa.array(np.asarray(codes, dtype=np.int32)), pa.array(list(names), pa.string())
+    )
     return dictionary.cast(pa.string())
 
 
@@ -130,8 +148,9 @@ def run(rows: int = 1_000_000, repeat: int = 5) -> Table:
         t0 = time.perf_counter()
         index.trend("team", "week")
         t_cold = time.perf_counter() - t0
-        out = Table("query", "median s", "min s", "result rows",
-                    title=f"analytics index, {rows:,} calls")
+        out = Table(
+            "query", "median s", "min s", "result rows", title=f"analytics index, {rows:,} calls"
+        )
         out.add_row("generate rows", f"{t_gen:.2f}", "", f"{rows:,}")
         out.add_row("write Parquet part", f"{t_write:.2f}", "", "")
         out.add_row("trend by team/week, first query (opens index)", f"{t_cold:.3f}", "", "")

@@ -33,14 +33,21 @@ def _new_card(directory: Path) -> Path:
 
     text = (SCORECARD_DIR / "en_customer_service.yaml").read_text(encoding="utf-8")
     text = text.replace('version: "1.1"', 'version: "bench-2"').replace(
-        'op: "<=", threshold: 30}', 'op: "<=", threshold: 10}')
+        'op: "<=", threshold: 30}', 'op: "<=", threshold: 10}'
+    )
     path = directory / "en_bench.yaml"
     path.write_text(text, encoding="utf-8")
     return path
 
 
-def build_store(settings: Settings, calls: int, *, templates: int = 20, minutes: float = 3.0,
-                console: Console | None = None) -> float:
+def build_store(
+    settings: Settings,
+    calls: int,
+    *,
+    templates: int = 20,
+    minutes: float = 3.0,
+    console: Console | None = None,
+) -> float:
     """`calls` stored results scored with the bundled card; seconds taken."""
     from qa.pipeline import Models
     from qa.results import publish_result
@@ -63,19 +70,32 @@ def build_store(settings: Settings, calls: int, *, templates: int = 20, minutes:
         for n in range(calls):
             call_id = f"bench-{n:06d}"
             transcript, score = made[n % templates]
-            meta = CallMeta(call_id=call_id, agent_id=f"A{n % 97:03d}", team=TEAMS[n % 4],
-                            queue="billing" if n % 3 else "sales", language="en",
-                            started_at=base + timedelta(minutes=13 * n))
-            publish_result(store, CallResult(
-                meta=meta, transcript=transcript.model_copy(update={"call_id": call_id}),
-                score=score.model_copy(update={"call_id": call_id}), pipeline_version=PIPELINE,
-                scorecard_version=card.version, created_at=base))
+            meta = CallMeta(
+                call_id=call_id,
+                agent_id=f"A{n % 97:03d}",
+                team=TEAMS[n % 4],
+                queue="billing" if n % 3 else "sales",
+                language="en",
+                started_at=base + timedelta(minutes=13 * n),
+            )
+            publish_result(
+                store,
+                CallResult(
+                    meta=meta,
+                    transcript=transcript.model_copy(update={"call_id": call_id}),
+                    score=score.model_copy(update={"call_id": call_id}),
+                    pipeline_version=PIPELINE,
+                    scorecard_version=card.version,
+                    created_at=base,
+                ),
+            )
             bar.update(task, completed=n + 1)
     return time.perf_counter() - t0
 
 
-def rescore_sequential(settings: Settings, card: Path, *, budget_s: float | None = None,
-                       console: Console | None = None) -> dict[str, float]:
+def rescore_sequential(
+    settings: Settings, card: Path, *, budget_s: float | None = None, console: Console | None = None
+) -> dict[str, float]:
     """Time `qa rescore`'s work per call in this process; figures in seconds."""
     from qa.index import Index, IndexRow
     from qa.pipeline import Models, scorecard_tag
@@ -93,8 +113,14 @@ def rescore_sequential(settings: Settings, card: Path, *, budget_s: float | None
     t = time.perf_counter()
     plan = plan_rescore(store, lambda lang: scorecard_tag(models, lang))
     plan_s = time.perf_counter() - t
-    figures = {"selected": len(plan.targets), "plan_s": plan_s, "load_s": load_s,
-               "read_s": 0.0, "score_s": 0.0, "publish_s": 0.0}
+    figures = {
+        "selected": len(plan.targets),
+        "plan_s": plan_s,
+        "load_s": load_s,
+        "read_s": 0.0,
+        "score_s": 0.0,
+        "publish_s": 0.0,
+    }
     rows: list[IndexRow] = []
     cpu0, t0 = time.process_time(), time.perf_counter()
     with progress_bar(console=console, transient=True) as bar:
@@ -124,39 +150,68 @@ def rescore_sequential(settings: Settings, card: Path, *, budget_s: float | None
     return figures
 
 
-def run(calls: int = 10_000, *, budget_s: float | None = 600.0, keep: Path | None = None,
-        console: Console | None = None) -> tuple[str, Table]:
+def run(
+    calls: int = 10_000,
+    *,
+    budget_s: float | None = 600.0,
+    keep: Path | None = None,
+    console: Console | None = None,
+) -> tuple[str, Table]:
     """A line describing the run and the table of figures."""
     console = console or Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="qa-bench-rescore-") as tmp:
         home = Path(keep or tmp).resolve()
         home.mkdir(parents=True, exist_ok=True)
-        settings = Settings(home=home, store_url=f"file://{home / 'store'}",
-                            database_url=f"sqlite:///{home / 'workflow.db'}")
+        settings = Settings(
+            home=home,
+            store_url=f"file://{home / 'store'}",
+            database_url=f"sqlite:///{home / 'workflow.db'}",
+        )
         build_s = build_store(settings, calls, console=console)
         f = rescore_sequential(settings, _new_card(home), budget_s=budget_s, console=console)
     measured = int(f["measured"])
     per_call = f["wall_s"] / measured
     table = Table("what", "calls", "seconds", "ms/call", "calls/s")
-    table.add_row("build the stored calls (not timed as re-scoring)", str(calls),
-                  f"{build_s:.1f}", "", "")
-    table.add_row("load encoder + sentiment model (once per worker)", "", f"{f['load_s']:.1f}",
-                  "", "")
-    table.add_row("choose calls (list store, read result heads)", str(int(f["selected"])),
-                  f"{f['plan_s']:.1f}", f"{1000 * f['plan_s'] / f['selected']:.2f}", "")
-    for key, label in (("read_s", "read stored result"), ("score_s", "score (encoder, rules)"),
-                       ("publish_s", "publish result + sync workflow DB")):
-        table.add_row(label, str(measured), f"{f[key]:.1f}",
-                      f"{1000 * f[key] / measured:.1f}", "")
+    table.add_row(
+        "build the stored calls (not timed as re-scoring)", str(calls), f"{build_s:.1f}", "", ""
+    )
+    table.add_row(
+        "load encoder + sentiment model (once per worker)", "", f"{f['load_s']:.1f}", "", ""
+    )
+    table.add_row(
+        "choose calls (list store, read result heads)",
+        str(int(f["selected"])),
+        f"{f['plan_s']:.1f}",
+        f"{1000 * f['plan_s'] / f['selected']:.2f}",
+        "",
+    )
+    for key, label in (
+        ("read_s", "read stored result"),
+        ("score_s", "score (encoder, rules)"),
+        ("publish_s", "publish result + sync workflow DB"),
+    ):
+        table.add_row(label, str(measured), f"{f[key]:.1f}", f"{1000 * f[key] / measured:.1f}", "")
     table.add_row("append index rows (once)", str(measured), f"{f['index_s']:.2f}", "", "")
-    table.add_row("re-scoring, sequential, one process", str(measured), f"{f['wall_s']:.1f}",
-                  f"{1000 * per_call:.1f}", f"{measured / f['wall_s']:.2f}")
+    table.add_row(
+        "re-scoring, sequential, one process",
+        str(measured),
+        f"{f['wall_s']:.1f}",
+        f"{1000 * per_call:.1f}",
+        f"{measured / f['wall_s']:.2f}",
+    )
     note = ""
     if measured < calls:
-        table.add_row(f"extrapolated to {calls} calls", str(calls),
-                      f"{f['plan_s'] + per_call * calls:.0f}", "", "")
+        table.add_row(
+            f"extrapolated to {calls} calls",
+            str(calls),
+            f"{f['plan_s'] + per_call * calls:.0f}",
+            "",
+            "",
+        )
         note = f"; stopped after the {budget_s:g} s budget, {measured} of {calls} measured"
-    header = (f"{calls} stored 3-minute English calls; CPU {f['cpu_s']:.1f} s for "
-              f"{f['wall_s']:.1f} s wall ({f['cpu_s'] / f['wall_s']:.2f} cores busy); load "
-              f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores{note}")
+    header = (
+        f"{calls} stored 3-minute English calls; CPU {f['cpu_s']:.1f} s for "
+        f"{f['wall_s']:.1f} s wall ({f['cpu_s'] / f['wall_s']:.2f} cores busy); load "
+        f"average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores{note}"
+    )
     return header, table

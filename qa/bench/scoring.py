@@ -21,11 +21,18 @@ from qa.rules.scripted import long_call
 from qa.scoring.scorecard import default_scorecard, time_scoring
 
 
-def run(settings: Settings, *, calls: int = 300, repeat: int = 5, model_calls: int = 3,
-        minutes: float = 5.0, language: str = "en", models: bool = True,
-        console: Console | None = None,
-        load_models: Callable[[], tuple[Any, Any]] = lambda: (None, None),
-        ) -> tuple[str, Table]:
+def run(
+    settings: Settings,
+    *,
+    calls: int = 300,
+    repeat: int = 5,
+    model_calls: int = 3,
+    minutes: float = 5.0,
+    language: str = "en",
+    models: bool = True,
+    console: Console | None = None,
+    load_models: Callable[[], tuple[Any, Any]] = lambda: (None, None),
+) -> tuple[str, Table]:
     """A line describing the run and the table of figures. `load_models()` gives the encoder
     and the sentiment model (None where not installed: that row is left out); progress is
     drawn on `console`."""
@@ -36,8 +43,14 @@ def run(settings: Settings, *, calls: int = 300, repeat: int = 5, model_calls: i
     rows: list[tuple[str, dict]] = []
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("rules without models", total=len(transcripts) * repeat)
-        passes = [time_scoring(transcripts, card, progress=lambda d, k=k: bar.update(
-                      task, completed=k * len(transcripts) + d)) for k in range(repeat)]
+        passes = [
+            time_scoring(
+                transcripts,
+                card,
+                progress=lambda d, k=k: bar.update(task, completed=k * len(transcripts) + d),
+            )
+            for k in range(repeat)
+        ]
         passes.sort(key=lambda r: r["cpu_s"])
         base = passes[len(passes) // 2]
         rows.append((f"metrics + phrase/regex/order/metric rules, median of {repeat}", base))
@@ -45,24 +58,46 @@ def run(settings: Settings, *, calls: int = 300, repeat: int = 5, model_calls: i
         if models and model_calls:
             encoder, sentiment = load_models()
             few = transcripts[:model_calls]
-            for label, kw in (("+ semantic rules (encoder)", {"encoder": encoder}),
-                              ("+ sentiment rules (sentiment model)", {"sentiment": sentiment})):
+            for label, kw in (
+                ("+ semantic rules (encoder)", {"encoder": encoder}),
+                ("+ sentiment rules (sentiment model)", {"sentiment": sentiment}),
+            ):
                 if next(iter(kw.values())) is None:
                     continue
                 task = bar.add_task(label, total=len(few))
-                rows.append((label, time_scoring(few, card, **kw,
-                                                 progress=lambda d, t=task: bar.update(
-                                                     t, completed=d))))
-    table = Table("rules", "calls", "CPU s", "wall s", "ms/call (CPU)", "calls/s per core",
-                  "model part ms/call")
+                rows.append(
+                    (
+                        label,
+                        time_scoring(
+                            few, card, **kw, progress=lambda d, t=task: bar.update(t, completed=d)
+                        ),
+                    )
+                )
+    table = Table(
+        "rules",
+        "calls",
+        "CPU s",
+        "wall s",
+        "ms/call (CPU)",
+        "calls/s per core",
+        "model part ms/call",
+    )
     for label, r in rows:
-        extra = (f"{r['ms_per_call'] - base['ms_per_call']:.1f}" if label.startswith("+")
-                 else "")
-        table.add_row(label, str(r["calls"]), f"{r['cpu_s']:.2f}", f"{r['wall_s']:.2f}",
-                      f"{r['ms_per_call']:.2f}", f"{r['calls_per_core_s']:.1f}", extra)
+        extra = f"{r['ms_per_call'] - base['ms_per_call']:.1f}" if label.startswith("+") else ""
+        table.add_row(
+            label,
+            str(r["calls"]),
+            f"{r['cpu_s']:.2f}",
+            f"{r['wall_s']:.2f}",
+            f"{r['ms_per_call']:.2f}",
+            f"{r['calls_per_core_s']:.1f}",
+            extra,
+        )
     spread = statistics.pstdev([p["ms_per_call"] for p in passes]) if len(passes) > 1 else 0.0
-    header = (f"scorecard {card.id} v{card.version}; {minutes:g}-minute {language} calls "
-              f"({len(transcripts[0].utterances)} utterances, {words} words); load average "
-              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; spread of passes "
-              f"{spread:.2f} ms/call")
+    header = (
+        f"scorecard {card.id} v{card.version}; {minutes:g}-minute {language} calls "
+        f"({len(transcripts[0].utterances)} utterances, {words} words); load average "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; spread of passes "
+        f"{spread:.2f} ms/call"
+    )
     return header, table

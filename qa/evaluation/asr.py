@@ -39,18 +39,27 @@ def read_stm(path: str | Path) -> list[StmSegment]:
             continue
         parts = line.split(maxsplit=5)
         if len(parts) < 5:
-            raise QAError(f"line {lineno}: an STM line needs file, channel, speaker, start, end",
-                          file=str(path))
+            raise QAError(
+                f"line {lineno}: an STM line needs file, channel, speaker, start, end",
+                file=str(path),
+            )
         text = parts[5] if len(parts) > 5 else ""
         if text.startswith("<"):  # optional <label> column
             text = text.split(">", 1)[1] if ">" in text else ""
         try:
             start, end = float(parts[3]), float(parts[4])
         except ValueError as exc:
-            raise QAError(f"line {lineno}: start and end must be numbers",
-                          file=str(path)) from exc
-        out.append(StmSegment(file=parts[0], channel=parts[1], speaker=parts[2], start=start,
-                              end=end, text=text.strip()))
+            raise QAError(f"line {lineno}: start and end must be numbers", file=str(path)) from exc
+        out.append(
+            StmSegment(
+                file=parts[0],
+                channel=parts[1],
+                speaker=parts[2],
+                start=start,
+                end=end,
+                text=text.strip(),
+            )
+        )
     out.sort(key=lambda s: s.start)
     return out
 
@@ -115,8 +124,12 @@ class EvalRow(Record):
 
 def stm_case(audio: str | Path, stm: str | Path, language: str = "en") -> EvalCase:
     segments = read_stm(stm)
-    return EvalCase(name=Path(audio).name, audio=str(audio), language=language,
-                    reference=" ".join(s.text for s in segments))
+    return EvalCase(
+        name=Path(audio).name,
+        audio=str(audio),
+        language=language,
+        reference=" ".join(s.text for s in segments),
+    )
 
 
 def synth_cases(folder: str | Path) -> list[EvalCase]:
@@ -136,15 +149,22 @@ def synth_cases(folder: str | Path) -> list[EvalCase]:
             call = SynthCall.load(gt)
         except SynthError:
             continue
-        monos = {int(key.removeprefix("mono_").removesuffix("k")): path
-                 for key, path in call.files.items()
-                 if key.startswith("mono_") and Path(path).is_file()}
+        monos = {
+            int(key.removeprefix("mono_").removesuffix("k")): path
+            for key, path in call.files.items()
+            if key.startswith("mono_") and Path(path).is_file()
+        }
         if not monos:
             continue
         turns = sorted(call.turns, key=lambda t: t.start)
-        cases.append(EvalCase(name=call.call_id, audio=monos[max(monos)],
-                              language=call.language,
-                              reference=" ".join(t.text for t in turns)))
+        cases.append(
+            EvalCase(
+                name=call.call_id,
+                audio=monos[max(monos)],
+                language=call.language,
+                reference=" ".join(t.text for t in turns),
+            )
+        )
     return cases
 
 
@@ -169,15 +189,23 @@ def evaluate(
         result = transcriber.transcribe(audio.mono(), lang)
         wall = time.perf_counter() - t0
         chinese = is_chinese(lang)
-        rows.append(EvalRow(
-            model=transcriber.name, case=case.name, language=lang,
-            error_rate=round(error_rate(case.reference, result.text, lang), 4),
-            metric="CER" if chinese else "WER",
-            reference_words=(len(normalize_text(case.reference).replace(" ", "")) if chinese
-                             else len(normalize_text(case.reference).split())),
-            audio_seconds=round(audio.duration, 2), wall_seconds=round(wall, 2),
-            hypothesis=result.text,
-        ))
+        rows.append(
+            EvalRow(
+                model=transcriber.name,
+                case=case.name,
+                language=lang,
+                error_rate=round(error_rate(case.reference, result.text, lang), 4),
+                metric="CER" if chinese else "WER",
+                reference_words=(
+                    len(normalize_text(case.reference).replace(" ", ""))
+                    if chinese
+                    else len(normalize_text(case.reference).split())
+                ),
+                audio_seconds=round(audio.duration, 2),
+                wall_seconds=round(wall, 2),
+                hypothesis=result.text,
+            )
+        )
         if progress is not None:
             progress(case)
     return rows
@@ -189,9 +217,16 @@ def evaluate(
 def rich_table(rows: list[EvalRow]) -> Table:
     table = Table("model", "call", "lang", "metric", "error", "ref words", "audio s", "x RT")
     for r in rows:
-        table.add_row(r.model, r.case, r.language, r.metric, f"{r.error_rate:.1%}",
-                      str(r.reference_words), f"{r.audio_seconds:.1f}",
-                      f"{r.audio_seconds / r.wall_seconds:.1f}" if r.wall_seconds else "-")
+        table.add_row(
+            r.model,
+            r.case,
+            r.language,
+            r.metric,
+            f"{r.error_rate:.1%}",
+            str(r.reference_words),
+            f"{r.audio_seconds:.1f}",
+            f"{r.audio_seconds / r.wall_seconds:.1f}" if r.wall_seconds else "-",
+        )
     return table
 
 
@@ -203,6 +238,8 @@ def pooled(rows: list[EvalRow]) -> list[str]:
         if mine:
             total = sum(r.reference_words for r in mine)
             rate = sum(r.error_rate * r.reference_words for r in mine) / max(total, 1)
-            lines.append(f"{name}: WER {rate:.1%} over {len(mine)} English recordings "
-                         f"({total} reference words)")
+            lines.append(
+                f"{name}: WER {rate:.1%} over {len(mine)} English recordings "
+                f"({total} reference words)"
+            )
     return lines

@@ -48,8 +48,11 @@ from qa.schema import (
 )
 
 # Flags that doubt the evidence (not the agent's performance).
-EVIDENCE_FLAGS = (FlagCode.EVIDENCE_DOUBT, FlagCode.LOW_ROLE_CONFIDENCE,
-                  FlagCode.LOW_ASR_CONFIDENCE)
+EVIDENCE_FLAGS = (
+    FlagCode.EVIDENCE_DOUBT,
+    FlagCode.LOW_ROLE_CONFIDENCE,
+    FlagCode.LOW_ASR_CONFIDENCE,
+)
 ASR_RATE = 16000
 
 
@@ -138,30 +141,63 @@ def dev_calls(data: Path) -> list[DevCall]:
         if not words_file.is_file():
             continue
         parties = {"A": Role.CUSTOMER.value, "B": Role.AGENT.value}
-        words = [RefWord(start=w["start"], end=w["end"], text=w["word"],
-                         speaker=parties.get(w["speaker"], w["speaker"]))
-                 for w in json.loads(words_file.read_text(encoding="utf-8"))]
-        out.append(DevCall(name=cid, audio=str(flac), words=words, text_reference="approximate",
-                           channel_roles={0: Role.CUSTOMER, 1: Role.AGENT}))
+        words = [
+            RefWord(
+                start=w["start"],
+                end=w["end"],
+                text=w["word"],
+                speaker=parties.get(w["speaker"], w["speaker"]),
+            )
+            for w in json.loads(words_file.read_text(encoding="utf-8"))
+        ]
+        out.append(
+            DevCall(
+                name=cid,
+                audio=str(flac),
+                words=words,
+                text_reference="approximate",
+                channel_roles={0: Role.CUSTOMER, 1: Role.AGENT},
+            )
+        )
     auto = calls_dir / "auto_repairs_40_stereo.wav"
     if auto.is_file():
-        out.append(DevCall(name="auto_repairs_40", audio=str(auto),
-                           channel_roles={0: Role.AGENT, 1: Role.CUSTOMER}))
+        out.append(
+            DevCall(
+                name="auto_repairs_40",
+                audio=str(auto),
+                channel_roles={0: Role.AGENT, 1: Role.CUSTOMER},
+            )
+        )
     sample, stm = calls_dir / "sample.wav", calls_dir / "sample.stm"
     if sample.is_file() and stm.is_file():
-        words = [RefWord(start=s.start, end=s.end, text=s.text, speaker=s.speaker)
-                 for s in read_stm(stm)]
-        out.append(DevCall(name="sample", audio=str(sample), words=words,
-                           text_reference="exact", roles_known=False,
-                           turns=read_rttm(calls_dir / "sample.rttm")))
+        words = [
+            RefWord(start=s.start, end=s.end, text=s.text, speaker=s.speaker) for s in read_stm(stm)
+        ]
+        out.append(
+            DevCall(
+                name="sample",
+                audio=str(sample),
+                words=words,
+                text_reference="exact",
+                roles_known=False,
+                turns=read_rttm(calls_dir / "sample.rttm"),
+            )
+        )
     azure = calls_dir / "azure_test_call.flac"
     service = calls_dir / "azure_test_call.service_output.json"
     if azure.is_file() and service.is_file():
         turns = _rttm_role(read_rttm(calls_dir / "azure_test_call.rttm"))
         phrases = json.loads(service.read_text(encoding="utf-8"))["phrases"]
-        raw = [RefWord(start=w["offset"] / 1000, end=(w["offset"] + w["duration"]) / 1000,
-                       text=w["text"], speaker=str(p.get("speaker", "")))
-               for p in phrases for w in p.get("words", [])]
+        raw = [
+            RefWord(
+                start=w["offset"] / 1000,
+                end=(w["offset"] + w["duration"]) / 1000,
+                text=w["text"],
+                speaker=str(p.get("speaker", "")),
+            )
+            for p in phrases
+            for w in p.get("words", [])
+        ]
         # each service speaker takes the role of the reference turns its words fall in
         labels = assign_words([Word(start=w.start, end=w.end, text=w.text) for w in raw], turns)
         votes = Counter((w.speaker, lab.speaker) for w, lab in zip(raw, labels, strict=True))
@@ -169,8 +205,15 @@ def dev_calls(data: Path) -> list[DevCall]:
         for (speaker, role), _ in votes.most_common():
             role_of.setdefault(speaker, role)
         words = [w.model_copy(update={"speaker": role_of[w.speaker] or ""}) for w in raw]
-        out.append(DevCall(name="azure_test_call", audio=str(azure), words=words,
-                           text_reference="silver", turns=turns))
+        out.append(
+            DevCall(
+                name="azure_test_call",
+                audio=str(azure),
+                words=words,
+                text_reference="silver",
+                turns=turns,
+            )
+        )
     return out
 
 
@@ -186,13 +229,22 @@ def synth_calls(folder: Path) -> list[DevCall]:
             continue
         if "stereo_8k" not in call.files or not call.meta.channel_roles:
             continue
-        words = [RefWord(start=t.start, end=t.end, text=t.text, speaker=t.role.value)
-                 for t in call.turns]
-        out.append(DevCall(name=f"synth {call.call_id}", audio=call.files["stereo_8k"],
-                           language=call.language, channel_roles=call.meta.channel_roles,
-                           words=words, text_reference="exact",
-                           turns=[SpeakerTurn(start=t.start, end=t.end, speaker=t.role.value)
-                                  for t in call.turns]))
+        words = [
+            RefWord(start=t.start, end=t.end, text=t.text, speaker=t.role.value) for t in call.turns
+        ]
+        out.append(
+            DevCall(
+                name=f"synth {call.call_id}",
+                audio=call.files["stereo_8k"],
+                language=call.language,
+                channel_roles=call.meta.channel_roles,
+                words=words,
+                text_reference="exact",
+                turns=[
+                    SpeakerTurn(start=t.start, end=t.end, speaker=t.role.value) for t in call.turns
+                ],
+            )
+        )
     return out
 
 
@@ -219,8 +271,14 @@ class _Recording:
 class Evaluator:
     """Models loaded once; `run` evaluates one call on every path it has."""
 
-    def __init__(self, settings: Settings, model: str = "en", *, anchors: bool = True,
-                 anchor_diarization: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        model: str = "en",
+        *,
+        anchors: bool = True,
+        anchor_diarization: bool = True,
+    ) -> None:
         self.settings = settings
         self.model_key = model
         self.transcribers: dict[str, Transcriber] = {}
@@ -240,8 +298,10 @@ class Evaluator:
         no word times by default), and the seconds it took."""
         model = self.transcriber(language).model
         start = time.perf_counter()
-        segments = [RefWord(start=s.start, end=s.end, text=s.text.strip(), speaker="")
-                    for s in model.transcribe(samples, language=language)[0]]
+        segments = [
+            RefWord(start=s.start, end=s.end, text=s.text.strip(), speaker="")
+            for s in model.transcribe(samples, language=language)[0]
+        ]
         return segments, time.perf_counter() - start
 
     # ------------------------------------------------------------------ one call
@@ -250,8 +310,10 @@ class Evaluator:
         audio = load_audio(Path(call.audio), max_duration=self.settings.max_duration)
         if call.channel_roles and audio.channels == 2:
             speech = self._channel_speech(call, audio)
-            return [self._two_track(call, audio, speech),
-                    self._mono(call, audio, [t for ts in speech.values() for t in ts])]
+            return [
+                self._two_track(call, audio, speech),
+                self._mono(call, audio, [t for ts in speech.values() for t in ts]),
+            ]
         reference = call.turns
         return [self._mono(call, audio, reference)]
 
@@ -262,8 +324,9 @@ class Evaluator:
         for ch, role in call.channel_roles.items():
             key = (call.audio, ch)
             if key not in self._vad_cache:
-                self._vad_cache[key] = vad_turns(audio.channel(ch), audio.sample_rate,
-                                                 role.value, self.settings)
+                self._vad_cache[key] = vad_turns(
+                    audio.channel(ch), audio.sample_rate, role.value, self.settings
+                )
             out[ch] = self._vad_cache[key]
         return out
 
@@ -273,14 +336,18 @@ class Evaluator:
         from qa.scoring.scorecard import default_scorecard, score_call
 
         score = score_call(transcript, None, default_scorecard(transcript.language))
-        out = [f"{f.code.value}: {f.reason}" for f in score.flags
-               if f.code in EVIDENCE_FLAGS and f.code != FlagCode.EVIDENCE_DOUBT]
+        out = [
+            f"{f.code.value}: {f.reason}"
+            for f in score.flags
+            if f.code in EVIDENCE_FLAGS and f.code != FlagCode.EVIDENCE_DOUBT
+        ]
         if transcript.quality is not None:
             out += [f"{i.code.value}: {i.reason}" for i in transcript.quality.issues]
         return out
 
-    def _two_track(self, call: DevCall, audio: DecodedAudio,
-                   speech: dict[int, list[SpeakerTurn]]) -> CallRow:
+    def _two_track(
+        self, call: DevCall, audio: DecodedAudio, speech: dict[int, list[SpeakerTurn]]
+    ) -> CallRow:
         assert call.channel_roles is not None
         transcriber = self.transcriber(call.language)
         meta = CallMeta(call_id="eval", language=call.language)
@@ -288,11 +355,16 @@ class Evaluator:
         transcript = transcribe_call(audio, meta, transcriber.transcribe, None, self.settings)
         seconds = time.perf_counter() - start
         audio16 = audio.resampled(ASR_RATE)
-        row = CallRow(call=call.name, path="two-track", audio_seconds=round(audio.duration, 1),
-                      reference=call.text_reference, speakers_found=len(
-                          {u.speaker for u in transcript.utterances}),
-                      speaker_pass="channels", role_confidence=transcript.roles.confidence,
-                      seconds=round(seconds, 2))
+        row = CallRow(
+            call=call.name,
+            path="two-track",
+            audio_seconds=round(audio.duration, 1),
+            reference=call.text_reference,
+            speakers_found=len({u.speaker for u in transcript.utterances}),
+            speaker_pass="channels",
+            role_confidence=transcript.roles.confidence,
+            seconds=round(seconds, 2),
+        )
         agent_ch = next(ch for ch, r in call.channel_roles.items() if r == Role.AGENT)
         row.roles_right = transcript.roles.speaker_roles.get(f"ch{agent_ch}") == Role.AGENT
         lost = anchor_lost = 0.0
@@ -302,14 +374,16 @@ class Evaluator:
             ref = [w for w in call.words if w.speaker == role.value]
             if ref:
                 row.channel_error_rates[role.value] = round(
-                    error_rate(joined_text(ref), joined_text(words), call.language), 4)
+                    error_rate(joined_text(ref), joined_text(words), call.language), 4
+                )
             if self.anchors:
                 found, secs = self.anchor(audio16.channel(ch), call.language)
                 row.anchor_seconds = round(row.anchor_seconds + secs, 2)
                 anchor_lost += _seconds(uncovered(timeline(speech[ch]), _spans(found)))
                 if ref:
                     row.anchor_channel_error_rates[role.value] = round(
-                        error_rate(joined_text(ref), joined_text(found), call.language), 4)
+                        error_rate(joined_text(ref), joined_text(found), call.language), 4
+                    )
         row.lost_seconds = round(lost, 2)
         if self.anchors:
             row.anchor_lost_seconds = round(anchor_lost, 2)
@@ -322,48 +396,68 @@ class Evaluator:
 
     def _mono(self, call: DevCall, audio: DecodedAudio, reference: list[SpeakerTurn]) -> CallRow:
         transcriber = self.transcriber(call.language)
-        mono = DecodedAudio(samples=audio.mono()[None], sample_rate=audio.sample_rate,
-                            source=audio.source, format=audio.format, duration=audio.duration)
+        mono = DecodedAudio(
+            samples=audio.mono()[None],
+            sample_rate=audio.sample_rate,
+            source=audio.source,
+            format=audio.format,
+            duration=audio.duration,
+        )
         recording = _Recording(self.diarizer)
         meta = CallMeta(call_id="eval", language=call.language)
         start = time.perf_counter()
-        transcript = transcribe_call(mono, meta, transcriber.transcribe, recording,
-                                     self.settings)
+        transcript = transcribe_call(mono, meta, transcriber.transcribe, recording, self.settings)
         seconds = time.perf_counter() - start
         found = recording.last or Diarization()
         words = transcript.words
-        row = CallRow(call=call.name, path="mono", audio_seconds=round(audio.duration, 1),
-                      reference=call.text_reference, speakers_found=found.speakers_found,
-                      speaker_pass=found.speaker_pass, separation=found.separation,
-                      role_confidence=transcript.roles.confidence, seconds=round(seconds, 2))
+        row = CallRow(
+            call=call.name,
+            path="mono",
+            audio_seconds=round(audio.duration, 1),
+            reference=call.text_reference,
+            speakers_found=found.speakers_found,
+            speaker_pass=found.speaker_pass,
+            separation=found.separation,
+            role_confidence=transcript.roles.confidence,
+            seconds=round(seconds, 2),
+        )
         if reference:
             row.der = round(der(reference, found.turns)["der"], 4)
             row.lost_seconds = _seconds(uncovered(timeline(reference), _spans(words)))
         if call.words:
-            row.error_rate = round(error_rate(joined_text(call.words), joined_text(words),
-                                              call.language), 4)
+            row.error_rate = round(
+                error_rate(joined_text(call.words), joined_text(words), call.language), 4
+            )
         if call.roles_known and reference and words:
             truth = assign_words(words, reference)
             said = [u.role.value for u in transcript.utterances for _ in u.words]
             row.word_role_accuracy = round(
-                sum(t.speaker == r for t, r in zip(truth, said, strict=True)) / len(words), 4)
-            agent_speakers = {s for s, r in transcript.roles.speaker_roles.items()
-                              if r == Role.AGENT}
-            agent_words = [w.speaker for w, t in zip(words, truth, strict=True)
-                           if t.speaker == Role.AGENT.value]
+                sum(t.speaker == r for t, r in zip(truth, said, strict=True)) / len(words), 4
+            )
+            agent_speakers = {
+                s for s, r in transcript.roles.speaker_roles.items() if r == Role.AGENT
+            }
+            agent_words = [
+                w.speaker
+                for w, t in zip(words, truth, strict=True)
+                if t.speaker == Role.AGENT.value
+            ]
             majority = max(set(agent_words), key=agent_words.count) if agent_words else None
-            row.roles_right = majority in agent_speakers and len(agent_speakers) == 1 and (
-                found.speakers_found >= 2)
+            row.roles_right = (
+                majority in agent_speakers
+                and len(agent_speakers) == 1
+                and (found.speakers_found >= 2)
+            )
         if self.anchors:
             samples = mono.resampled(ASR_RATE).mono()
             found, secs = self.anchor(samples, call.language)
             row.anchor_seconds = round(secs, 2)
             if call.words:
-                row.anchor_error_rate = round(error_rate(
-                    joined_text(call.words), joined_text(found), call.language), 4)
+                row.anchor_error_rate = round(
+                    error_rate(joined_text(call.words), joined_text(found), call.language), 4
+                )
             if reference:
-                row.anchor_lost_seconds = _seconds(uncovered(timeline(reference),
-                                                             _spans(found)))
+                row.anchor_lost_seconds = _seconds(uncovered(timeline(reference), _spans(found)))
         if self.anchor_diarization and reference:
             start = time.perf_counter()
             given = self.diarizer.diarize(mono.mono(), mono.sample_rate, num_speakers=2)
@@ -389,12 +483,14 @@ def timeline(turns: Iterable[SpeakerTurn]) -> list[Segment]:
 def _pooled(per_channel: dict[str, float], call: DevCall) -> float | None:
     """Errors of every channel over all reference words: a two-track call's error rate
     without interleaving the channels' texts (plain faster-whisper has no word times)."""
+
     def size(text: str) -> int:  # reference words, or characters for Chinese
         norm = normalize_text(text)
         return len(norm.replace(" ", "")) if is_chinese(call.language) else len(norm.split())
 
-    words = {role: size(joined_text(w for w in call.words if w.speaker == role))
-             for role in per_channel}
+    words = {
+        role: size(joined_text(w for w in call.words if w.speaker == role)) for role in per_channel
+    }
     total = sum(words.values())
     if not total:
         return None
@@ -409,8 +505,9 @@ def _seconds(segments: Iterable[Segment]) -> float:
     return round(sum(s.duration for s in segments), 2)
 
 
-def evaluate_calls(evaluator: Evaluator, calls: list[DevCall],
-                   report: Callable[[CallRow], None] | None = None) -> list[CallRow]:
+def evaluate_calls(
+    evaluator: Evaluator, calls: list[DevCall], report: Callable[[CallRow], None] | None = None
+) -> list[CallRow]:
     rows = []
     for call in calls:
         for row in evaluator.run(call):
@@ -436,9 +533,13 @@ def zh_sentences(data: Path) -> list[tuple[Path, str]]:
     return out
 
 
-def evaluate_zh(settings: Settings, sentences: list[tuple[Path, str]], rate: int,
-                transcriber: Transcriber | None = None,
-                progress: Callable[[int], None] | None = None) -> ZhRow:
+def evaluate_zh(
+    settings: Settings,
+    sentences: list[tuple[Path, str]],
+    rate: int,
+    transcriber: Transcriber | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ZhRow:
     """CER of `qa transcribe --language zh` and of plain faster-whisper (same base model,
     default options) on each sentence; `rate` 8000 simulates the telephone band (down to
     8 kHz and back up, as the pipeline hears such a call)."""
@@ -468,13 +569,22 @@ def evaluate_zh(settings: Settings, sentences: list[tuple[Path, str]], rate: int
         if progress is not None:
             progress(n)
     return ZhRow(
-        rate=rate, sentences=len(sentences), audio_seconds=round(audio_seconds, 1),
-        cer=round(_pooled_cer(refs, hyps), 4), anchor_cer=round(_pooled_cer(refs, anchors), 4),
-        seconds=round(seconds, 2), anchor_seconds=round(anchor_seconds, 2), windows=windows,
+        rate=rate,
+        sentences=len(sentences),
+        audio_seconds=round(audio_seconds, 1),
+        cer=round(_pooled_cer(refs, hyps), 4),
+        anchor_cer=round(_pooled_cer(refs, anchors), 4),
+        seconds=round(seconds, 2),
+        anchor_seconds=round(anchor_seconds, 2),
+        windows=windows,
         fallbacks=fallbacks,
-        per_domain={d: (round(_pooled_cer([r for r, _, _ in v], [h for _, h, _ in v]), 4),
-                        round(_pooled_cer([r for r, _, _ in v], [a for _, _, a in v]), 4))
-                    for d, v in sorted(domains.items())},
+        per_domain={
+            d: (
+                round(_pooled_cer([r for r, _, _ in v], [h for _, h, _ in v]), 4),
+                round(_pooled_cer([r for r, _, _ in v], [a for _, _, a in v]), 4),
+            )
+            for d, v in sorted(domains.items())
+        },
     )
 
 
@@ -499,18 +609,22 @@ def _pct(value: float | None) -> str:
 
 def markdown(rows: list[CallRow]) -> str:
     """The rows as a Markdown table, for docs/benchmarks.md."""
-    lines = ["| call | path | ref | WER qa | WER plain | DER qa | DER given 2 | speakers "
-             "(how, separation) | roles (confidence) | words right role | lost s qa | "
-             "lost s plain (segments) | flagged |",
-             "|" + "---|" * 13]
+    lines = [
+        "| call | path | ref | WER qa | WER plain | DER qa | DER given 2 | speakers "
+        "(how, separation) | roles (confidence) | words right role | lost s qa | "
+        "lost s plain (segments) | flagged |",
+        "|" + "---|" * 13,
+    ]
     for r in rows:
         wer, plain = _pct(r.error_rate), _pct(r.anchor_error_rate)
         if r.channel_error_rates:
             wer += " (" + " / ".join(f"{v:.1%}" for v in r.channel_error_rates.values()) + ")"
-            plain += " (" + " / ".join(f"{v:.1%}" for v in
-                                        r.anchor_channel_error_rates.values()) + ")"
+            plain += (
+                " (" + " / ".join(f"{v:.1%}" for v in r.anchor_channel_error_rates.values()) + ")"
+            )
         how = r.speaker_pass.replace("_", " ") + (
-            f", {r.separation:.2f}" if r.separation is not None else "")
+            f", {r.separation:.2f}" if r.separation is not None else ""
+        )
         roles = "-" if r.roles_right is None else ("right" if r.roles_right else "**wrong**")
         flags = ", ".join(dict.fromkeys(x.split(":")[0] for x in r.reasons)) or "no"
         lines.append(
@@ -518,7 +632,8 @@ def markdown(rows: list[CallRow]) -> str:
             f"{_pct(r.anchor_der)} | {r.speakers_found} ({how}) | {roles} "
             f"({r.role_confidence:.2f}) | {_pct(r.word_role_accuracy)} | {r.lost_seconds:.1f} | "
             + ("-" if r.anchor_lost_seconds is None else f"{r.anchor_lost_seconds:.1f}")
-            + f" | {flags} |")
+            + f" | {flags} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -526,23 +641,51 @@ def rich_table(title: str, rows: list[CallRow]) -> Any:
     """The rows as a rich table for the terminal; flags by code (reasons listed apart)."""
     from rich.table import Table
 
-    table = Table("call", "path", "ref", "WER qa", "WER plain", "DER qa", "DER given 2",
-                  "speakers", "roles", "words right role", "lost s qa", "lost s plain (segments)",
-                  "flagged", title=title)
+    table = Table(
+        "call",
+        "path",
+        "ref",
+        "WER qa",
+        "WER plain",
+        "DER qa",
+        "DER given 2",
+        "speakers",
+        "roles",
+        "words right role",
+        "lost s qa",
+        "lost s plain (segments)",
+        "flagged",
+        title=title,
+    )
     for r in rows:
         wer = _pct(r.error_rate)
         plain = _pct(r.anchor_error_rate)
         if r.channel_error_rates:
-            wer += " (" + ", ".join(f"{k[:2]} {v:.0%}" for k, v in
-                                    r.channel_error_rates.items()) + ")"
-            plain += " (" + ", ".join(f"{k[:2]} {v:.0%}" for k, v in
-                                      r.anchor_channel_error_rates.items()) + ")"
-        speakers = str(r.speakers_found) + (f" ({r.speaker_pass}, {r.separation:.2f})"
-                                            if r.separation is not None else "")
+            wer += (
+                " (" + ", ".join(f"{k[:2]} {v:.0%}" for k, v in r.channel_error_rates.items()) + ")"
+            )
+            plain += (
+                " ("
+                + ", ".join(f"{k[:2]} {v:.0%}" for k, v in r.anchor_channel_error_rates.items())
+                + ")"
+            )
+        speakers = str(r.speakers_found) + (
+            f" ({r.speaker_pass}, {r.separation:.2f})" if r.separation is not None else ""
+        )
         roles = "-" if r.roles_right is None else ("right" if r.roles_right else "WRONG")
-        table.add_row(r.call, r.path, r.reference, wer, plain, _pct(r.der), _pct(r.anchor_der),
-                      speakers, f"{roles} {r.role_confidence:.2f}", _pct(r.word_role_accuracy),
-                      f"{r.lost_seconds:.1f}",
-                      "-" if r.anchor_lost_seconds is None else f"{r.anchor_lost_seconds:.1f}",
-                      ", ".join(x.split(":")[0] for x in r.reasons) if r.flagged else "no")
+        table.add_row(
+            r.call,
+            r.path,
+            r.reference,
+            wer,
+            plain,
+            _pct(r.der),
+            _pct(r.anchor_der),
+            speakers,
+            f"{roles} {r.role_confidence:.2f}",
+            _pct(r.word_role_accuracy),
+            f"{r.lost_seconds:.1f}",
+            "-" if r.anchor_lost_seconds is None else f"{r.anchor_lost_seconds:.1f}",
+            ", ".join(x.split(":")[0] for x in r.reasons) if r.flagged else "no",
+        )
     return table

@@ -32,8 +32,10 @@ PLAIN: dict[str, dict[str, Any]] = {
     "plain, word timestamps": {"word_timestamps": True},
     "plain, VAD cut, word timestamps": {"vad_filter": True, "word_timestamps": True},
     "plain, beam 1, word timestamps": {"beam_size": 1, "word_timestamps": True},
-    "plain, no conditioning, word timestamps": {"condition_on_previous_text": False,
-                                                "word_timestamps": True},
+    "plain, no conditioning, word timestamps": {
+        "condition_on_previous_text": False,
+        "word_timestamps": True,
+    },
 }
 QA: dict[str, dict[str, Any]] = {
     "qa accurate (default)": {},
@@ -67,15 +69,25 @@ def streams(data: Path, settings: Settings) -> list[tuple[str, np.ndarray, str, 
             for ch, role in call.channel_roles.items():
                 ref = [w for w in call.words if w.speaker == role.value]
                 speech = vad_turns(audio.channel(ch), ASR_RATE, role.value, settings)
-                out.append((f"{call.name} {role.value}", audio.channel(ch), joined_text(ref),
-                            timeline(speech)))
+                out.append(
+                    (
+                        f"{call.name} {role.value}",
+                        audio.channel(ch),
+                        joined_text(ref),
+                        timeline(speech),
+                    )
+                )
         else:
             out.append((call.name, audio.mono(), joined_text(call.words), timeline(call.turns)))
     return out
 
 
-def _score(config: str, model: str, found: list[tuple[str, str, list, float]],
-           data: list[tuple[str, np.ndarray, str, list[Any]]]) -> OptionRow:
+def _score(
+    config: str,
+    model: str,
+    found: list[tuple[str, str, list, float]],
+    data: list[tuple[str, np.ndarray, str, list[Any]]],
+) -> OptionRow:
     per, errors, words, lost, audio, cpu = {}, 0.0, 0, 0.0, 0.0, 0.0
     for (name, samples, ref, speech), (_, text, spans, secs) in zip(data, found, strict=True):
         n = len(ref.split())
@@ -86,13 +98,23 @@ def _score(config: str, model: str, found: list[tuple[str, str, list, float]],
         lost += sum(s.duration for s in uncovered(speech, spans))
         audio += len(samples) / ASR_RATE
         cpu += secs
-    return OptionRow(config=config, model=model, wer=round(errors / max(words, 1), 4),
-                     per_stream=per, lost_seconds=round(lost, 2), audio_seconds=round(audio, 1),
-                     cpu_seconds=round(cpu, 2))
+    return OptionRow(
+        config=config,
+        model=model,
+        wer=round(errors / max(words, 1), 4),
+        per_stream=per,
+        lost_seconds=round(lost, 2),
+        audio_seconds=round(audio, 1),
+        cpu_seconds=round(cpu, 2),
+    )
 
 
-def compare(settings: Settings, data: Path, model: str = "en",
-            report: Callable[[OptionRow], None] | None = None) -> list[OptionRow]:
+def compare(
+    settings: Settings,
+    data: Path,
+    model: str = "en",
+    report: Callable[[OptionRow], None] | None = None,
+) -> list[OptionRow]:
     """Every configuration of PLAIN and QA on the English development streams."""
     material = streams(data, settings)
     rows = []
@@ -103,15 +125,17 @@ def compare(settings: Settings, data: Path, model: str = "en",
             start = time.process_time()
             segments = list(base.model.transcribe(samples, language="en", **options)[0])
             secs = time.process_time() - start
-            spans = ([(w.start, w.end) for s in segments for w in s.words]
-                     if options.get("word_timestamps") else [(s.start, s.end) for s in segments])
+            spans = (
+                [(w.start, w.end) for s in segments for w in s.words]
+                if options.get("word_timestamps")
+                else [(s.start, s.end) for s in segments]
+            )
             found.append((name, " ".join(s.text.strip() for s in segments), spans, secs))
         rows.append(_score(config, base.name, found, material))
         if report:
             report(rows[-1])
     for config, update in QA.items():
-        transcriber = base if not update else Transcriber(settings.model_copy(update=update),
-                                                          model)
+        transcriber = base if not update else Transcriber(settings.model_copy(update=update), model)
         found = []
         for name, samples, _, _ in material:
             start = time.process_time()

@@ -24,12 +24,24 @@ from qa.errors import QAError
 from qa.models import model_path
 from qa.schema import Role, SpeakerTurn
 
-TABLE_COLUMNS = ("recording", "speakers given", "ref", "found", "DER", "missed", "false alarm",
-                 "confusion", "x RT", "agent ok", "word role acc")
+TABLE_COLUMNS = (
+    "recording",
+    "speakers given",
+    "ref",
+    "found",
+    "DER",
+    "missed",
+    "false alarm",
+    "confusion",
+    "x RT",
+    "agent ok",
+    "word role acc",
+)
 
 
-def vad_turns(samples: np.ndarray, sample_rate: int, speaker: str, settings: Settings
-              ) -> list[SpeakerTurn]:
+def vad_turns(
+    samples: np.ndarray, sample_rate: int, speaker: str, settings: Settings
+) -> list[SpeakerTurn]:
     """Speech regions of one channel (Silero VAD): the reference for a stereo call's speaker."""
     import torch
     from silero_vad.utils_vad import get_speech_timestamps, init_jit_model
@@ -97,8 +109,9 @@ class EvalRow(BaseModel):
     word_accuracy: float | None = None  # synthetic calls with ASR: words given the right role
 
 
-def _timed(diarizer: Diarizer, samples: np.ndarray, rate: int, num_speakers: int | None
-           ) -> tuple[list[SpeakerTurn], float]:
+def _timed(
+    diarizer: Diarizer, samples: np.ndarray, rate: int, num_speakers: int | None
+) -> tuple[list[SpeakerTurn], float]:
     import time
 
     start = time.perf_counter()
@@ -106,12 +119,25 @@ def _timed(diarizer: Diarizer, samples: np.ndarray, rate: int, num_speakers: int
     return turns, time.perf_counter() - start
 
 
-def _row(name: str, reference: list[SpeakerTurn], turns: list[SpeakerTurn], ns: int | None,
-         seconds: float, audio_seconds: float, **extra: Any) -> EvalRow:
-    return EvalRow(name=name, num_speakers=ns,
-                   reference_speakers=len({t.speaker for t in reference}),
-                   found_speakers=len({t.speaker for t in turns}), seconds=round(seconds, 2),
-                   audio_seconds=round(audio_seconds, 2), **der(reference, turns), **extra)
+def _row(
+    name: str,
+    reference: list[SpeakerTurn],
+    turns: list[SpeakerTurn],
+    ns: int | None,
+    seconds: float,
+    audio_seconds: float,
+    **extra: Any,
+) -> EvalRow:
+    return EvalRow(
+        name=name,
+        num_speakers=ns,
+        reference_speakers=len({t.speaker for t in reference}),
+        found_speakers=len({t.speaker for t in turns}),
+        seconds=round(seconds, 2),
+        audio_seconds=round(audio_seconds, 2),
+        **der(reference, turns),
+        **extra,
+    )
 
 
 def stereo_reference(path: Path, settings: Settings) -> tuple[np.ndarray, int, list[SpeakerTurn]]:
@@ -122,12 +148,17 @@ def stereo_reference(path: Path, settings: Settings) -> tuple[np.ndarray, int, l
     if data.shape[1] != 2:
         raise QAError("expected a two-channel recording", file=str(path))
     reference = vad_turns(data[:, 0], rate, "left", settings) + vad_turns(
-        data[:, 1], rate, "right", settings)
+        data[:, 1], rate, "right", settings
+    )
     return data.mean(axis=1), rate, reference
 
 
-def evaluate(settings: Settings, data_dir: Path, synth_dir: Path | None = None,
-             report: Callable[[EvalRow], None] | None = None) -> list[EvalRow]:
+def evaluate(
+    settings: Settings,
+    data_dir: Path,
+    synth_dir: Path | None = None,
+    report: Callable[[EvalRow], None] | None = None,
+) -> list[EvalRow]:
     """DER on the development recordings (each with the speaker count given and estimated)
     and on synthetic calls; with `synth_dir`, also roles and word attribution through ASR."""
     import soundfile as sf
@@ -173,15 +204,17 @@ def barely_speaks_mix(call: Any, keep: int = 2) -> tuple[np.ndarray, int, list[S
     kept = sorted(customer, key=lambda t: t.end - t.start)[:keep]
     mask = np.zeros(len(data), dtype=np.float32)
     for t in kept:
-        mask[int(t.start * rate): int(np.ceil(t.end * rate))] = 1.0
+        mask[int(t.start * rate) : int(np.ceil(t.end * rate))] = 1.0
     mono = data[:, 0] + data[:, 1] * mask
-    reference = [SpeakerTurn(start=t.start, end=t.end, speaker=t.role.value)
-                 for t in call.turns if t.role != Role.CUSTOMER or t in kept]
+    reference = [
+        SpeakerTurn(start=t.start, end=t.end, speaker=t.role.value)
+        for t in call.turns
+        if t.role != Role.CUSTOMER or t in kept
+    ]
     return mono, rate, reference
 
 
-def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer
-                   ) -> Iterator[EvalRow]:
+def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer) -> Iterator[EvalRow]:
     """Synthetic calls at 16 and 8 kHz, and with a customer who barely speaks: DER against
     the script's turns, then the full mono path (ASR, diarization, roles) scored per word
     against the role of the turn the word is in."""
@@ -196,8 +229,9 @@ def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer
 
     transcribers: dict[str, Any] = {}
 
-    def row(name: str, call: Any, samples: np.ndarray, rate: int,
-            reference: list[SpeakerTurn]) -> EvalRow:
+    def row(
+        name: str, call: Any, samples: np.ndarray, rate: int, reference: list[SpeakerTurn]
+    ) -> EvalRow:
         turns, secs = _timed(diarizer, samples, rate, None)
         key = select_model_key(call.language, settings)
         if key not in transcribers:
@@ -205,24 +239,34 @@ def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer
         meta = call.meta.model_copy(update={"channel_roles": None})
         with tempfile.NamedTemporaryFile(suffix=".wav") as wav:
             sf.write(wav.name, samples, rate)
-            transcript = transcribe_call(load_audio(Path(wav.name)), meta,
-                                         transcribers[key].transcribe, diarizer, settings)
+            transcript = transcribe_call(
+                load_audio(Path(wav.name)), meta, transcribers[key].transcribe, diarizer, settings
+            )
         words = transcript.words
         truth = assign_words(words, reference)  # each word's true role, by time
         said = [u.role.value for u in transcript.utterances for _ in u.words]
         correct = sum(t.speaker == r for t, r in zip(truth, said, strict=True))
         agent_speakers = {s for s, r in transcript.roles.speaker_roles.items() if r == Role.AGENT}
-        agent_words = [w.speaker for w, t in zip(words, truth, strict=True)
-                       if t.speaker == Role.AGENT.value]
+        agent_words = [
+            w.speaker for w, t in zip(words, truth, strict=True) if t.speaker == Role.AGENT.value
+        ]
         majority = max(set(agent_words), key=agent_words.count) if agent_words else None
-        return _row(name, reference, turns, None, secs, len(samples) / rate,
-                    agent_correct=majority in agent_speakers,
-                    word_accuracy=round(correct / len(words), 4) if words else None)
+        return _row(
+            name,
+            reference,
+            turns,
+            None,
+            secs,
+            len(samples) / rate,
+            agent_correct=majority in agent_speakers,
+            word_accuracy=round(correct / len(words), 4) if words else None,
+        )
 
     for path in sorted(synth_dir.glob("*.json")):
         call = SynthCall.load(path)
-        reference = [SpeakerTurn(start=t.start, end=t.end, speaker=t.role.value)
-                     for t in call.turns]
+        reference = [
+            SpeakerTurn(start=t.start, end=t.end, speaker=t.role.value) for t in call.turns
+        ]
         for variant in ("mono_16k", "mono_8k"):
             if variant in call.files:
                 samples, rate = sf.read(call.files[variant], dtype="float32")
@@ -237,18 +281,32 @@ def evaluate_synth(settings: Settings, synth_dir: Path, diarizer: Diarizer
 
 def summary(r: EvalRow) -> str:
     """One line per recording, printed as each is scored (rich markup)."""
-    extra = "" if r.word_accuracy is None else (
-        f", agent {'right' if r.agent_correct else 'WRONG'}, words with the right role "
-        f"{r.word_accuracy:.1%}")
-    return (f"{r.name} (speakers {r.num_speakers or 'estimated'}): DER {r.der:.1%}, "
-            f"{r.found_speakers} found{extra}")
+    extra = (
+        ""
+        if r.word_accuracy is None
+        else (
+            f", agent {'right' if r.agent_correct else 'WRONG'}, words with the right role "
+            f"{r.word_accuracy:.1%}"
+        )
+    )
+    return (
+        f"{r.name} (speakers {r.num_speakers or 'estimated'}): DER {r.der:.1%}, "
+        f"{r.found_speakers} found{extra}"
+    )
 
 
 def table_row(r: EvalRow) -> list[str]:
     """The cells of `r` under `TABLE_COLUMNS`."""
-    return [r.name, str(r.num_speakers or "-"), str(r.reference_speakers),
-            str(r.found_speakers), f"{r.der:.1%}", f"{r.missed:.1%}",
-            f"{r.false_alarm:.1%}", f"{r.confusion:.1%}",
-            f"{r.audio_seconds / r.seconds:.1f}" if r.seconds else "-",
-            "-" if r.agent_correct is None else ("yes" if r.agent_correct else "NO"),
-            "-" if r.word_accuracy is None else f"{r.word_accuracy:.1%}"]
+    return [
+        r.name,
+        str(r.num_speakers or "-"),
+        str(r.reference_speakers),
+        str(r.found_speakers),
+        f"{r.der:.1%}",
+        f"{r.missed:.1%}",
+        f"{r.false_alarm:.1%}",
+        f"{r.confusion:.1%}",
+        f"{r.audio_seconds / r.seconds:.1f}" if r.seconds else "-",
+        "-" if r.agent_correct is None else ("yes" if r.agent_correct else "NO"),
+        "-" if r.word_accuracy is None else f"{r.word_accuracy:.1%}",
+    ]

@@ -72,10 +72,14 @@ def telephone_band(samples: np.ndarray, rate: int) -> np.ndarray:
     return resample(resample(samples, 16000, rate), rate, 16000)
 
 
-def transcribe_all(folder: Path, refs: list[tuple[str, str]], rate: int, settings: Settings,
-                   cache: Path | None = None,
-                   progress: Callable[[int, int, str], None] | None = None
-                   ) -> dict[str, list[list]]:
+def transcribe_all(
+    folder: Path,
+    refs: list[tuple[str, str]],
+    rate: int,
+    settings: Settings,
+    cache: Path | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, list[list]]:
     """Whisper words ([start, end, text]) of each sentence at `rate`, from the cache when
     there; the multilingual model is loaded only when some sentence is not."""
     from qa.audio import load_audio
@@ -99,8 +103,7 @@ def transcribe_all(folder: Path, refs: list[tuple[str, str]], rate: int, setting
             if cache is not None:  # after each clip: an interrupted run keeps what it did
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 tmp = cache.with_suffix(cache.suffix + ".tmp")
-                tmp.write_text(json.dumps(stored, ensure_ascii=False, indent=1),
-                               encoding="utf-8")
+                tmp.write_text(json.dumps(stored, ensure_ascii=False, indent=1), encoding="utf-8")
                 tmp.replace(cache)
     return {name: done[name] for name, _ in refs}
 
@@ -109,33 +112,44 @@ def transcript_of(name: str, words: list[list]) -> Transcript:
     """One agent utterance with Whisper's words and times: what a rule sees of a call."""
     ws = [Word(start=s, end=e, text=t) for s, e, t in words]
     end = ws[-1].end if ws else 0.0
-    utt = Utterance(speaker="agent", role=Role.AGENT, start=ws[0].start if ws else 0.0,
-                    end=end, text="".join(w.text for w in ws).strip(), words=ws)
+    utt = Utterance(
+        speaker="agent",
+        role=Role.AGENT,
+        start=ws[0].start if ws else 0.0,
+        end=end,
+        text="".join(w.text for w in ws).strip(),
+        words=ws,
+    )
     return Transcript(call_id=name, language="zh", duration=end, utterances=[utt])
 
 
 # --------------------------------------------------------------------------- phrases
 
 
-def sample_phrases(refs: list[tuple[str, str]], per_sentence: int = 4,
-                   lengths: tuple[int, ...] = (4, 5, 6), seed: str = "zh-phrases"
-                   ) -> list[tuple[int, str]]:
+def sample_phrases(
+    refs: list[tuple[str, str]],
+    per_sentence: int = 4,
+    lengths: tuple[int, ...] = (4, 5, 6),
+    seed: str = "zh-phrases",
+) -> list[tuple[int, str]]:
     """(sentence index, phrase): spans of `lengths` Han characters inside one clause of a
     reference (punctuation and Latin words end a clause), drawn deterministically per
     sentence, not overlapping while enough others are left."""
     out: list[tuple[int, str]] = []
     for i, (name, ref) in enumerate(refs):
-        spans = [(m.start() + a, m.start() + a + n)
-                 for m in _HAN_RUN.finditer(to_simplified(ref))
-                 for n in lengths for a in range(len(m.group()) - n + 1)]
+        spans = [
+            (m.start() + a, m.start() + a + n)
+            for m in _HAN_RUN.finditer(to_simplified(ref))
+            for n in lengths
+            for a in range(len(m.group()) - n + 1)
+        ]
         random.Random(f"{seed}:{name}").shuffle(spans)
         chosen: list[tuple[int, int]] = []
         for overlap_ok in (False, True):
             for a, b in spans:
                 if len(chosen) >= per_sentence:
                     break
-                if (a, b) in chosen or (not overlap_ok and any(x < b and a < y
-                                                               for x, y in chosen)):
+                if (a, b) in chosen or (not overlap_ok and any(x < b and a < y for x, y in chosen)):
                     continue
                 chosen.append((a, b))
         text = to_simplified(ref)
@@ -149,13 +163,33 @@ def sample_phrases(refs: list[tuple[str, str]], per_sentence: int = 4,
 
 def phrase_card(phrases: list[str], fuzzy: bool, by_sound: bool, threshold: float) -> Scorecard:
     """A scorecard with one phrase rule (any speaker, anywhere) per phrase."""
-    items = [{"id": f"p{k}", "name": p, "weight": 1,
-              "rule": {"type": "phrase", "speaker": "any", "phrases": [p], "fuzzy": fuzzy,
-                       "by_sound": by_sound}} for k, p in enumerate(phrases)]
-    return Scorecard.model_validate({
-        "id": "zh_phrases_eval", "version": "1", "name": "zh phrases", "languages": ["zh"],
-        "pass_mark": 0, "scoring": "weighted", "fuzzy_threshold": threshold,
-        "sections": [{"id": "phrases", "name": "phrases", "items": items}]})
+    items = [
+        {
+            "id": f"p{k}",
+            "name": p,
+            "weight": 1,
+            "rule": {
+                "type": "phrase",
+                "speaker": "any",
+                "phrases": [p],
+                "fuzzy": fuzzy,
+                "by_sound": by_sound,
+            },
+        }
+        for k, p in enumerate(phrases)
+    ]
+    return Scorecard.model_validate(
+        {
+            "id": "zh_phrases_eval",
+            "version": "1",
+            "name": "zh phrases",
+            "languages": ["zh"],
+            "pass_mark": 0,
+            "scoring": "weighted",
+            "fuzzy_threshold": threshold,
+            "sections": [{"id": "phrases", "name": "phrases", "items": items}],
+        }
+    )
 
 
 # --------------------------------------------------------------------------- measuring
@@ -180,8 +214,12 @@ class Figures:
         return self.found_other / self.pairs if self.pairs else 0.0
 
 
-def measure(refs: list[tuple[str, str]], words: dict[str, list[list]],
-            phrases: list[tuple[int, str]], threshold: float) -> list[Figures]:
+def measure(
+    refs: list[tuple[str, str]],
+    words: dict[str, list[list]],
+    phrases: list[tuple[int, str]],
+    threshold: float,
+) -> list[Figures]:
     """Recall and false matches of each rule setting in CONFIGS (see module docstring)."""
     transcripts = [transcript_of(name, words[name]) for name, _ in refs]
     metrics = [compute_metrics(t) for t in transcripts]

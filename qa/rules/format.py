@@ -134,8 +134,11 @@ class RegexRule(RuleBase):
     @field_validator("pattern")
     @classmethod
     def _safe(cls, value: str, info: ValidationInfo) -> str:
-        problem = pattern_problem(value, bool(info.data.get("ignore_case", True)),
-                                  (info.context or {}).get("probe_budget"))
+        problem = pattern_problem(
+            value,
+            bool(info.data.get("ignore_case", True)),
+            (info.context or {}).get("probe_budget"),
+        )
         if problem:
             raise ValueError(problem)
         return value
@@ -155,8 +158,8 @@ def _counted_weight(pattern: str) -> int:
             i += 2
         elif c == "[":
             j = i + 1
-            j += pattern[j:j + 1] == "^"
-            j += pattern[j:j + 1] == "]"
+            j += pattern[j : j + 1] == "^"
+            j += pattern[j : j + 1] == "]"
             while j < n and pattern[j] != "]":
                 j += 2 if pattern[j] == "\\" else 1
             i = j + 1
@@ -169,8 +172,10 @@ def _counted_weight(pattern: str) -> int:
                 atom = max(stack.pop()[0], 1)
             i += 1
         elif c == "{" and (m := _COUNT.match(pattern, i)) and (m.group(1) or m.group(2)):
-            count = max(min(int(d), cap) if len(d) < 10 else cap for d in (
-                m.group(1) or "0", m.group(2) or "0"))
+            count = max(
+                min(int(d), cap) if len(d) < 10 else cap
+                for d in (m.group(1) or "0", m.group(2) or "0")
+            )
             top = stack[-1]
             top[0] = min(top[0] + top[1] * (count - 1), cap)
             top[1] = min(top[1] * count, cap)
@@ -187,8 +192,9 @@ def _counted_weight(pattern: str) -> int:
 _COUNT = re.compile(r"\{(\d*)(?:,(\d*))?\}")
 
 
-def pattern_problem(pattern: str, ignore_case: bool = True,
-                    budget: list[float] | None = None) -> str | None:
+def pattern_problem(
+    pattern: str, ignore_case: bool = True, budget: list[float] | None = None
+) -> str | None:
     """Why a scorecard's regular expression cannot be used, or None.
 
     Besides syntax: a pattern that would compile to a huge program, and one that backtracks
@@ -199,8 +205,10 @@ def pattern_problem(pattern: str, ignore_case: bool = True,
     if len(pattern) > MAX_PATTERN:
         return f"regular expression of {len(pattern)} characters; at most {MAX_PATTERN}"
     if _counted_weight(pattern) > MAX_REPEAT:
-        return (f"regular expression {_short(pattern)} repeats too much: its counted repeats "
-                f"({{n}}) come to over {MAX_REPEAT} copies")
+        return (
+            f"regular expression {_short(pattern)} repeats too much: its counted repeats "
+            f"({{n}}) come to over {MAX_REPEAT} copies"
+        )
     try:
         compiled = regex.compile(pattern, regex.IGNORECASE if ignore_case else 0)
     except regex.error as exc:
@@ -219,9 +227,11 @@ def pattern_problem(pattern: str, ignore_case: bool = True,
         try:
             compiled.search(probe + "\u00a7", timeout=PROBE_TIMEOUT)
         except TimeoutError:
-            return (f"regular expression {_short(pattern)} backtracks catastrophically: over "
-                    f"{PROBE_TIMEOUT:g} s on {PROBE_LENGTH} characters "
-                    f"({probe[:6]!r}...); avoid nested repeats such as (a+)+")
+            return (
+                f"regular expression {_short(pattern)} backtracks catastrophically: over "
+                f"{PROBE_TIMEOUT:g} s on {PROBE_LENGTH} characters "
+                f"({probe[:6]!r}...); avoid nested repeats such as (a+)+"
+            )
         finally:
             budget[0] -= time.perf_counter() - start
     return None
@@ -311,13 +321,22 @@ class NotRule(RuleBase):
 # The rule types of the format: a new one is a model above and one entry here (and its
 # evaluator in qa.rules.matchers, which refuses to load without one).
 Rule = Annotated[
-    PhraseRule | RegexRule | OrderRule | SemanticRule | MetricRule | SentimentRule | RefRule
-    | AllRule | AnyRule | NotRule,
+    PhraseRule
+    | RegexRule
+    | OrderRule
+    | SemanticRule
+    | MetricRule
+    | SentimentRule
+    | RefRule
+    | AllRule
+    | AnyRule
+    | NotRule,
     Field(discriminator="type"),
 ]
 RULE_MODELS: tuple[type[RuleBase], ...] = get_args(get_args(Rule)[0])
-RULE_TYPES: tuple[str, ...] = tuple(get_args(m.model_fields["type"].annotation)[0]
-                                    for m in RULE_MODELS)
+RULE_TYPES: tuple[str, ...] = tuple(
+    get_args(m.model_fields["type"].annotation)[0] for m in RULE_MODELS
+)
 
 
 class AppliesWhen(Spec):
@@ -411,8 +430,7 @@ class Scorecard(Spec):
         return named
 
 
-for _model in (Window, OrderRule, AllRule, AnyRule, NotRule, AppliesWhen, Item, Section,
-               Scorecard):
+for _model in (Window, OrderRule, AllRule, AnyRule, NotRule, AppliesWhen, Item, Section, Scorecard):
     _model.model_rebuild()
 
 
@@ -455,17 +473,23 @@ def check_scorecard(card: Scorecard) -> list[tuple[tuple, str]]:
                 if item.points is None:
                     problems.append((base, f"item {item.id!r}: deduction scoring needs `points`"))
                 if item.weight is not None:
-                    problems.append(((*base, "weight"),
-                                     f"item {item.id!r}: `weight` is for weighted scoring; "
-                                     "use `points`"))
+                    problems.append(
+                        (
+                            (*base, "weight"),
+                            f"item {item.id!r}: `weight` is for weighted scoring; use `points`",
+                        )
+                    )
                 total += item.points or 0.0
             else:
                 if item.weight is None:
                     problems.append((base, f"item {item.id!r}: weighted scoring needs `weight`"))
                 if item.points is not None:
-                    problems.append(((*base, "points"),
-                                     f"item {item.id!r}: `points` is for deduction scoring; "
-                                     "use `weight`"))
+                    problems.append(
+                        (
+                            (*base, "points"),
+                            f"item {item.id!r}: `points` is for deduction scoring; use `weight`",
+                        )
+                    )
             roots = [((*base, "rule"), item.rule)]
             if item.applies_when and item.applies_when.rule is not None:
                 roots.append(((*base, "applies_when", "rule"), item.applies_when.rule))
@@ -479,8 +503,12 @@ def check_scorecard(card: Scorecard) -> list[tuple[tuple, str]]:
         if rule_id in seen_items and seen_items[rule_id] != path[:4]:
             problems.append(((*path, "id"), f"rule id {rule_id!r} is also an item id"))
     if card.scoring == "deduction" and abs(total - 100.0) > 1e-6 and not problems:
-        problems.append((("sections",),
-                         f"deduction scoring: item points must sum to 100, they sum to {total:g}"))
+        problems.append(
+            (
+                ("sections",),
+                f"deduction scoring: item points must sum to 100, they sum to {total:g}",
+            )
+        )
     known = set(seen_items) | set(seen_rules) | BUILTIN_EVENTS
     named = card.named_rules()
     for si, section in enumerate(card.sections):
@@ -493,8 +521,9 @@ def check_scorecard(card: Scorecard) -> list[tuple[tuple, str]]:
                 for path, rule in walk_rules(root, root_path):
                     if isinstance(rule, RefRule):
                         if rule.ref not in known:
-                            problems.append(((*path, "ref"),
-                                             f"unknown rule or item id {rule.ref!r}"))
+                            problems.append(
+                                ((*path, "ref"), f"unknown rule or item id {rule.ref!r}")
+                            )
                         elif _cycle(rule.ref, named, ()):
                             problems.append((path, f"reference {rule.ref!r} refers to itself"))
     return problems
@@ -506,8 +535,10 @@ def _cycle(ref: str, named: dict[str, Any], stack: tuple[str, ...]) -> bool:
     rule = named.get(ref)
     if rule is None:
         return False
-    return any(isinstance(r, RefRule) and _cycle(r.ref, named, (*stack, ref))
-               for _, r in walk_rules(rule, ()))
+    return any(
+        isinstance(r, RefRule) and _cycle(r.ref, named, (*stack, ref))
+        for _, r in walk_rules(rule, ())
+    )
 
 
 # --------------------------------------------------------------------------- YAML with lines
@@ -582,9 +613,11 @@ def _expansion_problem(root: yaml.Node) -> tuple[int, str] | None:
         if big is None:
             break
         node = big
-    return (node.start_mark.line + 1,
-            f"YAML aliases expand this value to over {MAX_NODES:,} values (an alias bomb?); "
-            "write the values out")
+    return (
+        node.start_mark.line + 1,
+        f"YAML aliases expand this value to over {MAX_NODES:,} values (an alias bomb?); "
+        "write the values out",
+    )
 
 
 RULE_FIELDS = frozenset({"rule", "first", "then", "after", "before"})
@@ -599,8 +632,10 @@ def _strip_tags(loc: tuple) -> tuple:
     for part in loc:
         if isinstance(part, str) and ("[" in part or part.startswith("function")):
             continue
-        rule_slot = bool(out) and (out[-1] in RULE_FIELDS or (
-            isinstance(out[-1], int) and len(out) > 1 and out[-2] == "rules"))
+        rule_slot = bool(out) and (
+            out[-1] in RULE_FIELDS
+            or (isinstance(out[-1], int) and len(out) > 1 and out[-2] == "rules")
+        )
         if isinstance(part, str) and part in RULE_TYPES and rule_slot and not tagged:
             tagged = True
             continue
@@ -662,8 +697,11 @@ class Problem:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.reason}" if self.line else \
-            f"{self.file}: {self.reason}"
+        return (
+            f"{self.file}:{self.line}: {self.reason}"
+            if self.line
+            else f"{self.file}: {self.reason}"
+        )
 
 
 def _pydantic_reason(error: dict) -> str:
@@ -685,6 +723,7 @@ def check_text(text: str, source: str = "<scorecard>") -> tuple[Scorecard | None
     """The scorecard in `text` and every problem found, sorted by line; the card is None when
     there is any. YAML syntax stops at its first error; everything after parsing (types,
     unknown keys, ids, points) is listed in full, up to `MAX_PROBLEMS`."""
+
     def problem(line: int | None, reason: str) -> Problem:
         return Problem(source, line, reason)
 
@@ -693,19 +732,32 @@ def check_text(text: str, source: str = "<scorecard>") -> tuple[Scorecard | None
         loader = _LineLoader(text)  # checks the characters first
         root = loader.get_single_node()
         if root is None:
-            return None, [problem(1, "the file is empty; a scorecard is a mapping with id, "
-                                     "version, name, sections...")]
+            return None, [
+                problem(
+                    1,
+                    "the file is empty; a scorecard is a mapping with id, "
+                    "version, name, sections...",
+                )
+            ]
         if too_big := _expansion_problem(root):
             return None, [problem(*too_big)]
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        return None, [problem(mark.line + 1 if mark else None,
-                              f"not valid YAML: {exc.problem or exc.context or exc}")]
+        return None, [
+            problem(
+                mark.line + 1 if mark else None,
+                f"not valid YAML: {exc.problem or exc.context or exc}",
+            )
+        ]
     except yaml.reader.ReaderError as exc:
-        return None, [problem(text.count("\n", 0, exc.position) + 1,
-                              f"not valid YAML: character {chr(exc.character)!r} "
-                              f"(U+{exc.character:04X}) is not allowed")]
+        return None, [
+            problem(
+                text.count("\n", 0, exc.position) + 1,
+                f"not valid YAML: character {chr(exc.character)!r} "
+                f"(U+{exc.character:04X}) is not allowed",
+            )
+        ]
     except yaml.YAMLError as exc:
         return None, [problem(None, f"not valid YAML: {exc}")]
     except RecursionError:
@@ -715,20 +767,29 @@ def check_text(text: str, source: str = "<scorecard>") -> tuple[Scorecard | None
             loader.dispose()
     problems = [problem(line, reason) for line, reason in loader.duplicates]
     if not isinstance(data, dict):
-        return None, [*problems, problem(root.start_mark.line + 1, "a scorecard is a mapping "
-                                         "with id, version, name, sections...")]
+        return None, [
+            *problems,
+            problem(
+                root.start_mark.line + 1,
+                "a scorecard is a mapping with id, version, name, sections...",
+            ),
+        ]
     card = None
     try:
-        card = Scorecard.model_validate(data, context={"defer_checks": True,
-                                                       "probe_budget": [PROBE_BUDGET]})
+        card = Scorecard.model_validate(
+            data, context={"defer_checks": True, "probe_budget": [PROBE_BUDGET]}
+        )
     except ValidationError as exc:
-        problems += [problem(_line_of(root, tuple(e["loc"])), _pydantic_reason(e))
-                     for e in exc.errors()]
+        problems += [
+            problem(_line_of(root, tuple(e["loc"])), _pydantic_reason(e)) for e in exc.errors()
+        ]
     except RecursionError:
         problems.append(problem(None, "values nested too deeply"))
     if card is not None:
-        problems += [problem(_line_of(root, path), f"{_loc_text(path)}: {msg}")
-                     for path, msg in check_scorecard(card)]
+        problems += [
+            problem(_line_of(root, path), f"{_loc_text(path)}: {msg}")
+            for path, msg in check_scorecard(card)
+        ]
     if not problems:
         card._source = source  # type: ignore[union-attr]
         return card, []
@@ -751,23 +812,37 @@ def check_file(path: str | Path) -> tuple[Scorecard | None, list[Problem]]:
         return None, [Problem(source, None, f"cannot read scorecard: {exc.strerror or exc}")]
     if len(data) > MAX_BYTES:
         size = path.stat().st_size
-        return None, [Problem(source, None, f"file is {size / 1024:,.0f} KB; a scorecard may "
-                                            f"be at most {MAX_BYTES // 1024} KB")]
+        return None, [
+            Problem(
+                source,
+                None,
+                f"file is {size / 1024:,.0f} KB; a scorecard may be at most {MAX_BYTES // 1024} KB",
+            )
+        ]
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        return None, [Problem(source, line, f"not UTF-8: byte 0x{data[exc.start]:02x} at "
-                                            f"column {column}; save the file as UTF-8")]
+        return None, [
+            Problem(
+                source,
+                line,
+                f"not UTF-8: byte 0x{data[exc.start]:02x} at "
+                f"column {column}; save the file as UTF-8",
+            )
+        ]
     return check_text(text, source)
 
 
 def _raise_first(problems: list[Problem]) -> None:
     first = problems[0]
     more = len(problems) - 1
-    reason = first.reason + (f" (and {more} more problem{'s' * (more > 1)}; "
-                             "`qa scorecard validate` lists them)" if more else "")
+    reason = first.reason + (
+        f" (and {more} more problem{'s' * (more > 1)}; `qa scorecard validate` lists them)"
+        if more
+        else ""
+    )
     error = ScorecardError(reason, file=first.file, line=first.line)
     error.problems = problems  # type: ignore[attr-defined]
     raise error

@@ -71,7 +71,11 @@ from qa.scoring.metrics import METRICS
 
 PASS, FAIL, NA = ItemOutcome.PASS, ItemOutcome.FAIL, ItemOutcome.NA
 OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
 }
 NEGATED = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!="}
 REGEX_TIMEOUT = 0.05  # seconds per regex rule and call, all utterances together
@@ -146,8 +150,9 @@ class _Speech:
                     times.append((w.start, w.end))
                 elif self.cjk and count:
                     step = (w.end - w.start) / count
-                    times.extend((w.start + k * step, w.start + (k + 1) * step)
-                                 for k in range(count))
+                    times.extend(
+                        (w.start + k * step, w.start + (k + 1) * step) for k in range(count)
+                    )
                 else:
                     times.extend([(w.start, w.end)] * count)
             self._unit_times[i] = times if times and len(times) == expected else None
@@ -170,9 +175,15 @@ class _Speech:
             span = u.end - u.start
             t0 = u.start + span * local_start / max(len(norm), 1)
             t1 = u.start + span * local_end / max(len(norm), 1)
-        return Evidence(start=round(t0, 3), end=round(t1, 3), speaker=u.speaker,
-                                        role=role, text=u.text, matched=matched,
-                                        similarity=round(score / 100.0, 3))
+        return Evidence(
+            start=round(t0, 3),
+            end=round(t1, 3),
+            speaker=u.speaker,
+            role=role,
+            text=u.text,
+            matched=matched,
+            similarity=round(score / 100.0, 3),
+        )
 
     # ---------------------------------------------------------------- phrase search
 
@@ -180,8 +191,9 @@ class _Speech:
         text = self.text
         return (i == 0 or text[i - 1] in " \n") and (j == len(text) or text[j] in " \n")
 
-    def _snap(self, phrase: str, ds: int, de: int, threshold: float
-              ) -> tuple[int, int, float] | None:
+    def _snap(
+        self, phrase: str, ds: int, de: int, threshold: float
+    ) -> tuple[int, int, float] | None:
         """A fuzzy alignment snapped to whole words inside one utterance, re-scored."""
         text = self.text
         if self.cjk:
@@ -213,8 +225,9 @@ class _Speech:
                     best = (a, b, score)
         return best
 
-    def find_exact(self, phrases: list[str], region: tuple[int, int], limit: int,
-                   stop_after: int | None = None) -> list[tuple[int, int, str]]:
+    def find_exact(
+        self, phrases: list[str], region: tuple[int, int], limit: int, stop_after: int | None = None
+    ) -> list[tuple[int, int, str]]:
         """Exact whole-word occurrences of the normalised phrases, in text order; with
         `stop_after`, phrases after the one that brings that many are not searched."""
         lo, hi = region
@@ -240,8 +253,9 @@ class _Speech:
                 kept.append(m)
         return kept
 
-    def find_unspaced(self, phrase: str, region: tuple[int, int]
-                      ) -> Iterator[tuple[int, int, float]]:
+    def find_unspaced(
+        self, phrase: str, region: tuple[int, int]
+    ) -> Iterator[tuple[int, int, float]]:
         """The phrase's letters in a row with the word breaks ignored, from the start of a word
         to the end of one; a one-word phrase (a name) may run on into a glued word.
 
@@ -278,8 +292,9 @@ class _Speech:
             self._letters = [i for i, ch in enumerate(self.text) if ch != " "]
         return self._letters[k]
 
-    def find_by_sound(self, phrase: str, region: tuple[int, int], threshold: float
-                      ) -> Iterator[tuple[int, int, float]]:
+    def find_by_sound(
+        self, phrase: str, region: tuple[int, int], threshold: float
+    ) -> Iterator[tuple[int, int, float]]:
         """Windows of the phrase's length in characters, inside one utterance, that sound like
         the normalised Mandarin phrase (see module docstring), left to right per reading.
 
@@ -312,10 +327,10 @@ class _Speech:
                         starts.add((k - c0) // 2)
                     k = sound.find(part, k + 1, 2 * hi - (size - c1))
             for a in sorted(starts):
-                window = text[a:a + n]
+                window = text[a : a + n]
                 if "\n" in window or window == phrase:
                     continue
-                heard = sound[2 * a:2 * a + size]
+                heard = sound[2 * a : 2 * a + size]
                 differ = 0
                 for c in range(0, size, 2):
                     same_initial, same_final = key[c] == heard[c], key[c + 1] == heard[c + 1]
@@ -326,8 +341,9 @@ class _Speech:
                 if differ <= wrong:
                     yield a, a + n, 100.0 * (1 - differ / size)
 
-    def find_fuzzy(self, phrase: str, region: tuple[int, int], threshold: float
-                   ) -> Iterator[tuple[int, int, float]]:
+    def find_fuzzy(
+        self, phrase: str, region: tuple[int, int], threshold: float
+    ) -> Iterator[tuple[int, int, float]]:
         """Approximate occurrences of one normalised phrase, left to right."""
         pos, hi = region
         tries = 0
@@ -346,8 +362,15 @@ class _Speech:
 class CallContext:
     """Everything the rules of one call share; see the module docstring."""
 
-    def __init__(self, transcript: Transcript, scorecard: Scorecard, metrics: CallMetrics,
-                 *, encoder: Any = None, sentiment: Any = None) -> None:
+    def __init__(
+        self,
+        transcript: Transcript,
+        scorecard: Scorecard,
+        metrics: CallMetrics,
+        *,
+        encoder: Any = None,
+        sentiment: Any = None,
+    ) -> None:
         self.transcript = transcript
         self.scorecard = scorecard
         self.metrics = metrics
@@ -356,8 +379,10 @@ class CallContext:
         self.cjk = is_cjk(transcript.language)
         self.mandarin = is_mandarin(transcript.language)
         self.duration = max(metrics.duration, transcript.duration)
-        self.utts = sorted(((u, role_of(u, transcript)) for u in transcript.utterances),
-                           key=lambda p: (p[0].start, p[0].end))
+        self.utts = sorted(
+            ((u, role_of(u, transcript)) for u in transcript.utterances),
+            key=lambda p: (p[0].start, p[0].end),
+        )
         self._cache = scorecard._cache  # (pydantic's private-attribute access is slow)
         named = self._cache.get("named")
         if named is None:
@@ -378,8 +403,9 @@ class CallContext:
             if self._norms is None:
                 self._norms = normalize_many([u.text for u, _ in self.utts], self.cjk)
             keep = [i for i, p in enumerate(self.utts) if speaker == "any" or p[1] == speaker]
-            self._speech[speaker] = _Speech([self.utts[i] for i in keep],
-                                            [self._norms[i] for i in keep], self.cjk)
+            self._speech[speaker] = _Speech(
+                [self.utts[i] for i in keep], [self._norms[i] for i in keep], self.cjk
+            )
         return self._speech[speaker]
 
     def sentences(self) -> list[tuple[int, int, int]]:
@@ -393,7 +419,7 @@ class CallContext:
             for i, (u, _) in enumerate(self.utts):
                 pos = 0
                 for m in _SENTENCE_END.finditer(u.text + " "):
-                    if u.text[pos:m.start()].strip():
+                    if u.text[pos : m.start()].strip():
                         self._sentences.append((i, pos, m.start()))
                     pos = m.end()
         return self._sentences
@@ -404,8 +430,10 @@ class CallContext:
         todo = [k for k in rows if k not in self._vectors]
         if todo:
             sentences = self.sentences()
-            texts = [self.utts[sentences[k][0]][0].text[sentences[k][1]:sentences[k][2]].strip()
-                     for k in todo]
+            texts = [
+                self.utts[sentences[k][0]][0].text[sentences[k][1] : sentences[k][2]].strip()
+                for k in todo
+            ]
             vecs = np.asarray(self.encoder.encode(texts), dtype=np.float32)
             self._vectors.update(zip(todo, vecs, strict=True))
         return np.stack([self._vectors[k] for k in rows])
@@ -426,8 +454,11 @@ class CallContext:
             if all(s is not None for s in stored):
                 self._sentiments = stored  # type: ignore[assignment]
             elif self.sentiment_model is not None:
-                self._sentiments = list(self.sentiment_model.score(
-                    [u.text for u, _ in self.utts], self.transcript.language))
+                self._sentiments = list(
+                    self.sentiment_model.score(
+                        [u.text for u, _ in self.utts], self.transcript.language
+                    )
+                )
             else:
                 self._sentiments = None
         return self._sentiments  # type: ignore[return-value]
@@ -469,7 +500,8 @@ class CallContext:
             return [(self.duration - window.last, INF)]
         within = window.within or INF
         each = isinstance(window.after or window.before, RefRule) and (
-            (window.after or window.before).ref == "hold")
+            (window.after or window.before).ref == "hold"
+        )
         if window.after is not None and window.before is not None:
             starts = self.events(window.after)
             if not starts:
@@ -477,8 +509,9 @@ class CallContext:
             a = starts[0]
             ends = [e for e in self.events(window.before) if e.start >= a.end]
             if not ends:
-                return f"{_event_name(window.before)} did not happen after " \
-                       f"{_event_name(window.after)}"
+                return (
+                    f"{_event_name(window.before)} did not happen after {_event_name(window.after)}"
+                )
             return [(a.end, ends[0].start)]
         event = window.after if window.after is not None else window.before
         occurrences = self.events(event)
@@ -493,11 +526,15 @@ class CallContext:
     def _range_evidence(self, t0: float, t1: float, note: str) -> Evidence:
         start = max(0.0, t0)
         end = min(self.duration, t1)
-        return Evidence(start=round(start, 3), end=round(max(start, end), 3),
-                                        note=note)
+        return Evidence(start=round(start, 3), end=round(max(start, end), 3), note=note)
 
-    def _presence(self, rule: Any, per_range: list[tuple[tuple[float, float], list[Evidence]]],
-                  what: str, example: str) -> RuleResult:
+    def _presence(
+        self,
+        rule: Any,
+        per_range: list[tuple[tuple[float, float], list[Evidence]]],
+        what: str,
+        example: str,
+    ) -> RuleResult:
         """Outcome of a present/absent search given the hits in each range.
 
         `what` names the kind of match ("agent phrase"), `example` the first alternative, so
@@ -507,10 +544,10 @@ class CallContext:
         if rule.mode == "absent":
             if hits:
                 more = f" and {len(hits) - 1} more" if len(hits) > 1 else ""
-                return RuleResult(FAIL, f'{what} "{hits[0].matched}" at {_fmt(hits[0].start)}'
-                                        f"{more}", hits, hits)
-            return RuleResult(PASS, f"no {what} of the {len(_alternatives(rule))} listed",
-                              [], hits)
+                return RuleResult(
+                    FAIL, f'{what} "{hits[0].matched}" at {_fmt(hits[0].start)}{more}', hits, hits
+                )
+            return RuleResult(PASS, f"no {what} of the {len(_alternatives(rule))} listed", [], hits)
         need = getattr(rule, "min_count", 1)
         missing = [(rng, found) for rng, found in per_range if len(found) < need]
         if not missing:
@@ -519,8 +556,11 @@ class CallContext:
             return RuleResult(PASS, reason, hits[: max(need, 1) * len(per_range)], hits)
         evidence = []
         for (t0, t1), found in missing:
-            where = "" if t0 == -INF and t1 == INF else f" between {_fmt(max(0.0, t0))} and " \
-                f"{_fmt(min(self.duration, t1))}"
+            where = (
+                ""
+                if t0 == -INF and t1 == INF
+                else f" between {_fmt(max(0.0, t0))} and {_fmt(min(self.duration, t1))}"
+            )
             count = f" (needed {need} times, found {len(found)})" if need > 1 else ""
             note = f'no {what} like "{example}"{where}{count}'
             evidence.append(self._range_evidence(t0, t1, note))
@@ -543,7 +583,7 @@ class CallContext:
             # exact first (str.find per phrase); a present rule stops at the first phrase
             # that satisfies it, and looks again through all phrases only if needed
             quick = rule.mode == "present"
-            for stop_after in ((limit, None) if quick else (None,)):
+            for stop_after in (limit, None) if quick else (None,):
                 found, spans = [], []
                 for a, b, norm in speech.find_exact(list(by_norm), region, limit, stop_after):
                     ev = speech.evidence(a, b, by_norm[norm], 100.0)
@@ -554,22 +594,29 @@ class CallContext:
                             break
                 if len(found) >= limit:
                     break
-            by_sound = self.mandarin and (rule.fuzzy if rule.by_sound is None
-                                          else rule.by_sound)
+            by_sound = self.mandarin and (rule.fuzzy if rule.by_sound is None else rule.by_sound)
             if (rule.fuzzy or by_sound) and len(found) < limit:
                 for norm, phrase in by_norm.items():
                     if len(found) >= limit:
                         break
                     hits: Iterator[tuple[int, int, float, str]] = iter(())
                     if rule.fuzzy and len(norm) >= (MIN_FUZZY_CJK if self.cjk else MIN_FUZZY):
-                        hits = ((a, b, score, phrase) for a, b, score in chain(
-                            speech.find_unspaced(norm, region),
-                            speech.find_fuzzy(norm, region, threshold)))
+                        hits = (
+                            (a, b, score, phrase)
+                            for a, b, score in chain(
+                                speech.find_unspaced(norm, region),
+                                speech.find_fuzzy(norm, region, threshold),
+                            )
+                        )
                     if by_sound and han_count(norm) >= MIN_SOUND:
                         # lazily: only asked for while the text matches leave the rule short
-                        hits = chain(hits, (
-                            (a, b, score, f"{phrase} (by sound: {speech.text[a:b]})")
-                            for a, b, score in speech.find_by_sound(norm, region, threshold)))
+                        hits = chain(
+                            hits,
+                            (
+                                (a, b, score, f"{phrase} (by sound: {speech.text[a:b]})")
+                                for a, b, score in speech.find_by_sound(norm, region, threshold)
+                            ),
+                        )
                     for a, b, score, matched in hits:
                         if any(x < b and a < y for x, y in spans):
                             continue
@@ -622,16 +669,28 @@ class CallContext:
                     try:
                         if left <= 0:
                             raise TimeoutError
-                        matches[i] = [(m.start(), m.end(), m.group(0)) for m in islice(
-                            pattern.finditer(texts[i], timeout=left), MAX_HITS)]
+                        matches[i] = [
+                            (m.start(), m.end(), m.group(0))
+                            for m in islice(pattern.finditer(texts[i], timeout=left), MAX_HITS)
+                        ]
                     except TimeoutError:
-                        return RuleResult(NA, f"pattern {rule.pattern!r} took too long "
-                                              "(catastrophic backtracking?); rewrite it")
+                        return RuleResult(
+                            NA,
+                            f"pattern {rule.pattern!r} took too long "
+                            "(catastrophic backtracking?); rewrite it",
+                        )
                 n = max(len(u.text), 1)
                 for a, b, matched in matches[i]:
-                    found.append(Evidence(
-                        start=round(_time_at(u, a / n), 3), end=round(_time_at(u, b / n), 3),
-                        speaker=u.speaker, role=role, text=u.text, matched=matched))
+                    found.append(
+                        Evidence(
+                            start=round(_time_at(u, a / n), 3),
+                            end=round(_time_at(u, b / n), 3),
+                            speaker=u.speaker,
+                            role=role,
+                            text=u.text,
+                            matched=matched,
+                        )
+                    )
                 if len(found) >= MAX_HITS:
                     break
             per_range.append(((t0, t1), found[:MAX_HITS]))
@@ -642,15 +701,18 @@ class CallContext:
         key = ("raw", speaker)
         if key not in self._speech:
             utts = [p for p in self.utts if speaker == "any" or p[1] == speaker]
-            texts = [(to_simplified(u.text) if self.cjk else u.text).replace("\n", " ")
-                     for u, _ in utts]
+            texts = [
+                (to_simplified(u.text) if self.cjk else u.text).replace("\n", " ") for u, _ in utts
+            ]
             self._speech[key] = (texts, utts)  # type: ignore[assignment]
         return self._speech[key]  # type: ignore[return-value]
 
     def _ref(self, rule: RefRule) -> RuleResult:
         if rule.ref == "hold":
-            holds = [Evidence(start=h.start, end=h.end, note=f"hold {h.duration:.1f} s")
-                     for h in self.metrics.holds]
+            holds = [
+                Evidence(start=h.start, end=h.end, note=f"hold {h.duration:.1f} s")
+                for h in self.metrics.holds
+            ]
             if not holds:
                 return RuleResult(NA, "no hold in this call")
             return RuleResult(PASS, f"{len(holds)} hold(s)", holds, holds)
@@ -671,10 +733,15 @@ class CallContext:
             return RuleResult(FAIL, ev.note, [ev], [])
         a = first[0]
         if a.start < b.start:
-            return RuleResult(PASS, f"{a_name} at {_fmt(a.start)} before {b_name} at "
-                                    f"{_fmt(b.start)}", [a, b], [a, b])
-        ev = b.model_copy(update={"note": f"{b_name} at {_fmt(b.start)} before {a_name} at "
-                                          f"{_fmt(a.start)}"})
+            return RuleResult(
+                PASS,
+                f"{a_name} at {_fmt(a.start)} before {b_name} at {_fmt(b.start)}",
+                [a, b],
+                [a, b],
+            )
+        ev = b.model_copy(
+            update={"note": f"{b_name} at {_fmt(b.start)} before {a_name} at {_fmt(a.start)}"}
+        )
         return RuleResult(FAIL, ev.note, [ev, a], [a, b])
 
     def _semantic(self, rule: SemanticRule) -> RuleResult:
@@ -684,8 +751,11 @@ class CallContext:
         if isinstance(ranges, str):
             return RuleResult(NA, ranges)
         sentences = self.sentences()
-        idx = [k for k, (i, _, _) in enumerate(sentences)
-               if rule.speaker == "any" or self.utts[i][1] == rule.speaker]
+        idx = [
+            k
+            for k, (i, _, _) in enumerate(sentences)
+            if rule.speaker == "any" or self.utts[i][1] == rule.speaker
+        ]
         what = "sentence similar to an example"
         if not idx:
             return self._presence(rule, [(rng, []) for rng in ranges], what, rule.examples[0])
@@ -703,9 +773,15 @@ class CallContext:
                 if end < t0 or start > t1:
                     continue
                 sim = float(sims[row, best[row]])
-                ev = Evidence(start=round(start, 3), end=round(end, 3), speaker=u.speaker,
-                              role=role, text=u.text, matched=rule.examples[best[row]],
-                              similarity=round(sim, 3))
+                ev = Evidence(
+                    start=round(start, 3),
+                    end=round(end, 3),
+                    speaker=u.speaker,
+                    role=role,
+                    text=u.text,
+                    matched=rule.examples[best[row]],
+                    similarity=round(sim, 3),
+                )
                 if sim >= rule.threshold:
                     found.append(ev)
                 elif closest is None or sim > (closest.similarity or 0.0):
@@ -713,9 +789,14 @@ class CallContext:
             per_range.append(((t0, t1), found))
         result = self._presence(rule, per_range, what, rule.examples[0])
         if result.outcome == FAIL and rule.mode == "present" and closest is not None:
-            result.evidence.append(closest.model_copy(update={
-                "note": f"closest sentence: similarity {closest.similarity:.2f} < "
-                        f"{rule.threshold:.2f}"}))
+            result.evidence.append(
+                closest.model_copy(
+                    update={
+                        "note": f"closest sentence: similarity {closest.similarity:.2f} < "
+                        f"{rule.threshold:.2f}"
+                    }
+                )
+            )
         return result
 
     def _metric(self, rule: MetricRule) -> RuleResult:
@@ -734,12 +815,12 @@ class CallContext:
         else:
             shown = list(segments)
         kind = metric.kind or metric.label
-        evidence = [Evidence(start=s.start, end=s.end,
-                                             note=f"{kind} {s.duration:.1f} s")
-                    for s in shown[:MAX_HITS]]
+        evidence = [
+            Evidence(start=s.start, end=s.end, note=f"{kind} {s.duration:.1f} s")
+            for s in shown[:MAX_HITS]
+        ]
         if not evidence or ok:
-            evidence.insert(0, Evidence(start=0.0, end=round(self.duration, 3),
-                                                        note=note))
+            evidence.insert(0, Evidence(start=0.0, end=round(self.duration, 3), note=note))
         return RuleResult(PASS if ok else FAIL, note, evidence, evidence)
 
     def _sentiment(self, rule: SentimentRule) -> RuleResult:
@@ -749,9 +830,11 @@ class CallContext:
         ranges = self.ranges(rule.window)
         if isinstance(ranges, str):
             return RuleResult(NA, ranges)
-        chosen = [(u, r, s) for (u, r), s in zip(self.utts, scores, strict=True)
-                  if r == rule.role and any(u.end >= t0 and u.start <= t1
-                                                  for t0, t1 in ranges)]
+        chosen = [
+            (u, r, s)
+            for (u, r), s in zip(self.utts, scores, strict=True)
+            if r == rule.role and any(u.end >= t0 and u.start <= t1 for t0, t1 in ranges)
+        ]
         if not chosen:
             return RuleResult(NA, f"no {rule.role} speech in the window")
         values = [s.score for _, _, s in chosen]
@@ -767,12 +850,22 @@ class CallContext:
         else:
             value = sum(1 for _, _, s in chosen if s.label == "negative") / len(chosen)
         ok = OPS[rule.op](value, rule.threshold)
-        note = (f"{rule.role} sentiment {agg} {value:.2f} "
-                f"{rule.op if ok else NEGATED[rule.op]} {rule.threshold:g}")
+        note = (
+            f"{rule.role} sentiment {agg} {value:.2f} "
+            f"{rule.op if ok else NEGATED[rule.op]} {rule.threshold:g}"
+        )
         ordered = sorted(chosen, key=lambda c: c[2].score, reverse=rule.op in ("<", "<="))
-        evidence = [Evidence(start=u.start, end=u.end, speaker=u.speaker, role=r, text=u.text,
-                             note=f"sentiment {s.score:+.2f} ({s.label})")
-                    for u, r, s in ordered[:3]]
+        evidence = [
+            Evidence(
+                start=u.start,
+                end=u.end,
+                speaker=u.speaker,
+                role=r,
+                text=u.text,
+                note=f"sentiment {s.score:+.2f} ({s.label})",
+            )
+            for u, r, s in ordered[:3]
+        ]
         evidence.insert(0, Evidence(start=chosen[0][0].start, end=chosen[-1][0].end, note=note))
         return RuleResult(PASS if ok else FAIL, note, evidence, evidence)
 
@@ -781,13 +874,18 @@ class CallContext:
         hits = [h for r in results for h in r.hits]
         failed = [r for r in results if r.outcome == FAIL]
         if failed:
-            return RuleResult(FAIL, "; ".join(r.reason for r in failed),
-                              [e for r in failed for e in r.evidence], hits)
+            return RuleResult(
+                FAIL,
+                "; ".join(r.reason for r in failed),
+                [e for r in failed for e in r.evidence],
+                hits,
+            )
         passed = [r for r in results if r.outcome == PASS]
         if not passed:
             return RuleResult(NA, "; ".join(r.reason for r in results), [], hits)
-        return RuleResult(PASS, "; ".join(r.reason for r in passed),
-                          [e for r in passed for e in r.evidence], hits)
+        return RuleResult(
+            PASS, "; ".join(r.reason for r in passed), [e for r in passed for e in r.evidence], hits
+        )
 
     def _any(self, rule: AnyRule) -> RuleResult:
         results = [self.evaluate(r) for r in rule.rules]
@@ -797,8 +895,12 @@ class CallContext:
                 return RuleResult(PASS, r.reason, r.evidence, hits)
         failed = [r for r in results if r.outcome == FAIL]
         if failed:
-            return RuleResult(FAIL, "; ".join(r.reason for r in failed),
-                              [e for r in failed for e in r.evidence], hits)
+            return RuleResult(
+                FAIL,
+                "; ".join(r.reason for r in failed),
+                [e for r in failed for e in r.evidence],
+                hits,
+            )
         return RuleResult(NA, "; ".join(r.reason for r in results), [], hits)
 
     def _not(self, rule: NotRule) -> RuleResult:
@@ -806,8 +908,9 @@ class CallContext:
         if inner.outcome == NA:
             return RuleResult(NA, inner.reason)
         outcome = FAIL if inner.outcome == PASS else PASS
-        return RuleResult(outcome, f"not ({inner.reason})",
-                          inner.evidence if outcome == FAIL else [], [])
+        return RuleResult(
+            outcome, f"not ({inner.reason})", inner.evidence if outcome == FAIL else [], []
+        )
 
 
 # Rule type (the `type` key of the format) -> its evaluator: a new rule type is one entry.
@@ -824,9 +927,11 @@ EVALUATORS: dict[str, Callable[[CallContext, Any], RuleResult]] = {
     "not": CallContext._not,
 }
 if set(EVALUATORS) != set(RULE_TYPES):  # a rule type the format accepts but none evaluates
-    raise RuntimeError(f"rule types without an evaluator: "
-                      f"{sorted(set(RULE_TYPES) - set(EVALUATORS))}; evaluators of no rule "
-                      f"type: {sorted(set(EVALUATORS) - set(RULE_TYPES))}")
+    raise RuntimeError(
+        f"rule types without an evaluator: "
+        f"{sorted(set(RULE_TYPES) - set(EVALUATORS))}; evaluators of no rule "
+        f"type: {sorted(set(EVALUATORS) - set(RULE_TYPES))}"
+    )
 
 
 def _alternatives(rule: Any) -> list[str]:

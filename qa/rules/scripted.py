@@ -45,8 +45,9 @@ def _words(text: str, start: float, end: float, speaker: str, cjk: bool) -> list
     return words
 
 
-def scripted_transcript(turns: list[ScriptedTurn], *, call_id: str = "scripted",
-                        language: str = "en") -> Transcript:
+def scripted_transcript(
+    turns: list[ScriptedTurn], *, call_id: str = "scripted", language: str = "en"
+) -> Transcript:
     """Lay turns out in time: agent on channel 0, customer on channel 1, roles known."""
     cjk = is_cjk(language)
     utterances: list[Utterance] = []
@@ -55,24 +56,40 @@ def scripted_transcript(turns: list[ScriptedTurn], *, call_id: str = "scripted",
         start = max(0.0, t + turn.hold + turn.pause_before)
         end = start + max(0.4, len(turn.text) / CHARS_PER_SECOND[cjk])
         speaker = turn.role.value
-        utterances.append(Utterance(
-            speaker=speaker, role=turn.role, start=round(start, 3), end=round(end, 3),
-            text=turn.text, words=_words(turn.text, start, end, speaker, cjk),
-            channel=0 if turn.role == Role.AGENT else 1))
+        utterances.append(
+            Utterance(
+                speaker=speaker,
+                role=turn.role,
+                start=round(start, 3),
+                end=round(end, 3),
+                text=turn.text,
+                words=_words(turn.text, start, end, speaker, cjk),
+                channel=0 if turn.role == Role.AGENT else 1,
+            )
+        )
         t = max(t, end)
     utterances.sort(key=lambda u: u.start)
     for i, u in enumerate(utterances):
-        for v in utterances[i + 1:]:
+        for v in utterances[i + 1 :]:
             if v.start >= u.end:
                 break
             if v.speaker != u.speaker:
                 u.overlap = v.overlap = True
     return Transcript(
-        call_id=call_id, language=language, duration=round(t + 1.0, 3), channels=2,
-        speaker_source="channels", utterances=utterances,
-        roles=RoleAssignment(speaker_roles={"agent": Role.AGENT, "customer": Role.CUSTOMER},
-                             method="configured", confidence=1.0),
-        asr_model="script", asr_confidence=1.0)
+        call_id=call_id,
+        language=language,
+        duration=round(t + 1.0, 3),
+        channels=2,
+        speaker_source="channels",
+        utterances=utterances,
+        roles=RoleAssignment(
+            speaker_roles={"agent": Role.AGENT, "customer": Role.CUSTOMER},
+            method="configured",
+            confidence=1.0,
+        ),
+        asr_model="script",
+        asr_confidence=1.0,
+    )
 
 
 _EN_BODY = [
@@ -137,16 +154,19 @@ _ZH_CLOSE = [
 ]
 
 
-def long_call(minutes: float = 5.0, *, language: str = "en", seed: int = 0,
-              call_id: str | None = None) -> Transcript:
+def long_call(
+    minutes: float = 5.0, *, language: str = "en", seed: int = 0, call_id: str | None = None
+) -> Transcript:
     """A clean call of about `minutes`: the usual opening, a body repeated to length, a hold,
     the resolution and closing. The benchmark's input; deterministic for a seed."""
     rng = random.Random(seed)
     cjk = is_cjk(language)
-    opening, body, closing = ((_ZH_OPEN, _ZH_BODY, _ZH_CLOSE) if cjk
-                              else (_EN_OPEN, _EN_BODY, _EN_CLOSE))
-    turns = [ScriptedTurn(role=Role(r), text=t, pause_before=rng.uniform(0.3, 1.2))
-             for r, t in opening]
+    opening, body, closing = (
+        (_ZH_OPEN, _ZH_BODY, _ZH_CLOSE) if cjk else (_EN_OPEN, _EN_BODY, _EN_CLOSE)
+    )
+    turns = [
+        ScriptedTurn(role=Role(r), text=t, pause_before=rng.uniform(0.3, 1.2)) for r, t in opening
+    ]
     seconds = sum(len(t.text) / CHARS_PER_SECOND[cjk] + t.pause_before for t in turns)
     target = minutes * 60.0 - 45.0  # the hold and the closing
     while seconds < target:
@@ -157,7 +177,14 @@ def long_call(minutes: float = 5.0, *, language: str = "en", seed: int = 0,
             if seconds >= target:
                 break
     for i, (r, t) in enumerate(closing):
-        turns.append(ScriptedTurn(role=Role(r), text=t, pause_before=rng.uniform(0.3, 1.0),
-                                  hold=25.0 if i == 2 else 0.0))
-    return scripted_transcript(turns, call_id=call_id or f"bench-{language}-{seed}",
-                               language=language)
+        turns.append(
+            ScriptedTurn(
+                role=Role(r),
+                text=t,
+                pause_before=rng.uniform(0.3, 1.0),
+                hold=25.0 if i == 2 else 0.0,
+            )
+        )
+    return scripted_transcript(
+        turns, call_id=call_id or f"bench-{language}-{seed}", language=language
+    )

@@ -70,8 +70,9 @@ def to_simplified(text: str) -> str:
 def _table() -> dict[int, str | None]:
     """str.translate table (fast, C): punctuation and symbols become word breaks;
     apostrophes vanish so "that's" is "thats"."""
-    marks = [cp for cp in range(0x10000)
-             if unicodedata.category(chr(cp))[0] in "PS" or chr(cp) == "_"]
+    marks = [
+        cp for cp in range(0x10000) if unicodedata.category(chr(cp))[0] in "PS" or chr(cp) == "_"
+    ]
     spaced: dict[int, str | None] = {cp: " " for cp in marks}
     spaced.update({ord("'"): None, 0x2019: None})
     return spaced
@@ -123,8 +124,31 @@ def role_of(utterance: Utterance, transcript: Transcript) -> Role:
 
 # y and w count as initials (pypinyin's non-strict split): "wei" is w + ei, so a final is
 # what a listener hears after the consonant, and zero-initial syllables still line up.
-_INITIALS = ("zh", "ch", "sh", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q",
-             "x", "r", "z", "c", "s", "y", "w")
+_INITIALS = (
+    "zh",
+    "ch",
+    "sh",
+    "b",
+    "p",
+    "m",
+    "f",
+    "d",
+    "t",
+    "n",
+    "l",
+    "g",
+    "k",
+    "h",
+    "j",
+    "q",
+    "x",
+    "r",
+    "z",
+    "c",
+    "s",
+    "y",
+    "w",
+)
 _FOLD_INITIAL = {"zh": "z", "ch": "c", "sh": "s", "n": "l"}
 _KEEP_NG = frozenset({"ong", "iong"})  # no -n counterpart to confuse them with
 _SYMBOL_BASE = 0xE000  # Private Use Area: never survives `normalize`, so never text itself
@@ -144,9 +168,8 @@ def _symbol(part: str) -> str:
 @lru_cache(maxsize=4096)
 def syllable_key(syllable: str) -> str:
     """Two symbols (folded initial, folded final) for a toneless pinyin syllable."""
-    initial = next((i for i in _INITIALS if syllable.startswith(i) and len(syllable) > len(i)),
-                   "")
-    final = syllable[len(initial):]
+    initial = next((i for i in _INITIALS if syllable.startswith(i) and len(syllable) > len(i)), "")
+    final = syllable[len(initial) :]
     if final.endswith("ng") and final not in _KEEP_NG and len(final) > 2:
         final = final[:-1]  # ang/an, eng/en, ing/in, iang/ian, uang/uan
     return _symbol("i:" + _FOLD_INITIAL.get(initial, initial)) + _symbol("f:" + final)
@@ -190,7 +213,11 @@ def phrase_sound_keys(phrase: str) -> tuple[str, ...]:
     keys = [sound_key(phrase)]
     readings = lazy_pinyin(phrase, style=Style.NORMAL, errors=lambda s: list(s))
     if len(readings) == len(phrase):
-        keys.insert(0, "".join(
-            syllable_key(r) if r != ch and r.isascii() and r.isalpha() else ch * 2
-            for ch, r in zip(phrase, readings, strict=True)))
+        keys.insert(
+            0,
+            "".join(
+                syllable_key(r) if r != ch and r.isascii() and r.isalpha() else ch * 2
+                for ch, r in zip(phrase, readings, strict=True)
+            ),
+        )
     return tuple(dict.fromkeys(keys))

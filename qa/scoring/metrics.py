@@ -31,21 +31,76 @@ MIN_INTERRUPTED = 0.3
 
 HOLD_ANNOUNCEMENTS = (
     # English: normalised (lower case, no apostrophes)
-    "hold", "one moment", "just a moment", "a moment please", "bear with me", "one second",
-    "just a second", "give me a moment", "give me a second", "let me check", "let me look",
-    "let me find", "let me just", "mute", "wait a moment",
+    "hold",
+    "one moment",
+    "just a moment",
+    "a moment please",
+    "bear with me",
+    "one second",
+    "just a second",
+    "give me a moment",
+    "give me a second",
+    "let me check",
+    "let me look",
+    "let me find",
+    "let me just",
+    "mute",
+    "wait a moment",
     # "putting you on hold" heard as "on hole", "on post": the silence that follows makes it one
-    "put you on", "putting you on", "place you on", "placing you on",
+    "put you on",
+    "putting you on",
+    "place you on",
+    "placing you on",
     # Chinese (Simplified after normalisation)
-    "稍等", "稍候", "等一下", "等一等", "等一会", "请您等", "我查一下", "查询一下", "帮您查",
-    "保持", "别挂",
+    "稍等",
+    "稍候",
+    "等一下",
+    "等一等",
+    "等一会",
+    "请您等",
+    "我查一下",
+    "查询一下",
+    "帮您查",
+    "保持",
+    "别挂",
 )
-BACKCHANNELS = frozenset({
-    "mm", "mhm", "hm", "hmm", "uh", "huh", "uhhuh", "uh huh", "mm hmm", "yeah", "yes", "yep",
-    "ok", "okay", "right", "sure", "alright", "i see", "got it", "oh",
-    "嗯", "嗯嗯", "对", "对对", "对的", "好", "好的", "是", "是的", "哦", "啊", "行", "明白",
-})
-
+BACKCHANNELS = frozenset(
+    {
+        "mm",
+        "mhm",
+        "hm",
+        "hmm",
+        "uh",
+        "huh",
+        "uhhuh",
+        "uh huh",
+        "mm hmm",
+        "yeah",
+        "yes",
+        "yep",
+        "ok",
+        "okay",
+        "right",
+        "sure",
+        "alright",
+        "i see",
+        "got it",
+        "oh",
+        "嗯",
+        "嗯嗯",
+        "对",
+        "对对",
+        "对的",
+        "好",
+        "好的",
+        "是",
+        "是的",
+        "哦",
+        "啊",
+        "行",
+        "明白",
+    }
+)
 
 
 def _none(metrics: CallMetrics, role: str) -> list[Segment]:
@@ -76,31 +131,96 @@ class Metric:
         return self.name.replace("_", " ")
 
 
-METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("longest_silence", "s", "longest stretch with nobody speaking, holds included",
-           lambda m, r: m.longest_silence, lambda m, r: m.silences, "silence", longest=True),
-    Metric("dead_air", "s", "longest silence outside an announced hold",
-           lambda m, r: m.longest_dead_air, lambda m, r: m.dead_air, "dead air", longest=True),
-    Metric("silence_total", "s", f"silences of {MIN_SILENCE:g} s or more, added up",
-           lambda m, r: m.silence_total, lambda m, r: m.silences, "silence"),
-    Metric("hold_total", "s", "announced (or very long) holds, added up",
-           lambda m, r: m.hold_total, lambda m, r: m.holds, "hold"),
-    Metric("hold_count", "count", "number of holds",
-           lambda m, r: float(len(m.holds)), lambda m, r: m.holds, "hold"),
-    Metric("overtalk_total", "s", "agent and customer speaking at once, added up",
-           lambda m, r: m.overtalk_total, lambda m, r: m.overtalks, "overtalk"),
-    Metric("interruptions", "count", "times the role cut in while the other party spoke",
-           lambda m, r: float(m.interruptions.get(r, 0)),
-           lambda m, r: m.interruption_spans.get(r, []), "interruption", per_role=True),
-    Metric("talk_ratio", "share", "the role's share of talk time (0-1)",
-           lambda m, r: m.talk_share.get(r), per_role=True),
-    Metric("speaking_rate", "per minute", "words (Chinese: characters) per minute of speech",
-           lambda m, r: m.speaking_rate_wpm.get(r), per_role=True),
-    Metric("first_response", "s", "seconds until the agent first speaks",
-           lambda m, r: m.first_agent_response),
-    Metric("response_latency", "s", "agent's mean gap after the customer stops",
-           lambda m, r: m.mean_response_latency),
-)}
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric(
+            "longest_silence",
+            "s",
+            "longest stretch with nobody speaking, holds included",
+            lambda m, r: m.longest_silence,
+            lambda m, r: m.silences,
+            "silence",
+            longest=True,
+        ),
+        Metric(
+            "dead_air",
+            "s",
+            "longest silence outside an announced hold",
+            lambda m, r: m.longest_dead_air,
+            lambda m, r: m.dead_air,
+            "dead air",
+            longest=True,
+        ),
+        Metric(
+            "silence_total",
+            "s",
+            f"silences of {MIN_SILENCE:g} s or more, added up",
+            lambda m, r: m.silence_total,
+            lambda m, r: m.silences,
+            "silence",
+        ),
+        Metric(
+            "hold_total",
+            "s",
+            "announced (or very long) holds, added up",
+            lambda m, r: m.hold_total,
+            lambda m, r: m.holds,
+            "hold",
+        ),
+        Metric(
+            "hold_count",
+            "count",
+            "number of holds",
+            lambda m, r: float(len(m.holds)),
+            lambda m, r: m.holds,
+            "hold",
+        ),
+        Metric(
+            "overtalk_total",
+            "s",
+            "agent and customer speaking at once, added up",
+            lambda m, r: m.overtalk_total,
+            lambda m, r: m.overtalks,
+            "overtalk",
+        ),
+        Metric(
+            "interruptions",
+            "count",
+            "times the role cut in while the other party spoke",
+            lambda m, r: float(m.interruptions.get(r, 0)),
+            lambda m, r: m.interruption_spans.get(r, []),
+            "interruption",
+            per_role=True,
+        ),
+        Metric(
+            "talk_ratio",
+            "share",
+            "the role's share of talk time (0-1)",
+            lambda m, r: m.talk_share.get(r),
+            per_role=True,
+        ),
+        Metric(
+            "speaking_rate",
+            "per minute",
+            "words (Chinese: characters) per minute of speech",
+            lambda m, r: m.speaking_rate_wpm.get(r),
+            per_role=True,
+        ),
+        Metric(
+            "first_response",
+            "s",
+            "seconds until the agent first speaks",
+            lambda m, r: m.first_agent_response,
+        ),
+        Metric(
+            "response_latency",
+            "s",
+            "agent's mean gap after the customer stops",
+            lambda m, r: m.mean_response_latency,
+        ),
+    )
+}
 
 
 def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -114,8 +234,9 @@ def _merge(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return out
 
 
-def _intersect(a: list[tuple[float, float]], b: list[tuple[float, float]]
-               ) -> list[tuple[float, float]]:
+def _intersect(
+    a: list[tuple[float, float]], b: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
     out: list[tuple[float, float]] = []
     i = j = 0
     while i < len(a) and j < len(b):
@@ -137,7 +258,7 @@ def _contains_phrase(norm: str, phrase: str, cjk: bool) -> bool:
 
 
 def is_backchannel(utterance: Utterance, cjk: bool) -> bool:
-    """"mm-hm", "okay", "嗯": listening signals, not taking the floor."""
+    """ "mm-hm", "okay", "嗯": listening signals, not taking the floor."""
     return normalize(utterance.text, cjk) in BACKCHANNELS or utterance.end - utterance.start < 0.4
 
 
@@ -156,8 +277,10 @@ def announced(before: list[tuple[Utterance, Role]], gap_start: float, cjk: bool)
 def compute_metrics(transcript: Transcript) -> CallMetrics:
     """Timing metrics for one call; see the module docstring and qa.schema.CallMetrics."""
     cjk = is_cjk(transcript.language)
-    utts = sorted(((u, role_of(u, transcript)) for u in transcript.utterances
-                   if u.end > u.start), key=lambda p: (p[0].start, p[0].end))
+    utts = sorted(
+        ((u, role_of(u, transcript)) for u in transcript.utterances if u.end > u.start),
+        key=lambda p: (p[0].start, p[0].end),
+    )
     duration = max([transcript.duration] + [u.end for u, _ in utts])
     if not utts:
         return CallMetrics(duration=duration)
@@ -216,22 +339,35 @@ def compute_metrics(transcript: Transcript) -> CallMetrics:
     interruptions, spans = _interruptions(utts, cjk)
 
     first_agent = next((u for u, r in utts if r == Role.AGENT), None)
-    latencies = [max(0.0, b.start - a.end) for (a, ra), (b, rb) in zip(utts, utts[1:],
-                                                                           strict=False)
-                 if ra == Role.CUSTOMER and rb == Role.AGENT]
+    latencies = [
+        max(0.0, b.start - a.end)
+        for (a, ra), (b, rb) in zip(utts, utts[1:], strict=False)
+        if ra == Role.CUSTOMER and rb == Role.AGENT
+    ]
     return CallMetrics(
-        duration=duration, talk_time=talk_time, talk_share=talk_share,
-        silence_total=round(silence_total, 3), longest_silence=round(longest, 3),
-        silences=silences, holds=holds, hold_total=round(hold_total, 3),
-        overtalk_total=round(overtalk_total, 3), overtalks=overtalks,
-        interruptions=interruptions, speaking_rate_wpm=rate,
+        duration=duration,
+        talk_time=talk_time,
+        talk_share=talk_share,
+        silence_total=round(silence_total, 3),
+        longest_silence=round(longest, 3),
+        silences=silences,
+        holds=holds,
+        hold_total=round(hold_total, 3),
+        overtalk_total=round(overtalk_total, 3),
+        overtalks=overtalks,
+        interruptions=interruptions,
+        speaking_rate_wpm=rate,
         first_agent_response=round(first_agent.start, 3) if first_agent else None,
         mean_response_latency=round(sum(latencies) / len(latencies), 3) if latencies else None,
-        dead_air=dead_air, longest_dead_air=round(longest_dead, 3), interruption_spans=spans)
+        dead_air=dead_air,
+        longest_dead_air=round(longest_dead, 3),
+        interruption_spans=spans,
+    )
 
 
-def _interruptions(utts: list[tuple[Utterance, Role]], cjk: bool
-                   ) -> tuple[dict[str, int], dict[str, list[Segment]]]:
+def _interruptions(
+    utts: list[tuple[Utterance, Role]], cjk: bool
+) -> tuple[dict[str, int], dict[str, list[Segment]]]:
     """Who started speaking while the other party was mid-utterance (back-channels aside)."""
     parties = (Role.AGENT, Role.CUSTOMER)
     counts: dict[str, int] = {}
@@ -240,11 +376,21 @@ def _interruptions(utts: list[tuple[Utterance, Role]], cjk: bool
     for u, role in utts:
         active = [(a, r) for a, r in active if a.end > u.start]
         if role in parties:
-            cut = next((a for a, r in active if r in parties and r != role
-                        and a.start < u.start and a.end - u.start >= MIN_INTERRUPTED), None)
+            cut = next(
+                (
+                    a
+                    for a, r in active
+                    if r in parties
+                    and r != role
+                    and a.start < u.start
+                    and a.end - u.start >= MIN_INTERRUPTED
+                ),
+                None,
+            )
             if cut is not None and not is_backchannel(u, cjk):
                 counts[str(role)] = counts.get(str(role), 0) + 1
                 spans.setdefault(str(role), []).append(
-                    Segment(start=round(u.start, 3), end=round(min(u.end, cut.end), 3)))
+                    Segment(start=round(u.start, 3), end=round(min(u.end, cut.end), 3))
+                )
         active.append((u, role))
     return counts, spans

@@ -41,14 +41,21 @@ class Scoring(_Model):
     @classmethod
     def of_card(cls, card: Any) -> Scoring:
         """From a `qa.rules.format.Scorecard`."""
-        return cls(mode=card.scoring, pass_mark=card.pass_mark,
-                   auto_fail_zeroes_total=card.auto_fail_zeroes_total)
+        return cls(
+            mode=card.scoring,
+            pass_mark=card.pass_mark,
+            auto_fail_zeroes_total=card.auto_fail_zeroes_total,
+        )
 
     @classmethod
     def of_score(cls, score: CallScore) -> Scoring:
         """As the card that produced a stored score said."""
-        return cls(mode=score.scoring, pass_mark=score.pass_mark, max_total=score.max_total,
-                   auto_fail_zeroes_total=score.auto_fail_zeroes_total)
+        return cls(
+            mode=score.scoring,
+            pass_mark=score.pass_mark,
+            max_total=score.max_total,
+            auto_fail_zeroes_total=score.auto_fail_zeroes_total,
+        )
 
 
 class OutcomeItem(_Model):
@@ -88,21 +95,40 @@ def outcome(items: Iterable[OutcomeItem], scoring: Scoring) -> Outcome:
         total = scoring.max_total - sum(i.points_possible - i.earned for i in applicable)
     else:
         weight = sum(i.points_possible for i in applicable)
-        total = (scoring.max_total * sum(i.earned for i in applicable) / weight
-                 if weight > 0 else scoring.max_total)
+        total = (
+            scoring.max_total * sum(i.earned for i in applicable) / weight
+            if weight > 0
+            else scoring.max_total
+        )
     total = max(0.0, min(scoring.max_total, round(total, 2)))
-    reasons = [f"{i.name or i.item_id}: {i.reason}" if i.reason else (i.name or i.item_id)
-               for i in applicable if i.critical and i.outcome is ItemOutcome.FAIL]
+    reasons = [
+        f"{i.name or i.item_id}: {i.reason}" if i.reason else (i.name or i.item_id)
+        for i in applicable
+        if i.critical and i.outcome is ItemOutcome.FAIL
+    ]
     auto_fail = bool(reasons)
     if auto_fail and scoring.auto_fail_zeroes_total:
         total = 0.0
-    return Outcome(total=total, max_total=scoring.max_total,
-                   passed=not auto_fail and total >= scoring.pass_mark,
-                   auto_fail=auto_fail, reasons=reasons)
+    return Outcome(
+        total=total,
+        max_total=scoring.max_total,
+        passed=not auto_fail and total >= scoring.pass_mark,
+        auto_fail=auto_fail,
+        reasons=reasons,
+    )
 
 
 def outcome_items(results: Iterable[ItemResult]) -> list[OutcomeItem]:
     """The machine's item results as the arithmetic sees them."""
-    return [OutcomeItem(item_id=r.item_id, name=r.name, outcome=r.outcome,
-                        points_possible=r.points_possible, points_awarded=r.points_awarded,
-                        critical=r.critical, reason=r.reason) for r in results]
+    return [
+        OutcomeItem(
+            item_id=r.item_id,
+            name=r.name,
+            outcome=r.outcome,
+            points_possible=r.points_possible,
+            points_awarded=r.points_awarded,
+            critical=r.critical,
+            reason=r.reason,
+        )
+        for r in results
+    ]

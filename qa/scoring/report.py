@@ -39,12 +39,18 @@ def _evidence_line(ev: Evidence) -> str:
 
 def render(score: CallScore) -> Group:
     """Rich renderables for a terminal or a recorded console."""
-    verdict = ("[bold red]AUTO-FAIL[/]" if score.auto_fail else
-               "[bold green]PASS[/]" if score.passed else "[bold red]BELOW PASS MARK[/]")
+    verdict = (
+        "[bold red]AUTO-FAIL[/]"
+        if score.auto_fail
+        else "[bold green]PASS[/]"
+        if score.passed
+        else "[bold red]BELOW PASS MARK[/]"
+    )
     head = Text.from_markup(
         f"[bold]{score.call_id}[/]  scorecard {score.scorecard_id} v{score.scorecard_version}  "
         f"score [bold]{score.total:g}[/]/{score.max_total:g} (pass {score.pass_mark:g})  "
-        f"{verdict}")
+        f"{verdict}"
+    )
     table = Table(expand=True, show_lines=True)
     table.add_column("section", max_width=12)
     table.add_column("item", ratio=1, min_width=14)
@@ -52,11 +58,14 @@ def render(score: CallScore) -> Group:
     table.add_column("points", no_wrap=True)
     table.add_column("reason / evidence", ratio=3)
     for r in score.items:
-        outcome = Text(r.outcome.value.upper() + (" !" if r.critical and
-                                                  r.outcome == ItemOutcome.FAIL else ""),
-                       style=STYLE[r.outcome])
-        points = (f"{r.points_awarded:g}/{r.points_possible:g}"
-                  if r.outcome != ItemOutcome.NA else "-")
+        outcome = Text(
+            r.outcome.value.upper()
+            + (" !" if r.critical and r.outcome == ItemOutcome.FAIL else ""),
+            style=STYLE[r.outcome],
+        )
+        points = (
+            f"{r.points_awarded:g}/{r.points_possible:g}" if r.outcome != ItemOutcome.NA else "-"
+        )
         lines = [r.reason] + [_evidence_line(e) for e in r.evidence[:MAX_EVIDENCE]]
         if len(r.evidence) > MAX_EVIDENCE:
             lines.append(f"... {len(r.evidence) - MAX_EVIDENCE} more")
@@ -69,12 +78,17 @@ def render(score: CallScore) -> Group:
     m = score.metrics
     if m is not None:
         share = ", ".join(f"{k} {v:.0%}" for k, v in m.talk_share.items())
-        parts.append(Text(
-            f"duration {clock(m.duration)}  talk {share}  longest silence {m.longest_silence:.1f} s"
-            f"  dead air {m.longest_dead_air:.1f} s  holds {len(m.holds)} ({m.hold_total:.0f} s)"
-            f"  overtalk {m.overtalk_total:.1f} s  interruptions "
-            f"{', '.join(f'{k} {v}' for k, v in m.interruptions.items()) or 'none'}",
-            style="dim"))
+        parts.append(
+            Text(
+                f"duration {clock(m.duration)}  talk {share}"
+                f"  longest silence {m.longest_silence:.1f} s"
+                f"  dead air {m.longest_dead_air:.1f} s"
+                f"  holds {len(m.holds)} ({m.hold_total:.0f} s)"
+                f"  overtalk {m.overtalk_total:.1f} s  interruptions "
+                f"{', '.join(f'{k} {v}' for k, v in m.interruptions.items()) or 'none'}",
+                style="dim",
+            )
+        )
     return Group(*parts)
 
 

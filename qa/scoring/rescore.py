@@ -31,9 +31,11 @@ def scorecard_of(result: CallResult, models: Models) -> Scorecard:
     for card in (models.scorecard(language), default_scorecard(language)):
         if (card.id, card.version) == (score.scorecard_id, score.scorecard_version):
             return card
-    raise QAError(f"call {result.meta.call_id!r} was scored with scorecard "
-                  f"{score.scorecard_id}@{score.scorecard_version}, which is no longer "
-                  "configured; it cannot be scored again with the roles swapped")
+    raise QAError(
+        f"call {result.meta.call_id!r} was scored with scorecard "
+        f"{score.scorecard_id}@{score.scorecard_version}, which is no longer "
+        "configured; it cannot be scored again with the roles swapped"
+    )
 
 
 def swap_and_rescore(result: CallResult, models: Models, pipeline_version: str) -> CallResult:
@@ -56,8 +58,13 @@ def rescore_with_configured(result: CallResult, models: Models) -> CallResult:
     return score_stored(result, result.transcript, card, models, result.pipeline_version)
 
 
-def score_stored(result: CallResult, transcript: Transcript, card: Scorecard, models: Models,
-                 pipeline_version: str) -> CallResult:
+def score_stored(
+    result: CallResult,
+    transcript: Transcript,
+    card: Scorecard,
+    models: Models,
+    pipeline_version: str,
+) -> CallResult:
     """Metrics, sentiment summaries and every item of `card` from a stored transcript.
 
     The sentiment stored on each utterance is kept (it is per utterance, from the same
@@ -67,10 +74,21 @@ def score_stored(result: CallResult, transcript: Transcript, card: Scorecard, mo
     t0 = time.perf_counter()
     if any(u.sentiment is None for u in transcript.utterances):
         models.sentiment.annotate(transcript)
-    score = score_call(transcript, result.meta, card, metrics=compute_metrics(transcript),
-                       encoder=models.encoder, sentiment=models.sentiment,
-                       sample_rate=models.settings.review_sample_rate)
-    return CallResult(meta=result.meta, transcript=transcript, score=score,
-                      pipeline_version=pipeline_version, scorecard_version=card.version,
-                      created_at=datetime.now(UTC),
-                      timings={"score": time.perf_counter() - t0})
+    score = score_call(
+        transcript,
+        result.meta,
+        card,
+        metrics=compute_metrics(transcript),
+        encoder=models.encoder,
+        sentiment=models.sentiment,
+        sample_rate=models.settings.review_sample_rate,
+    )
+    return CallResult(
+        meta=result.meta,
+        transcript=transcript,
+        score=score,
+        pipeline_version=pipeline_version,
+        scorecard_version=card.version,
+        created_at=datetime.now(UTC),
+        timings={"score": time.perf_counter() - t0},
+    )

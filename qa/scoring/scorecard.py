@@ -61,8 +61,9 @@ def default_scorecard(language: str | None, settings: Settings | None = None) ->
     return load_scorecard(SCORECARD_DIR / DEFAULT_SCORECARDS["zh" if zh else "en"])
 
 
-def _not_applicable(when: AppliesWhen | None, meta: CallMeta, transcript: Transcript,
-                    ctx: CallContext) -> str | None:
+def _not_applicable(
+    when: AppliesWhen | None, meta: CallMeta, transcript: Transcript, ctx: CallContext
+) -> str | None:
     """Why an item does not apply to this call, or None when it does."""
     if when is None:
         return None
@@ -86,11 +87,22 @@ def _not_applicable(when: AppliesWhen | None, meta: CallMeta, transcript: Transc
     return None
 
 
-def _item_result(section: Section, item: Item, card: Scorecard, meta: CallMeta,
-                 transcript: Transcript, ctx: CallContext) -> ItemResult:
+def _item_result(
+    section: Section,
+    item: Item,
+    card: Scorecard,
+    meta: CallMeta,
+    transcript: Transcript,
+    ctx: CallContext,
+) -> ItemResult:
     possible = item.points if card.scoring == "deduction" else item.weight
-    base = dict(item_id=item.id, name=item.name, section=section.id, critical=item.critical,
-                rule_type=item.rule.type)
+    base = dict(
+        item_id=item.id,
+        name=item.name,
+        section=section.id,
+        critical=item.critical,
+        rule_type=item.rule.type,
+    )
     # what the item is worth on the card, also when N/A: a reviewer who finds it did apply
     # scores it against the same points
     base = dict(base, points_possible=possible or 0.0)
@@ -99,8 +111,13 @@ def _item_result(section: Section, item: Item, card: Scorecard, meta: CallMeta,
         return ItemResult(outcome=NA, reason=f"not applicable: {why_not}", **base)
     result = ctx.evaluate(item.rule)
     awarded = possible if result.outcome == ItemOutcome.PASS else 0.0
-    return ItemResult(outcome=result.outcome, reason=result.reason, evidence=result.evidence,
-                      points_awarded=awarded or 0.0, **base)
+    return ItemResult(
+        outcome=result.outcome,
+        reason=result.reason,
+        evidence=result.evidence,
+        points_awarded=awarded or 0.0,
+        **base,
+    )
 
 
 def sample_draw(call_id: str, seed: Any) -> float:
@@ -116,21 +133,39 @@ def _summaries(ctx: CallContext) -> list[SentimentSummary]:
         return []
     out = []
     for role in (Role.AGENT, Role.CUSTOMER):
-        pts = [((u.start + u.end) / 2, s.score) for (u, r), s in zip(ctx.utts, scores,
-                                                                     strict=True) if r == role]
+        pts = [
+            ((u.start + u.end) / 2, s.score)
+            for (u, r), s in zip(ctx.utts, scores, strict=True)
+            if r == role
+        ]
         if not pts:
             continue
         t = np.array([p[0] for p in pts]) / 60.0
         y = np.array([p[1] for p in pts])
         trend = float(np.polyfit(t, y, 1)[0]) if len(pts) > 1 and np.ptp(t) > 0 else 0.0
-        out.append(SentimentSummary(role=role, start=float(y[0]), end=float(y[-1]),
-                                    mean=float(y.mean()), trend=round(trend, 4)))
+        out.append(
+            SentimentSummary(
+                role=role,
+                start=float(y[0]),
+                end=float(y[-1]),
+                mean=float(y.mean()),
+                trend=round(trend, 4),
+            )
+        )
     return out
 
 
-def score_call(transcript: Transcript, meta: CallMeta | None, scorecard: Scorecard, *,
-               metrics: CallMetrics | None = None, encoder: Any = None, sentiment: Any = None,
-               sample_rate: float = 0.0, rng_seed: Any = None) -> CallScore:
+def score_call(
+    transcript: Transcript,
+    meta: CallMeta | None,
+    scorecard: Scorecard,
+    *,
+    metrics: CallMetrics | None = None,
+    encoder: Any = None,
+    sentiment: Any = None,
+    sample_rate: float = 0.0,
+    rng_seed: Any = None,
+) -> CallScore:
     """Evaluate every item of `scorecard` on one call (see the module docstring).
 
     `encoder` (qa.scoring.encoder.Encoder) enables semantic rules and `sentiment`
@@ -139,8 +174,9 @@ def score_call(transcript: Transcript, meta: CallMeta | None, scorecard: Scoreca
     calls for random human review, deterministically per call id and `rng_seed`.
     """
     if meta is None:
-        meta = CallMeta(call_id=transcript.call_id, language=transcript.language,
-                        duration=transcript.duration)
+        meta = CallMeta(
+            call_id=transcript.call_id, language=transcript.language, duration=transcript.duration
+        )
     metrics = metrics or compute_metrics(transcript)
     ctx = CallContext(transcript, scorecard, metrics, encoder=encoder, sentiment=sentiment)
     items = [_item_result(s, i, scorecard, meta, transcript, ctx) for s, i in scorecard.items]
@@ -155,49 +191,90 @@ def score_call(transcript: Transcript, meta: CallMeta | None, scorecard: Scoreca
     if auto_fail:
         flags.append(Flag(code=FlagCode.AUTO_FAIL, reason="; ".join(auto_fail_reasons)))
     if total < scorecard.pass_mark:
-        flags.append(Flag(code=FlagCode.BELOW_PASS,
-                          reason=f"score {total:g} below the pass mark {scorecard.pass_mark:g}"))
+        flags.append(
+            Flag(
+                code=FlagCode.BELOW_PASS,
+                reason=f"score {total:g} below the pass mark {scorecard.pass_mark:g}",
+            )
+        )
     summaries = _summaries(ctx)
     scores = ctx.sentiments()
     if scores is not None:
         end_from = ctx.duration - thresholds.ending_seconds
-        ending = [s.score for (u, r), s in zip(ctx.utts, scores, strict=True)
-                  if r == Role.CUSTOMER and u.end >= end_from]
+        ending = [
+            s.score
+            for (u, r), s in zip(ctx.utts, scores, strict=True)
+            if r == Role.CUSTOMER and u.end >= end_from
+        ]
         if not ending:  # the customer said nothing at the very end: their last words count
-            ending = [s.score for (_, r), s in zip(ctx.utts, scores, strict=True)
-                      if r == Role.CUSTOMER][-2:]
+            ending = [
+                s.score for (_, r), s in zip(ctx.utts, scores, strict=True) if r == Role.CUSTOMER
+            ][-2:]
         end_mean = sum(ending) / len(ending) if ending else 0.0
         if ending and end_mean < thresholds.negative_ending:
-            flags.append(Flag(code=FlagCode.NEGATIVE_ENDING,
-                              reason=f"customer sentiment at the end {end_mean:+.2f} < "
-                                     f"{thresholds.negative_ending:+.2f}"))
+            flags.append(
+                Flag(
+                    code=FlagCode.NEGATIVE_ENDING,
+                    reason=f"customer sentiment at the end {end_mean:+.2f} < "
+                    f"{thresholds.negative_ending:+.2f}",
+                )
+            )
     if transcript.roles.confidence < thresholds.low_role_confidence:
-        flags.append(Flag(code=FlagCode.LOW_ROLE_CONFIDENCE,
-                          reason=f"agent/customer roles decided with confidence "
-                                 f"{transcript.roles.confidence:.2f} < "
-                                 f"{thresholds.low_role_confidence:.2f}"))
+        flags.append(
+            Flag(
+                code=FlagCode.LOW_ROLE_CONFIDENCE,
+                reason=f"agent/customer roles decided with confidence "
+                f"{transcript.roles.confidence:.2f} < "
+                f"{thresholds.low_role_confidence:.2f}",
+            )
+        )
     if transcript.asr_confidence is not None and (
-            transcript.asr_confidence < thresholds.low_asr_confidence):
-        flags.append(Flag(code=FlagCode.LOW_ASR_CONFIDENCE,
-                          reason=f"mean word probability {transcript.asr_confidence:.2f} < "
-                                 f"{thresholds.low_asr_confidence:.2f}"))
+        transcript.asr_confidence < thresholds.low_asr_confidence
+    ):
+        flags.append(
+            Flag(
+                code=FlagCode.LOW_ASR_CONFIDENCE,
+                reason=f"mean word probability {transcript.asr_confidence:.2f} < "
+                f"{thresholds.low_asr_confidence:.2f}",
+            )
+        )
     if transcript.quality is not None and transcript.quality.issues:
         flags.append(Flag(code=FlagCode.EVIDENCE_DOUBT, reason=transcript.quality.reason))
     if sample_rate > 0 and sample_draw(transcript.call_id, rng_seed) < sample_rate:
-        flags.append(Flag(code=FlagCode.RANDOM_SAMPLE,
-                          reason=f"picked for random review ({sample_rate:.0%} of calls)"))
+        flags.append(
+            Flag(
+                code=FlagCode.RANDOM_SAMPLE,
+                reason=f"picked for random review ({sample_rate:.0%} of calls)",
+            )
+        )
 
     return CallScore(
-        call_id=transcript.call_id, scorecard_id=scorecard.id,
-        scorecard_version=scorecard.version, total=total, max_total=scoring.max_total,
-        pass_mark=scorecard.pass_mark, passed=passed, auto_fail=auto_fail,
-        auto_fail_reasons=auto_fail_reasons, scoring=scoring.mode,
-        auto_fail_zeroes_total=scoring.auto_fail_zeroes_total, items=items, flags=flags,
-        metrics=metrics, sentiment=summaries)
+        call_id=transcript.call_id,
+        scorecard_id=scorecard.id,
+        scorecard_version=scorecard.version,
+        total=total,
+        max_total=scoring.max_total,
+        pass_mark=scorecard.pass_mark,
+        passed=passed,
+        auto_fail=auto_fail,
+        auto_fail_reasons=auto_fail_reasons,
+        scoring=scoring.mode,
+        auto_fail_zeroes_total=scoring.auto_fail_zeroes_total,
+        items=items,
+        flags=flags,
+        metrics=metrics,
+        sentiment=summaries,
+    )
 
 
-def time_scoring(transcripts: list[Transcript], scorecard: Scorecard, *, encoder: Any = None,
-                 sentiment: Any = None, progress: Any = None) -> dict[str, float]:
+def time_scoring(
+    transcripts: list[Transcript],
+    scorecard: Scorecard,
+    *,
+    encoder: Any = None,
+    sentiment: Any = None,
+    progress: Any = None,
+) -> dict[str, float]:
     """Score each transcript once and measure it: calls per CPU-second is calls/s per core.
 
     Without models everything runs in this thread, so its own CPU time is measured (a
@@ -206,8 +283,9 @@ def time_scoring(transcripts: list[Transcript], scorecard: Scorecard, *, encoder
     """
     import time
 
-    clock = time.process_time if (encoder is not None or sentiment is not None) \
-        else time.thread_time
+    clock = (
+        time.process_time if (encoder is not None or sentiment is not None) else time.thread_time
+    )
     cpu0, wall0 = clock(), time.perf_counter()
     for done, t in enumerate(transcripts, 1):
         score_call(t, None, scorecard, encoder=encoder, sentiment=sentiment)
@@ -215,6 +293,10 @@ def time_scoring(transcripts: list[Transcript], scorecard: Scorecard, *, encoder
             progress(done)
     cpu, wall = clock() - cpu0, time.perf_counter() - wall0
     n = len(transcripts)
-    return {"calls": n, "cpu_s": cpu, "wall_s": wall,
-            "calls_per_core_s": n / cpu if cpu else float("inf"),
-            "ms_per_call": 1000 * cpu / n if n else 0.0}
+    return {
+        "calls": n,
+        "cpu_s": cpu,
+        "wall_s": wall,
+        "calls_per_core_s": n / cpu if cpu else float("inf"),
+        "ms_per_call": 1000 * cpu / n if n else 0.0,
+    }

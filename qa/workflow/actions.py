@@ -110,13 +110,17 @@ def _public_signature(body: Callable[..., object], system: bool) -> inspect.Sign
     sig = inspect.signature(body)
     params = list(sig.parameters.values())
     params[0] = params[0].replace(kind=inspect.Parameter.POSITIONAL_ONLY)
-    params[1] = params[1].replace(name="actor", kind=inspect.Parameter.POSITIONAL_ONLY,
-                                  annotation="UserView | None" if system else "UserView")
+    params[1] = params[1].replace(
+        name="actor",
+        kind=inspect.Parameter.POSITIONAL_ONLY,
+        annotation="UserView | None" if system else "UserView",
+    )
     return sig.replace(parameters=params)
 
 
-def _declare(perm: Permission, wrapper: Callable[..., R], body: Callable[..., R]
-             ) -> Callable[..., R]:
+def _declare(
+    perm: Permission, wrapper: Callable[..., R], body: Callable[..., R]
+) -> Callable[..., R]:
     functools.update_wrapper(wrapper, body)
     del wrapper.__wrapped__  # type: ignore[attr-defined]  # callers see the public signature
     wrapper.__signature__ = _public_signature(body, perm.system)  # type: ignore[attr-defined]
@@ -124,14 +128,17 @@ def _declare(perm: Permission, wrapper: Callable[..., R], body: Callable[..., R]
     return wrapper
 
 
-def action(roles: frozenset[UserRole], what: str, *, write: bool = False, system: bool = False
-           ) -> Callable[[Callable[Concatenate[W, Tx, P], R]],
-                         Callable[Concatenate[W, UserView | None, P], R]]:
+def action(
+    roles: frozenset[UserRole], what: str, *, write: bool = False, system: bool = False
+) -> Callable[
+    [Callable[Concatenate[W, Tx, P], R]], Callable[Concatenate[W, UserView | None, P], R]
+]:
     """The body runs inside one transaction (a writing one if `write`), given the Tx."""
     perm = Permission(frozenset(roles), what, write, system)
 
-    def decorate(body: Callable[Concatenate[W, Tx, P], R]
-                 ) -> Callable[Concatenate[W, UserView | None, P], R]:
+    def decorate(
+        body: Callable[Concatenate[W, Tx, P], R],
+    ) -> Callable[Concatenate[W, UserView | None, P], R]:
         def wrapper(self: W, actor: UserView | None, /, *args: P.args, **kwargs: P.kwargs) -> R:
             with self._tx(write=write) as s:
                 return body(self, _enter(s, actor, perm, True), *args, **kwargs)
@@ -141,17 +148,19 @@ def action(roles: frozenset[UserRole], what: str, *, write: bool = False, system
     return decorate
 
 
-def staged_action(roles: frozenset[UserRole], what: str, *, write: bool = False,
-                  system: bool = False
-                  ) -> Callable[[Callable[Concatenate[W, Act, P], R]],
-                                Callable[Concatenate[W, UserView | None, P], R]]:
+def staged_action(
+    roles: frozenset[UserRole], what: str, *, write: bool = False, system: bool = False
+) -> Callable[
+    [Callable[Concatenate[W, Act, P], R]], Callable[Concatenate[W, UserView | None, P], R]
+]:
     """For actions with work outside any transaction (a slow hash, models, checking the
     input first): the body gets an Act and opens its transactions with `act.tx()`, each of
     which loads and checks the actor before handing out the session."""
     perm = Permission(frozenset(roles), what, write, system, staged=True)
 
-    def decorate(body: Callable[Concatenate[W, Act, P], R]
-                 ) -> Callable[Concatenate[W, UserView | None, P], R]:
+    def decorate(
+        body: Callable[Concatenate[W, Act, P], R],
+    ) -> Callable[Concatenate[W, UserView | None, P], R]:
         def wrapper(self: W, actor: UserView | None, /, *args: P.args, **kwargs: P.kwargs) -> R:
             return body(self, Act(self, actor, perm), *args, **kwargs)
 

@@ -39,45 +39,73 @@ class Calibration(Reviews):
         s, user = tx.s, tx.user
         call = self._call(s, user, call_id)
         if role_of(user) is UserRole.INSPECTOR:
-            own = s.scalar(select(Review.status).where(Review.call_id == call_id,
-                                                       Review.reviewer_id == user.id))
+            own = s.scalar(
+                select(Review.status).where(
+                    Review.call_id == call_id, Review.reviewer_id == user.id
+                )
+            )
             if own != ReviewStatus.SUBMITTED.value:
-                raise AccessDenied(f"{user.username}: submit your own review of {call_id!r} "
-                                   "before seeing the others'")
-        reviews = [r for r in self._visible_reviews(s, user, call)
-                   if r.status == ReviewStatus.SUBMITTED.value]
+                raise AccessDenied(
+                    f"{user.username}: submit your own review of {call_id!r} "
+                    "before seeing the others'"
+                )
+        reviews = [
+            r
+            for r in self._visible_reviews(s, user, call)
+            if r.status == ReviewStatus.SUBMITTED.value
+        ]
         counted = [r for r in reviews if not r.self_review]
         self_rev = next((r for r in reviews if r.self_review), None)
         by_reviewer = {r.reviewer.username: {i.item_id: i for i in r.items} for r in reviews}
         items = []
         for ci in call.items:
-            outcomes = {name: ItemOutcome(rows[ci.item_id].outcome)
-                        for name, rows in by_reviewer.items() if ci.item_id in rows}
-            points = {name: rows[ci.item_id].points for name, rows in by_reviewer.items()
-                      if ci.item_id in rows}
+            outcomes = {
+                name: ItemOutcome(rows[ci.item_id].outcome)
+                for name, rows in by_reviewer.items()
+                if ci.item_id in rows
+            }
+            points = {
+                name: rows[ci.item_id].points
+                for name, rows in by_reviewer.items()
+                if ci.item_id in rows
+            }
             names = [r.reviewer.username for r in counted if r.reviewer.username in outcomes]
             top, share = majority(outcomes[n] for n in names)
             counted_points = [points[n] for n in names]
             auto = ItemOutcome(ci.auto_outcome)
-            items.append(CalibrationItem(
-                item_id=ci.item_id, name=ci.name, critical=ci.critical,
-                points_possible=ci.points_possible, auto_outcome=auto,
-                final_outcome=ItemOutcome(ci.final_outcome) if ci.final_outcome else None,
-                outcomes=outcomes, points=points, majority=top, agreement=share,
-                all_agree=share == 1.0 if share is not None else False,
-                auto_agreement=agreement_rate((outcomes[n], auto) for n in names),
-                points_spread=(max(counted_points) - min(counted_points))
-                if counted_points else 0.0))
+            items.append(
+                CalibrationItem(
+                    item_id=ci.item_id,
+                    name=ci.name,
+                    critical=ci.critical,
+                    points_possible=ci.points_possible,
+                    auto_outcome=auto,
+                    final_outcome=ItemOutcome(ci.final_outcome) if ci.final_outcome else None,
+                    outcomes=outcomes,
+                    points=points,
+                    majority=top,
+                    agreement=share,
+                    all_agree=share == 1.0 if share is not None else False,
+                    auto_agreement=agreement_rate((outcomes[n], auto) for n in names),
+                    points_spread=(max(counted_points) - min(counted_points))
+                    if counted_points
+                    else 0.0,
+                )
+            )
         totals = {r.reviewer.username: r.total for r in reviews}
         counted_totals = [r.total for r in counted]
         shares = [i.agreement for i in items if i.agreement is not None]
         return CalibrationView(
-            call_id=call_id, reviewers=[r.reviewer.username for r in counted],
+            call_id=call_id,
+            reviewers=[r.reviewer.username for r in counted],
             self_reviewer=self_rev.reviewer.username if self_rev else None,
-            totals=totals, auto_total=call.auto_total, final_total=call.final_total,
-            score_spread=(max(counted_totals) - min(counted_totals)) if counted_totals
-            else 0.0,
-            items=items, agreement=sum(shares) / len(shares) if shares else None)
+            totals=totals,
+            auto_total=call.auto_total,
+            final_total=call.final_total,
+            score_spread=(max(counted_totals) - min(counted_totals)) if counted_totals else 0.0,
+            items=items,
+            agreement=sum(shares) / len(shares) if shares else None,
+        )
 
     @action(auth.STATS, "see agreement statistics")
     def agreement_stats(self, tx: Tx, filters: CallFilter | None = None) -> AgreementStats:
@@ -87,19 +115,22 @@ class Calibration(Reviews):
         """
         s = tx.s
         calls = {c.call_id: c for c in self._query_calls(s, tx.user, filters)}
-        reviews = [r for r in s.scalars(
-            select(Review).options(selectinload(Review.items), selectinload(Review.reviewer))
-            .where(Review.status == ReviewStatus.SUBMITTED.value,
-                   Review.self_review.is_(False)))
-            if r.call_id in calls]
+        reviews = [
+            r
+            for r in s.scalars(
+                select(Review)
+                .options(selectinload(Review.items), selectinload(Review.reviewer))
+                .where(Review.status == ReviewStatus.SUBMITTED.value, Review.self_review.is_(False))
+            )
+            if r.call_id in calls
+        ]
         auto: dict[tuple[str, str], ItemOutcome] = {}
         final: dict[tuple[str, str], ItemOutcome] = {}
         names: dict[str, str] = {}
         for c in calls.values():
             for ci in c.items:
                 auto[(c.call_id, ci.item_id)] = ItemOutcome(ci.auto_outcome)
-                final[(c.call_id, ci.item_id)] = ItemOutcome(ci.final_outcome
-                                                             or ci.auto_outcome)
+                final[(c.call_id, ci.item_id)] = ItemOutcome(ci.final_outcome or ci.auto_outcome)
                 names.setdefault(ci.item_id, ci.name)
         ratings: dict[str, dict[tuple[str, str], ItemOutcome]] = defaultdict(dict)
         for r in reviews:
@@ -108,14 +139,25 @@ class Calibration(Reviews):
         item_ids = sorted({unit[1] for rated in ratings.values() for unit in rated})
         per_item = []
         for item_id in item_ids:
-            sub = {name: {u[0]: o for u, o in rated.items() if u[1] == item_id}
-                   for name, rated in ratings.items()}
-            pairs = [(o, auto[(c, item_id)]) for rated in sub.values()
-                     for c, o in rated.items() if (c, item_id) in auto]
-            per_item.append(ItemAgreement(
-                item_id=item_id, name=names.get(item_id, item_id),
-                alpha=nominal_alpha(sub), auto_human_agreement=agreement_rate(pairs),
-                ratings=sum(len(v) for v in sub.values())))
+            sub = {
+                name: {u[0]: o for u, o in rated.items() if u[1] == item_id}
+                for name, rated in ratings.items()
+            }
+            pairs = [
+                (o, auto[(c, item_id)])
+                for rated in sub.values()
+                for c, o in rated.items()
+                if (c, item_id) in auto
+            ]
+            per_item.append(
+                ItemAgreement(
+                    item_id=item_id,
+                    name=names.get(item_id, item_id),
+                    alpha=nominal_alpha(sub),
+                    auto_human_agreement=agreement_rate(pairs),
+                    ratings=sum(len(v) for v in sub.values()),
+                )
+            )
         per_reviewer = []
         for name, rated in sorted(ratings.items()):
             others: dict[tuple[str, str], ItemOutcome] = {}
@@ -125,17 +167,27 @@ class Calibration(Reviews):
                 if top is not None:
                     others[unit] = top
             vs_final = {u: final[u] for u in rated if u in final}
-            per_reviewer.append(ReviewerAgreement(
-                reviewer=name, reviews=sum(1 for r in reviews if r.reviewer.username == name),
-                alpha_vs_others=nominal_alpha({name: rated, "others": others}),
-                agreement_vs_others=agreement_rate((rated[u], o) for u, o in others.items()),
-                alpha_vs_final=nominal_alpha({name: rated, "final": vs_final}),
-                agreement_vs_final=agreement_rate((rated[u], o) for u, o in vs_final.items()),
-                agreement_vs_auto=agreement_rate((o, auto[u]) for u, o in rated.items()
-                                                 if u in auto)))
-        all_pairs = [(o, auto[u]) for rated in ratings.values() for u, o in rated.items()
-                     if u in auto]
+            per_reviewer.append(
+                ReviewerAgreement(
+                    reviewer=name,
+                    reviews=sum(1 for r in reviews if r.reviewer.username == name),
+                    alpha_vs_others=nominal_alpha({name: rated, "others": others}),
+                    agreement_vs_others=agreement_rate((rated[u], o) for u, o in others.items()),
+                    alpha_vs_final=nominal_alpha({name: rated, "final": vs_final}),
+                    agreement_vs_final=agreement_rate((rated[u], o) for u, o in vs_final.items()),
+                    agreement_vs_auto=agreement_rate(
+                        (o, auto[u]) for u, o in rated.items() if u in auto
+                    ),
+                )
+            )
+        all_pairs = [
+            (o, auto[u]) for rated in ratings.values() for u, o in rated.items() if u in auto
+        ]
         return AgreementStats(
-            calls=len({r.call_id for r in reviews}), reviews=len(reviews),
-            alpha=nominal_alpha(ratings), auto_human_agreement=agreement_rate(all_pairs),
-            items=per_item, reviewers=per_reviewer)
+            calls=len({r.call_id for r in reviews}),
+            reviews=len(reviews),
+            alpha=nominal_alpha(ratings),
+            auto_human_agreement=agreement_rate(all_pairs),
+            items=per_item,
+            reviewers=per_reviewer,
+        )

@@ -19,8 +19,14 @@ from qa.workflow.views import CallFilter, CallView
 class Calls(CallAccess):
     """Syncing calls from the pipeline, finding them, and assigning them for review."""
 
-    def sync_call(self, meta: CallMeta, score: CallScore, *, pipeline_version: str = "",
-                  scorecard_version: str | None = None) -> CallView:
+    def sync_call(
+        self,
+        meta: CallMeta,
+        score: CallScore,
+        *,
+        pipeline_version: str = "",
+        scorecard_version: str | None = None,
+    ) -> CallView:
         """Upsert a call from the pipeline's result; reviews and final decisions are kept."""
         with self._tx(write=True) as s:
             call = self._sync(s, meta, score, pipeline_version, scorecard_version)
@@ -28,8 +34,12 @@ class Calls(CallAccess):
 
     def sync_result(self, result: CallResult) -> CallView:
         """Upsert a call from a pipeline `CallResult` (what workers publish to the store)."""
-        return self.sync_call(result.meta, result.score, pipeline_version=result.pipeline_version,
-                              scorecard_version=result.scorecard_version)
+        return self.sync_call(
+            result.meta,
+            result.score,
+            pipeline_version=result.pipeline_version,
+            scorecard_version=result.scorecard_version,
+        )
 
     @action(EVERYONE, "list calls")
     def list_calls(self, tx: Tx, filters: CallFilter | None = None) -> list[CallView]:
@@ -50,15 +60,24 @@ class Calls(CallAccess):
         if target is None or not target.active:
             raise NotFoundError(f"reviewer {reviewer!r} not found or disabled")
         if role_of(target) not in auth.REVIEWERS:
-            raise QAError(f"{reviewer!r} is a {target.role}; only inspectors and leads "
-                          "review calls")
-        exists = s.scalar(select(Assignment.id).where(Assignment.call_id == call_id,
-                                                      Assignment.user_id == target.id))
+            raise QAError(
+                f"{reviewer!r} is a {target.role}; only inspectors and leads review calls"
+            )
+        exists = s.scalar(
+            select(Assignment.id).where(
+                Assignment.call_id == call_id, Assignment.user_id == target.id
+            )
+        )
         if exists is None:
-            s.add(Assignment(call_id=call_id, user_id=target.id, assigned_by=lead.username,
-                             assigned_at=self.now()))
-            self._audit(s, lead.username, "call", call_id, "assign", "reviewer", None,
-                        reviewer)
+            s.add(
+                Assignment(
+                    call_id=call_id,
+                    user_id=target.id,
+                    assigned_by=lead.username,
+                    assigned_at=self.now(),
+                )
+            )
+            self._audit(s, lead.username, "call", call_id, "assign", "reviewer", None, reviewer)
         s.flush()
         return self._call_views(s, [call], lead)[0]
 
@@ -67,19 +86,27 @@ class Calls(CallAccess):
         """A lead takes a call off a reviewer's queue."""
         s, lead = tx.s, tx.user
         call = self._call(s, lead, call_id)
-        row = s.scalar(select(Assignment).join(User, User.id == Assignment.user_id)
-                       .where(Assignment.call_id == call_id, User.username == reviewer))
+        row = s.scalar(
+            select(Assignment)
+            .join(User, User.id == Assignment.user_id)
+            .where(Assignment.call_id == call_id, User.username == reviewer)
+        )
         if row is not None:
             s.delete(row)
-            self._audit(s, lead.username, "call", call_id, "unassign", "reviewer", reviewer,
-                        None)
+            self._audit(s, lead.username, "call", call_id, "unassign", "reviewer", reviewer, None)
         s.flush()
         return self._call_views(s, [call], lead)[0]
 
     @staged_action(auth.LEADS, "sample calls for review", write=True)
-    def sample_for_review(self, act: Act, n: int, filters: CallFilter | None = None,
-                          seed: int | None = None, *, assign_to: str | None = None
-                          ) -> list[CallView]:
+    def sample_for_review(
+        self,
+        act: Act,
+        n: int,
+        filters: CallFilter | None = None,
+        seed: int | None = None,
+        *,
+        assign_to: str | None = None,
+    ) -> list[CallView]:
         """A random, reproducible sample (default: unreviewed calls), optionally assigned."""
         if n < 0:
             raise QAError(f"sample size must be >= 0, got {n}")

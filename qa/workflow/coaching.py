@@ -29,11 +29,20 @@ from qa.workflow.views import (
 
 def coaching_view(c: Coaching) -> CoachingView:
     return CoachingView(
-        id=c.id, agent_id=c.agent_id, created_by=c.created_by, created_at=c.created_at,
-        session_at=c.session_at, call_ids=list(c.call_ids or []),
-        item_ids=list(c.item_ids or []), notes=c.notes, due=c.due,
-        acknowledged_at=c.acknowledged_at, follow_up_notes=c.follow_up_notes,
-        follow_up_date=c.follow_up_date, status=CoachingStatus(c.status))
+        id=c.id,
+        agent_id=c.agent_id,
+        created_by=c.created_by,
+        created_at=c.created_at,
+        session_at=c.session_at,
+        call_ids=list(c.call_ids or []),
+        item_ids=list(c.item_ids or []),
+        notes=c.notes,
+        due=c.due,
+        acknowledged_at=c.acknowledged_at,
+        follow_up_notes=c.follow_up_notes,
+        follow_up_date=c.follow_up_date,
+        status=CoachingStatus(c.status),
+    )
 
 
 class CoachingSessions(CallAccess):
@@ -52,26 +61,39 @@ class CoachingSessions(CallAccess):
         return c
 
     @action(auth.COACHES, "create coaching", write=True)
-    def create_coaching(self, tx: Tx, agent_id: str, call_ids: Iterable[str] = (),
-                        item_ids: Iterable[str] = (), notes: str = "",
-                        due: date | None = None, *, session_at: datetime | None = None
-                        ) -> CoachingView:
+    def create_coaching(
+        self,
+        tx: Tx,
+        agent_id: str,
+        call_ids: Iterable[str] = (),
+        item_ids: Iterable[str] = (),
+        notes: str = "",
+        due: date | None = None,
+        *,
+        session_at: datetime | None = None,
+    ) -> CoachingView:
         """An inspector or lead records a coaching session on some of an agent's calls/items."""
         call_ids, item_ids = list(dict.fromkeys(call_ids)), list(dict.fromkeys(item_ids))
         s, coach = tx.s, tx.user
         for call_id in call_ids:
             call = self._call(s, coach, call_id)
             if call.agent_id != agent_id:
-                raise QAError(f"call {call_id!r} is agent {call.agent_id!r}'s, not "
-                              f"{agent_id!r}'s")
+                raise QAError(f"call {call_id!r} is agent {call.agent_id!r}'s, not {agent_id!r}'s")
         now = self.now()
-        c = Coaching(agent_id=agent_id, created_by=coach.username, created_at=now,
-                     session_at=session_at or now, call_ids=call_ids, item_ids=item_ids,
-                     notes=notes, due=due, status=CoachingStatus.OPEN.value)
+        c = Coaching(
+            agent_id=agent_id,
+            created_by=coach.username,
+            created_at=now,
+            session_at=session_at or now,
+            call_ids=call_ids,
+            item_ids=item_ids,
+            notes=notes,
+            due=due,
+            status=CoachingStatus.OPEN.value,
+        )
         s.add(c)
         s.flush()
-        self._audit(s, coach.username, "coaching", c.id, "create", "agent_id", None,
-                    agent_id)
+        self._audit(s, coach.username, "coaching", c.id, "create", "agent_id", None, agent_id)
         return coaching_view(c)
 
     @action(auth.AGENTS, "acknowledge coaching", write=True)
@@ -81,31 +103,48 @@ class CoachingSessions(CallAccess):
         c = self._coaching(s, user, coaching_id)
         if c.acknowledged_at is None:
             now = self.now()
-            self._audit(s, user.username, "coaching", c.id, "acknowledge",
-                        "acknowledged_at", None, now)
+            self._audit(
+                s, user.username, "coaching", c.id, "acknowledge", "acknowledged_at", None, now
+            )
             c.acknowledged_at = now
             if c.status == CoachingStatus.OPEN.value:
-                self._changes(s, user.username, "coaching", c.id, c,
-                              {"status": CoachingStatus.ACKNOWLEDGED.value}, "acknowledge")
+                self._changes(
+                    s,
+                    user.username,
+                    "coaching",
+                    c.id,
+                    c,
+                    {"status": CoachingStatus.ACKNOWLEDGED.value},
+                    "acknowledge",
+                )
         return coaching_view(c)
 
     @action(auth.COACHES, "follow up coaching", write=True)
-    def add_follow_up(self, tx: Tx, coaching_id: int, notes: str,
-                      follow_up_date: date | None = None, *, complete: bool = False
-                      ) -> CoachingView:
+    def add_follow_up(
+        self,
+        tx: Tx,
+        coaching_id: int,
+        notes: str,
+        follow_up_date: date | None = None,
+        *,
+        complete: bool = False,
+    ) -> CoachingView:
         """The coach records the follow-up and may close the coaching."""
         s, coach = tx.s, tx.user
         c = self._coaching(s, coach, coaching_id)
-        values: dict[str, Any] = {"follow_up_notes": notes,
-                                  "follow_up_date": follow_up_date or self.now().date()}
+        values: dict[str, Any] = {
+            "follow_up_notes": notes,
+            "follow_up_date": follow_up_date or self.now().date(),
+        }
         if complete:
             values["status"] = CoachingStatus.COMPLETED.value
         self._changes(s, coach.username, "coaching", c.id, c, values, "follow_up")
         return coaching_view(c)
 
     @action(EVERYONE, "read coaching")
-    def list_coaching(self, tx: Tx, *, agent_id: str | None = None,
-                      status: CoachingStatus | str | None = None) -> list[CoachingView]:
+    def list_coaching(
+        self, tx: Tx, *, agent_id: str | None = None, status: CoachingStatus | str | None = None
+    ) -> list[CoachingView]:
         """Coaching sessions, newest first; an agent sees only their own."""
         user = tx.user
         query = select(Coaching).order_by(Coaching.session_at.desc(), Coaching.id.desc())
@@ -127,12 +166,21 @@ class CoachingSessions(CallAccess):
         c = self._coaching(tx.s, tx.user, coaching_id)
         items = set(c.item_ids or [])
         rows = tx.s.execute(
-            select(CallItem.item_id, CallItem.final_outcome, CallItem.auto_outcome,
-                   Call.call_id, Call.started_at, Call.synced_at)
+            select(
+                CallItem.item_id,
+                CallItem.final_outcome,
+                CallItem.auto_outcome,
+                Call.call_id,
+                Call.started_at,
+                Call.synced_at,
+            )
             .join(Call, Call.call_id == CallItem.call_id)
-            .where(Call.agent_id == c.agent_id))
-        outcomes: dict[str, dict[str, list[str]]] = {"before": defaultdict(list),
-                                                     "after": defaultdict(list)}
+            .where(Call.agent_id == c.agent_id)
+        )
+        outcomes: dict[str, dict[str, list[str]]] = {
+            "before": defaultdict(list),
+            "after": defaultdict(list),
+        }
         calls: dict[str, set[str]] = {"before": set(), "after": set()}
         for item_id, final, auto_outcome, call_id, started, synced in rows:
             if items and item_id not in items:
@@ -149,11 +197,17 @@ class CoachingSessions(CallAccess):
         for item_id in sorted(items or (set(outcomes["before"]) | set(outcomes["after"]))):
             b, bn = pass_rate(outcomes["before"].get(item_id, []))
             a, an = pass_rate(outcomes["after"].get(item_id, []))
-            per_item.append(ItemEffect(item_id=item_id, before_rate=b, after_rate=a,
-                                       before_n=bn, after_n=an))
+            per_item.append(
+                ItemEffect(item_id=item_id, before_rate=b, after_rate=a, before_n=bn, after_n=an)
+            )
         return CoachingEffect(
-            coaching_id=c.id, agent_id=c.agent_id, session_at=c.session_at,
-            before_calls=len(calls["before"]), after_calls=len(calls["after"]),
-            before_rate=before, after_rate=after,
+            coaching_id=c.id,
+            agent_id=c.agent_id,
+            session_at=c.session_at,
+            before_calls=len(calls["before"]),
+            after_calls=len(calls["after"]),
+            before_rate=before,
+            after_rate=after,
             change=(after - before) if before is not None and after is not None else None,
-            items=per_item)
+            items=per_item,
+        )

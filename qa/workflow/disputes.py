@@ -18,12 +18,20 @@ from qa.workflow.views import CallView, DisputeStatus, DisputeView, ReviewItemIn
 
 def dispute_view(d: Dispute, agent_id: str | None) -> DisputeView:
     return DisputeView(
-        id=d.id, call_id=d.call_id, item_id=d.item_id, agent_id=agent_id,
-        opened_by=d.opened_by, reason=d.reason, status=DisputeStatus(d.status),
-        resolution=d.resolution, resolved_by=d.resolved_by, resolved_at=d.resolved_at,
+        id=d.id,
+        call_id=d.call_id,
+        item_id=d.item_id,
+        agent_id=agent_id,
+        opened_by=d.opened_by,
+        reason=d.reason,
+        status=DisputeStatus(d.status),
+        resolution=d.resolution,
+        resolved_by=d.resolved_by,
+        resolved_at=d.resolved_at,
         created_at=d.created_at,
         outcome_before=ItemOutcome(d.outcome_before) if d.outcome_before else None,
-        outcome_after=ItemOutcome(d.outcome_after) if d.outcome_after else None)
+        outcome_after=ItemOutcome(d.outcome_after) if d.outcome_after else None,
+    )
 
 
 def _flip(outcome: ItemOutcome) -> ItemOutcome:
@@ -34,9 +42,15 @@ class Disputes(CallAccess):
     """Final scores, disputes and the agent's acknowledgement of a score."""
 
     @action(auth.LEADS, "set final scores", write=True)
-    def set_final_score(self, tx: Tx, call_id: str,
-                        items: Sequence[ReviewItemInput] = (), total: float | None = None,
-                        passed: bool | None = None, note: str = "") -> CallView:
+    def set_final_score(
+        self,
+        tx: Tx,
+        call_id: str,
+        items: Sequence[ReviewItemInput] = (),
+        total: float | None = None,
+        passed: bool | None = None,
+        note: str = "",
+    ) -> CallView:
         """A lead's decision after calibration; it replaces the automatic score everywhere.
 
         Items not named keep their current outcome. `total` / `passed` default to the
@@ -51,17 +65,35 @@ class Disputes(CallAccess):
             for name, value in (("final_outcome", outcome.value), ("final_points", points)):
                 old = getattr(item, name)
                 if old != value:
-                    self._audit(s, lead.username, "call", call_id, "final",
-                                f"items.{entry.item_id}.{name}", old, value)
+                    self._audit(
+                        s,
+                        lead.username,
+                        "call",
+                        call_id,
+                        "final",
+                        f"items.{entry.item_id}.{name}",
+                        old,
+                        value,
+                    )
                     setattr(item, name, value)
         computed = final_outcome(call)
         if total is not None and not 0.0 <= total <= call.max_total:
             raise QAError(f"final total {total} outside 0..{call.max_total}")
-        self._changes(s, lead.username, "call", call_id, call, {
-            "final_total": computed.total if total is None else float(total),
-            "final_passed": computed.passed if passed is None else passed,
-            "final_auto_fail": computed.auto_fail,
-            "final_note": note or call.final_note, "final_by": lead.username}, "final")
+        self._changes(
+            s,
+            lead.username,
+            "call",
+            call_id,
+            call,
+            {
+                "final_total": computed.total if total is None else float(total),
+                "final_passed": computed.passed if passed is None else passed,
+                "final_auto_fail": computed.auto_fail,
+                "final_note": note or call.final_note,
+                "final_by": lead.username,
+            },
+            "final",
+        )
         call.final_at = self.now()
         s.flush()
         return self._call_views(s, [call], lead)[0]
@@ -77,27 +109,48 @@ class Disputes(CallAccess):
             item = next((i for i in call.items if i.item_id == item_id), None)
             if item is None:
                 raise QAError(f"call {call_id!r} has no scorecard item {item_id!r}")
-            if s.scalar(select(Dispute.id).where(Dispute.call_id == call_id,
-                                                 Dispute.item_id == item_id,
-                                                 Dispute.status == DisputeStatus.OPEN.value)):
+            if s.scalar(
+                select(Dispute.id).where(
+                    Dispute.call_id == call_id,
+                    Dispute.item_id == item_id,
+                    Dispute.status == DisputeStatus.OPEN.value,
+                )
+            ):
                 raise QAError(f"item {item_id!r} of {call_id!r} already has an open dispute")
-            dispute = Dispute(call_id=call_id, item_id=item_id, opened_by=user.username,
-                              reason=reason.strip(), status=DisputeStatus.OPEN.value,
-                              outcome_before=item.final_outcome or item.auto_outcome,
-                              created_at=self.now())
+            dispute = Dispute(
+                call_id=call_id,
+                item_id=item_id,
+                opened_by=user.username,
+                reason=reason.strip(),
+                status=DisputeStatus.OPEN.value,
+                outcome_before=item.final_outcome or item.auto_outcome,
+                created_at=self.now(),
+            )
             s.add(dispute)
             s.flush()
-            self._audit(s, user.username, "dispute", dispute.id, "open", "status", None,
-                        DisputeStatus.OPEN.value)
+            self._audit(
+                s,
+                user.username,
+                "dispute",
+                dispute.id,
+                "open",
+                "status",
+                None,
+                DisputeStatus.OPEN.value,
+            )
             return dispute_view(dispute, call.agent_id)
 
     @action(EVERYONE, "read disputes")
-    def list_disputes(self, tx: Tx, status: DisputeStatus | str | None = None,
-                      *, call_id: str | None = None) -> list[DisputeView]:
+    def list_disputes(
+        self, tx: Tx, status: DisputeStatus | str | None = None, *, call_id: str | None = None
+    ) -> list[DisputeView]:
         """Disputes, newest first; an agent sees those on their own calls only."""
         user = tx.user
-        query = (select(Dispute, Call.agent_id).join(Call, Call.call_id == Dispute.call_id)
-                 .order_by(Dispute.created_at.desc(), Dispute.id.desc()))
+        query = (
+            select(Dispute, Call.agent_id)
+            .join(Call, Call.call_id == Dispute.call_id)
+            .order_by(Dispute.created_at.desc(), Dispute.id.desc())
+        )
         if role_of(user) is UserRole.AGENT:
             query = query.where(Call.agent_id == user.agent_id)
         if status is not None:
@@ -107,9 +160,14 @@ class Disputes(CallAccess):
         return [dispute_view(d, agent) for d, agent in tx.s.execute(query)]
 
     @staged_action(auth.LEADS, "resolve disputes", write=True)
-    def resolve_dispute(self, act: Act, dispute_id: int,
-                        decision: DisputeStatus | str, resolution: str,
-                        outcome: ItemOutcome | str | None = None) -> DisputeView:
+    def resolve_dispute(
+        self,
+        act: Act,
+        dispute_id: int,
+        decision: DisputeStatus | str,
+        resolution: str,
+        outcome: ItemOutcome | str | None = None,
+    ) -> DisputeView:
         """A lead decides: "upheld" keeps the score, "overturned" changes it.
 
         Overturning sets the item's final outcome (`outcome`, default: the opposite of
@@ -129,31 +187,63 @@ class Disputes(CallAccess):
                 raise QAError(f"dispute {dispute_id} is already {dispute.status}")
             call = self._call(s, lead, dispute.call_id)
             now = self.now()
-            self._changes(s, lead.username, "dispute", dispute_id, dispute, {
-                "status": decision.value, "resolution": resolution.strip(),
-                "resolved_by": lead.username}, "resolve")
+            self._changes(
+                s,
+                lead.username,
+                "dispute",
+                dispute_id,
+                dispute,
+                {
+                    "status": decision.value,
+                    "resolution": resolution.strip(),
+                    "resolved_by": lead.username,
+                },
+                "resolve",
+            )
             dispute.resolved_at = now
             item = next((i for i in call.items if i.item_id == dispute.item_id), None)
             current = ItemOutcome(item.final_outcome or item.auto_outcome) if item else None
             dispute.outcome_after = current.value if current else None
             if decision is DisputeStatus.OVERTURNED:
                 if item is None or current is None:
-                    raise QAError(f"item {dispute.item_id!r} is no longer on call "
-                                  f"{dispute.call_id!r}; it cannot be overturned")
+                    raise QAError(
+                        f"item {dispute.item_id!r} is no longer on call "
+                        f"{dispute.call_id!r}; it cannot be overturned"
+                    )
                 new = ItemOutcome(outcome) if outcome is not None else _flip(current)
                 if new is current:
                     raise QAError(f"overturning must change the outcome (it is {current.value})")
-                for name, value in (("final_outcome", new.value),
-                                    ("final_points", default_points(new, item.points_possible))):
+                for name, value in (
+                    ("final_outcome", new.value),
+                    ("final_points", default_points(new, item.points_possible)),
+                ):
                     old = getattr(item, name)
-                    self._audit(s, lead.username, "call", call.call_id, "dispute_overturned",
-                                f"items.{item.item_id}.{name}", old, value)
+                    self._audit(
+                        s,
+                        lead.username,
+                        "call",
+                        call.call_id,
+                        "dispute_overturned",
+                        f"items.{item.item_id}.{name}",
+                        old,
+                        value,
+                    )
                     setattr(item, name, value)
                 computed = final_outcome(call)
-                self._changes(s, lead.username, "call", call.call_id, call, {
-                    "final_total": computed.total, "final_passed": computed.passed,
-                    "final_auto_fail": computed.auto_fail, "final_by": lead.username},
-                    "dispute_overturned")
+                self._changes(
+                    s,
+                    lead.username,
+                    "call",
+                    call.call_id,
+                    call,
+                    {
+                        "final_total": computed.total,
+                        "final_passed": computed.passed,
+                        "final_auto_fail": computed.auto_fail,
+                        "final_by": lead.username,
+                    },
+                    "dispute_overturned",
+                )
                 call.final_at = now
                 dispute.outcome_after = new.value
             s.flush()
@@ -166,8 +256,9 @@ class Disputes(CallAccess):
         call = self._call(s, user, call_id)
         if call.acknowledged_at is None:
             now = self.now()
-            self._audit(s, user.username, "call", call_id, "acknowledge", "acknowledged_at",
-                        None, now)
+            self._audit(
+                s, user.username, "call", call_id, "acknowledge", "acknowledged_at", None, now
+            )
             call.acknowledged_at = now
         s.flush()
         return self._call_views(s, [call], user)[0]

@@ -72,8 +72,10 @@ def _check_lengths(mapper: Mapper[Any], _connection: Any, target: Base) -> None:
         length = getattr(prop.columns[0].type, "length", None)
         value = getattr(target, prop.key, None)
         if length is not None and isinstance(value, str) and len(value) > length:
-            raise QAError(f"{mapper.local_table.name}.{prop.columns[0].name} is "
-                          f"{len(value)} characters long; at most {length} fit")
+            raise QAError(
+                f"{mapper.local_table.name}.{prop.columns[0].name} is "
+                f"{len(value)} characters long; at most {length} fit"
+            )
 
 
 class User(Base):
@@ -118,10 +120,12 @@ class Call(Base):
     pass_mark: Mapped[float] = mapped_column(Float, default=0.0)
     # how the card totals (qa.scoring.outcome.Scoring); databases from before these columns
     # get the bundled cards' settings until the call is synced again
-    scoring_mode: Mapped[str] = mapped_column(String(16), default="deduction",
-                                              server_default="deduction")
-    auto_fail_zeroes_total: Mapped[bool] = mapped_column(Boolean, default=True,
-                                                         server_default=true())
+    scoring_mode: Mapped[str] = mapped_column(
+        String(16), default="deduction", server_default="deduction"
+    )
+    auto_fail_zeroes_total: Mapped[bool] = mapped_column(
+        Boolean, default=True, server_default=true()
+    )
     auto_total: Mapped[float] = mapped_column(Float)
     auto_passed: Mapped[bool] = mapped_column(Boolean)
     auto_fail: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -154,8 +158,9 @@ class CallItem(Base):
     __table_args__ = (UniqueConstraint("call_id", "item_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id", ondelete="CASCADE"),
-                                         index=True)
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.call_id", ondelete="CASCADE"), index=True
+    )
     item_id: Mapped[str] = mapped_column(String(100), index=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
     name: Mapped[str] = mapped_column(String(200), default="")
@@ -175,8 +180,9 @@ class Assignment(Base):
     __table_args__ = (UniqueConstraint("call_id", "user_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id", ondelete="CASCADE"),
-                                         index=True)
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.call_id", ondelete="CASCADE"), index=True
+    )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     assigned_by: Mapped[str] = mapped_column(String(64))
     assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -192,8 +198,9 @@ class Review(Base):
     __table_args__ = (UniqueConstraint("call_id", "reviewer_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id", ondelete="CASCADE"),
-                                         index=True)
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.call_id", ondelete="CASCADE"), index=True
+    )
     reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     self_review: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16), default="draft")
@@ -219,8 +226,7 @@ class ReviewItem(Base):
     __table_args__ = (UniqueConstraint("review_id", "item_id"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    review_id: Mapped[int] = mapped_column(ForeignKey("reviews.id", ondelete="CASCADE"),
-                                           index=True)
+    review_id: Mapped[int] = mapped_column(ForeignKey("reviews.id", ondelete="CASCADE"), index=True)
     item_id: Mapped[str] = mapped_column(String(100))
     outcome: Mapped[str] = mapped_column(String(8))
     points: Mapped[float] = mapped_column(Float, default=0.0)
@@ -233,8 +239,9 @@ class Dispute(Base):
     __tablename__ = "disputes"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id", ondelete="CASCADE"),
-                                         index=True)
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.call_id", ondelete="CASCADE"), index=True
+    )
     item_id: Mapped[str] = mapped_column(String(100))
     opened_by: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
@@ -269,8 +276,9 @@ class Case(Base):
     __tablename__ = "cases"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id", ondelete="CASCADE"),
-                                         index=True)
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.call_id", ondelete="CASCADE"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(20), index=True)
     title: Mapped[str] = mapped_column(String(300))
     notes: Mapped[str] = mapped_column(Text, default="")
@@ -284,8 +292,9 @@ class RoleOverride(Base):
 
     __tablename__ = "role_overrides"
 
-    call_id: Mapped[str] = mapped_column(ForeignKey("calls.call_id", ondelete="CASCADE"),
-                                         primary_key=True)
+    call_id: Mapped[str] = mapped_column(
+        ForeignKey("calls.call_id", ondelete="CASCADE"), primary_key=True
+    )
     swapped: Mapped[bool] = mapped_column(Boolean, default=True)
     by: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -325,14 +334,20 @@ def add_missing_columns(engine: Engine) -> list[str]:
             if column.name in have:
                 continue
             if not column.nullable and column.server_default is None:
-                raise QAError(f"cannot add {table.name}.{column.name} to an existing database: "
-                              "it has no default")
+                raise QAError(
+                    f"cannot add {table.name}.{column.name} to an existing database: "
+                    "it has no default"
+                )
             ddl = f"{column.name} {column.type.compile(dialect=engine.dialect)}"
             if column.server_default is not None:
                 arg = column.server_default.arg  # type: ignore[attr-defined]
-                value = (f"'{arg}'" if isinstance(arg, str) else
-                         str(arg.compile(dialect=engine.dialect,
-                                         compile_kwargs={"literal_binds": True})))
+                value = (
+                    f"'{arg}'"
+                    if isinstance(arg, str)
+                    else str(
+                        arg.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+                    )
+                )
                 ddl += f" DEFAULT {value}"
             if not column.nullable:
                 ddl += " NOT NULL"
@@ -341,8 +356,7 @@ def add_missing_columns(engine: Engine) -> list[str]:
                 with engine.begin() as conn:
                     conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {guard}{ddl}"))
             except DBAPIError:
-                if column.name not in {c["name"] for c in
-                                       inspect(engine).get_columns(table.name)}:
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
                     raise
                 continue
             added.append(f"{table.name}.{column.name}")

@@ -27,16 +27,24 @@ class Originals(CallAccess):
                     self._call(tx.s, tx.user, call_id)
                 except AccessDenied:
                     refused = True
-            self._audit(tx.s, tx.by, "call", call_id,
-                        "read_original_refused" if refused else "read_original")
+            self._audit(
+                tx.s,
+                tx.by,
+                "call",
+                call_id,
+                "read_original_refused" if refused else "read_original",
+            )
         if refused:
-            raise AccessDenied(f"{tx.by} may not play the original recording of "
-                               f"{call_id!r}; needs "
-                               f"{', '.join(sorted(r.value for r in auth.ORIGINAL_AUDIO))}")
+            raise AccessDenied(
+                f"{tx.by} may not play the original recording of "
+                f"{call_id!r}; needs "
+                f"{', '.join(sorted(r.value for r in auth.ORIGINAL_AUDIO))}"
+            )
         from qa.playback import original_key
 
         key = original_key(store, call_id)
         if key is None:
-            raise NotFoundError(f"call {call_id!r}: the original recording is not kept "
-                                "(only the redacted copy is)")
+            raise NotFoundError(
+                f"call {call_id!r}: the original recording is not kept (only the redacted copy is)"
+            )
         return store.get_bytes(key)

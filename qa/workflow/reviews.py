@@ -22,24 +22,47 @@ from qa.workflow.views import ReviewItemInput, ReviewItemView, ReviewStatus, Rev
 
 def review_view(review: Review) -> ReviewView:
     return ReviewView(
-        id=review.id, call_id=review.call_id, reviewer=review.reviewer.username,
+        id=review.id,
+        call_id=review.call_id,
+        reviewer=review.reviewer.username,
         reviewer_name=review.reviewer.display_name,
-        reviewer_role=UserRole(review.reviewer.role), self_review=review.self_review,
-        status=ReviewStatus(review.status), version=review.version, revision=review.revision,
-        items=[ReviewItemView(item_id=i.item_id, outcome=ItemOutcome(i.outcome),
-                              points=i.points, comment=i.comment) for i in review.items],
-        total=review.total, passed=review.passed, comment=review.comment,
-        created_at=review.created_at, updated_at=review.updated_at,
-        submitted_at=review.submitted_at)
+        reviewer_role=UserRole(review.reviewer.role),
+        self_review=review.self_review,
+        status=ReviewStatus(review.status),
+        version=review.version,
+        revision=review.revision,
+        items=[
+            ReviewItemView(
+                item_id=i.item_id,
+                outcome=ItemOutcome(i.outcome),
+                points=i.points,
+                comment=i.comment,
+            )
+            for i in review.items
+        ],
+        total=review.total,
+        passed=review.passed,
+        comment=review.comment,
+        created_at=review.created_at,
+        updated_at=review.updated_at,
+        submitted_at=review.submitted_at,
+    )
 
 
 class Reviews(CallAccess):
     """Saving, submitting, reopening and reading reviews."""
 
     @action(auth.REVIEW_WRITERS, "review calls", write=True)
-    def save_review(self, tx: Tx, call_id: str, items: Sequence[ReviewItemInput], *,
-                    submit: bool = False, expected_version: int | None = None,
-                    comment: str = "") -> ReviewView:
+    def save_review(
+        self,
+        tx: Tx,
+        call_id: str,
+        items: Sequence[ReviewItemInput],
+        *,
+        submit: bool = False,
+        expected_version: int | None = None,
+        comment: str = "",
+    ) -> ReviewView:
         """Save (and optionally submit) the actor's review of a call.
 
         `items` is the whole review (items left out are removed). Pass the `version` of the
@@ -62,58 +85,101 @@ class Reviews(CallAccess):
             missing = [i for i in call_items if i not in rows]
             if missing:
                 raise QAError(f"cannot submit: items without an outcome: {', '.join(missing)}")
-        review = s.scalar(select(Review).options(selectinload(Review.items))
-                          .where(Review.call_id == call_id, Review.reviewer_id == user.id))
+        review = s.scalar(
+            select(Review)
+            .options(selectinload(Review.items))
+            .where(Review.call_id == call_id, Review.reviewer_id == user.id)
+        )
         now = self.now()
         if review is None:
             if expected_version not in (None, 0):
-                raise StaleEditError(f"review of {call_id!r} by {user.username} no longer "
-                                     "exists; reload")
-            review = Review(call_id=call_id, reviewer_id=user.id, self_review=self_review,
-                            status=ReviewStatus.DRAFT.value, revision=1, created_at=now,
-                            updated_at=now, comment="", total=0.0, passed=False)
+                raise StaleEditError(
+                    f"review of {call_id!r} by {user.username} no longer exists; reload"
+                )
+            review = Review(
+                call_id=call_id,
+                reviewer_id=user.id,
+                self_review=self_review,
+                status=ReviewStatus.DRAFT.value,
+                revision=1,
+                created_at=now,
+                updated_at=now,
+                comment="",
+                total=0.0,
+                passed=False,
+            )
             review.reviewer = user
             s.add(review)
             s.flush()
-            self._audit(s, user.username, "review", review.id, "create", "call_id", None,
-                        call_id)
+            self._audit(s, user.username, "review", review.id, "create", "call_id", None, call_id)
         else:
             if review.status == ReviewStatus.SUBMITTED.value:
-                raise AccessDenied(f"review of {call_id!r} by {user.username} is submitted; "
-                                   "a lead must reopen it before it can change")
+                raise AccessDenied(
+                    f"review of {call_id!r} by {user.username} is submitted; "
+                    "a lead must reopen it before it can change"
+                )
             if expected_version != review.version:
                 raise StaleEditError(
                     f"review of {call_id!r} by {user.username} changed since it was loaded "
-                    f"(version {review.version}, yours {expected_version}); reload and retry")
+                    f"(version {review.version}, yours {expected_version}); reload and retry"
+                )
         old = {i.item_id: i for i in review.items}
         for item_id, row in list(old.items()):
             if item_id not in rows:
                 review.items.remove(row)
-                self._audit(s, user.username, "review", review.id, "update",
-                            f"items.{item_id}.outcome", row.outcome, None)
+                self._audit(
+                    s,
+                    user.username,
+                    "review",
+                    review.id,
+                    "update",
+                    f"items.{item_id}.outcome",
+                    row.outcome,
+                    None,
+                )
         for item_id, (outcome, points, note) in rows.items():
             row = old.get(item_id)
             if row is None:
-                row = ReviewItem(item_id=item_id, outcome=outcome.value, points=points,
-                                 comment=note)
+                row = ReviewItem(
+                    item_id=item_id, outcome=outcome.value, points=points, comment=note
+                )
                 review.items.append(row)
-                self._audit(s, user.username, "review", review.id, "update",
-                            f"items.{item_id}.outcome", None, outcome.value)
+                self._audit(
+                    s,
+                    user.username,
+                    "review",
+                    review.id,
+                    "update",
+                    f"items.{item_id}.outcome",
+                    None,
+                    outcome.value,
+                )
                 continue
-            for name, value in (("outcome", outcome.value), ("points", points),
-                                ("comment", note)):
+            for name, value in (("outcome", outcome.value), ("points", points), ("comment", note)):
                 if getattr(row, name) != value:
-                    self._audit(s, user.username, "review", review.id, "update",
-                                f"items.{item_id}.{name}", getattr(row, name), value)
+                    self._audit(
+                        s,
+                        user.username,
+                        "review",
+                        review.id,
+                        "update",
+                        f"items.{item_id}.{name}",
+                        getattr(row, name),
+                        value,
+                    )
                     setattr(row, name, value)
         # a draft may leave items out: they are left out of its total too
         result = outcome_of(call, ((call_items[i], o, p) for i, (o, p, _) in rows.items()))
-        values: dict[str, Any] = {"total": result.total, "passed": result.passed,
-                                  "comment": comment}
+        values: dict[str, Any] = {
+            "total": result.total,
+            "passed": result.passed,
+            "comment": comment,
+        }
         if submit:
             values["status"] = ReviewStatus.SUBMITTED.value
-        self._changes(s, user.username, "review", review.id, review, values,
-                      "submit" if submit else "update")
+        self._changes(
+            s, user.username, "review", review.id, review, values, "submit" if submit else "update"
+        )
         if submit:
             review.submitted_at = now
         review.updated_at = now
@@ -122,8 +188,9 @@ class Reviews(CallAccess):
         try:
             s.flush()
         except IntegrityError as exc:
-            raise StaleEditError(f"review of {call_id!r} by {user.username} was created "
-                                 "meanwhile; reload") from exc
+            raise StaleEditError(
+                f"review of {call_id!r} by {user.username} was created meanwhile; reload"
+            ) from exc
         s.refresh(review, ["items"])
         return review_view(review)
 
@@ -136,32 +203,49 @@ class Reviews(CallAccess):
             raise NotFoundError(f"review {review_id} not found")
         if review.status != ReviewStatus.SUBMITTED.value:
             raise QAError(f"review {review_id} is not submitted")
-        self._changes(s, lead.username, "review", review_id, review,
-                      {"status": ReviewStatus.DRAFT.value, "revision": review.revision + 1},
-                      "reopen")
+        self._changes(
+            s,
+            lead.username,
+            "review",
+            review_id,
+            review,
+            {"status": ReviewStatus.DRAFT.value, "revision": review.revision + 1},
+            "reopen",
+        )
         if reason:
-            self._audit(s, lead.username, "review", review_id, "reopen", "reason", None,
-                        reason)
+            self._audit(s, lead.username, "review", review_id, "reopen", "reason", None, reason)
         review.submitted_at = None
         review.updated_at = self.now()
         s.flush()
         return review_view(review)
 
     def _visible_reviews(self, s: Session, user: User, call: Call) -> list[Review]:
-        reviews = list(s.scalars(select(Review).options(selectinload(Review.items),
-                                                        selectinload(Review.reviewer))
-                                 .where(Review.call_id == call.call_id).order_by(Review.id)))
+        reviews = list(
+            s.scalars(
+                select(Review)
+                .options(selectinload(Review.items), selectinload(Review.reviewer))
+                .where(Review.call_id == call.call_id)
+                .order_by(Review.id)
+            )
+        )
         role = role_of(user)
         if role in auth.SEE_ALL_REVIEWS:
             return reviews
         if role is UserRole.AGENT:
-            return [r for r in reviews if r.reviewer_id == user.id
-                    or (r.status == ReviewStatus.SUBMITTED.value and not r.self_review)]
+            return [
+                r
+                for r in reviews
+                if r.reviewer_id == user.id
+                or (r.status == ReviewStatus.SUBMITTED.value and not r.self_review)
+            ]
         if role is UserRole.INSPECTOR:
             own = [r for r in reviews if r.reviewer_id == user.id]
             if own and own[0].status == ReviewStatus.SUBMITTED.value:
-                return [r for r in reviews if r.reviewer_id == user.id
-                        or r.status == ReviewStatus.SUBMITTED.value]
+                return [
+                    r
+                    for r in reviews
+                    if r.reviewer_id == user.id or r.status == ReviewStatus.SUBMITTED.value
+                ]
             return own  # blind: others' scores only after submitting one's own
         raise AccessDenied(f"{user.username} ({user.role}) may not read reviews")
 

@@ -22,8 +22,9 @@ class Roles(CallAccess):
     """Role swaps and the rescoring they trigger."""
 
     @staged_action(auth.REVIEWERS, "swap speaker roles", write=True)
-    def swap_roles(self, act: Act, call_id: str, store: Store, models: Models,
-                   reason: str = "") -> CallView:
+    def swap_roles(
+        self, act: Act, call_id: str, store: Store, models: Models, reason: str = ""
+    ) -> CallView:
         """Exchange agent and customer of a call and score it again (toggles).
 
         The shown result's transcript gets its roles swapped and is scored with the same
@@ -42,35 +43,52 @@ class Roles(CallAccess):
         try:
             old = store.get_json(key, CallResult)
         except ObjectNotFoundError:
-            raise NotFoundError(f"call {call_id!r}: the pipeline's result is not in the store, "
-                                "so there is no transcript to score again") from None
+            raise NotFoundError(
+                f"call {call_id!r}: the pipeline's result is not in the store, "
+                "so there is no transcript to score again"
+            ) from None
         # the slow part (models) runs outside any transaction
         new = swap_and_rescore(old, models, next_revision(store, call_id, based_on))
         with act.tx(write=True) as tx:
             s, user = tx.s, tx.user
             call = self._call(s, user, call_id)
             if call.pipeline_version != based_on:
-                raise StaleEditError(f"call {call_id!r} was re-scored meanwhile (now "
-                                     f"{call.pipeline_version}); reload and check the roles")
+                raise StaleEditError(
+                    f"call {call_id!r} was re-scored meanwhile (now "
+                    f"{call.pipeline_version}); reload and check the roles"
+                )
             new_key = publish_result(store, new)
             old_total = call.auto_total
             self._sync(s, new.meta, new.score, new.pipeline_version, new.scorecard_version)
             row = s.get(RoleOverride, call_id)
             swapped = not (row and row.swapped)
             if row is None:
-                s.add(RoleOverride(call_id=call_id, swapped=True, by=user.username,
-                                   at=self.now()))
+                s.add(RoleOverride(call_id=call_id, swapped=True, by=user.username, at=self.now()))
             else:
                 row.swapped, row.by, row.at = swapped, user.username, self.now()
-            self._audit(s, user.username, "call", call_id, "swap_roles", "role_override",
-                        not swapped, swapped)
-            self._audit(s, user.username, "call", call_id, "swap_roles", "result", key,
-                        new_key)
-            self._audit(s, user.username, "call", call_id, "swap_roles", "auto_total",
-                        old_total, new.score.total)
+            self._audit(
+                s,
+                user.username,
+                "call",
+                call_id,
+                "swap_roles",
+                "role_override",
+                not swapped,
+                swapped,
+            )
+            self._audit(s, user.username, "call", call_id, "swap_roles", "result", key, new_key)
+            self._audit(
+                s,
+                user.username,
+                "call",
+                call_id,
+                "swap_roles",
+                "auto_total",
+                old_total,
+                new.score.total,
+            )
             if reason:
-                self._audit(s, user.username, "call", call_id, "swap_roles", "reason", None,
-                            reason)
+                self._audit(s, user.username, "call", call_id, "swap_roles", "reason", None, reason)
             s.flush()
             return self._call_views(s, [call], user)[0]
 

@@ -27,12 +27,14 @@ from qa.workflow.unit import SYSTEM, WRITE_LOCK_KEY, NotFoundError
 __all__ = ["SYSTEM", "WRITE_LOCK_KEY", "NotFoundError", "Workflow", "open_workflow"]
 
 
-class Workflow(Accounts, Calls, Calibration, Disputes, CoachingSessions, Cases, Roles,
-               Originals, Audit):
+class Workflow(
+    Accounts, Calls, Calibration, Disputes, CoachingSessions, Cases, Roles, Originals, Audit
+):
     """Reviews, calibration, disputes, coaching, users and audit over one database URL."""
 
 
 def open_workflow(settings: Any) -> Workflow:
     """The workflow database named by the settings (SQLite under QA_HOME by default)."""
-    return Workflow(settings.resolved_database_url,
-                    session_ttl_minutes=settings.session_ttl_minutes)
+    return Workflow(
+        settings.resolved_database_url, session_ttl_minutes=settings.session_ttl_minutes
+    )

@@ -47,8 +47,10 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     """SQLite (file or memory) or Postgres, with writers serialised the same way on both."""
     if url.startswith("sqlite"):
         memory = url in ("sqlite://", "sqlite:///:memory:") or ":memory:" in url
-        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30},
-                                  "json_serializer": _json}
+        kwargs: dict[str, Any] = {
+            "connect_args": {"check_same_thread": False, "timeout": 30},
+            "json_serializer": _json,
+        }
         if memory:
             kwargs["poolclass"] = StaticPool
         else:
@@ -117,25 +119,54 @@ class UnitOfWork:
                 if write:
                     conn = session.connection(execution_options={"qa_write": True})
                     if conn.dialect.name == "postgresql":
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                                     {"key": WRITE_LOCK_KEY})
+                        conn.execute(
+                            text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY}
+                        )
                 yield session
         except StaleDataError as exc:
-            raise StaleEditError("the record was changed by someone else; reload and retry") \
-                from exc
+            raise StaleEditError(
+                "the record was changed by someone else; reload and retry"
+            ) from exc
         finally:
             session.close()
 
     def now(self) -> datetime:
         return self._clock()
 
-    def _audit(self, s: Session, actor: str, entity: str, entity_id: object, action: str,
-               field: str | None = None, old: Any = None, new: Any = None) -> None:
-        s.add(AuditEntry(at=self.now(), actor=actor, entity=entity, entity_id=str(entity_id),
-                         action=action, field=field, old_value=_dump(old), new_value=_dump(new)))
+    def _audit(
+        self,
+        s: Session,
+        actor: str,
+        entity: str,
+        entity_id: object,
+        action: str,
+        field: str | None = None,
+        old: Any = None,
+        new: Any = None,
+    ) -> None:
+        s.add(
+            AuditEntry(
+                at=self.now(),
+                actor=actor,
+                entity=entity,
+                entity_id=str(entity_id),
+                action=action,
+                field=field,
+                old_value=_dump(old),
+                new_value=_dump(new),
+            )
+        )
 
-    def _changes(self, s: Session, actor: str, entity: str, entity_id: object, obj: Any,
-                 values: dict[str, Any], action: str = "update") -> None:
+    def _changes(
+        self,
+        s: Session,
+        actor: str,
+        entity: str,
+        entity_id: object,
+        obj: Any,
+        values: dict[str, Any],
+        action: str = "update",
+    ) -> None:
         """Set attributes and write one audit entry per field that really changed."""
         for name, new in values.items():
             old = getattr(obj, name)

@@ -160,19 +160,30 @@ class CallView(View):
 
     @property
     def scoring(self) -> Scoring:
-        return Scoring(mode=self.scoring_mode, pass_mark=self.pass_mark,
-                       max_total=self.max_total,
-                       auto_fail_zeroes_total=self.auto_fail_zeroes_total)
+        return Scoring(
+            mode=self.scoring_mode,
+            pass_mark=self.pass_mark,
+            max_total=self.max_total,
+            auto_fail_zeroes_total=self.auto_fail_zeroes_total,
+        )
 
     def outcome_of(self, outcomes: Mapping[str, ItemOutcome | str]) -> Outcome:
         """What the card makes of these item outcomes (items not named keep the outcome
         that counts now), e.g. to suggest a lead's final total before it is set."""
-        return outcome((OutcomeItem(
-            item_id=i.item_id, name=i.name, critical=i.critical,
-            points_possible=i.points_possible,
-            outcome=ItemOutcome(outcomes.get(i.item_id, i.outcome)),
-            points_awarded=None if i.item_id in outcomes else i.points)
-            for i in self.items), self.scoring)
+        return outcome(
+            (
+                OutcomeItem(
+                    item_id=i.item_id,
+                    name=i.name,
+                    critical=i.critical,
+                    points_possible=i.points_possible,
+                    outcome=ItemOutcome(outcomes.get(i.item_id, i.outcome)),
+                    points_awarded=None if i.item_id in outcomes else i.points,
+                )
+                for i in self.items
+            ),
+            self.scoring,
+        )
 
     @property
     def reviewed(self) -> bool:
