@@ -1064,11 +1064,12 @@ def asr_report(exchanges: list[AsrExchange], transcripts: list[Transcript],
                      seconds=round(seconds, 1))
 
 
-def run_asr(settings: Any = None, n: int = 15, *, seed: int = ASR_SEED,
+def run_asr(settings: Any = None, n: int = 15, *, seed: int = ASR_SEED, saved: Any = None,
             progress: Callable[[str], None] | None = None) -> AsrReport:
     """Speak the sample, transcribe each call with the pipeline's transcription stage and
     the default models (tiny.en for English, the multilingual model for Mandarin), redact
-    as the pipeline does and score."""
+    as the pipeline does and score. With `saved`, the report so far is written after each
+    call, so a run stopped early (a Mandarin call can loop for many minutes) still counts."""
     import tempfile
     import time
     from pathlib import Path
@@ -1102,6 +1103,9 @@ def run_asr(settings: Any = None, n: int = 15, *, seed: int = ASR_SEED,
                      for case, (a, b) in zip(cases, bounds, strict=True)]
             transcripts.append(transcript)
             exchanges += score_call(transcript, found)
+            if saved is not None:
+                report = asr_report(exchanges, transcripts, time.perf_counter() - t0)
+                Path(saved).write_text(report.model_dump_json(), encoding="utf-8")
             if progress is not None:
                 for ex in exchanges[-len(found):]:
                     progress(f"{ex.kind} {ex.language}: {' | '.join(ex.redacted)}")
@@ -1162,7 +1166,4 @@ def asr_evaluate(settings: Any = None, n: int = 15, *, seed: int = ASR_SEED, sav
     path = Path(saved) if saved else None
     if path is not None and path.is_file():
         return rescore(AsrReport.model_validate_json(path.read_text(encoding="utf-8")))
-    report = run_asr(settings, n, seed=seed, progress=progress)
-    if path is not None:
-        path.write_text(report.model_dump_json(), encoding="utf-8")
-    return report
+    return run_asr(settings, n, seed=seed, saved=path, progress=progress)
