@@ -85,9 +85,16 @@ def test_scoring_an_exchange_from_its_transcript() -> None:
     """What a perfect ASR would write is redacted without a leak."""
     case = next(c for c in asr_sample(15) if c.marks and c.marks[0].kind == "card_number")
     transcript, _ = transcript_of(case)
-    exchange = AsrExchange(kind="card_number", language=case.language, form=case.form,
-                           spoken=[], value=secret_value(case), call=0, start=0.0,
-                           end=transcript.duration)
+    exchange = AsrExchange(
+        kind="card_number",
+        language=case.language,
+        form=case.form,
+        spoken=[],
+        value=secret_value(case),
+        call=0,
+        start=0.0,
+        end=transcript.duration,
+    )
     report = asr_report(score_call(transcript, [exchange]), [transcript])
     row = report.row("card_number")
     assert (row.spoken, row.kept, row.leaked) == (1, 1, 0)

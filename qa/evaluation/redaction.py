@@ -35,13 +35,43 @@ SEED = 20261130
 WORD_SECONDS = 0.35
 
 _EN_DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-_EN_TENS = {"2": "twenty", "3": "thirty", "4": "forty", "5": "fifty", "6": "sixty",
-            "7": "seventy", "8": "eighty", "9": "ninety"}
-_EN_TEENS = ("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen",
-             "seventeen", "eighteen", "nineteen")
+_EN_TENS = {
+    "2": "twenty",
+    "3": "thirty",
+    "4": "forty",
+    "5": "fifty",
+    "6": "sixty",
+    "7": "seventy",
+    "8": "eighty",
+    "9": "ninety",
+}
+_EN_TEENS = (
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+)
 _ZH_DIGITS = "零一二三四五六七八九"
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 class Mark(Record):
@@ -119,8 +149,14 @@ class _Builder:
         for part in parts:
             if isinstance(part, tuple):
                 kind, value = part
-                self.case.marks.append(Mark(kind=kind, turn=len(self.case.turns),
-                                            start=len(text), end=len(text) + len(value)))
+                self.case.marks.append(
+                    Mark(
+                        kind=kind,
+                        turn=len(self.case.turns),
+                        start=len(text),
+                        end=len(text) + len(value),
+                    )
+                )
                 text += value
             else:
                 text += part
@@ -135,8 +171,10 @@ def _luhn_complete(prefix: str, length: int, rng: random.Random) -> str:
     body = prefix + "".join(rng.choice(string.digits) for _ in range(length - len(prefix) - 1))
     for check in string.digits:
         digits = body + check
-        total = sum((d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 else d
-                    for i, d in enumerate(int(c) for c in reversed(digits)))
+        total = sum(
+            (d * 2 - 9 if d * 2 > 9 else d * 2) if i % 2 else d
+            for i, d in enumerate(int(c) for c in reversed(digits))
+        )
         if total % 10 == 0:
             return digits
     raise AssertionError("unreachable")
@@ -144,8 +182,9 @@ def _luhn_complete(prefix: str, length: int, rng: random.Random) -> str:
 
 def card(rng: random.Random) -> tuple[str, list[int]]:
     """A Luhn-valid card number of a common network and how it is printed in groups."""
-    network = rng.choice(["visa", "visa", "mastercard", "mastercard", "amex", "unionpay",
-                          "unionpay19", "discover"])
+    network = rng.choice(
+        ["visa", "visa", "mastercard", "mastercard", "amex", "unionpay", "unionpay19", "discover"]
+    )
     prefix, length, groups = {
         "visa": ("4", 16, [4, 4, 4, 4]),
         "mastercard": (rng.choice(["51", "52", "53", "54", "55", "2221"]), 16, [4, 4, 4, 4]),
@@ -174,8 +213,14 @@ def _split(digits: str, groups: list[int]) -> list[str]:
     return out
 
 
-def en_words(digits: str, rng: random.Random, *, zero: str | None = None,
-             repeats: bool = True, sep: str = " ") -> str:
+def en_words(
+    digits: str,
+    rng: random.Random,
+    *,
+    zero: str | None = None,
+    repeats: bool = True,
+    sep: str = " ",
+) -> str:
     """Digits said one by one: "oh"/"zero", and "double"/"triple" for repeats."""
     zero = zero or rng.choice(["oh", "zero"])
     out, k = [], 0
@@ -240,8 +285,9 @@ def speak_en(digits: str, groups: list[int], rng: random.Random, style: str) -> 
     if style == "period_groups":
         return ". ".join(parts)
     if style == "mixed":  # first group written, the rest as words: "4532, one, four, ..."
-        return ", ".join([parts[0], *en_words("".join(parts[1:]), rng, repeats=False,
-                                               sep=", ").split(", ")])
+        return ", ".join(
+            [parts[0], *en_words("".join(parts[1:]), rng, repeats=False, sep=", ").split(", ")]
+        )
     if style == "words_groups":
         return ", ".join(en_words(p, rng) for p in parts)
     if style == "words_commas":
@@ -249,8 +295,10 @@ def speak_en(digits: str, groups: list[int], rng: random.Random, style: str) -> 
     if style == "digits_commas":
         return ", ".join(digits)
     if style == "double_digits":  # "4532, 1488" with "double 8" said and written as such
-        return ", ".join(re.sub(r"(\d)\1", lambda m: f" double {m.group(1)} ", p).strip()
-                         .replace("  ", " ") for p in parts)
+        return ", ".join(
+            re.sub(r"(\d)\1", lambda m: f" double {m.group(1)} ", p).strip().replace("  ", " ")
+            for p in parts
+        )
     if style == "pairs":
         return en_pairs(digits)
     if style == "hesitation":
@@ -279,9 +327,22 @@ def speak_zh(digits: str, groups: list[int], rng: random.Random, style: str) -> 
     raise ValueError(style)
 
 
-EN_CARD_STYLES = ("grouped", "comma_groups", "dash", "plain", "period_groups", "mixed",
-                  "words_groups", "words_commas", "digits_commas", "double_digits", "pairs",
-                  "hesitation", "half_words", "restart")
+EN_CARD_STYLES = (
+    "grouped",
+    "comma_groups",
+    "dash",
+    "plain",
+    "period_groups",
+    "mixed",
+    "words_groups",
+    "words_commas",
+    "digits_commas",
+    "double_digits",
+    "pairs",
+    "hesitation",
+    "half_words",
+    "restart",
+)
 ZH_CARD_STYLES = ("arabic_groups", "arabic_plain", "numerals", "numeral_groups", "mixed")
 
 
@@ -290,13 +351,21 @@ ZH_CARD_STYLES = ("arabic_groups", "arabic_plain", "numerals", "numeral_groups",
 
 def _card_cases(rng: random.Random) -> list[Case]:
     out = []
-    leads = ["My card number is ", "My card number in ", "Yeah, the card number is ",
-             "It's a Visa, the long number is ", "The number on the card is ",
-             "OK, so the card number, it's ", "Right, my debit card number is "]
-    asks = ["Can I take the long card number, please?",
-            "Go ahead with the sixteen digit number on the front of the card.",
-            "What's the card number?",
-            "Please go ahead with the long card number when you're ready."]
+    leads = [
+        "My card number is ",
+        "My card number in ",
+        "Yeah, the card number is ",
+        "It's a Visa, the long number is ",
+        "The number on the card is ",
+        "OK, so the card number, it's ",
+        "Right, my debit card number is ",
+    ]
+    asks = [
+        "Can I take the long card number, please?",
+        "Go ahead with the sixteen digit number on the front of the card.",
+        "What's the card number?",
+        "Please go ahead with the long card number when you're ready.",
+    ]
     answers = [("Yes, it's ", "."), ("", "."), ("Sure, ", "."), ("Yeah, it's ", ", thanks.")]
     for n, style in enumerate(EN_CARD_STYLES * 4):
         digits, groups = card(rng)
@@ -342,14 +411,23 @@ def _card_cases(rng: random.Random) -> list[Case]:
             b.say(C, "Yeah, it's ", ("card_number", said), ".")
         elif variant == "digit lost":  # a digit swallowed: 15 of 16, Luhn fails
             k = rng.randrange(len(digits))
-            b.say(C, "It's ", ("card_number", " ".join(_split(digits[:k] + digits[k + 1 :],
-                                                               groups))), ".")
+            b.say(
+                C,
+                "It's ",
+                ("card_number", " ".join(_split(digits[:k] + digits[k + 1 :], groups))),
+                ".",
+            )
         elif variant == "aside":  # "453, I'm 4532 1488 ..."
             b.say(C, ("card_number", f"{parts[0][:3]}, I'm {' '.join(parts)}"), ".")
         else:  # the agent reads the first groups back
             b.say(C, "It's ", ("card_number", ", ".join(parts)), ".")
-            b.say(A, ("card_number", ", ".join(parts[:2])), ", and then ",
-                  ("card_number", ", ".join(parts[2:])), ", is that right?")
+            b.say(
+                A,
+                ("card_number", ", ".join(parts[:2])),
+                ", and then ",
+                ("card_number", ", ".join(parts[2:])),
+                ", is that right?",
+            )
             b.say(C, "Yes.")
         out.append(b.case)
     zh_leads = ["我的卡号是", "银行卡号是", "卡号是", "我的银行卡是", "信用卡号码是"]
@@ -382,17 +460,37 @@ def _cvv_cases(rng: random.Random) -> list[Case]:
     out = []
     for n in range(28):
         code = "".join(rng.choice(string.digits) for _ in range(4 if n % 7 == 6 else 3))
-        said = rng.choice([code, en_words(code, rng, repeats=False),
-                           en_words(code, rng, repeats=False, sep=", "), ", ".join(code)])
+        said = rng.choice(
+            [
+                code,
+                en_words(code, rng, repeats=False),
+                en_words(code, rng, repeats=False, sep=", "),
+                ", ".join(code),
+            ]
+        )
         b = _Builder("en cvv", "en")
         if n % 3 == 0:
-            b.say(A, rng.choice(["And the three digit security code on the back?",
-                                 "And the CVV, please?",
-                                 "Lastly the last three digits on the back of the card."]))
+            b.say(
+                A,
+                rng.choice(
+                    [
+                        "And the three digit security code on the back?",
+                        "And the CVV, please?",
+                        "Lastly the last three digits on the back of the card.",
+                    ]
+                ),
+            )
             b.say(C, ("cvv", said[:1].upper() + said[1:]), ".")
         else:
-            lead = rng.choice(["The security code is ", "CVV is ", "The CVV is ",
-                               "The three digits on the back are ", "Security number's "])
+            lead = rng.choice(
+                [
+                    "The security code is ",
+                    "CVV is ",
+                    "The CVV is ",
+                    "The three digits on the back are ",
+                    "Security number's ",
+                ]
+            )
             b.say(C, lead, ("cvv", said), ".")
         out.append(b.case)
     for _ in range(10):
@@ -409,22 +507,29 @@ def _expiry_cases(rng: random.Random) -> list[Case]:
     for n in range(26):
         month, year = rng.randint(1, 12), rng.randint(25, 33)
         mm, yy = f"{month:02d}", f"{year}"
-        said = [f"{en_pairs(mm)} {en_pairs(yy)}",
-                f"{mm}/{yy}", f"{mm} {yy}", f"{en_words(mm, rng)}, {en_words(yy, rng)}",
-                f"{_MONTHS[month - 1]} 20{yy}", f"{mm} slash {yy}"][n % 6]
+        said = [
+            f"{en_pairs(mm)} {en_pairs(yy)}",
+            f"{mm}/{yy}",
+            f"{mm} {yy}",
+            f"{en_words(mm, rng)}, {en_words(yy, rng)}",
+            f"{_MONTHS[month - 1]} 20{yy}",
+            f"{mm} slash {yy}",
+        ][n % 6]
         b = _Builder("en expiry", "en")
         if n % 3 == 0:
             b.say(A, "And the expiry date on the card?")
             b.say(C, "The expiry is ", ("card_expiry", said), ".")
         else:
-            lead = rng.choice(["It expires ", "The expiry date is ", "Expiry ",
-                               "It's valid until "])
+            lead = rng.choice(
+                ["It expires ", "The expiry date is ", "Expiry ", "It's valid until "]
+            )
             b.say(C, lead, ("card_expiry", said), ".")
         out.append(b.case)
     for n in range(10):
         month, year = rng.randint(1, 12), rng.randint(25, 33)
-        said = [f"{month:02d}/{year}", zh_digits(f"{month:02d}{year}", rng),
-                f"{year}年{month}月"][n % 3]
+        said = [f"{month:02d}/{year}", zh_digits(f"{month:02d}{year}", rng), f"{year}年{month}月"][
+            n % 3
+        ]
         b = _Builder("zh expiry", "zh")
         b.say(C, rng.choice(["有效期是", "有效期", "卡的有效期到"]), ("card_expiry", said), "。")
         out.append(b.case)
@@ -438,26 +543,51 @@ def _phone_cases(rng: random.Random) -> list[Case]:
         return "07" + "".join(rng.choice(string.digits) for _ in range(9))
 
     def us() -> str:
-        return (str(rng.randint(2, 9)) + "".join(rng.choice(string.digits) for _ in range(2))
-                + str(rng.randint(2, 9)) + "".join(rng.choice(string.digits) for _ in range(6)))
+        return (
+            str(rng.randint(2, 9))
+            + "".join(rng.choice(string.digits) for _ in range(2))
+            + str(rng.randint(2, 9))
+            + "".join(rng.choice(string.digits) for _ in range(6))
+        )
 
     forms: list[tuple[str, Callable[[], str]]] = [
         ("uk mobile written", lambda: (d := uk_mobile())[:5] + " " + d[5:]),
         ("uk mobile plain", uk_mobile),
-        ("uk mobile spoken", lambda: (lambda d: en_words(d[:5], rng, zero="oh") + ", "
-                                      + en_words(d[5:8], rng, zero="oh") + ", "
-                                      + en_words(d[8:], rng, zero="oh"))(uk_mobile())),
+        (
+            "uk mobile spoken",
+            lambda: (
+                lambda d: (
+                    en_words(d[:5], rng, zero="oh")
+                    + ", "
+                    + en_words(d[5:8], rng, zero="oh")
+                    + ", "
+                    + en_words(d[8:], rng, zero="oh")
+                )
+            )(uk_mobile()),
+        ),
         ("uk landline", lambda: "0161 " + f"{rng.randint(200, 999)} {rng.randint(1000, 9999)}"),
-        ("uk international", lambda: "+44 7" + f"{rng.randint(100, 999)} "
-                                               f"{rng.randint(100000, 999999)}"),
+        (
+            "uk international",
+            lambda: "+44 7" + f"{rng.randint(100, 999)} {rng.randint(100000, 999999)}",
+        ),
         ("us formatted", lambda: (lambda d: f"({d[:3]}) {d[3:6]}-{d[6:]}")(us())),
         ("us dashes", lambda: (lambda d: f"{d[:3]}-{d[3:6]}-{d[6:]}")(us())),
-        ("us spoken", lambda: (lambda d: f"{en_words(d[:3], rng)}, {en_words(d[3:6], rng)}, "
-                                         f"{en_words(d[6:], rng)}")(us())),
+        (
+            "us spoken",
+            lambda: (
+                lambda d: f"{en_words(d[:3], rng)}, {en_words(d[3:6], rng)}, {en_words(d[6:], rng)}"
+            )(us()),
+        ),
         ("us toll free", lambda: f"1-800-{rng.randint(200, 999)}-{rng.randint(1000, 9999)}"),
     ]
-    leads = ["My mobile number is ", "You can reach me on ", "Call me back on ",
-             "My phone number is ", "It's ", "The best number is "]
+    leads = [
+        "My mobile number is ",
+        "You can reach me on ",
+        "Call me back on ",
+        "My phone number is ",
+        "It's ",
+        "The best number is ",
+    ]
     for n in range(36):
         name, make = forms[n % len(forms)]
         said = make()
@@ -469,10 +599,12 @@ def _phone_cases(rng: random.Random) -> list[Case]:
         out.append(b.case)
     for n in range(14):
         digits = "1" + rng.choice("3456789") + "".join(rng.choice(string.digits) for _ in range(9))
-        said = [digits, f"{digits[:3]} {digits[3:7]} {digits[7:]}",
-                zh_digits(digits, rng, yao=True),
-                " ".join(zh_digits(p, rng, yao=True) for p in (digits[:3], digits[3:7],
-                                                              digits[7:]))][n % 4]
+        said = [
+            digits,
+            f"{digits[:3]} {digits[3:7]} {digits[7:]}",
+            zh_digits(digits, rng, yao=True),
+            " ".join(zh_digits(p, rng, yao=True) for p in (digits[:3], digits[3:7], digits[7:])),
+        ][n % 4]
         b = _Builder("zh mobile", "zh")
         lead = rng.choice(["我的手机号是", "电话是", "您打这个号码", "手机"])
         b.say(C, lead, ("phone", said), "。")
@@ -483,8 +615,14 @@ def _phone_cases(rng: random.Random) -> list[Case]:
 def _email_cases(rng: random.Random) -> list[Case]:
     first = ["john", "sarah", "robert", "emma", "david", "lucy", "mark", "anna"]
     last = ["smith", "jones", "chen", "taylor", "brown", "wilson", "patel", "evans"]
-    domains = [("gmail", "com"), ("hotmail", "co dot uk"), ("yahoo", "com"),
-               ("outlook", "com"), ("btinternet", "com"), ("example", "co dot uk")]
+    domains = [
+        ("gmail", "com"),
+        ("hotmail", "co dot uk"),
+        ("yahoo", "com"),
+        ("outlook", "com"),
+        ("btinternet", "com"),
+        ("example", "co dot uk"),
+    ]
     out = []
     for n in range(24):
         f, la = rng.choice(first), rng.choice(last)
@@ -503,13 +641,21 @@ def _email_cases(rng: random.Random) -> list[Case]:
             b.say(A, "Where should I e-mail the receipt?")
             b.say(C, rng.choice(["To ", "It's ", ""]), ("email", said), ", please.")
         else:
-            b.say(C, rng.choice(["My e-mail is ", "Yes, it's ", "E-mail me at "]),
-                  ("email", said), ".")
+            b.say(
+                C,
+                rng.choice(["My e-mail is ", "Yes, it's ", "E-mail me at "]),
+                ("email", said),
+                ".",
+            )
         out.append(b.case)
     for n in range(8):
         name = rng.choice(["zhangwei", "wangfang", "lili", "liuyang"]) + str(rng.randint(1, 99))
-        said = [f"{name}@qq.com", f"{name}@163.com", f"{name} at qq dot com",
-                f"{name} 艾特 qq 点 com"][n % 4]
+        said = [
+            f"{name}@qq.com",
+            f"{name}@163.com",
+            f"{name} at qq dot com",
+            f"{name} 艾特 qq 点 com",
+        ][n % 4]
         b = _Builder("zh email", "zh")
         b.say(C, "我的邮箱是 ", ("email", said), "。")
         out.append(b.case)
@@ -528,25 +674,38 @@ def _account_cases(rng: random.Random) -> list[Case]:
     for n in range(16):
         iban = iban_gb(rng)
         groups = [iban[k : k + 4] for k in range(0, len(iban), 4)]
-        said = [" ".join(groups),
-                ", ".join([" ".join(iban[:2]) + " " + en_words(iban[2:4], rng),
-                           " ".join(iban[4:8]),
-                           *(en_words(g, rng) for g in [iban[k : k + 4]
-                                                        for k in range(8, 22, 4)])]),
-                f"{iban[:4]} {' '.join(iban[4:8])} " + " ".join(groups[2:]),
-                iban][n % 4]
+        said = [
+            " ".join(groups),
+            ", ".join(
+                [
+                    " ".join(iban[:2]) + " " + en_words(iban[2:4], rng),
+                    " ".join(iban[4:8]),
+                    *(en_words(g, rng) for g in [iban[k : k + 4] for k in range(8, 22, 4)]),
+                ]
+            ),
+            f"{iban[:4]} {' '.join(iban[4:8])} " + " ".join(groups[2:]),
+            iban,
+        ][n % 4]
         b = _Builder("en IBAN", "en")
-        b.say(C, rng.choice(["My IBAN is ", "The IBAN, it's ", "It's "]), ("bank_account", said),
-              ".")
+        b.say(
+            C, rng.choice(["My IBAN is ", "The IBAN, it's ", "It's "]), ("bank_account", said), "."
+        )
         out.append(b.case)
     for n in range(10):
         acct = "".join(rng.choice(string.digits) for _ in range(8))
         sort = "".join(rng.choice(string.digits) for _ in range(6))
         b = _Builder("en account and sort code", "en")
-        b.say(C, "My account number is ",
-              ("bank_account", [acct, en_words(acct, rng)][n % 2]), ", and the sort code is ",
-              ("bank_account", [f"{sort[:2]}-{sort[2:4]}-{sort[4:]}",
-                                en_words(sort, rng, sep=", ")][n % 2]), ".")
+        b.say(
+            C,
+            "My account number is ",
+            ("bank_account", [acct, en_words(acct, rng)][n % 2]),
+            ", and the sort code is ",
+            (
+                "bank_account",
+                [f"{sort[:2]}-{sort[2:4]}-{sort[4:]}", en_words(sort, rng, sep=", ")][n % 2],
+            ),
+            ".",
+        )
         out.append(b.case)
     for _ in range(4):
         acct = "".join(rng.choice(string.digits) for _ in range(16))
@@ -558,8 +717,11 @@ def _account_cases(rng: random.Random) -> list[Case]:
 
 def cn_id(rng: random.Random) -> str:
     area = rng.choice(["110105", "310101", "440305", "510104", "320102"])
-    body = (area + f"{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
-            + f"{rng.randint(0, 999):03d}")
+    body = (
+        area
+        + f"{rng.randint(1950, 2005)}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+        + f"{rng.randint(0, 999):03d}"
+    )
     return body + chinese_id_check_char(body)
 
 
@@ -569,27 +731,44 @@ def _id_cases(rng: random.Random) -> list[Case]:
         letters = rng.choice(["QQ", "AB", "JG", "CE", "NP", "SH"])
         digits = "".join(rng.choice(string.digits) for _ in range(6))
         suffix = rng.choice("ABCD")
-        said = [f"{letters} {digits[:2]} {digits[2:4]} {digits[4:]} {suffix}",
-                f"{' '.join(letters)} {en_words(digits[:2], rng)}, {en_words(digits[2:4], rng)},"
-                f" {en_words(digits[4:], rng)}, {suffix}",
-                f"{letters}{digits}{suffix}",
-                f"{', '.join(letters)}, {', '.join(digits)}, {suffix}"][n % 4]
+        said = [
+            f"{letters} {digits[:2]} {digits[2:4]} {digits[4:]} {suffix}",
+            f"{' '.join(letters)} {en_words(digits[:2], rng)}, {en_words(digits[2:4], rng)},"
+            f" {en_words(digits[4:], rng)}, {suffix}",
+            f"{letters}{digits}{suffix}",
+            f"{', '.join(letters)}, {', '.join(digits)}, {suffix}",
+        ][n % 4]
         b = _Builder("en national insurance", "en")
-        b.say(C, rng.choice(["My national insurance number is ", "NI number is ",
-                             "My National Insurance number, it's "]),
-              ("national_id", said), ".")
+        b.say(
+            C,
+            rng.choice(
+                [
+                    "My national insurance number is ",
+                    "NI number is ",
+                    "My National Insurance number, it's ",
+                ]
+            ),
+            ("national_id", said),
+            ".",
+        )
         out.append(b.case)
     for n in range(10):
         while True:
             ssn = f"{rng.randint(1, 899):03d}{rng.randint(1, 99):02d}{rng.randint(1, 9999):04d}"
             if ssn[:3] != "666":
                 break
-        said = [f"{ssn[:3]}-{ssn[3:5]}-{ssn[5:]}",
-                f"{en_words(ssn[:3], rng)}, {en_words(ssn[3:5], rng)}, {en_words(ssn[5:], rng)}",
-                f"{ssn[:3]} {ssn[3:5]} {ssn[5:]}"][n % 3]
+        said = [
+            f"{ssn[:3]}-{ssn[3:5]}-{ssn[5:]}",
+            f"{en_words(ssn[:3], rng)}, {en_words(ssn[3:5], rng)}, {en_words(ssn[5:], rng)}",
+            f"{ssn[:3]} {ssn[3:5]} {ssn[5:]}",
+        ][n % 3]
         b = _Builder("en social security number", "en")
-        b.say(C, rng.choice(["My social security number is ", "Social is ", "SSN "]),
-              ("national_id", said), ".")
+        b.say(
+            C,
+            rng.choice(["My social security number is ", "Social is ", "SSN "]),
+            ("national_id", said),
+            ".",
+        )
         out.append(b.case)
     for n in range(14):
         value = cn_id(rng)
@@ -602,11 +781,15 @@ def _id_cases(rng: random.Random) -> list[Case]:
                 if chinese_id_check_char(body) == "X":
                     break
             value = body + "X"
-        said = [value, zh_digits(value.replace("X", ""), rng) + ("叉" if "X" in value else ""),
-                f"{value[:6]} {value[6:14]} {value[14:]}"][n % 3]
+        said = [
+            value,
+            zh_digits(value.replace("X", ""), rng) + ("叉" if "X" in value else ""),
+            f"{value[:6]} {value[6:14]} {value[14:]}",
+        ][n % 3]
         b = _Builder("zh resident id", "zh")
-        b.say(C, rng.choice(["我的身份证号是", "身份证号码", "身份证是"]), ("national_id", said),
-              "。")
+        b.say(
+            C, rng.choice(["我的身份证号是", "身份证号码", "身份证是"]), ("national_id", said), "。"
+        )
         out.append(b.case)
     return out
 
@@ -616,30 +799,41 @@ def _id_cases(rng: random.Random) -> list[Case]:
 
 def _negative_cases(rng: random.Random) -> list[Case]:
     """Numbers that are not personal data, many of them in a card or phone conversation."""
+
     def r(a: int, b: int) -> int:
         return rng.randint(a, b)
 
     en: list[Callable[[], str]] = [
-        lambda: f"That's {_EN_DIGITS[r(1, 9)]} hundred and {_EN_TENS[str(r(2, 9))]} "
-                f"{_EN_DIGITS[r(1, 9)]} pounds.",
-        lambda: f"Your outstanding balance is {_EN_TENS[str(r(2, 9))]}-{_EN_DIGITS[r(1, 9)]} "
-                "pounds fifty.",
+        lambda: (
+            f"That's {_EN_DIGITS[r(1, 9)]} hundred and {_EN_TENS[str(r(2, 9))]} "
+            f"{_EN_DIGITS[r(1, 9)]} pounds."
+        ),
+        lambda: (
+            f"Your outstanding balance is {_EN_TENS[str(r(2, 9))]}-{_EN_DIGITS[r(1, 9)]} "
+            "pounds fifty."
+        ),
         lambda: f"The payment of £{r(10, 999)}.{r(10, 99)} has been approved.",
         lambda: f"It was ${r(1, 9)},{r(100, 999)}.{r(10, 99)} on the last bill.",
         lambda: f"It's {r(20, 129)} pounds a month on the card.",
-        lambda: f"It went out on the {rng.choice(['twenty-third', 'first', 'fifth', 'tenth'])} "
-                f"of {rng.choice(_MONTHS)} {r(2019, 2025)}.",
+        lambda: (
+            f"It went out on the {rng.choice(['twenty-third', 'first', 'fifth', 'tenth'])} "
+            f"of {rng.choice(_MONTHS)} {r(2019, 2025)}."
+        ),
         lambda: f"The bill dated {r(1, 28):02d}/{r(1, 12):02d}/{r(2022, 2025)} is wrong.",
-        lambda: f"I was born on the fifth of June, nineteen {_EN_TENS[str(r(5, 9))]}-"
-                f"{_EN_DIGITS[r(1, 9)]}.",
+        lambda: (
+            f"I was born on the fifth of June, nineteen {_EN_TENS[str(r(5, 9))]}-"
+            f"{_EN_DIGITS[r(1, 9)]}."
+        ),
         lambda: "Order number " + " ".join(str(r(0, 9)) for _ in range(6)) + ".",
         lambda: f"My order number is {r(10000000, 99999999)}.",
         lambda: f"Reference ABC {r(100, 999)}.",
         lambda: f"The ticket number is {r(2019, 2025)}-{r(1, 9999):04d}.",
         lambda: f"The reference is {r(1000000000, 9999999999)}.",
         lambda: f"The engineer comes at half past {_EN_DIGITS[r(1, 9)]}.",
-        lambda: f"He said {_EN_DIGITS[r(1, 9)]} {_EN_TENS[str(r(2, 5))]} "
-                f"{_EN_DIGITS[r(1, 9)]}, so quarter to five.",
+        lambda: (
+            f"He said {_EN_DIGITS[r(1, 9)]} {_EN_TENS[str(r(2, 5))]} "
+            f"{_EN_DIGITS[r(1, 9)]}, so quarter to five."
+        ),
         lambda: f"Between {r(8, 10)} and {r(4, 6)}, at {r(1, 9)}:{r(10, 59)}.",
         lambda: f"I've called {rng.choice(['three', 'four', 'five', '6', '10'])} times this week.",
         lambda: f"We have {rng.choice(['two', 'three', '4'])} phones on the account.",
@@ -647,8 +841,10 @@ def _negative_cases(rng: random.Random) -> list[Case]:
         lambda: f"It took {rng.choice(['two', 'three', '6'])} weeks to sort out.",
         lambda: f"I'm on the Unlimited 5G plan with {r(10, 100)} GB.",
         lambda: f"The Premium {r(100, 900)} broadband, {r(60, 900)} megabits.",
-        lambda: f"I've had this phone for {rng.choice(['two', 'three', '5'])} years, "
-                f"it's an iPhone {r(11, 16)}.",
+        lambda: (
+            f"I've had this phone for {rng.choice(['two', 'three', '5'])} years, "
+            f"it's an iPhone {r(11, 16)}."
+        ),
         lambda: f"My contract expires in {rng.choice(_MONTHS)} {r(2025, 2027)}.",
         lambda: f"Press {r(1, 9)} for billing, then {r(1, 9)}.",
         lambda: f"I've been a customer since {r(2001, 2020)}.",
@@ -658,8 +854,10 @@ def _negative_cases(rng: random.Random) -> list[Case]:
         lambda: f"You'll get {r(10, 50)} percent off for {r(3, 24)} months.",
         lambda: f"I got the phone on {r(1, 28):02d}/{r(1, 12):02d}/{r(2020, 2025)}.",
         lambda: f"The phone cost ${r(1, 9)},{r(100, 999)}.{r(10, 99)} on my card.",
-        lambda: f"The card payment of £{r(1, 9)},{r(100, 999)}.00 went through on "
-                f"{r(1, 28)}.{r(1, 12)}.{r(2022, 2025)}.",
+        lambda: (
+            f"The card payment of £{r(1, 9)},{r(100, 999)}.00 went through on "
+            f"{r(1, 28)}.{r(1, 12)}.{r(2022, 2025)}."
+        ),
         lambda: f"The last four digits of the card are {r(1000, 9999)}.",
     ]
     zh: list[Callable[[], str]] = [
@@ -681,9 +879,16 @@ def _negative_cases(rng: random.Random) -> list[Case]:
         make = en[n % len(en)]
         b = _Builder("en negative", "en")
         if n % 5 == 0:
-            b.say(A, rng.choice(["Can I take the long card number, please?",
-                                 "What's the best number to call you back on?",
-                                 "And the expiry date?"]))
+            b.say(
+                A,
+                rng.choice(
+                    [
+                        "Can I take the long card number, please?",
+                        "What's the best number to call you back on?",
+                        "And the expiry date?",
+                    ]
+                ),
+            )
             b.say(C, "Sorry, one moment.")
         b.say(C, make())
         out.append(b.case)
@@ -697,9 +902,16 @@ def _negative_cases(rng: random.Random) -> list[Case]:
 def corpus(seed: int = SEED) -> list[Case]:
     """Every case, the same for the same seed."""
     rng = random.Random(seed)
-    return (_card_cases(rng) + _cvv_cases(rng) + _expiry_cases(rng) + _phone_cases(rng)
-            + _email_cases(rng) + _account_cases(rng) + _id_cases(rng)
-            + _negative_cases(rng))
+    return (
+        _card_cases(rng)
+        + _cvv_cases(rng)
+        + _expiry_cases(rng)
+        + _phone_cases(rng)
+        + _email_cases(rng)
+        + _account_cases(rng)
+        + _id_cases(rng)
+        + _negative_cases(rng)
+    )
 
 
 # --------------------------------------------------------------------------- scoring
@@ -708,8 +920,9 @@ _CJK = "\u4e00-\u9fff"
 _WORD_RE = re.compile(rf"\s*(?:[{_CJK}]{{1,2}}|[^\s{_CJK}]+)")
 
 
-def _words(text: str, language: str, start: float, speaker: str
-           ) -> tuple[list[Word], list[tuple[int, int]]]:
+def _words(
+    text: str, language: str, start: float, speaker: str
+) -> tuple[list[Word], list[tuple[int, int]]]:
     """Whisper-style words of `text` and the text range each one's letters cover."""
     words, ranges = [], []
     for k, m in enumerate(_WORD_RE.finditer(text)):
@@ -717,26 +930,43 @@ def _words(text: str, language: str, start: float, speaker: str
         if language != "zh" and not piece.startswith(" "):
             piece = " " + piece
         t = start + k * WORD_SECONDS
-        words.append(Word(start=round(t, 3), end=round(t + WORD_SECONDS * 0.85, 3), text=piece,
-                          speaker=speaker))
+        words.append(
+            Word(
+                start=round(t, 3),
+                end=round(t + WORD_SECONDS * 0.85, 3),
+                text=piece,
+                speaker=speaker,
+            )
+        )
         ranges.append((m.start() + len(m.group()) - len(m.group().lstrip()), m.end()))
     return words, ranges
 
 
-def transcript_of(case: Case, call_id: str = "corpus") -> tuple[Transcript, list[list[tuple[int,
-                                                                                          int]]]]:
+def transcript_of(
+    case: Case, call_id: str = "corpus"
+) -> tuple[Transcript, list[list[tuple[int, int]]]]:
     """The case as a transcript, and each utterance's word ranges in its turn's text."""
     utterances, ranges = [], []
     t = 0.0
     for turn in case.turns:
         speaker = "A" if turn.role == A else "C"
         words, spans = _words(turn.text, case.language, t, speaker)
-        utterances.append(Utterance(speaker=speaker, role=turn.role, start=words[0].start,
-                                    end=words[-1].end, text=turn.text, words=words))
+        utterances.append(
+            Utterance(
+                speaker=speaker,
+                role=turn.role,
+                start=words[0].start,
+                end=words[-1].end,
+                text=turn.text,
+                words=words,
+            )
+        )
         ranges.append(spans)
         t = words[-1].end + 0.6
-    return (Transcript(call_id=call_id, language=case.language, duration=t,
-                       utterances=utterances), ranges)
+    return (
+        Transcript(call_id=call_id, language=case.language, duration=t, utterances=utterances),
+        ranges,
+    )
 
 
 def _inside(word: Word, r: Redaction) -> bool:
@@ -753,8 +983,14 @@ def evaluate(cases: list[Case]) -> Report:
         for u, utt in enumerate(transcript.utterances):
             redactions = [r for r in out.redactions if r.utterance_index == u]
             marks = [m for m in case.marks if m.turn == u]
-            mark_words = [[w for w, (a, b) in zip(utt.words, ranges[u], strict=True)
-                           if a < m.end and b > m.start] for m in marks]
+            mark_words = [
+                [
+                    w
+                    for w, (a, b) in zip(utt.words, ranges[u], strict=True)
+                    if a < m.end and b > m.start
+                ]
+                for m in marks
+            ]
             for m, words in zip(marks, mark_words, strict=True):
                 row = rows[m.kind]
                 row.positives += 1
@@ -767,13 +1003,15 @@ def evaluate(cases: list[Case]) -> Report:
                     row.hidden += 1
             for r in redactions:
                 rows[r.kind].redactions += 1
-                if any(m.kind == r.kind and any(w.start < r.end and w.end > r.start
-                                                for w in words)
-                       for m, words in zip(marks, mark_words, strict=True)):
+                if any(
+                    m.kind == r.kind and any(w.start < r.end and w.end > r.start for w in words)
+                    for m, words in zip(marks, mark_words, strict=True)
+                ):
                     rows[r.kind].true_redactions += 1
                 else:
                     report.false_redactions.append(
-                        f"{case.form}: {utt.text} -> {out.utterances[u].text}")
+                        f"{case.form}: {utt.text} -> {out.utterances[u].text}"
+                    )
             if not marks:
                 report.negatives += 1
                 report.falsely_redacted += bool(redactions)
@@ -794,14 +1032,37 @@ def _pct(value: float | None) -> str:
 
 def table_rows(report: Report) -> list[list[str]]:
     """kind, positives, recall, hidden, redactions, precision; then the negatives and all."""
-    rows = [[r.kind, str(r.positives), _pct(r.recall), _pct(r.hidden / r.positives
-                                                             if r.positives else None),
-             str(r.redactions), _pct(r.precision)] for r in report.rows]
-    rows.append(["negatives (no PII)", str(report.negatives),
-                 f"{report.falsely_redacted} falsely redacted",
-                 f"{report.false_redaction_rate:.1%} rate", "", ""])
-    rows.append(["all redactions", "", "", "", str(sum(r.redactions for r in report.rows)),
-                 _pct(report.precision)])
+    rows = [
+        [
+            r.kind,
+            str(r.positives),
+            _pct(r.recall),
+            _pct(r.hidden / r.positives if r.positives else None),
+            str(r.redactions),
+            _pct(r.precision),
+        ]
+        for r in report.rows
+    ]
+    rows.append(
+        [
+            "negatives (no PII)",
+            str(report.negatives),
+            f"{report.falsely_redacted} falsely redacted",
+            f"{report.false_redaction_rate:.1%} rate",
+            "",
+            "",
+        ]
+    )
+    rows.append(
+        [
+            "all redactions",
+            "",
+            "",
+            "",
+            str(sum(r.redactions for r in report.rows)),
+            _pct(report.precision),
+        ]
+    )
     return rows
 
 
@@ -817,8 +1078,10 @@ def markdown(report: Report) -> str:
 def rich_table(report: Report) -> Any:
     from rich.table import Table
 
-    table = Table(*HEADER, title=f"redaction on {report.cases} generated cases, "
-                                 f"{report.utterances} utterances")
+    table = Table(
+        *HEADER,
+        title=f"redaction on {report.cases} generated cases, {report.utterances} utterances",
+    )
     for row in table_rows(report):
         table.add_row(*row)
     return table
@@ -858,8 +1121,24 @@ _ASK_ZH = {
     "national_id": "请提供一下您的身份证号码。",
 }
 _NEUTRAL_ASK = {"en": "How can I help you today?", "zh": "请问有什么可以帮您？"}
-_EMAIL_FILLERS = frozenset({"dot", "at", "underscore", "under", "score", "dash", "hyphen",
-                            "point", "com", "co", "uk", "net", "org", "qq"})
+_EMAIL_FILLERS = frozenset(
+    {
+        "dot",
+        "at",
+        "underscore",
+        "under",
+        "score",
+        "dash",
+        "hyphen",
+        "point",
+        "com",
+        "co",
+        "uk",
+        "net",
+        "org",
+        "qq",
+    }
+)
 
 
 class AsrExchange(Record):
@@ -905,8 +1184,7 @@ def _case_kind(case: Case) -> str:
     return case.marks[0].kind if case.marks else "negative"
 
 
-def asr_sample(n: int = 15, seed: int = ASR_SEED, cases: list[Case] | None = None
-               ) -> list[Case]:
+def asr_sample(n: int = 15, seed: int = ASR_SEED, cases: list[Case] | None = None) -> list[Case]:
     """A fixed sample: per kind `n` positive exchanges (a fifth Mandarin where the corpus
     has Mandarin forms), and twice as many negatives the same way."""
     cases = corpus(seed) if cases is None else cases
@@ -933,8 +1211,9 @@ def _spoken_turn(case: Case, t: int) -> str:
             said = text[m.start : m.end]
             if m.kind != "email":
                 said = re.sub(r"[A-Z]{2,}", lambda w: " ".join(w.group()), said)
-            said = re.sub(r"\d+", lambda d: " " + " ".join(_EN_DIGITS[int(c)] for c in d.group())
-                          + " ", said)
+            said = re.sub(
+                r"\d+", lambda d: " " + " ".join(_EN_DIGITS[int(c)] for c in d.group()) + " ", said
+            )
             said = re.sub(r" +", " ", said).strip()
             said = re.sub(r" (?=[,.])", "", said)
         text = text[: m.start] + said + text[m.end :]
@@ -950,7 +1229,7 @@ def exchange_turns(case: Case, k: int = 0) -> list[Turn]:
     asks = _ASK_ZH if case.language == "zh" else _ASK_EN
     kind = _case_kind(case)
     if kind == "negative":
-        ask = (_NEUTRAL_ASK[case.language] if k % 2 else asks[KINDS[k // 2 % len(KINDS)]])
+        ask = _NEUTRAL_ASK[case.language] if k % 2 else asks[KINDS[k // 2 % len(KINDS)]]
     elif kind == "national_id" and case.language == "en" and "social" in case.form:
         ask = "And your social security number, please?"
     elif kind == "bank_account" and "IBAN" in case.form:
@@ -964,17 +1243,22 @@ def secret_value(case: Case) -> str:
     """What must not stay readable: the digits of the customer's read-out (all its marks
     joined), or for an e-mail the names in it ("robert chen example")."""
     kind = _case_kind(case)
-    texts = [case.turns[m.turn].text[m.start : m.end] for m in case.marks
-             if m.kind == kind and case.turns[m.turn].role == C]
+    texts = [
+        case.turns[m.turn].text[m.start : m.end]
+        for m in case.marks
+        if m.kind == kind and case.turns[m.turn].role == C
+    ]
     if kind == "email":
         names: list[str] = []
         for text in texts:
             text = re.sub(r"\b([a-z]) (?=[a-z]\b)", r"\1", text.lower())  # j o h n -> john
-            names += [w for w in re.findall(r"[a-z]+", text)
-                      if len(w) >= 3 and w not in _EMAIL_FILLERS and not digit_runs(w)]
+            names += [
+                w
+                for w in re.findall(r"[a-z]+", text)
+                if len(w) >= 3 and w not in _EMAIL_FILLERS and not digit_runs(w)
+            ]
         return " ".join(dict.fromkeys(names))
     return "".join("".join(digit_runs(t)) for t in texts)
-
 
 
 def readable(value: str, kind: str, texts: list[str]) -> bool:
@@ -984,8 +1268,9 @@ def readable(value: str, kind: str, texts: list[str]) -> bool:
         return False
     if kind == "email":  # "emmabrown" is read in "Emma Brown" too
         words = [re.findall(r"[a-z]+", text.lower()) for text in texts]
-        seen = {w for ws in words for w in ws} | {a + b for ws in words
-                                                  for a, b in zip(ws, ws[1:], strict=False)}
+        seen = {w for ws in words for w in ws} | {
+            a + b for ws in words for a, b in zip(ws, ws[1:], strict=False)
+        }
         return any(name in seen for name in value.split())
     k = min(len(value), LEAK_DIGITS.get(kind, LEAK_DIGITS_DEFAULT))
     runs = [run for text in texts for run in digit_runs(text)]
@@ -996,8 +1281,9 @@ CALL_EXCHANGES = 4  # exchanges of one kind spoken in one call (Whisper reads 30
 EXCHANGE_PAUSE = 2.0  # seconds of silence between two exchanges of a call
 
 
-def render_exchanges(cases: list[Case], first: int, out_dir: Any
-                     ) -> tuple[Any, list[tuple[int, int]]]:
+def render_exchanges(
+    cases: list[Case], first: int, out_dir: Any
+) -> tuple[Any, list[tuple[int, int]]]:
     """Exchanges of one language as a two-channel 8 kHz call (agent left, customer right),
     rendered the way `qa synth` renders calls; the `SynthCall` and each exchange's turns."""
     from qa.synth import DEFAULT_PAUSE, ScriptTurn, SynthScript, render_call
@@ -1007,11 +1293,19 @@ def render_exchanges(cases: list[Case], first: int, out_dir: Any
     for k, case in enumerate(cases):
         said = exchange_turns(case, first + k)
         bounds.append((len(turns), len(turns) + len(said)))
-        turns += [ScriptTurn(role=t.role, text=t.text,
-                             pause_before=EXCHANGE_PAUSE if turns and n == 0 else DEFAULT_PAUSE)
-                  for n, t in enumerate(said)]
-    script = SynthScript(call_id=f"redact_{_case_kind(cases[0])}_{cases[0].language}_{first}",
-                         language=cases[0].language, turns=turns)
+        turns += [
+            ScriptTurn(
+                role=t.role,
+                text=t.text,
+                pause_before=EXCHANGE_PAUSE if turns and n == 0 else DEFAULT_PAUSE,
+            )
+            for n, t in enumerate(said)
+        ]
+    script = SynthScript(
+        call_id=f"redact_{_case_kind(cases[0])}_{cases[0].language}_{first}",
+        language=cases[0].language,
+        turns=turns,
+    )
     return render_call(script, out_dir, rates=(8000,)), bounds
 
 
@@ -1021,6 +1315,7 @@ OWNER_MARGIN = 1.0  # s: Whisper's utterance times may stray this far from the s
 def _owner(start: float, end: float, exchanges: list[AsrExchange]) -> int:
     """The exchange an utterance was heard in: the one it overlaps most (each widened by
     OWNER_MARGIN), else the nearest."""
+
     def fit(ex: AsrExchange) -> tuple[float, float]:
         a, b = ex.start - OWNER_MARGIN, ex.end + OWNER_MARGIN
         return min(end, b) - max(start, a), -abs((start + end) / 2 - (a + b) / 2)
@@ -1038,15 +1333,23 @@ def score_call(transcript: Transcript, exchanges: list[AsrExchange]) -> list[Asr
         ex = ex.model_copy(update={"utterances": [i for i, o in enumerate(owners) if o == e]})
         heard = [transcript.utterances[i].text for i in ex.utterances]
         stored = [out.utterances[i].text for i in ex.utterances]
-        scored.append(ex.model_copy(update={
-            "heard": heard, "redacted": stored, "kept": readable(ex.value, ex.kind, heard),
-            "leaked": readable(ex.value, ex.kind, stored),
-            "redacted_any": any(r.utterance_index in ex.utterances for r in out.redactions)}))
+        scored.append(
+            ex.model_copy(
+                update={
+                    "heard": heard,
+                    "redacted": stored,
+                    "kept": readable(ex.value, ex.kind, heard),
+                    "leaked": readable(ex.value, ex.kind, stored),
+                    "redacted_any": any(r.utterance_index in ex.utterances for r in out.redactions),
+                }
+            )
+        )
     return scored
 
 
-def asr_report(exchanges: list[AsrExchange], transcripts: list[Transcript],
-               seconds: float = 0.0) -> AsrReport:
+def asr_report(
+    exchanges: list[AsrExchange], transcripts: list[Transcript], seconds: float = 0.0
+) -> AsrReport:
     rows = {kind: AsrRow(kind=kind) for kind in KINDS}
     negatives = falsely = 0
     for ex in exchanges:
@@ -1059,13 +1362,24 @@ def asr_report(exchanges: list[AsrExchange], transcripts: list[Transcript],
         row.kept += ex.kept
         row.leaked += ex.leaked
         row.redacted += ex.redacted_any
-    return AsrReport(exchanges=exchanges, rows=[rows[k] for k in KINDS], negatives=negatives,
-                     falsely_redacted=falsely, transcripts=transcripts,
-                     seconds=round(seconds, 1))
+    return AsrReport(
+        exchanges=exchanges,
+        rows=[rows[k] for k in KINDS],
+        negatives=negatives,
+        falsely_redacted=falsely,
+        transcripts=transcripts,
+        seconds=round(seconds, 1),
+    )
 
 
-def run_asr(settings: Any = None, n: int = 15, *, seed: int = ASR_SEED, saved: Any = None,
-            progress: Callable[[str], None] | None = None) -> AsrReport:
+def run_asr(
+    settings: Any = None,
+    n: int = 15,
+    *,
+    seed: int = ASR_SEED,
+    saved: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> AsrReport:
     """Speak the sample, transcribe each call with the pipeline's transcription stage and
     the default models (tiny.en for English, the multilingual model for Mandarin), redact
     as the pipeline does and score. With `saved`, the report so far is written after each
@@ -1082,9 +1396,12 @@ def run_asr(settings: Any = None, n: int = 15, *, seed: int = ASR_SEED, saved: A
     sample = asr_sample(n, seed)
     chunks: list[list[int]] = []
     for k, case in enumerate(sample):
-        if (chunks and len(chunks[-1]) < CALL_EXCHANGES
-                and _case_kind(sample[chunks[-1][0]]) == _case_kind(case)
-                and sample[chunks[-1][0]].language == case.language):
+        if (
+            chunks
+            and len(chunks[-1]) < CALL_EXCHANGES
+            and _case_kind(sample[chunks[-1][0]]) == _case_kind(case)
+            and sample[chunks[-1][0]].language == case.language
+        ):
             chunks[-1].append(k)
         else:
             chunks.append([k])
@@ -1095,19 +1412,26 @@ def run_asr(settings: Any = None, n: int = 15, *, seed: int = ASR_SEED, saved: A
             cases = [sample[k] for k in chunk]
             call, bounds = render_exchanges(cases, chunk[0], Path(tmp))
             transcript = transcribe_stage(Path(call.files["stereo_8k"]), call.meta, models)
-            found = [AsrExchange(kind=_case_kind(case), language=case.language, form=case.form,
-                                 spoken=[t.text for t in call.turns[a:b]],
-                                 value=secret_value(case) if case.marks else "",
-                                 call=len(transcripts), start=call.turns[a].start,
-                                 end=call.turns[b - 1].end)
-                     for case, (a, b) in zip(cases, bounds, strict=True)]
+            found = [
+                AsrExchange(
+                    kind=_case_kind(case),
+                    language=case.language,
+                    form=case.form,
+                    spoken=[t.text for t in call.turns[a:b]],
+                    value=secret_value(case) if case.marks else "",
+                    call=len(transcripts),
+                    start=call.turns[a].start,
+                    end=call.turns[b - 1].end,
+                )
+                for case, (a, b) in zip(cases, bounds, strict=True)
+            ]
             transcripts.append(transcript)
             exchanges += score_call(transcript, found)
             if saved is not None:
                 report = asr_report(exchanges, transcripts, time.perf_counter() - t0)
                 Path(saved).write_text(report.model_dump_json(), encoding="utf-8")
             if progress is not None:
-                for ex in exchanges[-len(found):]:
+                for ex in exchanges[-len(found) :]:
                     progress(f"{ex.kind} {ex.language}: {' | '.join(ex.redacted)}")
     return asr_report(exchanges, transcripts, time.perf_counter() - t0)
 
@@ -1120,20 +1444,34 @@ def rescore(report: AsrReport) -> AsrReport:
     return asr_report(out, report.transcripts, report.seconds)
 
 
-ASR_HEADER = ["kind", "spoken", "ASR kept the value", "leaks after redaction",
-              "leaks of kept"]
+ASR_HEADER = ["kind", "spoken", "ASR kept the value", "leaks after redaction", "leaks of kept"]
 
 
 def asr_table_rows(report: AsrReport) -> list[list[str]]:
     rows = []
     for r in report.rows:
+
         def share(count: int, total: int) -> str:
             return f"{count} ({_pct(count / total if total else None)})"
 
-        rows.append([r.kind, str(r.spoken), share(r.kept, r.spoken), share(r.leaked, r.spoken),
-                     f"{r.leaked}/{r.kept}"])
-    rows.append(["negatives (no PII)", str(report.negatives), "",
-                 f"{report.falsely_redacted} falsely redacted", ""])
+        rows.append(
+            [
+                r.kind,
+                str(r.spoken),
+                share(r.kept, r.spoken),
+                share(r.leaked, r.spoken),
+                f"{r.leaked}/{r.kept}",
+            ]
+        )
+    rows.append(
+        [
+            "negatives (no PII)",
+            str(report.negatives),
+            "",
+            f"{report.falsely_redacted} falsely redacted",
+            "",
+        ]
+    )
     return rows
 
 
@@ -1150,15 +1488,23 @@ def asr_details(report: AsrReport) -> list[str]:
         bad = ex.leaked or (ex.kind == "negative" and ex.redacted_any)
         if bad:
             label = "LEAK" if ex.leaked else "FALSE"
-            lines.append(f"{label} {ex.kind} {ex.language} ({ex.form}) value={ex.value!r}\n"
-                         f"  said: {' | '.join(ex.spoken)}\n"
-                         f"  asr:  {' | '.join(ex.heard)}\n"
-                         f"  kept: {' | '.join(ex.redacted)}")
+            lines.append(
+                f"{label} {ex.kind} {ex.language} ({ex.form}) value={ex.value!r}\n"
+                f"  said: {' | '.join(ex.spoken)}\n"
+                f"  asr:  {' | '.join(ex.heard)}\n"
+                f"  kept: {' | '.join(ex.redacted)}"
+            )
     return lines
 
 
-def asr_evaluate(settings: Any = None, n: int = 15, *, seed: int = ASR_SEED, saved: Any = None,
-                 progress: Callable[[str], None] | None = None) -> AsrReport:
+def asr_evaluate(
+    settings: Any = None,
+    n: int = 15,
+    *,
+    seed: int = ASR_SEED,
+    saved: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> AsrReport:
     """`qa eval redaction --asr`: the round trip, or, when `saved` holds the transcripts of
     an earlier run, those scored again with the current redaction (seconds, no models)."""
     from pathlib import Path
