@@ -407,6 +407,46 @@ def test_trends_for_manager_with_charts_and_csv(demo):
     assert set(table(at, "agent_id", "average_score")["agent_id"]) == set(demo.agents)
 
 
+def test_automatic_and_human_scores_kept_apart(demo):
+    """A reviewer and a lead disagree with the machine: the review page shows all three
+    scores, and the manager's trends compare the automatic and human pass rates."""
+    from qa.workflow import ReviewItemInput
+
+    call_id = sorted(c for c in demo.calls if c not in demo.auto_failed)[-1]
+    wf, inspector = as_user(demo, "inspector2")
+    _, lead = as_user(demo, "lead")
+    call = wf.get_call(lead, call_id)
+    flip = {"pass": "fail", "fail": "pass", "na": "na"}
+    items = [
+        ReviewItemInput(
+            item_id=i.item_id, outcome=flip[i.auto_outcome.value] if n else i.auto_outcome
+        )
+        for n, i in enumerate(call.items)
+    ]
+    review = wf.save_review(inspector, call_id, items, submit=True)
+    call = wf.set_final_score(lead, call_id, [], passed=not call.auto_passed)
+
+    at = login(demo.users["lead"], call=call_id)
+    scores = table(at, "score", "by", "self-review", "total", "passed")
+    rows = {r.score: r for r in scores.itertuples()}
+    assert list(scores["score"]) == ["automatic", "review", "final"]
+    assert rows["automatic"].total == pytest.approx(call.auto_total)
+    assert rows["review"].total == pytest.approx(review.total)
+    assert rows["final"].passed == (not call.auto_passed)
+
+    at = login(demo.users["manager"], "trends")
+    assert "Automatic vs human" in [tab.label for tab in at.tabs]
+    _, manager = as_user(demo, "manager")
+    vs = wf.auto_vs_human(manager)
+    assert vs.calls >= 1
+    metric = {m.label: m.value for m in at.metric}
+    assert metric["Automatic pass rate"] == f"{vs.auto_pass_rate:.0%}"
+    assert metric["Human pass rate"] == f"{vs.human_pass_rate:.0%}"
+    per_item = table(at, "item_id", "calls", "agree", "agreement")
+    assert len(per_item) == len(vs.items)
+    assert per_item["agree"].sum() == sum(i.agree for i in vs.items)
+
+
 @pytest.mark.parametrize("view", ["trends", "cases"])
 def test_views_refused_to_agents_by_the_service(demo, view):
     """An agent who runs a page not in their menu is refused by qa.workflow, not the menu."""

@@ -390,6 +390,46 @@ def test_krippendorff_alpha_known_example(wf, users):
         wf.agreement_stats(ivy)
 
 
+def test_automatic_vs_human_pass_rates_and_item_agreement(wf, users):
+    """Human: a lead's final decision, else the reviewers' majority (a tie is a fail)."""
+    lea, ivy, ian, alice = users["lea"], users["ivy"], users["ian"], users["alice"]
+    sync(wf, "h1", "A1", "red", T0)  # auto pass; both reviewers agree on everything
+    sync(wf, "h2", "A1", "red", T0 + timedelta(hours=1), {"close": "fail"})  # auto fail
+    sync(wf, "h3", "B1", "blue", T0 + timedelta(days=7))  # auto pass, the lead fails it
+    sync(wf, "h4", "A1", "red", T0 + timedelta(hours=2))  # only the agent's self-review
+    sync(wf, "h5", "A1", "red", T0 + timedelta(hours=3))  # only a draft
+    for reviewer in (ivy, ian):
+        wf.save_review(reviewer, "h1", all_pass(), submit=True)
+    wf.save_review(ivy, "h2", all_pass(), submit=True)  # says pass on close
+    wf.save_review(ian, "h2", all_pass(close="fail"), submit=True)  # tie: fail, as auto
+    wf.save_review(ivy, "h3", all_pass(greet="fail"), submit=True)  # a pass, greet failed
+    wf.set_final_score(lea, "h3", [ReviewItemInput(item_id="close", outcome="fail")])
+    wf.save_review(alice, "h4", all_pass(close="fail"), submit=True)
+    wf.save_review(ian, "h5", all_pass(close="fail"))
+
+    stats = wf.auto_vs_human(users["max"])
+    assert stats.calls == 3
+    assert stats.auto_pass_rate == pytest.approx(2 / 3)  # h1, h3
+    assert stats.human_pass_rate == pytest.approx(1 / 3)  # h1 only
+    assert stats.agreement == pytest.approx(2 / 3)
+    groups = {(g.group, g.week.isoformat()): g for g in stats.groups}
+    assert set(groups) == {("red", "2026-03-02"), ("blue", "2026-03-09")}
+    red, blue = groups[("red", "2026-03-02")], groups[("blue", "2026-03-09")]
+    assert (red.calls, red.auto_passed, red.human_passed, red.agree) == (2, 1, 1, 2)
+    assert (blue.calls, blue.auto_pass_rate, blue.human_pass_rate) == (1, 1.0, 0.0)
+    items = {i.item_id: (i.calls, i.agree) for i in stats.items}
+    assert items == {"greet": (3, 2), "verify": (3, 3), "empathy": (3, 3), "close": (3, 2)}
+    by_item = {i.item_id: i for i in stats.items}
+    assert by_item["close"].agreement == pytest.approx(2 / 3)
+
+    red_only = wf.auto_vs_human(lea, CallFilter(team="red"), by="agent_id")
+    assert red_only.calls == 2 and [g.group for g in red_only.groups] == ["A1"]
+    assert red_only.human_pass_rate == pytest.approx(1 / 2)
+    for refused in (alice, ivy):
+        with pytest.raises(AccessDenied):
+            wf.auto_vs_human(refused)
+
+
 # --------------------------------------------------------------------------- final, disputes
 
 

@@ -61,6 +61,7 @@ EXPECTED: dict[str, frozenset[UserRole]] = {
     "original_audio": auth.ORIGINAL_AUDIO,
     "audit_trail": auth.AUDITORS,
     "final_outcomes": auth.TRENDS,
+    "auto_vs_human": auth.TRENDS,
 }
 # the command line (actor None) owns the database and may manage accounts
 SYSTEM_ACTIONS = {"add_user", "list_users", "disable_user"}
@@ -181,6 +182,7 @@ def _calls(coaching: int, store: LocalStore, role: UserRole) -> list[tuple[str, 
         ("original_audio", ("c1", store)),
         ("audit_trail", ()),
         ("final_outcomes", ()),
+        ("auto_vs_human", ()),
     ]
 
 

@@ -7,6 +7,7 @@ a call id in the URL that is not theirs shows "not found or not permitted".
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import components as ui
@@ -79,6 +80,22 @@ else:
 if call.final_note:
     st.info(f"Final decision by {call.final_by}: {call.final_note}")
 
+# ---------------------------------------------------------------- scores side by side
+# the machine's, each person's and the final one kept apart; which reviews show is the
+# service's blind-review rule (`reviews_for_call`)
+reviews = data.guarded(wf.reviews_for_call, user, call.call_id)
+score_rows = [("automatic", "pipeline", False, call.auto_total, call.auto_passed)]
+score_rows += [
+    ("review", r.reviewer_name or r.reviewer, r.self_review, r.total, r.passed)
+    for r in reviews
+    if r.status == ReviewStatus.SUBMITTED
+]
+if call.final_total is not None:
+    score_rows.append(("final", call.final_by or "", False, call.final_total, call.final_passed))
+scores = pd.DataFrame(score_rows, columns=["score", "by", "self-review", "total", "passed"])
+with st.expander("Scores", expanded=True):
+    st.dataframe(scores, hide_index=True, width="stretch", key="scores")
+
 # ---------------------------------------------------------------- listen and read
 left, right = st.columns([5, 6], gap="large")
 with left:
@@ -143,7 +160,6 @@ with left:
 
 # ---------------------------------------------------------------- items and the form
 auto_items: dict[str, ItemResult] = {i.item_id: i for i in result.score.items} if result else {}
-reviews = data.guarded(wf.reviews_for_call, user, call.call_id)
 mine = next((r for r in reviews if r.reviewer == user.username), None)
 mine_items = {i.item_id: i for i in mine.items} if mine else {}
 

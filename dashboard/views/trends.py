@@ -1,7 +1,8 @@
 """Trends for managers and leads: quality over time by team, agent, queue and scorecard item.
 
 Numbers use final outcomes where a lead decided or a dispute changed an item, and the
-automatic score elsewhere. Every table has a CSV export.
+automatic score elsewhere; "Automatic vs human" keeps the two apart on reviewed calls to
+show how far the automatic score can be trusted. Every table has a CSV export.
 """
 
 from __future__ import annotations
@@ -81,7 +82,18 @@ weekly["group"] = weekly["group"].fillna("(none)").astype(str)
 weekly["week"] = pd.to_datetime(weekly["week"])
 weekly = weekly.sort_values(["week", "group"])
 
-tabs = st.tabs(["Score", "Pass rate", "Auto-fail", "Sentiment", "Items", "Reviewers", "Coaching"])
+tabs = st.tabs(
+    [
+        "Score",
+        "Pass rate",
+        "Auto-fail",
+        "Sentiment",
+        "Items",
+        "Reviewers",
+        "Coaching",
+        "Automatic vs human",
+    ]
+)
 for tab, col, title in [
     (tabs[0], "average_score", "Average score"),
     (tabs[1], "pass_rate", "Pass rate"),
@@ -197,3 +209,53 @@ with tabs[6]:
         b[1].metric("Followed up", f"{cdf['followed_up'].mean():.0%}")
         st.dataframe(summary, hide_index=True, width="stretch", key="tr_coaching")
         ui.csv_download(summary, "coaching_completion", key="dl_coaching_completion")
+
+with tabs[7]:
+    st.caption(
+        "Over the calls a person reviewed. Human: the lead's final decision where one was "
+        "set, else the majority of the submitted reviews by inspectors and leads (a tie "
+        "counts as a fail; agents' self-reviews are not counted). Item agreement: the share "
+        "of reviewed calls where the human outcome of the item equals the automatic one."
+    )
+    vs = data.guarded(wf.auto_vs_human, user, filters, by)
+    if not vs.calls:
+        st.caption("No reviewed calls in this selection.")
+    else:
+        h = st.columns(4)
+        h[0].metric("Reviewed calls", f"{vs.calls:,}")
+        h[1].metric("Automatic pass rate", f"{vs.auto_pass_rate:.0%}")
+        h[2].metric("Human pass rate", f"{vs.human_pass_rate:.0%}")
+        h[3].metric("Same pass / fail", f"{vs.agreement:.0%}")
+        gdf = data.frame(
+            vs.groups,
+            ["week", "group", "calls", "auto_pass_rate", "human_pass_rate", "agree"],
+        )
+        long = gdf.melt(
+            id_vars=["week", "group", "calls"],
+            value_vars=["auto_pass_rate", "human_pass_rate"],
+            var_name="score",
+            value_name="pass_rate",
+        )
+        long["score"] = long["score"].map(
+            {"auto_pass_rate": "automatic", "human_pass_rate": "human"}
+        )
+        long["group"] = long["group"].fillna("(none)").astype(str)
+        chart = (
+            alt.Chart(long)
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("week:T", title="week"),
+                y=alt.Y("pass_rate:Q", axis=alt.Axis(format="%"), title="pass rate"),
+                color=alt.Color("group:N", title=by),
+                strokeDash=alt.StrokeDash("score:N", title="score"),
+                tooltip=list(long.columns),
+            )
+            .properties(height=300)
+        )
+        st.altair_chart(chart, width="stretch")
+        st.dataframe(gdf, hide_index=True, width="stretch", key="tr_auto_human")
+        ui.csv_download(gdf, f"auto_vs_human_by_{by}", key="dl_auto_human")
+        idf = data.frame(vs.items, ["item_id", "name", "calls", "agree", "agreement"])
+        idf = idf.sort_values("agreement").reset_index(drop=True)
+        st.dataframe(idf, hide_index=True, width="stretch", key="tr_auto_human_items")
+        ui.csv_download(idf, "auto_vs_human_items", key="dl_auto_human_items")

@@ -4,6 +4,7 @@ The dashboard talks to this package only through `Workflow` and the views below;
 action declares who may do it (`qa.workflow.actions`) and is checked here, below the UI.
 """
 
+from qa.workflow.auto_human import AutoHumanGroup, AutoHumanItem, AutoHumanStats
 from qa.workflow.service import SYSTEM, NotFoundError, Workflow, open_workflow
 from qa.workflow.views import (
     AgreementStats,
@@ -36,6 +37,9 @@ __all__ = [
     "SYSTEM",
     "AgreementStats",
     "AuditView",
+    "AutoHumanGroup",
+    "AutoHumanItem",
+    "AutoHumanStats",
     "CalibrationItem",
     "CalibrationView",
     "CallFilter",

@@ -1,12 +1,12 @@
 """The workflow service: every read and write the dashboard and the CLI make.
 
 `Workflow` is assembled from one class per domain (accounts, calls, reviews and
-calibration, disputes and final scores, coaching, cases, roles, original audio, audit),
-which share one unit of work (`qa.workflow.unit`): engine, transactions, clock and audit
-writer. Each action declares once who may do it (`qa.workflow.actions`), and the user is
-re-read from the database on every call, so a page that forgets to hide a button still
-cannot leak or change anything, and a disabled account or a changed role takes effect at
-once, whatever view object a page still holds.
+calibration, disputes and final scores, coaching, cases, roles, original audio, audit,
+automatic vs human scores), which share one unit of work (`qa.workflow.unit`): engine,
+transactions, clock and audit writer. Each action declares once who may do it
+(`qa.workflow.actions`), and the user is re-read from the database on every call, so a
+page that forgets to hide a button still cannot leak or change anything, and a disabled
+account or a changed role takes effect at once, whatever view object a page still holds.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from qa.workflow.accounts import Accounts
 from qa.workflow.audit import Audit
+from qa.workflow.auto_human import AutoVsHuman
 from qa.workflow.calibration import Calibration
 from qa.workflow.calls import Calls
 from qa.workflow.cases import Cases
@@ -28,7 +29,16 @@ __all__ = ["SYSTEM", "WRITE_LOCK_KEY", "NotFoundError", "Workflow", "open_workfl
 
 
 class Workflow(
-    Accounts, Calls, Calibration, Disputes, CoachingSessions, Cases, Roles, Originals, Audit
+    Accounts,
+    Calls,
+    Calibration,
+    Disputes,
+    CoachingSessions,
+    Cases,
+    Roles,
+    Originals,
+    Audit,
+    AutoVsHuman,
 ):
     """Reviews, calibration, disputes, coaching, users and audit over one database URL."""
 
