@@ -253,6 +253,7 @@ with tabs[7]:
             .properties(height=300)
         )
         st.altair_chart(chart, width="stretch")
+        gdf = gdf.rename(columns={"group": by})
         st.dataframe(gdf, hide_index=True, width="stretch", key="tr_auto_human")
         ui.csv_download(gdf, f"auto_vs_human_by_{by}", key="dl_auto_human")
         idf = data.frame(vs.items, ["item_id", "name", "calls", "agree", "agreement"])
