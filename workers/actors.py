@@ -10,12 +10,15 @@ pass through the driver; the driver publishes results and error records.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
 from qa.config import Settings
 from qa.schema import CallMeta, CallResult, ErrorRecord, Transcript
+
+if TYPE_CHECKING:
+    from qa.results import RescoreTarget
 
 
 def _settings(values: dict[str, Any], threads: int) -> Settings:
@@ -54,7 +57,8 @@ class TranscribeActor:
 
 @ray.remote(max_restarts=0, max_task_retries=0)
 class ScoreActor:
-    """Redaction + metrics + sentiment + scorecard, and the redacted playable audio."""
+    """Redaction + metrics + sentiment + scorecard, and the redacted playable audio; also
+    scores stored results again (`qa rescore`). Never loads an ASR or diarization model."""
 
     def __init__(self, settings: dict[str, Any], threads: int = 1) -> None:
         from qa.pipeline import Models
@@ -86,3 +90,9 @@ class ScoreActor:
             return result
 
         return guarded("score", meta, work)  # type: ignore[return-value]
+
+    def rescore(self, target: RescoreTarget) -> CallResult | ErrorRecord:
+        """A call's newest stored result scored again with the configured cards, no ASR."""
+        from workers.rescore import rescore_one
+
+        return rescore_one(self.store, self.models, target)

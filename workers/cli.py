@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -46,6 +47,33 @@ def _stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _stoppable(label: str, work: Callable[[threading.Event], Any]) -> tuple[Any, list[int]]:
+    """Run `work(stop)` under `_stop_on_signals`; a store outage leaves every call for the
+    next run (exit 3), and the Ray processes are stopped whatever happens."""
+    from qa.store import StoreUnavailableError
+    from workers.runner import ray_stop
+
+    with _stop_on_signals() as (stop, received):
+        try:
+            summary = work(stop)
+        except StoreUnavailableError as exc:
+            console.print(f"[yellow]{label}: {exc}; every call is left for the next run[/]")
+            raise typer.Exit(EXIT_LEFT_OVER) from None
+        finally:
+            ray_stop()
+    return summary, received
+
+
+def _exit_status(summary: Any, received: list[int]) -> None:
+    """The documented exit status of a run: a signal, then calls left over, then failures."""
+    if received:
+        raise typer.Exit(128 + received[0])
+    if summary.skipped:
+        raise typer.Exit(EXIT_LEFT_OVER)
+    if summary.failed:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _print_summary(summary) -> None:
@@ -135,33 +163,22 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
           130  stopped by Ctrl-C, 143 stopped by SIGTERM: calls in flight are left for
                the next run; Ray is shut down either way
         """
-        from qa.store import StoreUnavailableError
         from workers.batch import run_batch
-        from workers.runner import ray_stop
 
-        with _stop_on_signals() as (stop, received):
-            try:
-                summary = run_batch(
-                    get_settings(),
-                    address=address,
-                    retry_errors=retry_errors,
-                    limit=limit,
-                    console=console,
-                    stop=stop,
-                )
-            except StoreUnavailableError as exc:
-                console.print(f"[yellow]run: {exc}; every call is left for the next run[/]")
-                raise typer.Exit(EXIT_LEFT_OVER) from None
-            finally:
-                ray_stop()
+        summary, received = _stoppable(
+            "run",
+            lambda stop: run_batch(
+                get_settings(),
+                address=address,
+                retry_errors=retry_errors,
+                limit=limit,
+                console=console,
+                stop=stop,
+            ),
+        )
         if summary.total:
             _print_summary(summary)
-        if received:
-            raise typer.Exit(128 + received[0])
-        if summary.skipped:
-            raise typer.Exit(EXIT_LEFT_OVER)
-        if summary.failed:
-            raise typer.Exit(EXIT_FAILED)
+        _exit_status(summary, received)
 
     @app.command("rescore")
     def rescore(
@@ -200,9 +217,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         """
         from qa.errors import QAError
         from qa.results import RescoreFilter
-        from qa.store import StoreUnavailableError
         from workers.rescore import run_rescore
-        from workers.runner import ray_stop
 
         try:
             selection = RescoreFilter(
@@ -210,30 +225,21 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             )
         except ValueError as exc:
             raise QAError(f"--since/--until: {exc}") from None
-        with _stop_on_signals() as (stop, received):
-            try:
-                summary = run_rescore(
-                    get_settings(),
-                    scorecard=scorecard,
-                    scorecard_zh=scorecard_zh,
-                    selection=selection,
-                    address=address,
-                    limit=limit,
-                    console=console,
-                    stop=stop,
-                )
-            except StoreUnavailableError as exc:
-                console.print(f"[yellow]rescore: {exc}; every call is left for the next run[/]")
-                raise typer.Exit(EXIT_LEFT_OVER) from None
-            finally:
-                ray_stop()
+        summary, received = _stoppable(
+            "rescore",
+            lambda stop: run_rescore(
+                get_settings(),
+                scorecard=scorecard,
+                scorecard_zh=scorecard_zh,
+                selection=selection,
+                address=address,
+                limit=limit,
+                console=console,
+                stop=stop,
+            ),
+        )
         _print_rescore_summary(summary)
-        if received:
-            raise typer.Exit(128 + received[0])
-        if summary.skipped:
-            raise typer.Exit(EXIT_LEFT_OVER)
-        if summary.failed:
-            raise typer.Exit(EXIT_FAILED)
+        _exit_status(summary, received)
 
     @app.command("watch")
     def watch(

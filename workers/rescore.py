@@ -16,7 +16,6 @@ a scoring error) is reported, never written as an error record: its old result s
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -34,6 +33,7 @@ from qa.progress import progress_bar
 from qa.results import RescoreFilter, RescorePlan, RescoreTarget, plan_rescore
 from qa.schema import CallResult, ErrorRecord
 from qa.store import StoreUnavailableError, open_store
+from workers.actors import ScoreActor
 from workers.runner import (
     MAX_ATTEMPTS,
     WAIT_SLICE,
@@ -78,25 +78,6 @@ def rescore_one(store: Any, models: Models, target: RescoreTarget) -> CallResult
         return rescore_with_configured(store.get_json(target.key, CallResult), models)
 
     return guarded("rescore", target.meta, work)  # type: ignore[return-value]
-
-
-@ray.remote(max_restarts=0, max_task_retries=0)
-class RescoreActor:
-    """Sentence encoder + sentiment model + scorecard; never an ASR or diarization model."""
-
-    def __init__(self, settings: dict[str, Any], threads: int = 1) -> None:
-        from qa.store import open_store
-        from workers.actors import _settings
-
-        self.settings = _settings(settings, threads)
-        self.models = Models(self.settings)
-        self.store = open_store(self.settings)
-
-    def pid(self) -> int:
-        return os.getpid()
-
-    def run(self, target: RescoreTarget) -> CallResult | ErrorRecord:
-        return rescore_one(self.store, self.models, target)
 
 
 class _Tally:
@@ -157,7 +138,7 @@ def _run_on_ray(
         **settings.model_dump(mode="json", exclude_unset=False),
         "store_url": settings.resolved_store_url,
     }
-    pool = _Pool(lambda: RescoreActor.options(num_cpus=1).remote(values, 1), workers)
+    pool = _Pool(lambda: ScoreActor.options(num_cpus=1).remote(values, 1), workers)
     pool.start()
     queue: deque[tuple[RescoreTarget, int]] = deque((t, 0) for t in targets)
     pending: dict[ray.ObjectRef, tuple[Any, RescoreTarget, int]] = {}
@@ -167,7 +148,7 @@ def _run_on_ray(
         while queue and (actor := pool.least_busy(INFLIGHT)) is not None:
             target, attempts = queue.popleft()
             pool.busy[actor] += 1
-            pending[actor.run.remote(target)] = (actor, target, attempts + 1)
+            pending[actor.rescore.remote(target)] = (actor, target, attempts + 1)
 
     try:
         submit()
