@@ -16,12 +16,14 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import components, data  # noqa: E402
+from dashboard import components, data, sessions  # noqa: E402
 from dashboard.views import login  # noqa: E402
 
 st.set_page_config(page_title="Call QA", page_icon=":material/headset_mic:", layout="wide")
 
+sessions.restore()  # a reload or a second tab signs in from the signed session cookie
 user = data.session_user()
+sessions.sync_cookie()
 if user is None:
     # Keep a deep link (?call=...) so it opens once the user has logged in.
     if "call" in st.query_params:
@@ -41,7 +43,7 @@ else:
             + (f" · {user.team}" if user.team else "")
         )
         if st.button("Log out", key="logout", icon=":material/logout:"):
-            data.logout()
+            sessions.logout()
             st.rerun()
     nav = st.navigation(pages)
     pending = st.session_state.pop("pending_call", None)

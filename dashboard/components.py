@@ -80,12 +80,19 @@ def seek(call_id: str, seconds: float) -> None:
 
 
 def audio_player(call_id: str, source: bytes | str | None, fmt: str | None = None) -> None:
-    """The call's recording, started where the reviewer last clicked a timestamp."""
+    """The call's recording, started where the reviewer last clicked a timestamp.
+
+    Not `st.audio`: that publishes the recording on a `/media/...` address anyone can fetch
+    without signing in; the player component gets the bytes inside this render only."""
+    from dashboard import workspace
+
     if source is None:
         st.info("No recording is stored for this call.")
         return
     start = float(st.session_state.get(_seek_key(call_id), 0.0))
-    st.audio(source, format=f"audio/{fmt or 'wav'}", start_time=start, autoplay=start > 0)
+    workspace.player(
+        call_id, workspace.recording_bytes(source), fmt, start=start, autoplay=start > 0
+    )
     if start > 0:
         st.caption(f"Playing from {fmt_time(start)}")
 
@@ -240,9 +247,10 @@ def score_header(
 # --------------------------------------------------------------------------- evidence quality
 
 
-def quality_panel(call_id: str, quality: EvidenceQuality | None) -> None:
+def quality_panel(call_id: str, quality: EvidenceQuality | None, *, playable: bool = True) -> None:
     """How far the transcript can be trusted, shown before the items: every item's evidence
-    rests on who said what, so a reviewer must know where that may be wrong."""
+    rests on who said what, so a reviewer must know where that may be wrong. `playable=False`
+    where a player elsewhere on the page (the review workspace) already offers the spans."""
     if quality is None:
         st.caption("No evidence-quality record (result made before it existed).")
         return
@@ -252,7 +260,8 @@ def quality_panel(call_id: str, quality: EvidenceQuality | None) -> None:
             f"**Evidence in doubt**: check who said what before acting on the score.\n\n{reasons}",
             icon=":material/report:",
         )
-        if quality.lost_speech and any(i.code == QualityCode.LOST_SPEECH for i in quality.issues):
+        lost = any(i.code == QualityCode.LOST_SPEECH for i in quality.issues)
+        if playable and quality.lost_speech and lost:
             lost_speech_buttons(call_id, quality.lost_speech)
     st.caption(quality_signals(quality))
 

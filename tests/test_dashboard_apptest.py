@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.workspace import shown_data
 from tests.fixtures_demo import DEMO_PASSWORD, Demo, build_demo, demo_settings, synth_cache
 
 APP = str(Path(__file__).resolve().parent.parent / "dashboard" / "app.py")
@@ -78,6 +79,17 @@ def table(at: AppTest, *columns: str):
     raise AssertionError(f"no table with columns {columns!r}")
 
 
+def workspace(at: AppTest) -> dict:
+    """What the review workspace (player, transcript, scorecard) was given to show."""
+    shown = shown_data(at)
+    assert len(shown) == 1, f"{len(shown)} review workspaces on the page"
+    return shown[0]
+
+
+def roles_said(at: AppTest) -> list[str]:
+    return [u["role"] for u in workspace(at)["utterances"]]
+
+
 def workflow(demo: Demo):
     from qa.workflow import Workflow
 
@@ -115,7 +127,7 @@ def test_login_rejects_wrong_password_and_expired_session_returns_to_login(demo)
 
 def test_queue_lists_flagged_calls_with_reasons_and_filters(demo):
     at = login(demo.users["inspector"], "queue")
-    at.toggle(key="q_mine").set_value(False).run()
+    at.radio(key="q_scope").set_value("all").run()
     df = table(at, "flag reasons")
     assert set(df["call_id"]) == set(demo.flagged)
     assert df["flag reasons"].str.len().gt(0).all()
@@ -126,6 +138,28 @@ def test_queue_lists_flagged_calls_with_reasons_and_filters(demo):
     at.slider(key="q_score").set_value((50.0, 100.0)).run()
     assert table(at, "flag reasons").empty  # auto-failed calls score 0
     assert not at.exception
+
+
+def test_inspector_queue_opens_on_what_they_can_act_on(demo):
+    """The demo assigns nothing: the queue says so, lists the unassigned flagged calls with
+    their count, and "Next call" opens the first one."""
+    from qa.workflow import CallFilter
+
+    wf, inspector = as_user(demo, "inspector")
+    mine = wf.list_calls(inspector, CallFilter(assigned_to_me=True, flagged=True, reviewed=False))
+    at = login(demo.users["inspector"], "queue")
+    scope = at.radio(key="q_scope")
+    assert scope.value == ("mine" if mine else "pool")
+    shown = table(at, "flag reasons")
+    if not mine:
+        assert "Nothing is assigned to you" in texts(at)
+        assert (shown["assigned"].fillna("") == "").all()
+        assert f"Unassigned flagged ({len(shown)})" in scope.options
+    assert len(shown) > 0
+    at.button(key="q_next").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Call review" in [t.value for t in at.title]
+    assert workspace(at)["call_id"] == shown["call_id"].iloc[0]
 
 
 def test_lead_assigns_and_samples(demo):
@@ -155,16 +189,16 @@ def test_review_page_shows_audio_transcript_evidence_and_saves(demo):
     call_id = flagged_call(demo, 0)
     at = login(demo.users["inspector"], call=call_id)
     assert "Call review" in [t.value for t in at.title]
-    assert at.get("audio"), "recording player missing"
-    body = texts(at)
-    assert "**agent**" in body and "**customer**" in body
+    shown = workspace(at)
+    assert shown["audio"] and shown["mime"] == "audio/flac", "recording player missing"
+    assert not at.get("audio"), "st.audio publishes the recording on an open /media/ URL"
+    assert {"agent", "customer"} <= set(roles_said(at))
     radios = [r for r in at.radio if r.key and r.key.startswith(f"rv:{call_id}:")]
     assert len(radios) >= 10
-    # play from an evidence span: the player restarts there
-    ev = next(b for b in at.button if b.key and ":ev:" in b.key)
-    ev.click().run()
-    assert at.session_state[f"seek:{call_id}"] > 0
-    assert "Playing from" in texts(at)
+    # every item's evidence is in the workspace, where a click seeks the player (no rerun)
+    assert len(shown["items"]) == len(radios)
+    assert any(ev["start"] > 0 for it in shown["items"] for ev in it["evidence"])
+    assert shown["can_decide"] and not shown["locked"]
     # override one item, save a draft, then submit
     radios[0].set_value("na")
     at.text_input(key=f"rv:{call_id}:{radios[0].key.split(':')[2]}:comment").input("not asked")
@@ -200,8 +234,9 @@ def test_stale_edit_shows_a_clear_message(demo):
 
 def test_redacted_card_number_is_highlighted(demo):
     at = login(demo.users["inspector"], call="nw_card_payment")
-    body = texts(at)
-    assert ":orange-background[**\\[CARD" in body, "card number placeholder not highlighted"
+    said = " ".join(u["text"] for u in workspace(at)["utterances"])
+    assert "[CARD_NUMBER]" in said, "card number placeholder missing"  # marked in the browser
+    body = texts(at) + said
     assert "4556" not in body and "four five five six" not in body
 
 
@@ -226,13 +261,15 @@ def test_player_has_the_redacted_copy_and_only_a_lead_opens_the_original(demo, m
     assert not np.any(played[int(card.start * rate) : int(card.end * rate)])
 
     at = login(demo.users["inspector"], call="nw_card_payment")
-    assert at.get("audio") and "spans of personal data are silent" in texts(at)
+    assert workspace(at)["audio"] and "spans of personal data are silent" in texts(at)
     monkeypatch.setenv("QA_ORIGINAL_AUDIO", "restricted")
     at = login(demo.users["inspector"], call="nw_card_payment")
     assert not [b for b in at.button if b.key == "original_audio"]
     at = login(demo.users["lead"], call="nw_card_payment")
     at.button(key="original_audio").click().run()
     assert "Original recording, unredacted" in texts(at)
+    assert [d["label"] for d in shown_data(at, "player:original:")] == ["Original recording"]
+    assert not at.get("audio")
     wf, lead = as_user(demo, "lead")
     assert [
         a.action for a in wf.audit_trail(lead, "call", "nw_card_payment") if "original" in a.action
@@ -244,16 +281,12 @@ def test_swap_roles_flips_the_transcript_and_scores_again(demo):
     at = login(demo.users["admin"], call=call_id)  # admins do not review, so do not swap
     assert not [b for b in at.button if b.key == "swap_roles"]
     at = login(demo.users["lead"], call=call_id)
-    first = next(
-        m.value for m in at.markdown if "**agent**" in m.value or "**customer**" in m.value
-    )
+    first = roles_said(at)
     at.button(key="swap_roles").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert "swapped by a reviewer" in texts(at) and "Roles swapped; automatic score" in texts(at)
-    flipped = next(
-        m.value for m in at.markdown if "**agent**" in m.value or "**customer**" in m.value
-    )
-    assert ("**agent**" in first) == ("**customer**" in flipped)
+    flip = {"agent": "customer", "customer": "agent", "unknown": "unknown"}
+    assert roles_said(at) == [flip[r] for r in first]
     wf, lead = as_user(demo, "lead")
     call = wf.get_call(lead, call_id)
     assert call.role_swapped and call.pipeline_version.endswith("+r1")
@@ -274,7 +307,7 @@ def test_agent_sees_only_own_calls_and_disputes(demo):
 
     at = login(username, call=other)
     assert NOT_PERMITTED in texts(at)
-    assert not at.get("audio")
+    assert not at.get("audio") and not shown_data(at, "")
 
     at = login(username, call=own[0])
     at.button(key="ack_score").click().run()
@@ -487,7 +520,7 @@ def test_queue_run_by_an_agent_lists_only_own_calls(demo):
     at.session_state["auth_token"] = token
     at.run()
     at.toggle(key="q_flagged").set_value(False)
-    at.toggle(key="q_mine").set_value(False)
+    at.radio(key="q_scope").set_value("all")
     at.selectbox(key="q_status").set_value("all").run()
     assert not at.exception
     ids = set(table(at, "flag reasons")["call_id"])

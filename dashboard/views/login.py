@@ -1,10 +1,11 @@
-"""Log in with a username and password; the service returns a session token."""
+"""Log in with a username and password; the service returns a session token, which the
+browser keeps in a signed cookie so a reload or a second tab stays signed in."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import data
+from dashboard import data, sessions
 from qa.errors import AccessDenied
 
 
@@ -22,7 +23,7 @@ def render() -> None:
 
     if submitted:
         try:
-            data.login(username.strip(), password)
+            sessions.login(username.strip(), password)
         except AccessDenied:
             st.error("Wrong username or password, or the account is disabled.")
         else:
