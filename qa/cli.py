@@ -235,11 +235,9 @@ def eval_sentiment(
     baseline: str = typer.Option("lexicon", help="backend to compare against"),
 ) -> None:
     """Held-out macro-F1 (MAIA-DQE) and satisfaction correlation (STC-3), model vs baseline."""
-    from qa.scoring.train_sentiment import default_data_dir, evaluate, print_figures
+    from qa.evaluation import sentiment
 
-    settings = get_settings()
-    backends = list(dict.fromkeys([settings.sentiment_backend, baseline]))
-    print_figures(evaluate(settings, data or default_data_dir(), backends))
+    console.print(sentiment.run(get_settings(), data, baseline))
 
 
 @eval_app.command("redaction")
@@ -290,31 +288,9 @@ def bench_sentiment(
     language: str = typer.Option("en", help="language code passed to the model"),
 ) -> None:
     """Utterances per second of the configured backend and the lexicon baseline, on CPU."""
-    from qa.scoring.sentiment import benchmark
-    from qa.scoring.train_sentiment import MAIA_EVAL, default_data_dir, load_maia
+    from qa.bench import sentiment
 
-    settings = get_settings()
-    path = default_data_dir() / MAIA_EVAL
-    if path.is_file():
-        pool = [s.text for s in load_maia(path, original_language="pt") if s.language == language]
-    else:
-        pool = [
-            "I have been waiting for forty minutes and nobody called me back.",
-            "Thanks, that fixed it, you have been really helpful.",
-            "Can you tell me when the engineer will arrive?",
-        ]
-    texts = [pool[i % len(pool)] for i in range(n)]
-    backends = list(dict.fromkeys([settings.sentiment_backend, "lexicon"]))
-    table = Table("backend", "load s", "utterances", "seconds", "utterances/s")
-    for row in benchmark(settings, texts, language=language, backends=backends):
-        table.add_row(
-            str(row["backend"]),
-            f"{row['load_s']:.2f}",
-            str(row["texts"]),
-            f"{row['seconds']:.2f}",
-            f"{row['per_second']:.1f}",
-        )
-    console.print(table)
+    console.print(sentiment.run(get_settings(), n, language))
 
 
 @app.command("redact")
@@ -476,27 +452,16 @@ def eval_asr(
     show: bool = typer.Option(False, "--show", help="print each hypothesis"),
 ) -> None:
     """Word error rate (lowercase, punctuation stripped) against reference transcripts."""
-    from qa.asr.whisper import Transcriber
     from qa.evaluation import asr
 
-    settings = get_settings()
-    calls = data or _shared_calls(None) / "calls"
-    cases = []
-    if (calls / "sample.wav").is_file() and (calls / "sample.stm").is_file():
-        cases.append(asr.stm_case(calls / "sample.wav", calls / "sample.stm"))
-    else:
-        err_console.print(f"no sample.wav + sample.stm in {calls}: skipped")
-    if synth is not None:
-        found = asr.synth_cases(synth)
-        err_console.print(f"{len(found)} synthetic calls in {synth}")
-        cases += found
-    if not cases:
-        raise QAError("nothing to evaluate: give --data or --synth")
-    rows = []
-    for key in ["en", "multi"] if model == "all" else [model]:
-        transcriber = Transcriber(settings, key)
-        with console.status(f"{transcriber.name}: {len(cases)} recordings"):
-            rows += asr.evaluate(transcriber, cases)
+    rows = asr.run(
+        get_settings(),
+        data or _shared_calls(None) / "calls",
+        synth,
+        model,
+        console=console,
+        notes=err_console,
+    )
     console.print(asr.rich_table(rows))
     for line in asr.pooled(rows):
         console.print(line)
@@ -529,48 +494,14 @@ def eval_zh_phrases(
 ) -> None:
     """Chinese phrase rules on real Mandarin speech: recall and false matches, exact vs by
     sound (homophones), through the scorecard's own phrase matching."""
-    from qa.evaluation import zh_phrases as zp
-    from qa.scoring.scorecard import default_scorecard
+    from qa.evaluation import zh_phrases
 
-    settings = get_settings()
-    folder = data or zp.default_data_dir()
-    refs = zp.read_refs(folder)
-    if threshold is None:
-        threshold = default_scorecard("zh", settings).fuzzy_threshold
-    with console.status(f"Whisper (multi) on {len(refs)} sentences at {rate} Hz") as status:
-        words = zp.transcribe_all(
-            folder,
-            refs,
-            rate,
-            settings,
-            cache,
-            lambda k, n, name: status.update(f"{k + 1}/{n} {name} at {rate} Hz"),
-        )
-    phrases = zp.sample_phrases(refs, per_sentence)
-    figures = zp.measure(refs, words, phrases, threshold)
-    table = Table(
-        "rule setting",
-        "recall",
-        "found / said",
-        "false matches",
-        "found / not said",
-        title=f"{len(phrases)} phrases (4-6 characters) from "
-        f"{len(refs)} sentences, {rate} Hz, threshold {threshold:g}, ASR CER "
-        f"{zp.pooled_cer(refs, words):.1%}",
+    table, by_sound = zh_phrases.run(
+        get_settings(), data, rate, cache, threshold, per_sentence, console=console
     )
-    for f in figures:
-        table.add_row(
-            f.config,
-            f"{f.recall:.1%}",
-            f"{f.found_own}/{f.phrases}",
-            f"{f.false_rate:.2%}",
-            f"{f.found_other}/{f.pairs}",
-        )
     console.print(table)
-    if show:
-        for _, j, own, matched in figures[1].by_sound:
-            where = "own sentence" if own else f"FALSE in {refs[j][0]}"
-            console.print(f"{where}: {matched}")
+    for line in by_sound if show else []:
+        console.print(line)
 
 
 @bench_app.command("asr")
@@ -584,26 +515,13 @@ def bench_asr(
     """The accurate (default) and fast transcription modes on every channel: x real time
     and peak memory. Each mode runs in a fresh process, so its memory high-water mark is
     its own."""
-    import os
-    import platform
-    from datetime import date
-
     from qa.bench import asr
 
-    settings = get_settings()
     path = audio or _shared_calls(None) / "calls" / "auto_repairs_40_stereo.wav"
-    if not path.is_file():
-        raise QAError("benchmark recording not found (give --audio)", file=str(path))
-    results = []
-    for mode in asr.MODES:
-        with console.status(f"{mode}: transcribing {path.name}"):
-            results.append(asr.bench_isolated(str(path), settings, model, mode, batch_size))
-    console.print(
-        asr.rich_table(f"{path.name}, all channels, {platform.node()}, {date.today()}", results)
-    )
-    ratio = asr.comparison(*results)
-    if ratio is not None:
-        console.print(f"{ratio}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    table, lines = asr.run(get_settings(), path, model, batch_size, console=console)
+    console.print(table)
+    for line in lines:
+        console.print(line)
 
 
 # --------------------------------------------------------------------------- speakers
@@ -631,16 +549,7 @@ def eval_diarization(
     mono mixdown (reference: per-channel voice activity), speaker count given and estimated."""
     from qa.evaluation import diarization
 
-    table = Table(*diarization.TABLE_COLUMNS)
-
-    def report(r) -> None:
-        console.print(diarization.summary(r))
-        table.add_row(*diarization.table_row(r))
-
-    rows = diarization.evaluate(get_settings(), _shared_calls(data), synth, report=report)
-    if not rows:
-        raise QAError("nothing to evaluate: no recordings found (give --data or --synth)")
-    console.print(table)
+    console.print(diarization.run(get_settings(), _shared_calls(data), synth, console=console))
 
 
 @eval_app.command("calls")
@@ -676,99 +585,23 @@ def eval_calls(
     """The whole transcription path on every real call with a reference, and the plain
     anchor on the same audio: error rate, DER, speakers, roles, words with the right role,
     speech lost, flags."""
-    import json
+    from qa.evaluation import calls
 
-    from qa.evaluation.calls import (
-        Evaluator,
-        dev_calls,
-        evaluate_calls,
-        evaluate_zh,
-        markdown,
-        rich_table,
-        synth_calls,
-        zh_sentences,
+    rows, zh_rows, pages = calls.run(
+        get_settings(),
+        _shared_calls(data),
+        model,
+        only,
+        synth,
+        zh,
+        anchors,
+        console=console,
+        progress=err_console,
     )
-    from qa.progress import progress_bar
-
-    settings = get_settings()
-    root = _shared_calls(data)
-    calls = dev_calls(root)
-    if only:
-        calls = [c for c in calls if c.name in only]
-    if not calls and synth is None and not zh:
-        raise QAError("no development calls found (give --data)", file=str(root))
-    evaluator = Evaluator(settings, model, anchors=anchors)
-    rows: list = []
-    pages: list[str] = []
-    tables = [("real calls", calls)]
-    if synth is not None:
-        tables.append(("synthetic calls (espeak-ng, a second table)", synth_calls(synth)))
-    for title, group in tables:
-        if not group:
-            continue
-        with progress_bar("calls", console=err_console) as bar:
-            task = bar.add_task(title, total=len(group))
-            found = []
-            for call in group:
-                found += evaluate_calls(evaluator, [call])
-                bar.advance(task)
-        rows += found
-        pages.append(f"{title}\n\n{markdown(found)}")
-        wide = Console(width=max(console.width, 200))
-        wide.print(rich_table(title, found))
-        for r in found:
-            for reason in r.reasons:
-                wide.print(f"  {r.call} ({r.path}) {reason}", soft_wrap=True)
-    zh_rows = []
-    sentences = zh_sentences(root) if zh else []
-    if sentences:
-        transcriber = evaluator.transcriber("zh")
-        for rate in (16000, 8000):
-            with progress_bar("sentences", console=err_console) as bar:
-                task = bar.add_task(f"zh_dev at {rate // 1000} kHz", total=len(sentences))
-                zh_rows.append(
-                    evaluate_zh(
-                        settings,
-                        sentences,
-                        rate,
-                        transcriber,
-                        progress=lambda n, t=task: bar.update(t, completed=n),
-                    )
-                )
-        table = Table(
-            "rate",
-            "sentences",
-            "audio s",
-            "CER qa",
-            "CER plain",
-            "x RT qa",
-            "x RT plain",
-            "fallback windows",
-            *sorted(zh_rows[0].per_domain),
-            title="Mandarin customer-service sentences (zh_dev), base; per domain: qa / plain",
-        )
-        for z in zh_rows:
-            table.add_row(
-                f"{z.rate // 1000} kHz" + (" (simulated)" if z.rate == 8000 else ""),
-                str(z.sentences),
-                f"{z.audio_seconds:.0f}",
-                f"{z.cer:.1%}",
-                f"{z.anchor_cer:.1%}",
-                f"{z.audio_seconds / z.seconds:.1f}",
-                f"{z.audio_seconds / z.anchor_seconds:.1f}",
-                f"{z.fallbacks} of {z.windows}",
-                *(f"{a:.1%} / {b:.1%}" for a, b in z.per_domain.values()),
-            )
-        Console(width=max(console.width, 200)).print(table)
     if markdown_out is not None:
-        markdown_out.write_text("\n".join(pages), encoding="utf-8")
+        markdown_out.write_text(pages, encoding="utf-8")
     if json_out is not None:
-        json_out.write_text(
-            json.dumps(
-                {"calls": [r.model_dump() for r in rows], "zh": [z.model_dump() for z in zh_rows]},
-                indent=1,
-            )
-        )
+        json_out.write_text(calls.to_json(rows, zh_rows))
     unflagged = [r for r in rows if r.wrong and not r.flagged]
     if unflagged:
         console.print(
@@ -786,34 +619,9 @@ def eval_decoding(
     model: str = typer.Option("en", "--model", help="en (tiny.en), multi (base) or a folder"),
 ) -> None:
     """Decoding options on the English real-call streams: WER, lost speech, speed."""
-    from qa.evaluation.decoding import compare
+    from qa.evaluation import decoding
 
-    table = Table(
-        "configuration",
-        "model",
-        "WER",
-        "lost s",
-        "audio s / CPU s",
-        "per stream",
-        title="decoding options on the real calls",
-    )
-
-    def report(r) -> None:
-        err_console.print(
-            f"{r.config}: WER {r.wer:.1%}, lost {r.lost_seconds:.1f} s, "
-            f"{r.audio_per_cpu_second:.1f} audio s per CPU s"
-        )
-        table.add_row(
-            r.config,
-            r.model,
-            f"{r.wer:.1%}",
-            f"{r.lost_seconds:.1f}",
-            f"{r.audio_per_cpu_second:.1f}",
-            ", ".join(f"{k} {v:.0%}" for k, v in r.per_stream.items()),
-        )
-
-    with err_console.status("decoding the development streams"):
-        compare(get_settings(), _shared_calls(data), model, report)
+    table = decoding.run(get_settings(), _shared_calls(data), model, notes=err_console)
     Console(width=max(console.width, 200)).print(table)
 
 
@@ -835,26 +643,13 @@ def bench_diarization(
     """Mono mixdown of a stereo call: the configured pipeline vs CAM++ on every window
     (batched, and one chunk at a time), x real time and peak memory; each mode in a fresh
     process so its memory high-water mark is its own."""
-    import os
-    import platform
-    from datetime import date
-
     from qa.bench import diarization
 
     path = audio or _shared_calls(None) / "calls" / "auto_repairs_40_stereo.wav"
-    if not path.is_file():
-        raise QAError("benchmark recording not found (give --audio)", file=str(path))
-    settings = get_settings()
-    results = [
-        diarization.bench_isolated(settings, path, mode)
-        for mode in diarization.modes(path, long_minutes)
-    ]
-    console.print(
-        diarization.rich_table(f"{path.name} mixdown, {platform.node()}, {date.today()}", results)
-    )
-    for line in diarization.comparison(results):
+    table, lines = diarization.run(get_settings(), path, long_minutes)
+    console.print(table)
+    for line in lines:
         console.print(line)
-    console.print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 # --------------------------------------------------------------------------- scoring

@@ -9,10 +9,22 @@ import sys
 from pathlib import Path
 
 QA = Path(__file__).resolve().parent.parent / "qa"
-APART = ("qa.evaluation", "qa.bench", "qa.synth")  # evaluation, benchmarks, synthetic calls
+MEASURE_PACKAGES = ("qa.evaluation", "qa.bench")  # evaluation, benchmarks
+APART = (*MEASURE_PACKAGES, "qa.synth")  # and synthetic calls
 OUTSIDE = ("dashboard", "workers")  # import `qa`, never imported by it
-# Not production: the packages above, and the command line that wires them in lazily.
-NOT_PRODUCTION = ("qa/evaluation/", "qa/bench/", "qa/synth.py", "qa/cli.py")
+# Not production: the packages above, the command line that wires them in lazily, and the
+# offline training script, which measures the sentiment head it has just fitted.
+NOT_PRODUCTION = (
+    "qa/evaluation/",
+    "qa/bench/",
+    "qa/synth.py",
+    "qa/cli.py",
+    "qa/scoring/train_sentiment.py",
+)
+# Production packages that must hold no timing or accuracy code of their own, and the
+# function names that give such code away.
+MEASURED_APART = ("qa/scoring/", "qa/asr/", "qa/rules/")
+MEASURING = ("time_", "bench", "benchmark", "evaluate")
 PRODUCTION_IMPORTS = [
     "qa.asr.whisper",
     "qa.asr.diarize",
@@ -102,6 +114,40 @@ def test_no_production_file_names_evaluation_bench_or_synth():
             if bad:
                 found.append(f"{path.relative_to(QA.parent)}:{line} imports {bad[0]}")
     assert not found, "production modules import evaluation/benchmark code:\n" + "\n".join(found)
+
+
+def _top_level_functions(path: Path) -> list[tuple[int, str]]:
+    """(line, name) of every function defined in the module body; methods such as
+    `CallContext.evaluate`, which applies a rule to a call, are the product's own work."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    return [
+        (node.lineno, node.name)
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    ]
+
+
+def test_scoring_asr_and_rules_hold_no_evaluation_or_benchmark_code():
+    """Timing and accuracy helpers belong in qa/bench and qa/evaluation, even where only
+    those packages call them: a production module neither defines nor imports them."""
+    found = []
+    for path in _production_files():
+        rel = path.relative_to(QA.parent)
+        if not rel.as_posix().startswith(MEASURED_APART):
+            continue
+        found += [
+            f"{rel}:{line} defines {name}()"
+            for line, name in _top_level_functions(path)
+            if name.startswith(MEASURING)
+        ]
+        for line, module, names in _imported(path):
+            bad = [n for n in _names(module, names) if _within(n, MEASURE_PACKAGES)]
+            if bad:
+                found.append(f"{rel}:{line} imports {bad[0]}")
+    assert not found, (
+        "evaluation/benchmark code in production modules (move it to qa/evaluation or "
+        "qa/bench):\n" + "\n".join(found)
+    )
 
 
 def test_library_never_imports_dashboard_or_workers():

@@ -6,10 +6,14 @@ seconds are reported beside wall time, being less sensitive to a busy machine.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from rich.console import Console
 from rich.table import Table
 
 from qa.asr.whisper import SAMPLE_RATE, Transcriber, cpu_threads
 from qa.config import Settings
+from qa.errors import QAError
 from qa.schema import Record
 
 MODES = ("accurate", "fast")
@@ -139,3 +143,25 @@ def comparison(accurate: BenchResult, fast: BenchResult) -> str | None:
         f"fast / accurate: {fast.x_real_time / accurate.x_real_time:.2f}x wall, "
         f"{fast.audio_per_cpu_second / accurate.audio_per_cpu_second:.2f}x CPU"
     )
+
+
+def run(
+    settings: Settings, path: Path, model: str = "en", batch_size: int = 8, *, console: Console
+) -> tuple[Table, list[str]]:
+    """`qa bench asr`: each mode on every channel of `path`, one fresh process after the
+    other (progress on `console`); the table, and fast against accurate with the load."""
+    import os
+    import platform
+    from datetime import date
+
+    if not path.is_file():
+        raise QAError("benchmark recording not found (give --audio)", file=str(path))
+    results = []
+    for mode in MODES:
+        with console.status(f"{mode}: transcribing {path.name}"):
+            results.append(bench_isolated(str(path), settings, model, mode, batch_size))
+    table = rich_table(f"{path.name}, all channels, {platform.node()}, {date.today()}", results)
+    ratio = comparison(*results)
+    if ratio is None:
+        return table, []
+    return table, [f"{ratio}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"]

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from qa.asr.diarize import Diarizer, load_config
 from qa.config import Settings
+from qa.errors import QAError
 from qa.evaluation.diarization import der, stereo_reference
 
 # (batched, embedding stride or None for the configured one, times the call is played)
@@ -127,3 +128,18 @@ def comparison(results: list[BenchResult]) -> list[str]:
         f"wall, {r.cpu_seconds / default.cpu_seconds:.2f}x CPU"
         for name, r in (("batched", batched), ("one at a time", single))
     ]
+
+
+def run(settings: Settings, path: Path, long_minutes: float = 0.0) -> tuple[Table, list[str]]:
+    """`qa bench diarization`: every mode of `modes` on the mixdown of `path`, one fresh
+    process after the other; the table, the comparisons and the load they ran under."""
+    import os
+    import platform
+    from datetime import date
+
+    if not path.is_file():
+        raise QAError("benchmark recording not found (give --audio)", file=str(path))
+    results = [bench_isolated(settings, path, mode) for mode in modes(path, long_minutes)]
+    table = rich_table(f"{path.name} mixdown, {platform.node()}, {date.today()}", results)
+    load = f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    return table, [*comparison(results), load]

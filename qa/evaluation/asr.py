@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
+from rich.console import Console
 from rich.table import Table
 
 from qa.asr.chinese import is_chinese, to_script
 from qa.asr.whisper import SAMPLE_RATE, Transcriber, base_language
+from qa.config import Settings
 from qa.errors import QAError
 from qa.schema import Record, Transcript
 
@@ -208,6 +210,37 @@ def evaluate(
         )
         if progress is not None:
             progress(case)
+    return rows
+
+
+def run(
+    settings: Settings,
+    calls: Path,
+    synth: Path | None = None,
+    model: str = "all",
+    *,
+    console: Console,
+    notes: Console,
+) -> list[EvalRow]:
+    """`qa eval asr`: sample.wav against sample.stm in `calls` and the `qa synth` calls in
+    `synth`, through the English and multilingual models (`model` "all") or one; what was
+    found or skipped is said on `notes`, progress shown on `console`."""
+    cases = []
+    if (calls / "sample.wav").is_file() and (calls / "sample.stm").is_file():
+        cases.append(stm_case(calls / "sample.wav", calls / "sample.stm"))
+    else:
+        notes.print(f"no sample.wav + sample.stm in {calls}: skipped")
+    if synth is not None:
+        found = synth_cases(synth)
+        notes.print(f"{len(found)} synthetic calls in {synth}")
+        cases += found
+    if not cases:
+        raise QAError("nothing to evaluate: give --data or --synth")
+    rows = []
+    for key in ["en", "multi"] if model == "all" else [model]:
+        transcriber = Transcriber(settings, key)
+        with console.status(f"{transcriber.name}: {len(cases)} recordings"):
+            rows += evaluate(transcriber, cases)
     return rows
 
 

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -46,6 +46,9 @@ from qa.schema import (
     Transcript,
     Word,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # Flags that doubt the evidence (not the agent's performance).
 EVIDENCE_FLAGS = (
@@ -689,3 +692,108 @@ def rich_table(title: str, rows: list[CallRow]) -> Any:
             ", ".join(x.split(":")[0] for x in r.reasons) if r.flagged else "no",
         )
     return table
+
+
+def zh_table(rows: list[ZhRow]) -> Any:
+    """The Mandarin rows, one per sample rate, with the error rate per domain."""
+    from rich.table import Table
+
+    table = Table(
+        "rate",
+        "sentences",
+        "audio s",
+        "CER qa",
+        "CER plain",
+        "x RT qa",
+        "x RT plain",
+        "fallback windows",
+        *sorted(rows[0].per_domain),
+        title="Mandarin customer-service sentences (zh_dev), base; per domain: qa / plain",
+    )
+    for z in rows:
+        table.add_row(
+            f"{z.rate // 1000} kHz" + (" (simulated)" if z.rate == 8000 else ""),
+            str(z.sentences),
+            f"{z.audio_seconds:.0f}",
+            f"{z.cer:.1%}",
+            f"{z.anchor_cer:.1%}",
+            f"{z.audio_seconds / z.seconds:.1f}",
+            f"{z.audio_seconds / z.anchor_seconds:.1f}",
+            f"{z.fallbacks} of {z.windows}",
+            *(f"{a:.1%} / {b:.1%}" for a, b in z.per_domain.values()),
+        )
+    return table
+
+
+def to_json(rows: list[CallRow], zh_rows: list[ZhRow]) -> str:
+    """Every row, for `qa eval calls --json`."""
+    return json.dumps(
+        {"calls": [r.model_dump() for r in rows], "zh": [z.model_dump() for z in zh_rows]},
+        indent=1,
+    )
+
+
+def run(
+    settings: Settings,
+    root: Path,
+    model: str = "en",
+    only: list[str] | None = None,
+    synth: Path | None = None,
+    zh: bool = True,
+    anchors: bool = True,
+    *,
+    console: Console,
+    progress: Console,
+) -> tuple[list[CallRow], list[ZhRow], str]:
+    """`qa eval calls`: each table is printed on `console` as soon as it is measured (a run
+    takes many minutes), with progress bars on `progress`; returns the call rows, the
+    Mandarin rows and the call tables as Markdown."""
+    from rich.console import Console
+
+    from qa.progress import progress_bar
+
+    calls = dev_calls(root)
+    if only:
+        calls = [c for c in calls if c.name in only]
+    if not calls and synth is None and not zh:
+        raise QAError("no development calls found (give --data)", file=str(root))
+    evaluator = Evaluator(settings, model, anchors=anchors)
+    rows: list[CallRow] = []
+    pages: list[str] = []
+    tables = [("real calls", calls)]
+    if synth is not None:
+        tables.append(("synthetic calls (espeak-ng, a second table)", synth_calls(synth)))
+    for title, group in tables:
+        if not group:
+            continue
+        with progress_bar("calls", console=progress) as bar:
+            task = bar.add_task(title, total=len(group))
+            found = []
+            for call in group:
+                found += evaluate_calls(evaluator, [call])
+                bar.advance(task)
+        rows += found
+        pages.append(f"{title}\n\n{markdown(found)}")
+        wide = Console(width=max(console.width, 200))
+        wide.print(rich_table(title, found))
+        for r in found:
+            for reason in r.reasons:
+                wide.print(f"  {r.call} ({r.path}) {reason}", soft_wrap=True)
+    zh_rows = []
+    sentences = zh_sentences(root) if zh else []
+    if sentences:
+        transcriber = evaluator.transcriber("zh")
+        for rate in (16000, 8000):
+            with progress_bar("sentences", console=progress) as bar:
+                task = bar.add_task(f"zh_dev at {rate // 1000} kHz", total=len(sentences))
+                zh_rows.append(
+                    evaluate_zh(
+                        settings,
+                        sentences,
+                        rate,
+                        transcriber,
+                        progress=lambda n, t=task: bar.update(t, completed=n),
+                    )
+                )
+        Console(width=max(console.width, 200)).print(zh_table(zh_rows))
+    return rows, zh_rows, "\n".join(pages)

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from qa.asr.whisper import Transcriber, uncovered
 from qa.audio import load_audio
@@ -146,3 +148,35 @@ def compare(
         if report:
             report(rows[-1])
     return rows
+
+
+def run(settings: Settings, data: Path, model: str = "en", *, notes: Console) -> Table:
+    """`qa eval decoding`: every configuration's figures said on `notes` as each finishes
+    (with a spinner meanwhile), and the table of them all returned."""
+    table = Table(
+        "configuration",
+        "model",
+        "WER",
+        "lost s",
+        "audio s / CPU s",
+        "per stream",
+        title="decoding options on the real calls",
+    )
+
+    def report(r: OptionRow) -> None:
+        notes.print(
+            f"{r.config}: WER {r.wer:.1%}, lost {r.lost_seconds:.1f} s, "
+            f"{r.audio_per_cpu_second:.1f} audio s per CPU s"
+        )
+        table.add_row(
+            r.config,
+            r.model,
+            f"{r.wer:.1%}",
+            f"{r.lost_seconds:.1f}",
+            f"{r.audio_per_cpu_second:.1f}",
+            ", ".join(f"{k} {v:.0%}" for k, v in r.per_stream.items()),
+        )
+
+    with notes.status("decoding the development streams"):
+        compare(settings, data, model, report)
+    return table

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
 
 from qa.asr.diarize import SAMPLE_RATE, Diarizer
 from qa.audio import resample
@@ -310,3 +312,17 @@ def table_row(r: EvalRow) -> list[str]:
         "-" if r.agent_correct is None else ("yes" if r.agent_correct else "NO"),
         "-" if r.word_accuracy is None else f"{r.word_accuracy:.1%}",
     ]
+
+
+def run(settings: Settings, data_dir: Path, synth_dir: Path | None, *, console: Console) -> Table:
+    """`qa eval diarization`: each row's summary is printed on `console` as it is measured
+    (a run takes minutes), and the table of them all returned."""
+    table = Table(*TABLE_COLUMNS)
+
+    def report(r: EvalRow) -> None:
+        console.print(summary(r))
+        table.add_row(*table_row(r))
+
+    if not evaluate(settings, data_dir, synth_dir, report=report):
+        raise QAError("nothing to evaluate: no recordings found (give --data or --synth)")
+    return table

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from qa.config import Settings
 from qa.errors import QAError
@@ -261,3 +263,57 @@ def pooled_cer(refs: list[tuple[str, str]], words: dict[str, list[list]]) -> flo
         errors += error_rate(ref, hyp, "zh") * n
         total += n
     return errors / total if total else 0.0
+
+
+def run(
+    settings: Settings,
+    folder: Path | None = None,
+    rate: int = 16000,
+    cache: Path | None = None,
+    threshold: float | None = None,
+    per_sentence: int = 4,
+    *,
+    console: Console,
+) -> tuple[Table, list[str]]:
+    """`qa eval zh-phrases`: the table of every rule setting, and each match by sound of the
+    default setting (in its own sentence, or false); progress is shown on `console`."""
+    from qa.scoring.scorecard import default_scorecard
+
+    folder = folder or default_data_dir()
+    refs = read_refs(folder)
+    if threshold is None:
+        threshold = default_scorecard("zh", settings).fuzzy_threshold
+    with console.status(f"Whisper (multi) on {len(refs)} sentences at {rate} Hz") as status:
+        words = transcribe_all(
+            folder,
+            refs,
+            rate,
+            settings,
+            cache,
+            lambda k, n, name: status.update(f"{k + 1}/{n} {name} at {rate} Hz"),
+        )
+    phrases = sample_phrases(refs, per_sentence)
+    figures = measure(refs, words, phrases, threshold)
+    table = Table(
+        "rule setting",
+        "recall",
+        "found / said",
+        "false matches",
+        "found / not said",
+        title=f"{len(phrases)} phrases (4-6 characters) from "
+        f"{len(refs)} sentences, {rate} Hz, threshold {threshold:g}, ASR CER "
+        f"{pooled_cer(refs, words):.1%}",
+    )
+    for f in figures:
+        table.add_row(
+            f.config,
+            f"{f.recall:.1%}",
+            f"{f.found_own}/{f.phrases}",
+            f"{f.false_rate:.2%}",
+            f"{f.found_other}/{f.pairs}",
+        )
+    by_sound = []
+    for _, j, own, matched in figures[1].by_sound:
+        where = "own sentence" if own else f"FALSE in {refs[j][0]}"
+        by_sound.append(f"{where}: {matched}")
+    return table, by_sound

@@ -306,34 +306,3 @@ def summarize(transcript: Transcript, *, edge: int = 3) -> list[SentimentSummary
             )
         )
     return out
-
-
-def benchmark(
-    settings: Settings,
-    texts: Sequence[str],
-    *,
-    language: str = "en",
-    backends: Sequence[str] = ("default", "lexicon"),
-) -> list[dict[str, float | str]]:
-    """Load time and utterances per second of each backend on the same texts, this process."""
-    import time
-
-    rows: list[dict[str, float | str]] = []
-    for backend in backends:
-        started = time.perf_counter()
-        model = SentimentModel(settings.model_copy(update={"sentiment_backend": backend}))
-        loaded = time.perf_counter()
-        model.score(list(texts[:4]), language)  # warm-up: first-call allocations
-        begin = time.perf_counter()
-        model.score(list(texts), language)
-        elapsed = time.perf_counter() - begin
-        rows.append(
-            {
-                "backend": backend,
-                "load_s": loaded - started,
-                "texts": len(texts),
-                "seconds": elapsed,
-                "per_second": len(texts) / max(elapsed, 1e-9),
-            }
-        )
-    return rows

