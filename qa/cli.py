@@ -183,6 +183,15 @@ def users_disable(username: str = typer.Argument(..., help="login name")) -> Non
     console.print(f"user {username} disabled")
 
 
+@users_app.command("unlock")
+def users_unlock(username: str = typer.Argument(..., help="login name")) -> None:
+    """Clear an account's failed logins, so an account locked by them can sign in again."""
+    from qa.workflow import open_workflow
+
+    open_workflow(get_settings()).unlock_user(None, username)
+    console.print(f"user {username} unlocked")
+
+
 # --------------------------------------------------------------------------- dashboard
 
 

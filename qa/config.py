@@ -109,6 +109,16 @@ class Settings(BaseSettings):
     # transcribe workers run only there; None runs them on any node
     transcribe_resource: str | None = None
     session_ttl_minutes: int = 480
+    # sign-in throttling (qa.workflow.throttle): consecutive failed logins that lock an
+    # account, for how long, the same for a client address over any accounts, and the wait
+    # after the second failure (doubling with each further one)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_seconds: float = Field(default=900.0, gt=0)
+    login_max_failures_per_address: int = Field(default=20, ge=1)
+    login_delay_seconds: float = Field(default=1.0, ge=0)
+    # the largest recording and metadata file `qa ingest` accepts
+    max_audio_mb: float = Field(default=2048.0, gt=0)
+    max_metadata_mb: float = Field(default=100.0, gt=0)
 
     @classmethod
     def settings_customise_sources(

@@ -194,10 +194,24 @@ def channel_roles_from_value(value: Any) -> dict[int, Role]:
     raise ValueError(f'{value!r} is not a channel map (e.g. "0=agent,1=customer")')
 
 
-def read_metadata(path: Path) -> list[_Row]:
+def _mb(n: float) -> str:
+    return f"{n / 1024**2:,.1f} MB"
+
+
+def read_metadata(path: Path, max_bytes: int | None = None) -> list[_Row]:
     """Rows of a metadata CSV or JSON file (by its extension). A file that cannot be used
-    at all (unreadable, unknown columns) raises MetadataError; a bad row comes back with
-    its rejection, still naming its recording so that nothing of it is ingested."""
+    at all (unreadable, unknown columns, over `max_bytes`) raises MetadataError; a bad row
+    comes back with its rejection, still naming its recording so nothing of it is ingested."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise MetadataError(f"cannot read: {exc.strerror}", file=str(path)) from exc
+    if max_bytes is not None and size > max_bytes:
+        raise MetadataError(
+            f"metadata file is {_mb(size)}; at most {_mb(max_bytes)} is accepted "
+            "(QA_MAX_METADATA_MB)",
+            file=str(path),
+        )
     rows = _read_meta_json(path) if path.suffix.lower() == ".json" else _read_meta_csv(path)
     return _reject_conflicts(rows)
 
@@ -438,7 +452,12 @@ def _expand(paths: Iterable[Path], report: IngestReport) -> list[Path]:
     return files
 
 
-def _plan(paths: list[Path], meta_file: Path | None, report: IngestReport) -> list[_Row]:
+def _plan(
+    paths: list[Path],
+    meta_file: Path | None,
+    report: IngestReport,
+    max_meta_bytes: int | None = None,
+) -> list[_Row]:
     """Pair each recording with its metadata row (by file name, else by call id = stem).
 
     A recording named by a rejected row is claimed by it and left out: ingesting it bare
@@ -447,7 +466,7 @@ def _plan(paths: list[Path], meta_file: Path | None, report: IngestReport) -> li
     files = _expand(paths, report)
     if meta_file is None:
         return [_Row(path=f) for f in files]
-    rows = read_metadata(meta_file)
+    rows = read_metadata(meta_file, max_meta_bytes)
     by_resolved = {f.resolve(): f for f in files}
     by_name: dict[str, list[Path]] = {}
     by_stem: dict[str, list[Path]] = {}
@@ -511,7 +530,12 @@ def ingest(
     clashes) is reported and skipped.
     """
     report = IngestReport()
-    planned = _plan([Path(p) for p in paths], Path(meta_csv) if meta_csv else None, report)
+    planned = _plan(
+        [Path(p) for p in paths],
+        Path(meta_csv) if meta_csv else None,
+        report,
+        int(settings.max_metadata_mb * 1024**2),
+    )
     for i, row in enumerate(planned, 1):
         if progress:
             progress(i - 1, len(planned), row.path.name)
@@ -556,6 +580,15 @@ def _ingest_one(
         return
     if not path.is_file():
         reject("file not found")
+        return
+    limit = int(settings.max_audio_mb * 1024**2)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        reject(f"cannot read: {exc.strerror}")
+        return
+    if size > limit:  # refused before it is hashed, decoded or stored
+        reject(f"recording is {_mb(size)}; at most {_mb(limit)} is accepted (QA_MAX_AUDIO_MB)")
         return
     try:
         sha = sha256_file(path)

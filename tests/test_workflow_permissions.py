@@ -35,6 +35,7 @@ EXPECTED: dict[str, frozenset[UserRole]] = {
     "add_user": auth.USER_ADMINS,
     "list_users": auth.USER_READERS,
     "disable_user": auth.USER_ADMINS,
+    "unlock_user": auth.USER_ADMINS,
     "list_calls": auth.EVERYONE,
     "get_call": auth.EVERYONE,
     "assign": auth.LEADS,
@@ -64,7 +65,7 @@ EXPECTED: dict[str, frozenset[UserRole]] = {
     "auto_vs_human": auth.TRENDS,
 }
 # the command line (actor None) owns the database and may manage accounts
-SYSTEM_ACTIONS = {"add_user", "list_users", "disable_user"}
+SYSTEM_ACTIONS = {"add_user", "list_users", "disable_user", "unlock_user"}
 
 
 def public_methods() -> dict[str, Any]:
@@ -156,6 +157,7 @@ def _calls(coaching: int, store: LocalStore, role: UserRole) -> list[tuple[str, 
         ("add_user", (f"new-{role.value}", PASSWORD, "inspector")),
         ("list_users", ()),
         ("disable_user", ("spare",)),
+        ("unlock_user", ("spare",)),
         ("list_calls", ()),
         ("get_call", ("c1",)),
         ("assign", ("c1", "ivy")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import components as ui
-from dashboard import data
+from dashboard import data, plain
 from qa.workflow.views import CaseKind
 
 user = data.current_user()
@@ -40,11 +40,11 @@ if cases:
     )
     case = by_id[cid]
     st.markdown(
-        f"**{ui.escape_md(case.title)}** · {case.kind.value.replace('_', ' ')} · "
-        f"call `{case.call_id}` · tags {', '.join(case.tags) or '-'}"
+        f"**{plain.md(case.title)}** · {case.kind.value.replace('_', ' ')} · "
+        f"call {plain.md(case.call_id)} · tags {plain.md(', '.join(case.tags) or '-')}"
     )
     if case.notes:
-        st.markdown(ui.escape_md(case.notes))
+        plain.text(case.notes)
     if st.button("Open the call", key="case_open", icon=":material/headphones:"):
         st.session_state["open_call"] = case.call_id
         st.switch_page("views/review.py")

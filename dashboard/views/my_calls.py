@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import components as ui
-from dashboard import data
+from dashboard import data, plain
 from qa.workflow.views import CallFilter, CoachingStatus
 
 user = data.current_user()
@@ -73,14 +73,18 @@ if not sessions:
 for s in sessions:
     with st.container(border=True):
         st.markdown(
-            f"**Session {s.id}** with {s.created_by} on {s.session_at:%Y-%m-%d} · "
+            f"**Session {s.id}** with {plain.md(s.created_by)} on {s.session_at:%Y-%m-%d} · "
             f"status **{s.status.value}**" + (f" · due {s.due}" if s.due else "")
         )
-        st.markdown(f"Items: {', '.join(s.item_ids) or '-'} · calls: {', '.join(s.call_ids)}")
+        st.markdown(
+            f"Items: {plain.md(', '.join(s.item_ids) or '-')} · "
+            f"calls: {plain.md(', '.join(s.call_ids))}"
+        )
         if s.notes:
-            st.markdown(ui.escape_md(s.notes))
+            plain.text(s.notes)
         if s.follow_up_notes:
-            st.caption(f"Follow-up {s.follow_up_date or ''}: {s.follow_up_notes}")
+            st.caption(f"Follow-up {s.follow_up_date or ''}:")
+            plain.text(s.follow_up_notes)
         if s.status == CoachingStatus.OPEN and st.button(
             "Acknowledge", key=f"ack_coaching:{s.id}", icon=":material/done:"
         ):

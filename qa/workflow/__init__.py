@@ -5,7 +5,9 @@ action declares who may do it (`qa.workflow.actions`) and is checked here, below
 """
 
 from qa.workflow.auto_human import AutoHumanGroup, AutoHumanItem, AutoHumanStats
+from qa.workflow.inputs import LIMITS, InvalidInput
 from qa.workflow.service import SYSTEM, NotFoundError, Workflow, open_workflow
+from qa.workflow.throttle import LoginPolicy, LoginThrottled
 from qa.workflow.views import (
     AgreementStats,
     AuditView,
@@ -34,6 +36,7 @@ from qa.workflow.views import (
 )
 
 __all__ = [
+    "LIMITS",
     "SYSTEM",
     "AgreementStats",
     "AuditView",
@@ -53,8 +56,11 @@ __all__ = [
     "DisputeStatus",
     "DisputeView",
     "FinalOutcomeRow",
+    "InvalidInput",
     "ItemAgreement",
     "ItemEffect",
+    "LoginPolicy",
+    "LoginThrottled",
     "NotFoundError",
     "ReviewItemInput",
     "ReviewItemView",

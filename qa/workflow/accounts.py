@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from qa.errors import AccessDenied, QAError
-from qa.workflow import auth
+from qa.workflow import auth, throttle
 from qa.workflow.access import CallAccess
 from qa.workflow.actions import Act, Tx, action, staged_action
+from qa.workflow.inputs import LIMITS, NewUserInput, UsernameInput
 from qa.workflow.models import AuthSession, User
 from qa.workflow.unit import SYSTEM, NotFoundError
 from qa.workflow.views import UserRole, UserView
@@ -44,6 +46,13 @@ class Accounts(CallAccess):
 
         The input is checked and the password hashed (slow) before the write lock is taken.
         """
+        NewUserInput(
+            username=username,
+            password=password,
+            display_name=display_name,
+            team=team,
+            agent_id=agent_id,
+        )
         role = UserRole(role)
         if not auth.USERNAME_RE.match(username):
             raise QAError(
@@ -95,33 +104,68 @@ class Accounts(CallAccess):
     def disable_user(self, tx: Tx, username: str) -> UserView:
         """Disable an account and end its sessions; history keeps its name."""
         s = tx.s
-        user = s.scalar(select(User).where(User.username == username))
-        if user is None:
-            raise NotFoundError(f"user {username!r} not found")
+        user = self._user_named(s, username)
         self._changes(s, tx.by, "user", username, user, {"active": False}, "disable")
         for session in s.scalars(select(AuthSession).where(AuthSession.user_id == user.id)):
             s.delete(session)
         return user_view(user)
 
-    def authenticate(self, username: str, password: str) -> tuple[UserView, str]:
+    @staticmethod
+    def _user_named(s: Session, username: str) -> User:
+        UsernameInput(username=username)
+        user = s.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise NotFoundError(f"user {username!r} not found")
+        return user
+
+    @action(auth.USER_ADMINS, "unlock users", write=True, system=True)
+    def unlock_user(self, tx: Tx, username: str) -> UserView:
+        """Clear an account's failed logins, so a locked account can sign in again."""
+        user = self._user_named(tx.s, username)
+        failures = throttle.unlock(tx.s, username)
+        self._audit(tx.s, tx.by, "user", username, "unlock", "failed_logins", failures, 0)
+        return user_view(user)
+
+    def authenticate(
+        self, username: str, password: str, address: str | None = None
+    ) -> tuple[UserView, str]:
         """Check a password and open a session; the token is shown once and stored hashed.
 
-        The slow password check runs outside any writing transaction, so a wave of logins
-        does not hold other writers behind it; a failed attempt is audited on its own.
+        `address` is the client's (IP) address where the caller knows it: failures are
+        throttled per account and per address (`qa.workflow.throttle`), and a locked
+        account or address is refused before its password is checked. The slow password
+        check runs outside any writing transaction, so a wave of logins does not hold other
+        writers behind it; a failed attempt is audited on its own.
         """
-        with self._tx() as s:
+        for field, value in (("username", username), ("password", password)):
+            if len(value) > LIMITS[field]:
+                raise AccessDenied(
+                    f"{field} is {len(value):,} characters long; "
+                    f"at most {LIMITS[field]:,} are allowed"
+                )
+        address = (address or "").strip()[: LIMITS["address"]] or None
+        policy = self.login_policy
+        with self._tx(write=True) as s:
+            failures = throttle.admit(s, policy, self.now(), username, address)
             user = s.scalar(select(User).where(User.username == username))
             found = (user.id, user.password_hash) if user is not None else None
+        refusal = "unknown user or wrong password"
+        if failures >= policy.max_failures:
+            refusal += f"; {policy.locked_message()}"
         if found is None:
             if self._dummy_hash is None:
                 self._dummy_hash = auth.dummy_hash(self._hasher)
             auth.verify_password(self._hasher, self._dummy_hash, password)
-            raise AccessDenied("unknown user or wrong password")
+            raise AccessDenied(refusal)
         user_id, password_hash = found
         if not auth.verify_password(self._hasher, password_hash, password):
             with self._tx(write=True) as s:
                 self._audit(s, username, "user", username, "login_failed")
-            raise AccessDenied("unknown user or wrong password")
+                if failures == policy.max_failures:
+                    self._audit(
+                        s, username, "user", username, "locked", "failed_logins", None, failures
+                    )
+            raise AccessDenied(refusal)
         rehashed = (
             auth.hash_password(self._hasher, password)
             if self._hasher.check_needs_rehash(password_hash)
@@ -133,6 +177,7 @@ class Accounts(CallAccess):
                 raise AccessDenied(f"user {username!r} is disabled")
             if rehashed and user.password_hash == password_hash:
                 user.password_hash = rehashed
+            throttle.forgive(s, username, address)
             token = auth.new_token()
             now = self.now()
             for stale in s.scalars(

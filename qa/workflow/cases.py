@@ -10,6 +10,7 @@ from qa.errors import QAError
 from qa.workflow import auth
 from qa.workflow.access import CallAccess
 from qa.workflow.actions import Act, Tx, action, staged_action
+from qa.workflow.inputs import CaseInput, SearchInput
 from qa.workflow.models import Case
 from qa.workflow.views import CaseKind, CaseView
 
@@ -42,9 +43,10 @@ class Cases(CallAccess):
     ) -> CaseView:
         """Put a call in the training library as a good example or a common mistake."""
         kind = CaseKind(kind)
+        clean_tags = list(dict.fromkeys(t.strip().casefold() for t in tags if t.strip()))
+        CaseInput(call_id=call_id, notes=notes, tags=clean_tags)
         if not title.strip():
             raise QAError("a case needs a title")
-        clean_tags = list(dict.fromkeys(t.strip().casefold() for t in tags if t.strip()))
         with act.tx(write=True) as tx:
             s, user = tx.s, tx.user
             self._call(s, user, call_id)
@@ -72,6 +74,7 @@ class Cases(CallAccess):
         tag: str | None = None,
     ) -> list[CaseView]:
         """Cases whose title, notes, tags or call id contain every word of `text`."""
+        SearchInput(text=text, tag=tag)
         query = select(Case).order_by(Case.created_at.desc(), Case.id.desc())
         if kind is not None:
             query = query.where(Case.kind == CaseKind(kind).value)

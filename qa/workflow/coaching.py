@@ -15,6 +15,7 @@ from qa.schema import ItemOutcome
 from qa.workflow import auth
 from qa.workflow.access import CallAccess
 from qa.workflow.actions import EVERYONE, Tx, action, role_of
+from qa.workflow.inputs import CoachingInput, FollowUpInput
 from qa.workflow.models import Call, CallItem, Coaching, User
 from qa.workflow.stats import pass_rate
 from qa.workflow.unit import NotFoundError
@@ -27,8 +28,24 @@ from qa.workflow.views import (
 )
 
 
-def coaching_view(c: Coaching) -> CoachingView:
+def item_names(s: Session, item_ids: Iterable[str], call_ids: Iterable[str] = ()) -> dict[str, str]:
+    """Item id -> name as the coached calls' own cards say (else any call's card), so a
+    page never shows bare ids, nor a Chinese card's name for an English item."""
+    wanted, calls = set(item_ids), list(call_ids)
+    names: dict[str, str] = {}
+    for where in ([CallItem.call_id.in_(calls)] if calls else []) + [True]:
+        missing = wanted - set(names)
+        if not missing:
+            break
+        query = select(CallItem.item_id, CallItem.name).where(CallItem.item_id.in_(missing))
+        for item_id, name in s.execute(query.where(where).order_by(CallItem.call_id)):
+            names.setdefault(item_id, name or item_id)
+    return {i: names.get(i, i) for i in wanted}
+
+
+def coaching_view(s: Session, c: Coaching) -> CoachingView:
     return CoachingView(
+        item_names=item_names(s, c.item_ids or [], c.call_ids or []),
         id=c.id,
         agent_id=c.agent_id,
         created_by=c.created_by,
@@ -72,13 +89,39 @@ class CoachingSessions(CallAccess):
         *,
         session_at: datetime | None = None,
     ) -> CoachingView:
-        """An inspector or lead records a coaching session on some of an agent's calls/items."""
+        """An inspector or lead records a coaching session on some of an agent's calls/items.
+
+        The agent must have an account (who else would acknowledge it), and the items must
+        be on the scorecard of the named calls (of any of the agent's calls if none named).
+        """
         call_ids, item_ids = list(dict.fromkeys(call_ids)), list(dict.fromkeys(item_ids))
+        CoachingInput(agent_id=agent_id, call_ids=call_ids, item_ids=item_ids, notes=notes)
         s, coach = tx.s, tx.user
+        agent = s.scalar(
+            select(User.id).where(User.agent_id == agent_id, User.role == UserRole.AGENT.value)
+        )
+        if agent is None:
+            raise NotFoundError(f"no agent account has agent id {agent_id!r}")
         for call_id in call_ids:
             call = self._call(s, coach, call_id)
             if call.agent_id != agent_id:
                 raise QAError(f"call {call_id!r} is agent {call.agent_id!r}'s, not {agent_id!r}'s")
+        if item_ids:
+            on_card = select(CallItem.item_id).where(CallItem.item_id.in_(item_ids))
+            if call_ids:
+                on_card = on_card.where(CallItem.call_id.in_(call_ids))
+            else:
+                on_card = on_card.join(Call, Call.call_id == CallItem.call_id).where(
+                    Call.agent_id == agent_id
+                )
+            unknown = sorted(set(item_ids) - set(s.scalars(on_card.distinct())))
+            if unknown:
+                where = (
+                    f"call(s) {', '.join(map(repr, call_ids))}"
+                    if call_ids
+                    else f"any call of agent {agent_id!r}"
+                )
+                raise NotFoundError(f"no scorecard item {', '.join(map(repr, unknown))} on {where}")
         now = self.now()
         c = Coaching(
             agent_id=agent_id,
@@ -94,7 +137,7 @@ class CoachingSessions(CallAccess):
         s.add(c)
         s.flush()
         self._audit(s, coach.username, "coaching", c.id, "create", "agent_id", None, agent_id)
-        return coaching_view(c)
+        return coaching_view(tx.s, c)
 
     @action(auth.AGENTS, "acknowledge coaching", write=True)
     def acknowledge_coaching(self, tx: Tx, coaching_id: int) -> CoachingView:
@@ -117,7 +160,7 @@ class CoachingSessions(CallAccess):
                     {"status": CoachingStatus.ACKNOWLEDGED.value},
                     "acknowledge",
                 )
-        return coaching_view(c)
+        return coaching_view(tx.s, c)
 
     @action(auth.COACHES, "follow up coaching", write=True)
     def add_follow_up(
@@ -130,6 +173,7 @@ class CoachingSessions(CallAccess):
         complete: bool = False,
     ) -> CoachingView:
         """The coach records the follow-up and may close the coaching."""
+        FollowUpInput(follow_up_notes=notes)
         s, coach = tx.s, tx.user
         c = self._coaching(s, coach, coaching_id)
         values: dict[str, Any] = {
@@ -139,7 +183,7 @@ class CoachingSessions(CallAccess):
         if complete:
             values["status"] = CoachingStatus.COMPLETED.value
         self._changes(s, coach.username, "coaching", c.id, c, values, "follow_up")
-        return coaching_view(c)
+        return coaching_view(tx.s, c)
 
     @action(EVERYONE, "read coaching")
     def list_coaching(
@@ -154,7 +198,7 @@ class CoachingSessions(CallAccess):
             query = query.where(Coaching.agent_id == agent_id)
         if status is not None:
             query = query.where(Coaching.status == CoachingStatus(status).value)
-        return [coaching_view(c) for c in tx.s.scalars(query)]
+        return [coaching_view(tx.s, c) for c in tx.s.scalars(query)]
 
     @action(EVERYONE, "read coaching")
     def coaching_effect(self, tx: Tx, coaching_id: int) -> CoachingEffect:
@@ -194,11 +238,20 @@ class CoachingSessions(CallAccess):
         before, _ = pass_rate(o for v in outcomes["before"].values() for o in v)
         after, _ = pass_rate(o for v in outcomes["after"].values() for o in v)
         per_item = []
-        for item_id in sorted(items or (set(outcomes["before"]) | set(outcomes["after"]))):
+        coached = sorted(items or (set(outcomes["before"]) | set(outcomes["after"])))
+        names = item_names(tx.s, coached, c.call_ids or [])
+        for item_id in coached:
             b, bn = pass_rate(outcomes["before"].get(item_id, []))
             a, an = pass_rate(outcomes["after"].get(item_id, []))
             per_item.append(
-                ItemEffect(item_id=item_id, before_rate=b, after_rate=a, before_n=bn, after_n=an)
+                ItemEffect(
+                    item_id=item_id,
+                    name=names[item_id],
+                    before_rate=b,
+                    after_rate=a,
+                    before_n=bn,
+                    after_n=an,
+                )
             )
         return CoachingEffect(
             coaching_id=c.id,

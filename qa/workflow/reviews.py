@@ -15,6 +15,7 @@ from qa.schema import ItemOutcome
 from qa.workflow import auth
 from qa.workflow.access import CallAccess, checked_item, outcome_of
 from qa.workflow.actions import Tx, action, role_of
+from qa.workflow.inputs import ReasonInput, ReviewInput, ReviewItemText
 from qa.workflow.models import Call, Review, ReviewItem, User
 from qa.workflow.unit import NotFoundError
 from qa.workflow.views import ReviewItemInput, ReviewItemView, ReviewStatus, ReviewView, UserRole
@@ -71,6 +72,11 @@ class Reviews(CallAccess):
         frozen until a lead reopens it (`reopen_review`), which starts a new revision.
         An agent's review of their own call is their self-review.
         """
+        ReviewInput(
+            call_id=call_id,
+            comment=comment,
+            items=[ReviewItemText(item_id=i.item_id, comment=i.comment) for i in items],
+        )
         s, user = tx.s, tx.user
         call = self._call(s, user, call_id)
         self_review = role_of(user) is UserRole.AGENT
@@ -197,6 +203,7 @@ class Reviews(CallAccess):
     @action(auth.LEADS, "reopen reviews", write=True)
     def reopen_review(self, tx: Tx, review_id: int, reason: str = "") -> ReviewView:
         """A lead sends a submitted review back to draft as a new revision (audit-logged)."""
+        ReasonInput(reason=reason)
         s, lead = tx.s, tx.user
         review = s.get(Review, review_id)
         if review is None:
@@ -232,12 +239,9 @@ class Reviews(CallAccess):
         if role in auth.SEE_ALL_REVIEWS:
             return reviews
         if role is UserRole.AGENT:
-            return [
-                r
-                for r in reviews
-                if r.reviewer_id == user.id
-                or (r.status == ReviewStatus.SUBMITTED.value and not r.self_review)
-            ]
+            # graders' forms are calibration; what the agent gets is the lead's published
+            # decision (the call's final outcomes, comments and note), not each raw form
+            return [r for r in reviews if r.reviewer_id == user.id]
         if role is UserRole.INSPECTOR:
             own = [r for r in reviews if r.reviewer_id == user.id]
             if own and own[0].status == ReviewStatus.SUBMITTED.value:
@@ -255,7 +259,7 @@ class Reviews(CallAccess):
 
         Leads and managers: all. Inspectors: their own, and others' submitted reviews only
         once their own is submitted (blind calibration). Agents, on their own calls only:
-        inspectors' submitted reviews and their own self-review.
+        their own self-review; the published review is the call's final decision.
         """
         call = self._call(tx.s, tx.user, call_id)
         return [review_view(r) for r in self._visible_reviews(tx.s, tx.user, call)]

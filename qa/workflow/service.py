@@ -23,6 +23,7 @@ from qa.workflow.coaching import CoachingSessions
 from qa.workflow.disputes import Disputes
 from qa.workflow.originals import Originals
 from qa.workflow.roles import Roles
+from qa.workflow.throttle import LoginPolicy
 from qa.workflow.unit import SYSTEM, WRITE_LOCK_KEY, NotFoundError
 
 __all__ = ["SYSTEM", "WRITE_LOCK_KEY", "NotFoundError", "Workflow", "open_workflow"]
@@ -46,5 +47,7 @@ class Workflow(
 def open_workflow(settings: Any) -> Workflow:
     """The workflow database named by the settings (SQLite under QA_HOME by default)."""
     return Workflow(
-        settings.resolved_database_url, session_ttl_minutes=settings.session_ttl_minutes
+        settings.resolved_database_url,
+        session_ttl_minutes=settings.session_ttl_minutes,
+        login_policy=LoginPolicy.from_settings(settings),
     )

@@ -19,6 +19,7 @@ from sqlalchemy.pool import StaticPool
 
 from qa.errors import QAError, StaleEditError
 from qa.workflow.models import AuditEntry, Base, add_missing_columns, utcnow
+from qa.workflow.throttle import LoginPolicy
 
 SYSTEM = "system"  # actor name in the audit log for the pipeline and the command line
 # Postgres advisory lock every writing transaction takes first (see UnitOfWork._tx)
@@ -92,9 +93,11 @@ class UnitOfWork:
         password_hasher: PasswordHasher | None = None,
         clock: Callable[[], datetime] | None = None,
         echo: bool = False,
+        login_policy: LoginPolicy | None = None,
     ) -> None:
         self.database_url = database_url
         self.session_ttl = timedelta(minutes=session_ttl_minutes)
+        self.login_policy = login_policy or LoginPolicy()
         self._hasher = password_hasher or PasswordHasher()
         self._clock = clock or utcnow
         self.engine = make_engine(database_url, echo)
