@@ -239,9 +239,12 @@ class Reviews(CallAccess):
         if role in auth.SEE_ALL_REVIEWS:
             return reviews
         if role is UserRole.AGENT:
-            # graders' forms are calibration; what the agent gets is the lead's published
-            # decision (the call's final outcomes, comments and note), not each raw form
-            return [r for r in reviews if r.reviewer_id == user.id]
+            return [
+                r
+                for r in reviews
+                if r.reviewer_id == user.id
+                or (r.status == ReviewStatus.SUBMITTED.value and not r.self_review)
+            ]
         if role is UserRole.INSPECTOR:
             own = [r for r in reviews if r.reviewer_id == user.id]
             if own and own[0].status == ReviewStatus.SUBMITTED.value:
@@ -259,7 +262,7 @@ class Reviews(CallAccess):
 
         Leads and managers: all. Inspectors: their own, and others' submitted reviews only
         once their own is submitted (blind calibration). Agents, on their own calls only:
-        their own self-review; the published review is the call's final decision.
+        inspectors' submitted reviews and their own self-review.
         """
         call = self._call(tx.s, tx.user, call_id)
         return [review_view(r) for r in self._visible_reviews(tx.s, tx.user, call)]
