@@ -243,6 +243,8 @@ class Ui:
 
     def login(self, username: str, path: str = "") -> None:
         page = self.page
+        # a fresh sign-in: without this the session cookie would sign the page in at once
+        self.context.clear_cookies()
         with self.waiting(f"the page {self.url}/{path} to load"):
             page.goto(f"{self.url}/{path}")
         self.expect(page.get_by_role("textbox", name="Username"), "the login form")
@@ -309,9 +311,15 @@ def review(ui: Ui, decision_for_first_fail: str) -> None:
     ui.expect(page.locator("audio"), "the audio player", state="attached")
     ui.check("review")
     assert page.locator("audio").count() == 1
-    play = page.get_by_role("button", name=re.compile(r"^▶ 0:[0-5][1-9]")).first
-    ui.act("playing an evidence span", play.click)
-    ui.expect_text(re.compile("Playing from"), "the player to jump to the evidence")
+    # evidence plays in the browser (the review workspace): the player jumps, no rerun
+    play = page.locator(".ws .ev").filter(has_text=re.compile(r"▶ 0:0[1-9]")).first
+    start = float(play.get_attribute("data-start"))
+    with ui.waiting("the player to jump to the evidence"):
+        play.click()
+        page.wait_for_function(
+            "([a, t]) => Math.abs(a.currentTime - t) < 0.3",
+            arg=[page.locator(".ws audio").first.element_handle(), start],
+        )
     radios = page.locator('[data-testid="stRadio"]').filter(has_text="Your decision")
     ui.expect(radios, "the reviewer's decision per item")
     first_fail = next(
@@ -352,7 +360,7 @@ def test_review_calibrate_dispute_and_trend(browser, server, demo, shots, budget
             ui.nav("Review queue")
             ui.act(
                 "showing only the calls assigned to me",
-                ui.page.get_by_text("Assigned to me", exact=True).click,
+                ui.page.get_by_text(re.compile(r"^Assigned to me \(\d+\)$")).click,
             )
             ui.check("queue")
             assert "calls" in ui.text()

@@ -1,7 +1,9 @@
 """Review queue: the calls the pipeline flagged for a person, narrowed by filters.
 
-Leads assign calls to reviewers and draw a random sample; inspectors see what is
-assigned to them. Rows open the call review page.
+Leads assign calls to reviewers and draw a random sample. An inspector's queue opens on
+what they can act on: the calls assigned to them, or, when none are, the flagged calls
+nobody is assigned to, with the count of each. "Next call" or a click on a row opens the
+call review page.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ wf = data.workflow()
 
 st.title("Review queue")
 
-with st.expander("Filters", expanded=True):
+with st.expander("Filters", expanded=False):
     c = st.columns(4)
     team = c[0].text_input("Team", key="q_team") or None
     agent = c[1].text_input("Agent id", key="q_agent") or None
@@ -39,7 +41,6 @@ with st.expander("Filters", expanded=True):
     lo, hi = c[1].slider("Score range", 0.0, 100.0, (0.0, 100.0), step=1.0, key="q_score")
     status = c[2].selectbox("Review status", ["unreviewed", "reviewed", "all"], key="q_status")
     only_flagged = c[3].toggle("Flagged only", value=True, key="q_flagged")
-    mine_only = c[3].toggle("Assigned to me", value=role == "inspector", key="q_mine")
 
 date_from = date_to = None
 if isinstance(dates, tuple | list) and len(dates) >= 1:
@@ -57,10 +58,35 @@ filters = CallFilter(
     min_total=lo if lo > 0 else None,
     max_total=hi if hi < 100 else None,
     reviewed={"unreviewed": False, "reviewed": True}.get(status),
-    assigned_to_me=mine_only,
     limit=PAGE_LIMIT,
 )
-calls = data.guarded(wf.list_calls, user, filters)
+# what a reviewer can act on: assigned to them, else the flagged calls nobody has
+assigned = data.guarded(wf.list_calls, user, filters.model_copy(update={"assigned_to_me": True}))
+pool_filter = filters.model_copy(update={"flagged": True if flag is None else None, "limit": None})
+pool = [cv for cv in data.guarded(wf.list_calls, user, pool_filter) if not cv.assigned_reviewers]
+everything = data.guarded(wf.list_calls, user, filters)
+scopes = {"mine": assigned, "pool": pool[:PAGE_LIMIT], "all": everything}
+labels = {
+    "mine": f"Assigned to me ({len(assigned)})",
+    "pool": f"Unassigned flagged ({len(pool)})",
+    "all": f"All matching the filters ({len(everything)}"
+    + ("+" if len(everything) >= PAGE_LIMIT else "")
+    + ")",
+}
+if "q_scope" not in st.session_state:  # first visit: what this person can act on
+    inspector = role == "inspector"
+    st.session_state["q_scope"] = ("mine" if assigned else "pool") if inspector else "all"
+scope = st.radio(
+    "Show", list(scopes), index=None, key="q_scope", horizontal=True, format_func=labels.get
+)
+if not assigned and scope == "mine":
+    st.info(
+        "Nothing is assigned to you. Leads assign calls on this page; meanwhile the "
+        f"flagged calls nobody is assigned to ({len(pool)}) are yours to take."
+    )
+elif not assigned and scope == "pool" and role == "inspector":
+    st.info("Nothing is assigned to you, so these are the flagged calls nobody is assigned to.")
+calls = scopes[scope or "all"]
 
 rows = [
     {
@@ -95,37 +121,44 @@ columns = [
 ]
 df = data.frame(rows, columns)
 
-st.caption(f"{len(df)} calls" + (f" (first {PAGE_LIMIT})" if len(df) >= PAGE_LIMIT else ""))
+
+def open_call(call_id: str) -> None:
+    st.session_state["open_call"] = call_id
+    # a fresh table next time, so coming back to the queue does not open the row again
+    st.session_state["q_table_n"] = st.session_state.get("q_table_n", 0) + 1
+    st.switch_page("views/review.py")
+
+
+top = st.columns([2, 5], vertical_alignment="center")
+if top[0].button(
+    "Next call",
+    key="q_next",
+    type="primary",
+    icon=":material/skip_next:",
+    disabled=df.empty,
+    help="Open the first call of this list",
+):
+    open_call(str(df["call_id"].iloc[0]))
+top[1].caption(
+    f"{len(df)} calls"
+    + (f" (first {PAGE_LIMIT})" if len(df) >= PAGE_LIMIT else "")
+    + (" · click a row to open the call" if len(df) else "")
+)
 event = st.dataframe(
     df,
     hide_index=True,
     width="stretch",
     on_select="rerun",
     selection_mode="single-row",
-    key="queue_table",
+    key=f"queue_table:{st.session_state.get('q_table_n', 0)}",
     column_config={
         "total": st.column_config.ProgressColumn("total", min_value=0, max_value=100, format="%.1f")
     },
 )
 ui.csv_download(df, "review_queue", key="dl_queue")
-
 selected = event.selection.rows if event is not None else []
-chosen = df.iloc[selected[0]]["call_id"] if selected else None
-open_id = (
-    st.selectbox(
-        "Open call",
-        df["call_id"].tolist(),
-        index=0 if chosen is None else df["call_id"].tolist().index(chosen),
-        key="q_open",
-    )
-    if len(df)
-    else None
-)
-if open_id and st.button(
-    "Review this call", key="q_open_btn", type="primary", icon=":material/headphones:"
-):
-    st.session_state["open_call"] = open_id
-    st.switch_page("views/review.py")
+if selected:
+    open_call(str(df.iloc[selected[0]]["call_id"]))
 
 if role in ("lead", "admin"):
     st.subheader("Assign and sample")

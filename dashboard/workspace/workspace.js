@@ -138,6 +138,7 @@ class Workspace {
       const line = el("div", `utt role-${u.role}`)
       line.setAttribute("role", "listitem")
       line.dataset.i = String(i)
+      line.dataset.start = String(u.start)
       line.title = `Play from ${fmt(u.start)}`
       const meta = el("div", "meta")
       meta.append(el("span", "time", fmt(u.start)))
