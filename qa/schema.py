@@ -200,6 +200,7 @@ class QualityCode(StrEnum):
     LOST_SPEECH = "lost_speech"  # speech the recogniser wrote nothing for
     SILENT_CHANNEL = "silent_channel"  # a party's channel without speech
     OVERLAP = "overlap"  # much of the call is both parties at once
+    UNSURE_DECODING = "unsure_decoding"  # the recogniser had to guess much of the text
 
 
 class QualityIssue(Record):

@@ -30,7 +30,10 @@ from qa.errors import QAError
 from qa.schema import (
     CallId,
     CallMeta,
+    CallScore,
     Direction,
+    FlagCode,
+    ItemOutcome,
     Record,
     Role,
     RoleAssignment,
@@ -139,6 +142,10 @@ class PlantedPII(Record):
         return value
 
 
+# A call's result on its scorecard, as a QA team reads it.
+Verdict = Literal["pass", "fail", "auto_fail"]
+
+
 class SynthScript(Record):
     """One scripted call, as written in qa/synth_scripts/<call_id>.yaml."""
 
@@ -146,7 +153,10 @@ class SynthScript(Record):
     language: Literal["en", "zh"]
     description: str = ""
     meta: ScriptMeta = Field(default_factory=ScriptMeta)
+    # what the call is written to show on the default scorecard: `violations` are the items
+    # that fail and `expect` the result, so the demo can say whether the product agrees
     violations: list[str] = Field(default_factory=list)
+    expect: Verdict | None = None
     pii: list[PlantedPII] = Field(default_factory=list)
     turns: list[ScriptTurn] = Field(min_length=1)
 
@@ -162,6 +172,19 @@ class SynthScript(Record):
         if len(set(value)) != len(value):
             raise ValueError("violations list an item more than once")
         return value
+
+    @model_validator(mode="after")
+    def _check_expect(self) -> SynthScript:
+        if self.expect not in (None, "pass") and not self.violations:
+            raise ValueError(
+                f"expect: {self.expect} needs the items that fail it listed in `violations`"
+            )
+        return self
+
+    @property
+    def expected(self) -> Verdict:
+        """The result the call is written to get (stated, or read from its violations)."""
+        return self.expect or ("fail" if self.violations else "pass")
 
     @model_validator(mode="after")
     def _check_turns(self) -> SynthScript:
@@ -221,6 +244,66 @@ def load_scripts(
     return [load_script(p) for p in chosen]
 
 
+# --------------------------------------------------------------------------- agreement
+
+
+def verdict(score: CallScore) -> Verdict:
+    return "auto_fail" if score.auto_fail else ("pass" if score.passed else "fail")
+
+
+def written_to_show(script: SynthScript) -> str:
+    """The script's intent in a table cell: its result and the items that fail it."""
+    shown = script.expected.replace("_", "-")
+    return f"{shown}: {', '.join(script.violations)}" if script.violations else shown
+
+
+class Agreement(Record):
+    """Whether a scored call shows what its script was written to show: the same result, and
+    exactly the planted items failed among the items scripts label (`SCORECARD_ITEM_IDS`)."""
+
+    expected: Verdict
+    actual: Verdict
+    missed: list[str] = Field(default_factory=list)  # planted, but the item did not fail
+    unexpected: list[str] = Field(default_factory=list)  # failed, but was not planted
+    in_doubt: bool = False  # the call is flagged evidence_doubt: its words are not proof
+
+    @property
+    def agrees(self) -> bool:
+        return self.expected == self.actual and not self.missed and not self.unexpected
+
+    def text(self) -> str:
+        """✓, or ✗ with what differs."""
+        if self.agrees:
+            return "✓"
+        parts = []
+        if self.expected != self.actual:
+            parts.append(f"expected {self.expected}, got {self.actual}")
+        if self.missed:
+            parts.append(f"not failed: {', '.join(self.missed)}")
+        if self.unexpected:
+            parts.append(f"also failed: {', '.join(self.unexpected)}")
+        if self.in_doubt:
+            parts.append("flagged evidence_doubt")
+        return "✗ " + "; ".join(parts)
+
+
+def agreement(script: SynthScript, score: CallScore) -> Agreement:
+    """Compare a call's score with its script's intent (see `Agreement`)."""
+    failed = {
+        r.item_id
+        for r in score.items
+        if r.outcome is ItemOutcome.FAIL and r.item_id in SCORECARD_ITEM_IDS
+    }
+    planted = set(script.violations)
+    return Agreement(
+        expected=script.expected,
+        actual=verdict(score),
+        missed=[v for v in script.violations if v not in failed],
+        unexpected=sorted(failed - planted),
+        in_doubt=any(f.code is FlagCode.EVIDENCE_DOUBT for f in score.flags),
+    )
+
+
 # --------------------------------------------------------------------------- results
 
 
@@ -249,6 +332,7 @@ class SynthCall(Record):
     description: str = ""
     meta: CallMeta
     violations: list[str] = Field(default_factory=list)
+    expect: Verdict | None = None
     turns: list[SynthTurn]
     pii: list[SynthPII] = Field(default_factory=list)
     duration: float
@@ -499,6 +583,7 @@ def render_call(
             duration=duration,
         ),
         violations=list(script.violations),
+        expect=script.expect,
         turns=turns,
         pii=pii,
         duration=duration,

@@ -67,6 +67,7 @@ def item(
     *,
     critical: bool = False,
     awarded: float | None = None,
+    doubt: str = "",
 ) -> OutcomeItem:
     return OutcomeItem(
         item_id=item_id,
@@ -74,6 +75,7 @@ def item(
         points_possible=possible,
         critical=critical,
         points_awarded=awarded,
+        doubt=doubt,
     )
 
 
@@ -100,6 +102,23 @@ def test_partial_points_and_critical_fail():
     assert kept.auto_fail and not kept.passed and kept.total == 90
     # an N/A critical item is not a fail
     assert not outcome([item("d", NA, 10, critical=True)], scoring).auto_fail
+
+
+def test_a_critical_fail_in_doubt_is_held_for_a_person_not_auto_failed():
+    scoring = Scoring(mode="deduction", pass_mark=80)
+    doubtful = [item("a", PASS, 90), item("d", FAIL, 10, critical=True, doubt="words guessed")]
+    held = outcome(doubtful, scoring)
+    assert not held.auto_fail and held.reasons == [] and held.held == ["d"]
+    assert held.total == 90 and held.passed  # the item loses its points, the call is not zeroed
+    # a person who confirms the fail carries no doubt: the call fails as any critical fail does
+    confirmed = outcome([i.model_copy(update={"doubt": ""}) for i in doubtful], scoring)
+    assert confirmed.auto_fail and confirmed.total == 0 and confirmed.held == []
+    # a doubt on a passed or a non-critical item holds nothing; a trusted critical fail still
+    # fails the call beside a held one
+    assert outcome([item("d", PASS, 10, critical=True, doubt="x")], scoring).held == []
+    assert outcome([item("b", FAIL, 10, doubt="x")], scoring).held == []
+    both = outcome([*doubtful, item("e", FAIL, 10, critical=True)], scoring)
+    assert both.auto_fail and both.reasons == ["e"] and both.held == ["d"] and both.total == 0
 
 
 # --------------------------------------------------------------------------- one truth

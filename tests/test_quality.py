@@ -225,6 +225,22 @@ def test_silent_channel_is_an_issue():
     assert q.silent_channels == [1] and q.speakers_found == 1
 
 
+def test_text_the_recogniser_had_to_guess_is_an_issue():
+    """Many windows decoded again at a higher temperature (the espeak-ng Mandarin calls: 3 of
+    6, 7 of 10) mean sampled, mostly wrong words; one in ten (English calls) does not."""
+    roles = RoleAssignment(method="configured", confidence=1.0)
+
+    def quality(windows: int, fallbacks: int):
+        asr = _asr().model_copy(update={"windows": windows, "fallbacks": fallbacks})
+        return assess([utt("ch0", 0, 4)], roles, [asr], source="channels", channel_speech={0: asr})
+
+    guessed = quality(6, 3)
+    assert [i.code for i in guessed.issues] == [QualityCode.UNSURE_DECODING]
+    assert "3 of 6 windows" in guessed.issues[0].reason and guessed.decode_fallbacks == 3
+    assert quality(10, 1).issues == [] and quality(50, 0).issues == []
+    assert quality(4, 1).issues == []  # a single fallback is chance, not a pattern
+
+
 def test_issues_flag_the_call_for_a_person():
     from qa.scoring.scorecard import default_scorecard, score_call
 

@@ -32,18 +32,18 @@ CALLS = {  # call id -> (team, days after START)
 
 def new_card(tmp: Path) -> Path:
     text = (SCORECARD_DIR / "en_customer_service.yaml").read_text(encoding="utf-8")
-    assert 'version: "1.1"' in text and "threshold: 30}" in text
-    text = text.replace('version: "1.1"', 'version: "1.2"').replace(
+    assert 'version: "1.2"' in text and "threshold: 30}" in text
+    text = text.replace('version: "1.2"', 'version: "1.3"').replace(
         'op: "<=", threshold: 30}', 'op: "<=", threshold: 3}'
     )
-    path = tmp / "en_v12.yaml"
+    path = tmp / "en_v13.yaml"
     path.write_text(text, encoding="utf-8")
     return path
 
 
 @pytest.fixture
 def site(tmp_path) -> Settings:
-    """A store, index and workflow database holding the calls scored with card 1.1."""
+    """A store, index and workflow database holding the calls scored with card 1.2."""
     from qa.index import Index
     from qa.workflow import open_workflow
 
@@ -104,32 +104,32 @@ def test_rescore_writes_the_new_version_beside_the_old_and_runs_once(site, tmp_p
     assert (summary.total, summary.done, summary.failed) == (4, 4, 0)
     added = keys_of(site) - before
     assert before <= keys_of(site)  # the old results are kept
-    assert added == {Keys.result(c, PIPELINE, "en_customer_service", "1.2") for c in CALLS}
+    assert added == {Keys.result(c, PIPELINE, "en_customer_service", "1.3") for c in CALLS}
     new = open_store(site).get_json(
-        Keys.result("c-a1", PIPELINE, "en_customer_service", "1.2"), CallResult
+        Keys.result("c-a1", PIPELINE, "en_customer_service", "1.3"), CallResult
     )
-    assert new.scorecard_version == "1.2" and new.pipeline_version == PIPELINE
+    assert new.scorecard_version == "1.3" and new.pipeline_version == PIPELINE
     assert "dead_air" in {i.item_id for i in new.score.items}
     old = open_store(site).get_json(
-        Keys.result("c-a1", PIPELINE, "en_customer_service", "1.1"), CallResult
+        Keys.result("c-a1", PIPELINE, "en_customer_service", "1.2"), CallResult
     )
     assert [(u.role, u.start, u.text) for u in new.transcript.utterances] == [
         (u.role, u.start, u.text) for u in old.transcript.utterances
     ]  # as stored, not redone
     rows = Index(open_store(site)).query("SELECT call_id, scorecard_version FROM calls")
-    assert set(rows["scorecard_version"]) == {"1.2"} and len(rows) == 4
+    assert set(rows["scorecard_version"]) == {"1.3"} and len(rows) == 4
     from dashboard.data import GROUP_COLUMNS, PER_CARD  # the trends page, by scorecard version
 
     split = Index(open_store(site)).query(
         f"SELECT {GROUP_COLUMNS['scorecard']} AS card, count(*) AS n FROM {PER_CARD} GROUP BY 1"
     )
     assert dict(zip(split["card"], split["n"], strict=True)) == {
-        "en_customer_service@1.1": 4,
         "en_customer_service@1.2": 4,
+        "en_customer_service@1.3": 4,
     }
     wf = open_workflow(site)
     admin = wf.add_user(None, "admin1", "admin-password-1", "admin")
-    assert {wf.get_call(admin, c).scorecard_version for c in CALLS} == {"1.2"}
+    assert {wf.get_call(admin, c).scorecard_version for c in CALLS} == {"1.3"}
 
     again = rescore(site, card)
     assert (again.total, again.done, again.already) == (0, 0, 4)
@@ -147,16 +147,16 @@ def test_rescore_writes_the_new_version_beside_the_old_and_runs_once(site, tmp_p
 )
 def test_selection_by_team_date_and_id(site, selection, chosen):
     plan = plan_rescore(
-        open_store(site), lambda lang: "en_customer_service@1.2", RescoreFilter(**selection)
+        open_store(site), lambda lang: "en_customer_service@1.3", RescoreFilter(**selection)
     )
     assert {t.call_id for t in plan.targets} == chosen
-    assert all(t.key.endswith("en_customer_service@1.1.json") for t in plan.targets)
+    assert all(t.key.endswith("en_customer_service@1.2.json") for t in plan.targets)
 
 
 def test_unreadable_and_missing_results_are_reported_not_fatal(site, tmp_path):
     store = open_store(site)
     store.put_bytes(
-        Keys.result("c-b2", PIPELINE, "en_customer_service", "1.1"), b"{oops", "application/json"
+        Keys.result("c-b2", PIPELINE, "en_customer_service", "1.2"), b"{oops", "application/json"
     )
     summary = rescore(site, new_card(tmp_path), call_ids=["c-b1", "c-b2", "c-zz"])
     assert summary.done == 1 and summary.results == ["c-b1"]
@@ -237,7 +237,7 @@ def test_qa_rescore_on_ray(site, tmp_path, monkeypatch):
         )
         assert first.exit_code == 0, first.output
         assert keys_of(site) - before == {
-            Keys.result(c, PIPELINE, "en_customer_service", "1.2") for c in ("c-a1", "c-a2")
+            Keys.result(c, PIPELINE, "en_customer_service", "1.3") for c in ("c-a1", "c-a2")
         }
         second = CliRunner().invoke(
             rescore_app(), ["rescore", "--scorecard", str(card), "--team", "alpha"]

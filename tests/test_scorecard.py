@@ -13,7 +13,17 @@ from typer.testing import CliRunner
 from qa.rules.format import parse_scorecard
 from qa.rules.scripted import ScriptedTurn, long_call, scripted_transcript
 from qa.rules.text import normalize
-from qa.schema import CallMeta, Direction, FlagCode, ItemOutcome, Role, Sentiment
+from qa.schema import (
+    CallMeta,
+    Direction,
+    EvidenceQuality,
+    FlagCode,
+    ItemOutcome,
+    QualityCode,
+    QualityIssue,
+    Role,
+    Sentiment,
+)
 from qa.scoring.outcome import Scoring, outcome, outcome_items
 from qa.scoring.scorecard import default_scorecard, sample_draw, score_call
 from qa.synth import SynthCall, SynthError, espeak_binary, load_scripts, render_all
@@ -131,7 +141,6 @@ def test_items_that_do_not_apply_are_na(synth_calls):
     items = {r.item_id: r for r in scored(synth_calls["nw_address_change"]).items}
     assert items["empathy"].outcome == NA and "not applicable" in items["empathy"].reason
     assert items["hold_etiquette"].outcome == NA
-    assert items["agent_tone"].outcome == NA and "no sentiment" in items["agent_tone"].reason
     # still worth its points on the card; it earns none and loses none
     assert items["empathy"].points_possible > 0 and items["empathy"].points_awarded == 0
 
@@ -145,7 +154,8 @@ def test_critical_fail_is_auto_fail(synth_calls):
 
 def test_deduction_total(synth_calls):
     score = scored(synth_calls["nw_dead_air_interrupts"])
-    assert score.total == 100 - 5 - 5 - 5 and score.passed and not score.auto_fail
+    # 40 s of dead air, three interruptions and no closing fail the call
+    assert score.total == 100 - 10 - 10 - 5 and not score.passed and not score.auto_fail
     lost = [r for r in score.items if r.outcome == FAIL]
     assert all(r.points_awarded == 0 for r in lost)
     # the one arithmetic, with the card's settings the score carries
@@ -168,9 +178,74 @@ def test_negative_ending_flag_from_sentiment(synth_calls):
     score = scored(call, sentiment=Grumpy())
     codes = {f.code for f in score.flags}
     assert FlagCode.NEGATIVE_ENDING in codes
-    items = {r.item_id: r for r in score.items}
-    assert items["customer_sentiment_end"].outcome == FAIL
+    # the model's reading flags the call; it deducts no points (scorecards 1.2)
+    assert {r.rule_type for r in score.items if r.outcome == FAIL} <= {"phrase", "any", "all"}
     assert {s.role for s in score.sentiment} == {Role.AGENT, Role.CUSTOMER}
+
+
+NO_DISCLOSURE = [
+    ScriptedTurn(
+        role=Role.AGENT,
+        text="Thank you for calling Northwind Telecom, my name is Ann. How can I help you?",
+    ),
+    ScriptedTurn(role=Role.CUSTOMER, text="I'd like to check my bill."),
+    ScriptedTurn(
+        role=Role.AGENT,
+        text="Can you confirm your full name and date of birth? Thank you. Your bill is paid. "
+        "Is there anything else I can help you with? Thank you for calling, goodbye.",
+    ),
+]
+
+
+def test_doubtful_transcript_holds_a_missing_critical_phrase_for_a_person():
+    """A disclosure not found in a transcript that cannot be trusted is a flag with the
+    reason, not an auto-fail; in a trusted transcript it fails the call as before."""
+    card = default_scorecard("en")
+    trusted = score_call(scripted_transcript(NO_DISCLOSURE, call_id="trusted"), None, card)
+    assert trusted.auto_fail and trusted.total == 0
+    assert FlagCode.EVIDENCE_DOUBT not in {f.code for f in trusted.flags}
+
+    for doubt in ("asr", "quality", "roles"):
+        t = scripted_transcript(NO_DISCLOSURE, call_id=f"doubt-{doubt}")
+        if doubt == "asr":
+            t.asr_confidence, expect = 0.3, "mean word probability 0.30 < 0.50"
+        elif doubt == "quality":
+            t.quality = EvidenceQuality(
+                issues=[QualityIssue(code=QualityCode.UNSURE_DECODING, reason="text guessed")]
+            )
+            expect = "text guessed"
+        else:
+            t.roles.confidence, expect = 0.2, "roles decided with confidence 0.20"
+        score = score_call(t, None, card)
+        items = {r.item_id: r for r in score.items}
+        assert items["recording_disclosure"].outcome == FAIL  # the evidence is kept as found
+        assert not score.auto_fail and score.auto_fail_reasons == []
+        assert score.total == 90 and score.passed  # its points lost, the total not zeroed
+        (flag,) = [f for f in score.flags if f.code == FlagCode.EVIDENCE_DOUBT]
+        assert (
+            flag.reason.startswith(
+                "critical item 'Call recording disclosure' failed on a transcript marked doubtful"
+            )
+            and expect in flag.reason
+        )
+
+
+def test_doubtful_transcript_still_auto_fails_on_words_found():
+    """Forbidden words that were heard are evidence, not an absence: doubt holds nothing."""
+    turns = [
+        *NO_DISCLOSURE[:2],
+        ScriptedTurn(
+            role=Role.AGENT, text="This call is recorded. Calm down, that's not my problem."
+        ),
+    ]
+    t = scripted_transcript(turns, call_id="rude")
+    t.asr_confidence = 0.3
+    score = score_call(t, None, default_scorecard("en"))
+    assert score.auto_fail and score.total == 0
+    assert any("No forbidden language" in r for r in score.auto_fail_reasons)
+    # the identity item failed by absence only: held, named in the flag
+    (flag,) = [f for f in score.flags if f.code == FlagCode.EVIDENCE_DOUBT]
+    assert "'Identity verification'" in flag.reason
 
 
 def test_weighted_scoring_ignores_na_items():
@@ -316,7 +391,7 @@ def test_report_text_has_items_outcomes_and_times(synth_calls):
     from qa.scoring.report import report_text
 
     text = report_text(scored(synth_calls["nw_dead_air_interrupts"]), width=160)
-    assert "No dead air" in text and "FAIL" in text and "85" in text
+    assert "No dead air" in text and "FAIL" in text and "75" in text
     assert "0:46.0" in text  # the dead air starts at 45.98 s
 
 
@@ -368,7 +443,7 @@ def test_semantic_empathy_with_the_real_encoder(synth_calls, encoder, call_id, s
 @pytest.mark.slow
 def test_real_models_keep_the_planted_findings(synth_calls, encoder, settings_module):
     """With the encoder and the sentiment model, an angry call still shows exactly its
-    planted violations, plus the customer's negative ending, which is true of it."""
+    planted violations, and the customer's negative ending is flagged, which is true of it."""
     from qa.errors import QAError
     from qa.scoring.sentiment import SentimentModel
 
@@ -379,6 +454,6 @@ def test_real_models_keep_the_planted_findings(synth_calls, encoder, settings_mo
     call = synth_calls["nw_angry_outage_forbidden"]
     score = scored(call, encoder=encoder, sentiment=sentiment)
     failed = {r.item_id for r in score.items if r.outcome == FAIL}
-    assert failed == set(call.violations) | {"customer_sentiment_end"}
+    assert failed == set(call.violations)
     assert FlagCode.NEGATIVE_ENDING in {f.code for f in score.flags}
     assert {s.role for s in score.sentiment} == {Role.AGENT, Role.CUSTOMER}

@@ -12,16 +12,18 @@ import soundfile as sf
 
 from qa.asr.utterances import join_text
 from qa.errors import QAError
-from qa.schema import Role, Transcript
+from qa.schema import CallScore, Flag, FlagCode, ItemOutcome, ItemResult, Role, Transcript
 from qa.synth import (
     SCORECARD_ITEM_IDS,
     SynthCall,
     SynthScript,
     SynthTurn,
+    agreement,
     load_script,
     load_scripts,
     render_all,
     render_call,
+    written_to_show,
 )
 
 needs_espeak = pytest.mark.skipif(
@@ -300,6 +302,118 @@ def test_bundled_scripts_cover_the_scorecard() -> None:
 @pytest.mark.parametrize("script", load_scripts(), ids=lambda s: s.call_id)
 def test_bundled_violation_labels_match_text(script: SynthScript) -> None:
     assert set(script.violations) == _expected_violations(script)
+
+
+@pytest.mark.parametrize("script", load_scripts(), ids=lambda s: s.call_id)
+def test_bundled_expected_result_is_what_the_scorecard_makes_of_the_violations(
+    script: SynthScript,
+) -> None:
+    """`expect` is stated in every script and is the default card's arithmetic over its
+    planted violations, so a re-weighted card or a new violation cannot leave it stale."""
+    from qa.scoring.outcome import OutcomeItem, Scoring, outcome
+    from qa.scoring.scorecard import default_scorecard
+
+    card = default_scorecard(script.language)
+    result = outcome(
+        (
+            OutcomeItem(
+                item_id=item.id,
+                outcome=ItemOutcome.FAIL if item.id in script.violations else ItemOutcome.PASS,
+                points_possible=item.points or 0.0,
+                critical=item.critical,
+            )
+            for _, item in card.items
+        ),
+        Scoring.of_card(card),
+    )
+    assert script.expect is not None
+    assert script.expect == (
+        "auto_fail" if result.auto_fail else "pass" if result.passed else "fail"
+    )
+
+
+def _score(failed: dict[str, bool], *, total: float, passed: bool, auto_fail: bool) -> CallScore:
+    """A call score with these items failed (item id -> critical) and the rest passed."""
+    ids = sorted(SCORECARD_ITEM_IDS | {"customer_mood"})
+    return CallScore(
+        call_id="c",
+        scorecard_id="card",
+        scorecard_version="1",
+        total=total,
+        pass_mark=80,
+        passed=passed,
+        auto_fail=auto_fail,
+        items=[
+            ItemResult(
+                item_id=i,
+                name=i,
+                outcome=ItemOutcome.FAIL if i in failed else ItemOutcome.PASS,
+                critical=failed.get(i, False),
+            )
+            for i in ids
+        ],
+    )
+
+
+def test_agreement_of_a_score_with_what_the_script_was_written_to_show() -> None:
+    script = SynthScript(
+        call_id="c",
+        language="en",
+        violations=["dead_air", "closing"],
+        expect="fail",
+        turns=[{"role": "agent", "text": "hi"}],
+    )
+    assert written_to_show(script) == "fail: dead_air, closing"
+    same = agreement(
+        script,
+        _score({"dead_air": False, "closing": False}, total=70, passed=False, auto_fail=False),
+    )
+    assert same.agrees and same.text() == "✓"
+    # an item outside the labelled ones (a site's own) does not count against agreement
+    mood = _score(
+        {"dead_air": False, "closing": False, "customer_mood": False},
+        total=65,
+        passed=False,
+        auto_fail=False,
+    )
+    assert agreement(script, mood).agrees
+    wrong = agreement(
+        script,
+        _score({"dead_air": False, "greeting": False}, total=85, passed=True, auto_fail=False),
+    )
+    assert not wrong.agrees and (wrong.expected, wrong.actual) == ("fail", "pass")
+    assert wrong.text() == "✗ expected fail, got pass; not failed: closing; also failed: greeting"
+    auto = _score(
+        {"dead_air": False, "closing": False, "recording_disclosure": True},
+        total=0,
+        passed=False,
+        auto_fail=True,
+    )
+    assert (
+        agreement(script, auto).text()
+        == "✗ expected fail, got auto_fail; also failed: recording_disclosure"
+    )
+    doubtful = auto.model_copy(
+        update={"flags": [Flag(code=FlagCode.EVIDENCE_DOUBT, reason="text guessed")]}
+    )
+    assert agreement(script, doubtful).text().endswith("; flagged evidence_doubt")
+    clean = SynthScript(call_id="c", language="en", turns=[{"role": "agent", "text": "hi"}])
+    assert written_to_show(clean) == "pass" and clean.expected == "pass"
+    assert agreement(clean, _score({}, total=100, passed=True, auto_fail=False)).agrees
+
+
+def test_expect_needs_violations(tmp_path: Path) -> None:
+    bad = tmp_path / "bad_call.yaml"
+    bad.write_text(
+        "call_id: bad_call\nlanguage: en\nexpect: fail\nturns: [{role: agent, text: hi}]\n"
+    )
+    with pytest.raises(QAError, match="expect: fail needs the items that fail it"):
+        load_script(bad)
+    bad.write_text(
+        "call_id: bad_call\nlanguage: en\nexpect: maybe\nturns: [{role: agent, text: hi}]\n"
+    )
+    with pytest.raises(QAError, match="expect"):
+        load_script(bad)
 
 
 @needs_espeak

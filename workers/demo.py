@@ -12,13 +12,18 @@ import csv
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from qa.config import Settings
 from qa.schema import CallResult
 from workers.runner import RunSummary
+
+if TYPE_CHECKING:
+    from qa.synth import SynthScript
 
 MONO_CALLS = {"nw_address_change", "bf_zh_billing_clean"}
 
@@ -101,8 +106,15 @@ def ensure_demo_users(settings: Settings, agent_ids: list[str]) -> list[tuple[st
     return out
 
 
-def results_table(results: list[CallResult]) -> Table:
-    table = Table("call", "agent", "lang", "speakers", "score", "result", "flags")
+def results_table(results: list[CallResult], scripts: dict[str, SynthScript]) -> Table:
+    """Scores and flags, beside what each sample call was written to show and whether the
+    result agrees, so the demo shows where the product is right and where it is not."""
+    from qa.synth import agreement, written_to_show
+
+    table = Table(
+        "call", "agent", "lang", "speakers", "score", "result", "flags", "written to show",
+        "agrees",
+    )  # fmt: skip
     for r in sorted(results, key=lambda r: r.meta.call_id):
         s = r.score
         verdict = (
@@ -110,6 +122,13 @@ def results_table(results: list[CallResult]) -> Table:
             if s.auto_fail
             else ("[green]pass[/]" if s.passed else "[yellow]fail[/]")
         )
+        script = scripts.get(r.meta.call_id)
+        if script is None:
+            intent, agrees = "-", "-"
+        else:
+            found = agreement(script, s)
+            intent = written_to_show(script)
+            agrees = "[green]✓[/]" if found.agrees else f"[red]{escape(found.text())}[/]"
         table.add_row(
             r.meta.call_id,
             r.meta.agent_id or "-",
@@ -118,6 +137,8 @@ def results_table(results: list[CallResult]) -> Table:
             f"{s.total:.0f}",
             verdict,
             ", ".join(f.code.value for f in s.flags) or "-",
+            intent,
+            agrees,
         )
     return table
 
@@ -143,7 +164,9 @@ def run_demo(settings: Settings, *, console: Console | None = None) -> RunSummar
 
     metas = call_metas(store)
     results = [r for m in metas if (r := latest_result(store, m.call_id))]
-    console.print(results_table(results))
+    from qa.synth import load_scripts
+
+    console.print(results_table(results, {s.call_id: s for s in load_scripts()}))
     console.print(f"results in {settings.resolved_store_url}")
     users = ensure_demo_users(settings, [m.agent_id for m in metas if m.agent_id])
     users_table = Table("username", "role", "password", title="demo accounts")

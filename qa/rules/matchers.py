@@ -96,6 +96,9 @@ class RuleResult:
     # where the rule's condition occurred (a phrase said, a pattern found): the rule as an
     # event for windows and `order`, whatever the outcome
     hits: list[Evidence] = field(default_factory=list)
+    # a fail only because something required was not heard (a phrase, a sentence): on a
+    # transcript that may have lost or garbled words this is no proof it was not said
+    missing: bool = False
 
 
 def _fmt(t: float) -> str:
@@ -565,7 +568,7 @@ class CallContext:
             note = f'no {what} like "{example}"{where}{count}'
             evidence.append(self._range_evidence(t0, t1, note))
             evidence.extend(found)
-        return RuleResult(FAIL, evidence[0].note or f"no {what}", evidence, hits)
+        return RuleResult(FAIL, evidence[0].note or f"no {what}", evidence, hits, missing=True)
 
     def _phrase(self, rule: PhraseRule) -> RuleResult:
         ranges = self.ranges(rule.window)
@@ -730,7 +733,7 @@ class CallContext:
         b = then[0]
         if not first:
             ev = b.model_copy(update={"note": f"{b_name} at {_fmt(b.start)} without {a_name}"})
-            return RuleResult(FAIL, ev.note, [ev], [])
+            return RuleResult(FAIL, ev.note, [ev], [], missing=True)
         a = first[0]
         if a.start < b.start:
             return RuleResult(
@@ -879,6 +882,7 @@ class CallContext:
                 "; ".join(r.reason for r in failed),
                 [e for r in failed for e in r.evidence],
                 hits,
+                missing=all(r.missing for r in failed),
             )
         passed = [r for r in results if r.outcome == PASS]
         if not passed:
@@ -900,6 +904,7 @@ class CallContext:
                 "; ".join(r.reason for r in failed),
                 [e for r in failed for e in r.evidence],
                 hits,
+                missing=all(r.missing for r in failed),
             )
         return RuleResult(NA, "; ".join(r.reason for r in results), [], hits)
 

@@ -2,7 +2,8 @@
 
 The machine's score (`score_call`), a reviewer's review, a lead's final score, a dispute
 decision and the trends all call `outcome`, so a person who confirms every automatic
-outcome gets exactly the automatic total, and a rule changed here changes it everywhere.
+outcome gets exactly the automatic total (but for a fail held in doubt, below: confirming it
+is what fails the call), and a rule changed here changes it everywhere.
 
 - deduction: the total starts at `max_total` and loses what each applicable item did not
   earn (a failed item its points). An N/A item neither adds nor takes away: it keeps its
@@ -11,6 +12,10 @@ outcome gets exactly the automatic total, and a rule changed here changes it eve
   left out of both sides, so calls with fewer applicable items stay comparable.
 - A failed critical item fails the call (auto-fail) whatever the total; where the card says
   so (`auto_fail_zeroes_total`) it also scores 0.
+- Unless the fail is in doubt (`OutcomeItem.doubt`: the machine did not hear a required
+  phrase in a transcript it cannot trust): then the item still loses its points, but the call
+  is not failed automatically and not zeroed; it is `held` for a person, whose confirmed fail
+  (a review, a final score) carries no doubt and fails the call as any critical fail does.
 """
 
 from __future__ import annotations
@@ -69,6 +74,8 @@ class OutcomeItem(_Model):
     points_awarded: float | None = None  # None: all of it on a pass, nothing otherwise
     critical: bool = False
     reason: str = ""
+    # why this fail may be the transcript's fault, not the agent's; empty when it is not in doubt
+    doubt: str = ""
 
     @property
     def earned(self) -> float:
@@ -85,6 +92,8 @@ class Outcome(_Model):
     passed: bool
     auto_fail: bool
     reasons: list[str] = Field(default_factory=list)  # one per failed critical item
+    # critical items whose fail is in doubt: no auto-fail from them, a person decides
+    held: list[str] = Field(default_factory=list)
 
 
 def outcome(items: Iterable[OutcomeItem], scoring: Scoring) -> Outcome:
@@ -101,10 +110,11 @@ def outcome(items: Iterable[OutcomeItem], scoring: Scoring) -> Outcome:
             else scoring.max_total
         )
     total = max(0.0, min(scoring.max_total, round(total, 2)))
+    failed_critical = [i for i in applicable if i.critical and i.outcome is ItemOutcome.FAIL]
     reasons = [
         f"{i.name or i.item_id}: {i.reason}" if i.reason else (i.name or i.item_id)
-        for i in applicable
-        if i.critical and i.outcome is ItemOutcome.FAIL
+        for i in failed_critical
+        if not i.doubt
     ]
     auto_fail = bool(reasons)
     if auto_fail and scoring.auto_fail_zeroes_total:
@@ -115,11 +125,16 @@ def outcome(items: Iterable[OutcomeItem], scoring: Scoring) -> Outcome:
         passed=not auto_fail and total >= scoring.pass_mark,
         auto_fail=auto_fail,
         reasons=reasons,
+        held=[i.name or i.item_id for i in failed_critical if i.doubt],
     )
 
 
-def outcome_items(results: Iterable[ItemResult]) -> list[OutcomeItem]:
-    """The machine's item results as the arithmetic sees them."""
+def outcome_items(
+    results: Iterable[ItemResult], doubts: dict[str, str] | None = None
+) -> list[OutcomeItem]:
+    """The machine's item results as the arithmetic sees them; `doubts` maps the item ids
+    whose fail is in doubt to why."""
+    doubts = doubts or {}
     return [
         OutcomeItem(
             item_id=r.item_id,
@@ -129,6 +144,7 @@ def outcome_items(results: Iterable[ItemResult]) -> list[OutcomeItem]:
             points_awarded=r.points_awarded,
             critical=r.critical,
             reason=r.reason,
+            doubt=doubts.get(r.item_id, ""),
         )
         for r in results
     ]
