@@ -120,6 +120,32 @@ def _item_result(
     )
 
 
+def transcript_doubt(transcript: Transcript, scorecard: Scorecard) -> str:
+    """Why the words of this call cannot be taken as proof of what was (not) said, or "".
+
+    Evidence-quality issues, ASR confidence and role confidence under the card's flag
+    thresholds: each means a phrase may be missing from the transcript (or from the agent's
+    side of it) although the agent said it.
+    """
+    thresholds = scorecard.flags
+    reasons = []
+    if transcript.quality is not None and transcript.quality.issues:
+        reasons.append(transcript.quality.reason)
+    if transcript.asr_confidence is not None and (
+        transcript.asr_confidence < thresholds.low_asr_confidence
+    ):
+        reasons.append(
+            f"mean word probability {transcript.asr_confidence:.2f} < "
+            f"{thresholds.low_asr_confidence:.2f}"
+        )
+    if transcript.roles.confidence < thresholds.low_role_confidence:
+        reasons.append(
+            f"agent/customer roles decided with confidence {transcript.roles.confidence:.2f} "
+            f"< {thresholds.low_role_confidence:.2f}"
+        )
+    return "; ".join(reasons)
+
+
 def sample_draw(call_id: str, seed: Any) -> float:
     """A number in [0, 1) fixed by call id and seed, so re-running picks the same calls."""
     digest = hashlib.sha256(f"{seed}:{call_id}".encode()).digest()
@@ -181,12 +207,23 @@ def score_call(
     ctx = CallContext(transcript, scorecard, metrics, encoder=encoder, sentiment=sentiment)
     items = [_item_result(s, i, scorecard, meta, transcript, ctx) for s, i in scorecard.items]
 
+    thresholds = scorecard.flags
+    doubt = transcript_doubt(transcript, scorecard)
+    # a critical fail that rests only on words not heard in a doubtful transcript is held
+    # for a person (qa.scoring.outcome), not an automatic fail
+    doubts = {
+        i.item_id: doubt
+        for (_, item), i in zip(scorecard.items, items, strict=True)
+        if doubt
+        and i.critical
+        and i.outcome == ItemOutcome.FAIL
+        and ctx.evaluate(item.rule).missing
+    }
     scoring = Scoring.of_card(scorecard)
-    result = outcome(outcome_items(items), scoring)
+    result = outcome(outcome_items(items, doubts), scoring)
     total, passed, auto_fail = result.total, result.passed, result.auto_fail
     auto_fail_reasons = result.reasons
 
-    thresholds = scorecard.flags
     flags: list[Flag] = []
     if auto_fail:
         flags.append(Flag(code=FlagCode.AUTO_FAIL, reason="; ".join(auto_fail_reasons)))
@@ -238,7 +275,16 @@ def score_call(
                 f"{thresholds.low_asr_confidence:.2f}",
             )
         )
-    if transcript.quality is not None and transcript.quality.issues:
+    if result.held:
+        names = ", ".join(f"'{name}'" for name in result.held)
+        flags.append(
+            Flag(
+                code=FlagCode.EVIDENCE_DOUBT,
+                reason=f"critical item{'s' if len(result.held) > 1 else ''} {names} failed on a "
+                f"transcript marked doubtful, so the call is not failed automatically: {doubt}",
+            )
+        )
+    elif transcript.quality is not None and transcript.quality.issues:
         flags.append(Flag(code=FlagCode.EVIDENCE_DOUBT, reason=transcript.quality.reason))
     if sample_rate > 0 and sample_draw(transcript.call_id, rng_seed) < sample_rate:
         flags.append(
