@@ -1,18 +1,77 @@
-"""Accounts and sign-in sessions."""
+"""Accounts and sign-in sessions.
+
+Admins (and the command line, actor None) manage accounts: add, disable and enable,
+reset a password, change role, team and agent id, unlock after failed logins. Every change
+is audited with its old and new values, except a password, which is audited as reset and
+never as a value. At least one active admin always remains, and an admin cannot disable or
+demote themselves, so a site cannot lock itself out of its own account management.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from datetime import datetime
+from typing import ClassVar
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from qa.errors import AccessDenied, QAError
 from qa.workflow import auth, throttle
 from qa.workflow.access import CallAccess
 from qa.workflow.actions import Act, Tx, action, staged_action
-from qa.workflow.inputs import LIMITS, NewUserInput, UsernameInput
+from qa.workflow.inputs import LIMITS, Checked, NewUserInput, UsernameInput, limited
 from qa.workflow.models import AuthSession, User
 from qa.workflow.unit import SYSTEM, NotFoundError
-from qa.workflow.views import UserRole, UserView
+from qa.workflow.views import UserRole, UserView, View
+
+
+class AccountInput(Checked):
+    """What an admin types when changing an account's role, team or agent id."""
+
+    what: ClassVar[str] = "user"
+    username: str = limited("username")
+    team: str | None = limited("team", None)
+    agent_id: str | None = limited("agent_id", None)
+
+
+class PasswordInput(Checked):
+    """A new password an admin sets for an account."""
+
+    what: ClassVar[str] = "user"
+    username: str = limited("username")
+    password: str = limited("password")
+
+
+class AccountView(View):
+    """An account as its admins manage it: the user plus sign-in standing and age."""
+
+    id: int
+    username: str
+    display_name: str
+    role: UserRole
+    team: str | None = None
+    agent_id: str | None = None
+    active: bool = True
+    created_at: datetime | None = None
+    failed_logins: int = 0  # consecutive failures that still count (see throttle)
+    locked: bool = False
+
+
+def _check_password(username: str, password: str) -> None:
+    if len(password) < auth.MIN_PASSWORD:
+        raise QAError(
+            f"password for {username!r} is too short (at least {auth.MIN_PASSWORD} characters)"
+        )
+
+
+def _check_agent_id(username: str, role: UserRole, agent_id: str | None) -> None:
+    if role is UserRole.AGENT and not agent_id:
+        raise QAError(f"agent {username!r} needs an agent id (the id calls carry)")
+
+
+def _end_sessions(s: Session, user: User) -> None:
+    """Sign the account out everywhere: its session tokens stop working at once."""
+    s.execute(delete(AuthSession).where(AuthSession.user_id == user.id))
 
 
 def user_view(user: User) -> UserView:
@@ -58,12 +117,8 @@ class Accounts(CallAccess):
             raise QAError(
                 f"invalid username {username!r}: use 1-64 letters, digits, '.', '_', '@' or '-'"
             )
-        if len(password) < auth.MIN_PASSWORD:
-            raise QAError(
-                f"password for {username!r} is too short (at least {auth.MIN_PASSWORD} characters)"
-            )
-        if role is UserRole.AGENT and not agent_id:
-            raise QAError(f"agent {username!r} needs an agent id (the id calls carry)")
+        _check_password(username, password)
+        _check_agent_id(username, role, agent_id)
         password_hash = auth.hash_password(self._hasher, password)
         with act.tx(write=True) as tx:
             s, by = tx.s, tx.by
@@ -100,14 +155,98 @@ class Accounts(CallAccess):
             query = query.where(User.role == UserRole(role).value)
         return [user_view(u) for u in tx.s.scalars(query)]
 
+    @action(auth.USER_ADMINS, "list accounts", system=True)
+    def list_accounts(self, tx: Tx) -> list[AccountView]:
+        """Every account with its failed logins and whether they lock it, for admins."""
+        s, now, policy = tx.s, self.now(), self.login_policy
+        failures = {
+            row.name: throttle._count(row, now, policy)
+            for row in s.scalars(
+                select(throttle.LoginFailure).where(throttle.LoginFailure.kind == throttle.ACCOUNT)
+            )
+        }
+        accounts = []
+        for u in s.scalars(select(User).order_by(User.username)):
+            failed = failures.get(u.username, 0)
+            accounts.append(
+                AccountView(
+                    **user_view(u).model_dump(),
+                    created_at=u.created_at,
+                    failed_logins=failed,
+                    locked=failed >= policy.max_failures,
+                )
+            )
+        return accounts
+
     @action(auth.USER_ADMINS, "disable users", write=True, system=True)
     def disable_user(self, tx: Tx, username: str) -> UserView:
-        """Disable an account and end its sessions; history keeps its name."""
+        """Disable an account and end its sessions; history keeps its name.
+
+        Refused for the acting admin's own account and for the last active admin.
+        """
         s = tx.s
         user = self._user_named(s, username)
+        if user.active:
+            self._keep_an_admin(tx, user, "disable")
         self._changes(s, tx.by, "user", username, user, {"active": False}, "disable")
-        for session in s.scalars(select(AuthSession).where(AuthSession.user_id == user.id)):
-            s.delete(session)
+        _end_sessions(s, user)
+        return user_view(user)
+
+    @action(auth.USER_ADMINS, "enable users", write=True, system=True)
+    def enable_user(self, tx: Tx, username: str) -> UserView:
+        """Let a disabled account sign in again (with its old password)."""
+        user = self._user_named(tx.s, username)
+        self._changes(tx.s, tx.by, "user", username, user, {"active": True}, "enable")
+        return user_view(user)
+
+    @staged_action(auth.USER_ADMINS, "reset passwords", write=True, system=True)
+    def reset_password(self, act: Act, username: str, password: str) -> UserView:
+        """Set a new password an admin chose, and end the account's sessions, so whoever
+        held the old one is signed out. Audited as a reset, never with a value.
+
+        The password is checked and hashed (slow) before the write lock is taken.
+        """
+        PasswordInput(username=username, password=password)
+        _check_password(username, password)
+        password_hash = auth.hash_password(self._hasher, password)
+        with act.tx(write=True) as tx:
+            user = self._user_named(tx.s, username)
+            user.password_hash = password_hash
+            _end_sessions(tx.s, user)
+            self._audit(tx.s, tx.by, "user", username, "password_reset")
+            return user_view(user)
+
+    @action(auth.USER_ADMINS, "change roles", write=True, system=True)
+    def change_role(
+        self,
+        tx: Tx,
+        username: str,
+        role: UserRole | str,
+        *,
+        team: str | None = None,
+        agent_id: str | None = None,
+    ) -> UserView:
+        """Set an account's role, team and agent id together (None clears team or agent id),
+        audited per field that changed.
+
+        An agent needs an agent id; an admin cannot demote themselves or the last active
+        admin. The role is re-read on every action, so the change holds at once.
+        """
+        AccountInput(username=username, team=team, agent_id=agent_id)
+        role = UserRole(role)
+        team, agent_id = team or None, agent_id or None
+        _check_agent_id(username, role, agent_id)
+        user = self._user_named(tx.s, username)
+        if user.role == UserRole.ADMIN.value and role is not UserRole.ADMIN and user.active:
+            self._keep_an_admin(tx, user, "demote")
+        self._changes(
+            tx.s,
+            tx.by,
+            "user",
+            username,
+            user,
+            {"role": role.value, "team": team, "agent_id": agent_id},
+        )
         return user_view(user)
 
     @staticmethod
@@ -117,6 +256,25 @@ class Accounts(CallAccess):
         if user is None:
             raise NotFoundError(f"user {username!r} not found")
         return user
+
+    @staticmethod
+    def _keep_an_admin(tx: Tx, user: User, verb: str) -> None:
+        """Refuse to take `user` out of the active admins when that would leave none, or
+        when the acting admin would lock themselves out."""
+        if tx.actor is not None and tx.actor.id == user.id:
+            raise QAError(f"you cannot {verb} your own account; ask another admin")
+        if user.role != UserRole.ADMIN.value:
+            return
+        others = tx.s.scalar(
+            select(func.count(User.id)).where(
+                User.role == UserRole.ADMIN.value, User.active.is_(True), User.id != user.id
+            )
+        )
+        if not others:
+            raise QAError(
+                f"cannot {verb} {user.username!r}: it is the last active admin; "
+                "add or enable another admin first"
+            )
 
     @action(auth.USER_ADMINS, "unlock users", write=True, system=True)
     def unlock_user(self, tx: Tx, username: str) -> UserView:
