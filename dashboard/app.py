@@ -16,7 +16,7 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
-from dashboard import components, data, sessions  # noqa: E402
+from dashboard import components, data, plain, sessions  # noqa: E402
 from dashboard.views import login  # noqa: E402
 
 st.set_page_config(page_title="Call QA", page_icon=":material/headset_mic:", layout="wide")
@@ -39,8 +39,8 @@ else:
         pages.append(st.Page(f"views/{name}.py", title=title, icon=icon, url_path=name))
     with st.sidebar:
         st.markdown(
-            f"**{user.display_name or user.username}**  \n{role}"
-            + (f" · {user.team}" if user.team else "")
+            f"**{plain.md(user.display_name or user.username)}**  \n{role}"
+            + (f" · {plain.md(user.team)}" if user.team else "")
         )
         if st.button("Log out", key="logout", icon=":material/logout:"):
             sessions.logout()

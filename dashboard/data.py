@@ -18,10 +18,12 @@ import pandas as pd
 import streamlit as st
 from pydantic import BaseModel
 
+from dashboard.components import escape_md
 from qa.config import Settings
 from qa.errors import AccessDenied, QAError
 from qa.playback import PLAYABLE_FORMAT
 from qa.schema import CallResult
+from qa.workflow.throttle import LoginPolicy
 from qa.workflow.views import CallFilter
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 TOKEN = "auth_token"
+UNKNOWN_LOGIN = "unknown user or wrong password"  # the service's plain refusal
 NOTICE = "login_notice"
 PAGES_DIR = Path(__file__).resolve().parent / "views"
 
@@ -40,7 +43,9 @@ ROLE_PAGES: dict[str, list[str]] = {
     "inspector": ["queue", "review", "calibration", "coaching", "cases"],
     "lead": ["queue", "review", "calibration", "disputes", "coaching", "trends", "cases"],
     "manager": ["trends", "calibration", "coaching", "cases", "review"],
-    "admin": ["queue", "review", "disputes"],
+    # admins manage accounts and read disputes and the audit trail; they neither review
+    # nor assign, so the queue and review pages (which the service refuses them) are not theirs
+    "admin": ["accounts", "disputes"],
 }
 PAGE_TITLES = {
     "queue": ("Review queue", ":material/inbox:"),
@@ -51,6 +56,7 @@ PAGE_TITLES = {
     "coaching": ("Coaching", ":material/school:"),
     "trends": ("Trends", ":material/monitoring:"),
     "cases": ("Case library", ":material/menu_book:"),
+    "accounts": ("Accounts", ":material/manage_accounts:"),
 }
 
 
@@ -60,15 +66,17 @@ def settings() -> Settings:
 
 
 @st.cache_resource(show_spinner=False)
-def _workflow(database_url: str, session_ttl_minutes: int) -> Workflow:
+def _workflow(database_url: str, session_ttl_minutes: int, login_policy: LoginPolicy) -> Workflow:
     from qa.workflow import Workflow
 
-    return Workflow(database_url, session_ttl_minutes=session_ttl_minutes)
+    return Workflow(
+        database_url, session_ttl_minutes=session_ttl_minutes, login_policy=login_policy
+    )
 
 
 def workflow() -> Workflow:
     s = settings()
-    return _workflow(s.resolved_database_url, s.session_ttl_minutes)
+    return _workflow(s.resolved_database_url, s.session_ttl_minutes, LoginPolicy.from_settings(s))
 
 
 @st.cache_resource(show_spinner=False)
@@ -109,9 +117,27 @@ def models() -> Models:
 # --------------------------------------------------------------------------- session
 
 
+def client_address() -> str | None:
+    """The browser's address as Streamlit sees it (None where unknown), for throttling."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # outside a script run, or a Streamlit without it
+        return None
+    return address if isinstance(address, str) else None  # a test harness: no client
+
+
 def login(username: str, password: str) -> UserView:
-    """Raises AccessDenied on a wrong name or password; keeps only the token."""
-    user, token = workflow().authenticate(username, password)
+    """Raises AccessDenied on a wrong name or password; keeps only the token.
+
+    A refusal that says more than "wrong password" (a locked account, a wait before the
+    next try) is shown here as well, since the login form names only the common case.
+    """
+    try:
+        user, token = workflow().authenticate(username, password, client_address())
+    except AccessDenied as exc:
+        if exc.reason != UNKNOWN_LOGIN:
+            st.error(escape_md(exc.reason))
+        raise
     st.session_state[TOKEN] = token
     st.session_state.pop(NOTICE, None)
     return user
@@ -157,11 +183,11 @@ def guarded(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Call the service; a refusal or a user mistake becomes a message, not a traceback."""
     try:
         return fn(*args, **kwargs)
-    except AccessDenied as exc:
-        st.error(f"Not permitted: {exc.reason}")
+    except AccessDenied as exc:  # messages quote what users typed: shown as plain text
+        st.error(f"Not permitted: {escape_md(exc.reason)}")
         st.stop()
     except QAError as exc:
-        st.error(str(exc))
+        st.error(escape_md(str(exc)))
         st.stop()
     raise AssertionError("unreachable")
 
@@ -313,16 +339,16 @@ def trend_data(user: UserView, filters: CallFilter, by: str = "team") -> TrendDa
     col = GROUP_COLUMNS[by]
     calls = PER_CARD if by == "scorecard" else "calls"
     weekly = idx.query(
-        f"SELECT week, {col} AS grp, count(*) AS calls, sum(total) AS total_sum, "
-        "sum(passed::INT) AS passed_sum, sum(auto_fail::INT) AS auto_fail_sum, "
+        f"SELECT week, {col} AS grp, count(*) AS calls, sum(auto_total) AS total_sum, "
+        "sum(auto_passed::INT) AS passed_sum, sum(auto_fail::INT) AS auto_fail_sum, "
         "sum(customer_sentiment_mean) AS sentiment_sum, "
         "count(customer_sentiment_mean) AS sentiment_n, 0 AS finalised "
         f"FROM {calls} WHERE {where} GROUP BY ALL",
         params,
     )
     items = idx.query(
-        "SELECT i.item_id AS item_id, count(*) FILTER (WHERE i.outcome = 'fail') AS fails, "
-        "count(*) FILTER (WHERE i.outcome <> 'na') AS applicable "
+        "SELECT i.item_id AS item_id, count(*) FILTER (WHERE i.auto_outcome = 'fail') AS fails, "
+        "count(*) FILTER (WHERE i.auto_outcome <> 'na') AS applicable "
         f"FROM (SELECT unnest(items) AS i FROM {calls} WHERE {where}) GROUP BY 1",
         params,
     )
@@ -331,7 +357,8 @@ def trend_data(user: UserView, filters: CallFilter, by: str = "team") -> TrendDa
     if finals:
         ids = [c.call_id for c in finals]
         auto = idx.query(
-            f"SELECT call_id, week, {col} AS grp, total, passed, auto_fail, items FROM {calls} "
+            f"SELECT call_id, week, {col} AS grp, auto_total, auto_passed, auto_fail, items "
+            f"FROM {calls} "
             f"WHERE {where} AND call_id IN (SELECT unnest(?::VARCHAR[]))",
             [*params, ids],
         )
@@ -341,12 +368,12 @@ def trend_data(user: UserView, filters: CallFilter, by: str = "team") -> TrendDa
             if by == "scorecard" and row.grp != f"{final.scorecard_id}@{final.scorecard_version}":
                 continue  # a person decided on the call as its current card scored it
             key = (row.week, row.grp)
-            weekly.loc[key, "total_sum"] += final.total - row.total
-            weekly.loc[key, "passed_sum"] += int(final.passed) - int(row.passed)
+            weekly.loc[key, "total_sum"] += final.total - row.auto_total
+            weekly.loc[key, "passed_sum"] += int(final.passed) - int(row.auto_passed)
             weekly.loc[key, "auto_fail_sum"] += int(final.failed_critical) - int(row.auto_fail)
             weekly.loc[key, "finalised"] += 1
             for it in row.items:  # move each item from its automatic to its final outcome
-                _count(items, it["item_id"], str(it["outcome"]), -1)
+                _count(items, it["item_id"], str(it["auto_outcome"]), -1)
             for it in final.items:
                 _count(items, it.item_id, it.outcome.value, +1)
     weekly = weekly.reset_index().rename(columns={"grp": "group"})

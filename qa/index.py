@@ -12,7 +12,7 @@ local cache (parts never change, so a cached copy is valid forever) and read fro
 Pipeline use::
 
     index = Index(store)
-    index.append(IndexRow.from_result(r) for r in batch_results)   # after publishing them
+    index.append(CallSummary.from_result(r) for r in batch_results)   # after publishing them
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,8 +32,9 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
 
 from qa.errors import QAError
-from qa.schema import CallResult, ItemOutcome, Role
+from qa.schema import CallResult
 from qa.store import CorruptObjectError, ObjectNotFoundError, Store, keys
+from qa.summary import SCHEMA, CallSummary, to_arrow, utc
 
 if TYPE_CHECKING:
     import duckdb
@@ -45,176 +46,6 @@ ProgressFn = Callable[[int, int], None]
 
 class IndexQueryError(QAError):
     """A query the index cannot answer (bad SQL, unknown grouping or filter)."""
-
-
-# --------------------------------------------------------------------------- rows
-
-
-class IndexItem(BaseModel):
-    item_id: str
-    outcome: ItemOutcome
-    points: float
-    points_possible: float
-    critical: bool = False
-
-
-class IndexRow(BaseModel):
-    """What managers slice by and look at; everything else stays in the result JSON."""
-
-    call_id: str
-    agent_id: str | None = None
-    team: str | None = None
-    queue: str | None = None
-    direction: str = "inbound"
-    language: str | None = None
-    started_at: datetime | None = None
-    week: date  # Monday (UTC) of the call's week, or of processing when the start is unknown
-    duration: float = 0.0
-    total: float
-    max_total: float = 100.0
-    pass_mark: float
-    passed: bool
-    auto_fail: bool = False
-    flags: list[str] = Field(default_factory=list)
-    flag_count: int = 0
-    items: list[IndexItem] = Field(default_factory=list)
-    items_failed: int = 0
-    customer_sentiment_mean: float | None = None
-    customer_sentiment_end: float | None = None
-    agent_sentiment_mean: float | None = None
-    role_confidence: float | None = None
-    asr_confidence: float | None = None
-    longest_silence: float | None = None
-    hold_total: float | None = None
-    overtalk_total: float | None = None
-    pipeline_version: str
-    scorecard_id: str
-    scorecard_version: str
-    processed_at: datetime
-
-    @classmethod
-    def from_result(cls, result: CallResult) -> IndexRow:
-        meta, tr, score = result.meta, result.transcript, result.score
-        sentiment = {s.role: s for s in score.sentiment}
-        customer = sentiment.get(Role.CUSTOMER)
-        agent = sentiment.get(Role.AGENT)
-        started = _utc(meta.started_at)
-        processed = _utc(result.created_at) or datetime.now(UTC)
-        items = [
-            IndexItem(
-                item_id=i.item_id,
-                outcome=i.outcome,
-                points=i.points_awarded,
-                points_possible=i.points_possible,
-                critical=i.critical,
-            )
-            for i in score.items
-        ]
-        metrics = score.metrics
-        return cls(
-            call_id=meta.call_id,
-            agent_id=meta.agent_id,
-            team=meta.team,
-            queue=meta.queue,
-            direction=meta.direction.value,
-            language=tr.language or meta.language,
-            started_at=started,
-            week=week_of(started or processed),
-            duration=tr.duration or (meta.duration or 0.0),
-            total=score.total,
-            max_total=score.max_total,
-            pass_mark=score.pass_mark,
-            passed=score.passed,
-            auto_fail=score.auto_fail,
-            flags=[f.code.value for f in score.flags],
-            flag_count=len(score.flags),
-            items=items,
-            items_failed=sum(i.outcome == ItemOutcome.FAIL for i in items),
-            customer_sentiment_mean=customer.mean if customer else None,
-            customer_sentiment_end=customer.end if customer else None,
-            agent_sentiment_mean=agent.mean if agent else None,
-            role_confidence=tr.roles.confidence,
-            asr_confidence=tr.asr_confidence,
-            longest_silence=metrics.longest_silence if metrics else None,
-            hold_total=metrics.hold_total if metrics else None,
-            overtalk_total=metrics.overtalk_total if metrics else None,
-            pipeline_version=result.pipeline_version,
-            scorecard_id=score.scorecard_id,
-            scorecard_version=result.scorecard_version or score.scorecard_version,
-            processed_at=processed,
-        )
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def week_of(when: datetime) -> date:
-    d = _utc(when).date()  # type: ignore[union-attr]
-    return d - timedelta(days=d.weekday())
-
-
-ITEM_TYPE = pa.struct(
-    [
-        ("item_id", pa.string()),
-        ("outcome", pa.string()),
-        ("points", pa.float64()),
-        ("points_possible", pa.float64()),
-        ("critical", pa.bool_()),
-    ]
-)
-TS = pa.timestamp("us", tz="UTC")
-SCHEMA = pa.schema(
-    [
-        ("call_id", pa.string()),
-        ("agent_id", pa.string()),
-        ("team", pa.string()),
-        ("queue", pa.string()),
-        ("direction", pa.string()),
-        ("language", pa.string()),
-        ("started_at", TS),
-        ("week", pa.date32()),
-        ("duration", pa.float64()),
-        ("total", pa.float64()),
-        ("max_total", pa.float64()),
-        ("pass_mark", pa.float64()),
-        ("passed", pa.bool_()),
-        ("auto_fail", pa.bool_()),
-        ("flags", pa.list_(pa.string())),
-        ("flag_count", pa.int32()),
-        ("items", pa.list_(ITEM_TYPE)),
-        ("items_failed", pa.int32()),
-        ("customer_sentiment_mean", pa.float64()),
-        ("customer_sentiment_end", pa.float64()),
-        ("agent_sentiment_mean", pa.float64()),
-        ("role_confidence", pa.float64()),
-        ("asr_confidence", pa.float64()),
-        ("longest_silence", pa.float64()),
-        ("hold_total", pa.float64()),
-        ("overtalk_total", pa.float64()),
-        ("pipeline_version", pa.string()),
-        ("scorecard_id", pa.string()),
-        ("scorecard_version", pa.string()),
-        ("processed_at", TS),
-    ]
-)
-
-
-def rows_to_table(rows: Sequence[IndexRow]) -> pa.Table:
-    dumped = [r.model_dump(mode="python") for r in rows]
-    for d in dumped:
-        d["items"] = [
-            {
-                **i,
-                "outcome": str(
-                    i["outcome"].value if hasattr(i["outcome"], "value") else i["outcome"]
-                ),
-            }
-            for i in d["items"]
-        ]
-    return pa.Table.from_pylist(dumped, schema=SCHEMA)
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
@@ -278,12 +109,12 @@ class Index:
     def parts(self) -> list[str]:
         return [k for k in self.store.list(keys.INDEX) if k.endswith(".parquet")]
 
-    def append(self, rows: Iterable[IndexRow | CallResult]) -> str | None:
+    def append(self, rows: Iterable[CallSummary | CallResult]) -> str | None:
         """Publish one new part with these rows; returns its key (None for no rows)."""
-        batch = [r if isinstance(r, IndexRow) else IndexRow.from_result(r) for r in rows]
+        batch = [r if isinstance(r, CallSummary) else CallSummary.from_result(r) for r in rows]
         if not batch:
             return None
-        return self._write(rows_to_table(batch))
+        return self._write(to_arrow(batch))
 
     def append_table(self, table: pa.Table) -> str:
         """Publish an Arrow table already in `SCHEMA` (bulk loads, benchmarks)."""
@@ -301,7 +132,7 @@ class Index:
         old = self.parts()
         report = RebuildReport()
         result_keys = [k for k in self.store.list(keys.RESULTS) if keys.parse_result(k)]
-        batch: list[IndexRow] = []
+        batch: list[CallSummary] = []
 
         def flush() -> None:
             if batch:
@@ -312,7 +143,7 @@ class Index:
 
         for i, key in enumerate(result_keys, 1):
             try:
-                batch.append(IndexRow.from_result(self.store.get_json(key, model=CallResult)))
+                batch.append(CallSummary.from_result(self.store.get_json(key, model=CallResult)))
                 report.results += 1
             except (CorruptObjectError, ObjectNotFoundError) as exc:
                 report.skipped[key] = exc.reason
@@ -390,6 +221,14 @@ class Index:
                 "CREATE VIEW calls_all AS "
                 f"SELECT * FROM read_parquet([{listed}], union_by_name=true)"
             )
+            columns = {row[0] for row in con.execute("DESCRIBE calls_all").fetchall()}
+            if columns != set(SCHEMA.names):
+                con.close()
+                raise IndexQueryError(
+                    "the index has parts written by an earlier release (columns "
+                    f"{', '.join(sorted(columns ^ set(SCHEMA.names)))} differ); "
+                    "run `qa index rebuild`"
+                )
         else:
             con.register("empty_calls", SCHEMA.empty_table())
             con.execute("CREATE VIEW calls_all AS SELECT * FROM empty_calls")
@@ -488,8 +327,8 @@ class Index:
         sql = f"""
             SELECT {bucket} AS period, {group} AS "{by or "group"}",
                    count(*) AS calls,
-                   round(avg(total), 2) AS mean_score,
-                   round(avg(passed::INT), 4) AS pass_rate,
+                   round(avg(auto_total), 2) AS mean_score,
+                   round(avg(auto_passed::INT), 4) AS pass_rate,
                    round(avg(auto_fail::INT), 4) AS auto_fail_rate,
                    round(avg((flag_count > 0)::INT), 4) AS flagged_rate,
                    round(avg(customer_sentiment_mean), 4) AS customer_sentiment,
@@ -518,13 +357,13 @@ class Index:
         else:
             where += " AND flag_count > 0"
         if not include_passed:
-            where += " AND NOT passed"
+            where += " AND NOT auto_passed"
         sql = f"""
-            SELECT call_id, agent_id, team, queue, started_at, total, pass_mark, passed,
+            SELECT call_id, agent_id, team, queue, started_at, auto_total, pass_mark, auto_passed,
                    auto_fail, flags, flag_count, customer_sentiment_end, role_confidence,
                    asr_confidence, scorecard_id, scorecard_version, pipeline_version
             FROM calls WHERE {where}
-            ORDER BY auto_fail DESC, flag_count DESC, total ASC, started_at DESC NULLS LAST,
+            ORDER BY auto_fail DESC, flag_count DESC, auto_total ASC, started_at DESC NULLS LAST,
                      call_id
             LIMIT {int(limit)}
         """
@@ -543,10 +382,10 @@ class Index:
             WITH it AS (SELECT unnest(items) AS i FROM calls WHERE {where}),
             agg AS (
                 SELECT i.item_id AS item_id,
-                       count(*) FILTER (WHERE i.outcome = 'fail') AS fails,
-                       count(*) FILTER (WHERE i.outcome <> 'na') AS applicable,
-                       coalesce(sum(i.points_possible - i.points)
-                                FILTER (WHERE i.outcome = 'fail'), 0) AS points_lost,
+                       count(*) FILTER (WHERE i.auto_outcome = 'fail') AS fails,
+                       count(*) FILTER (WHERE i.auto_outcome <> 'na') AS applicable,
+                       coalesce(sum(i.points_possible - i.auto_points)
+                                FILTER (WHERE i.auto_outcome = 'fail'), 0) AS points_lost,
                        bool_or(i.critical) AS critical
                 FROM it GROUP BY 1)
             SELECT item_id, fails, applicable,
@@ -562,5 +401,5 @@ class Index:
 
 def _as_ts(value: date | datetime) -> datetime:
     if isinstance(value, datetime):
-        return _utc(value)  # type: ignore[return-value]
+        return utc(value)  # type: ignore[return-value]
     return datetime(value.year, value.month, value.day, tzinfo=UTC)

@@ -146,8 +146,9 @@ def build_demo(
     settings: Settings, synth_dir: Path, *, weeks: int = 2, languages: tuple[str, ...] = ("en",)
 ) -> Demo:
     """Fill the store, the index and the workflow database named by `settings`."""
-    from qa.index import Index, IndexRow
+    from qa.index import Index
     from qa.store import open_store
+    from qa.summary import CallSummary
     from qa.workflow import open_workflow
 
     store = open_store(settings)
@@ -189,5 +190,5 @@ def build_demo(
                 agent_id=agent_id,
             )
             demo.agents[agent_id] = username
-    Index(store).append([IndexRow.from_result(r) for r in rows])
+    Index(store).append([CallSummary.from_result(r) for r in rows])
     return demo

@@ -297,7 +297,16 @@ def test_swap_roles_flips_the_transcript_and_scores_again(demo):
 
 
 def test_agent_sees_only_own_calls_and_disputes(demo):
-    agent_id, username = sorted(demo.agents.items())[0]
+    wf, lead = as_user(demo, "lead")
+
+    def failed(call_id: str) -> list[str]:
+        return [i.name for i in wf.get_call(lead, call_id).items if i.outcome.value == "fail"]
+
+    agent_id, username = next(
+        (a, u)
+        for a, u in sorted(demo.agents.items())
+        if any(failed(c) for c, x in demo.calls.items() if x == a)
+    )
     own = sorted(c for c, a in demo.calls.items() if a == agent_id)
     other = next(c for c, a in sorted(demo.calls.items()) if a != agent_id)
 
@@ -312,13 +321,18 @@ def test_agent_sees_only_own_calls_and_disputes(demo):
     at = login(username, call=own[0])
     at.button(key="ack_score").click().run()
     assert "You acknowledged this score" in texts(at)
-    at.selectbox(key="dispute_item").set_value("greeting")
-    at.text_area(key="dispute_reason").input("I greeted the customer at 0:01")
+    if not failed(own[0]):
+        assert "nothing to dispute" in texts(at)
+    target = next(c for c in own if failed(c))
+    at = login(username, call=target)
+    assert at.selectbox(key="dispute_item").options == failed(target), "failed items only"
+    item = next(i for i in wf.get_call(lead, target).items if i.outcome.value == "fail")
+    at.selectbox(key="dispute_item").set_value(item.item_id)
+    at.text_area(key="dispute_reason").input("I did this at 0:01")
     at.button(key="dispute_submit").click().run()
     assert not at.exception
-    wf, lead = as_user(demo, "lead")
     assert any(
-        d.call_id == own[0] and d.item_id == "greeting" for d in wf.list_disputes(lead, "open")
+        d.call_id == target and d.item_id == item.item_id for d in wf.list_disputes(lead, "open")
     )
 
 
@@ -350,7 +364,17 @@ def test_calibration_shows_disagreement_and_lead_sets_final(demo):
     at = login(demo.users["lead"], "calibration")
     at.selectbox(key="cal_call").set_value(call_id).run()
     assert "Disagreement on" in texts(at)
-    assert not table(at, "all agree")["all agree"].all()
+    per_item = table(at, "all agree")
+    assert not per_item["all agree"].all()
+    assert per_item["majority"].iloc[0] == "tie"  # 1-1 is a tie, not a majority
+    # the card's total follows a flipped item before anything is saved
+    first = call.items[0]
+    shown = at.metric[-1].value
+    flipped = opposite[first.auto_outcome].value
+    at.radio(key=f"final:{call_id}:{first.item_id}").set_value(flipped).run()
+    expected = call.outcome_of({first.item_id: flipped})
+    assert at.metric[-1].value == f"{expected.total:.1f} · {'pass' if expected.passed else 'fail'}"
+    assert at.metric[-1].value != shown or expected.total == call.auto_total
     at.text_area(key=f"final_note:{call_id}").input("agreed in calibration")
     at.button(key="final_submit").click().run()  # the card's arithmetic decides
     assert not at.exception
@@ -358,7 +382,7 @@ def test_calibration_shows_disagreement_and_lead_sets_final(demo):
     decided = wf.get_call(lead, call_id)
     chosen = {i.item_id: i.final_outcome for i in decided.items}
     assert decided.final_total == decided.outcome_of(chosen).total
-    at.checkbox(key=f"final_override:{call_id}").check()
+    at.checkbox(key=f"final_override:{call_id}").check().run()
     at.number_input(key=f"final_total:{call_id}").set_value(88.0)
     at.button(key="final_submit").click().run()
     assert not at.exception
@@ -378,18 +402,30 @@ def test_calibration_shows_disagreement_and_lead_sets_final(demo):
 
 def test_lead_resolves_dispute_with_audit_trail(demo):
     wf, lead = as_user(demo, "lead")
-    agent_id, username = sorted(demo.agents.items())[-1]
-    call_id = next(c for c, a in sorted(demo.calls.items()) if a == agent_id)
+    failed = [
+        (c, i.item_id, demo.agents[a])
+        for c, a in sorted(demo.calls.items())
+        if a in demo.agents
+        for i in wf.get_call(lead, c).items
+        if i.outcome.value == "fail"
+    ]
+    call_id, item_id, username = failed[0]
     wf_a, agent = as_user(demo, username)
-    d = wf_a.open_dispute(agent, call_id, "closing", "I closed the call properly")
+    d = wf_a.open_dispute(agent, call_id, item_id, "I did this properly")
 
     at = login(demo.users["lead"], "disputes")
     assert f"Dispute {d.id}" in texts(at)
-    at.radio(key=f"decision:{d.id}").set_value("overturned")
-    at.text_area(key=f"resolution:{d.id}").input("Closing was there")
+    at.radio(key=f"decision:{d.id}").set_value("overturned").run()
+    at.radio(key=f"rescore:{d.id}").set_value("partial").run()
+    possible = next(i for i in wf.get_call(lead, call_id).items if i.item_id == item_id)
+    at.number_input(key=f"points:{d.id}").set_value(possible.points_possible / 2)
+    at.text_area(key=f"resolution:{d.id}").input("Partly there")
     at.button(key=f"resolve_btn:{d.id}").click().run()
     assert not at.exception
-    assert next(x for x in wf.list_disputes(lead) if x.id == d.id).status.value == "overturned"
+    decided = next(x for x in wf_a.list_disputes(agent) if x.id == d.id)
+    assert (decided.status.value, decided.resolution) == ("overturned", "Partly there")
+    after = next(i for i in wf.get_call(lead, call_id).items if i.item_id == item_id)
+    assert after.final_points == possible.points_possible / 2
     trail = table(at, "old_value")
     assert ((trail["entity"] == "dispute") & (trail["entity_id"] == str(d.id))).any()
 

@@ -375,11 +375,13 @@ def test_review_calibrate_dispute_and_trend(browser, server, demo, shots, budget
     lead.choose("Call", CALL)
     lead.expect_text(re.compile("Disagreement on"), "the reviewers' disagreement")
     lead.check("calibration")
-    final_form = lead.page.locator('[data-testid="stForm"]')
-    with lead.waiting("the final score form"):
-        final_form.get_by_text("Set the total by hand").click()
-        final_form.get_by_role("spinbutton", name="Final total (by hand)").fill("70")
-        final_form.get_by_role("textbox", name="Note").fill("disclosure missing, verified later")
+    lead.expect_text(re.compile("reviewers tied"), "a 1-1 split shown as a tie")
+    lead.act("setting the total by hand", lead.page.get_by_text("Set the total by hand").click)
+    with lead.waiting("the final score inputs"):
+        lead.page.get_by_role("spinbutton", name="Final total (by hand)").fill("70")
+        lead.page.get_by_role("textbox", name="Note to the agent").fill(
+            "disclosure missing, verified later"
+        )
     lead.act(
         "setting the final score", lead.page.get_by_role("button", name="Set final score").click
     )
@@ -398,6 +400,9 @@ def test_review_calibrate_dispute_and_trend(browser, server, demo, shots, budget
     agent.check("my-calls")
     agent.login(demo.agents[agent_id], f"review?call={CALL}")
     agent.expect(agent.page.get_by_role("heading", name="Call review"), "the Call review page")
+    agent.expect_text(re.compile("Published review"), "the lead's published review")
+    agent.expect_text("disclosure missing, verified later", "the lead's note to the agent")
+    agent.check("published-review")
     agent.choose("Item", "Recording disclosure", in_form=True)
     with agent.waiting("the dispute form"):
         agent.page.get_by_role("textbox", name="Why the score is wrong").fill(
@@ -406,18 +411,29 @@ def test_review_calibrate_dispute_and_trend(browser, server, demo, shots, budget
     agent.act("opening a dispute", agent.page.get_by_role("button", name="Open dispute").click)
     agent.expect_text(re.compile("Dispute opened"))
     agent.check("dispute-opened")
-    agent.close()
 
-    # the lead overturns it
+    # the lead re-scores the item; the total set by hand gives way only when told to
     lead.nav("Disputes")
-    with lead.waiting("the dispute's resolution form"):
-        lead.page.get_by_text("overturn (change the item)").click()
-        lead.page.get_by_role("textbox", name="Resolution").fill("Disclosure found at 0:05")
-    lead.act("resolving the dispute", lead.page.get_by_role("button", name="Resolve").click)
+    lead.act("choosing to re-score", lead.page.get_by_text("re-score the item").click)
+    lead.act(
+        "taking the card's total over the hand-set one",
+        lead.page.get_by_text("take the card's total after this decision").click,
+    )
+    with lead.waiting("the decision's reason"):
+        lead.page.get_by_role("textbox", name="Reason (the agent reads it)").fill(
+            "Disclosure found at 0:05"
+        )
+    lead.act("deciding the dispute", lead.page.get_by_role("button", name="Decide").click)
     lead.expect_text(re.compile(r"Dispute \d+ overturned\."))
     lead.check("disputes")
     assert wf.list_disputes(manager, "overturned")
     lead.close()
+
+    # the agent reads the decision and its reason
+    agent.login(demo.agents[agent_id], f"review?call={CALL}")
+    agent.expect_text("Disclosure found at 0:05", "the lead's reason on the agent's page")
+    agent.check("dispute-decided")
+    agent.close()
 
     # the manager's trend now uses the final outcomes
     mgr.login(demo.users["manager"])

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from qa.bench.index import synthetic_table
-from qa.index import Index, IndexQueryError, IndexRow
+from qa.index import Index, IndexQueryError
 from qa.schema import (
     CallMeta,
     CallResult,
@@ -23,6 +23,7 @@ from qa.schema import (
     Transcript,
 )
 from qa.store import LocalStore, keys, open_store
+from qa.summary import CallSummary
 
 pytest_plugins = ["s3server"]
 
@@ -84,11 +85,11 @@ def result(
 
 
 def test_row_from_result():
-    row = IndexRow.from_result(
+    row = CallSummary.from_result(
         result("c1", fails=("verify",), total=75, flags=(FlagCode.BELOW_PASS,))
     )
     assert row.week == date(2025, 3, 3)
-    assert (row.total, row.passed, row.flags, row.flag_count, row.items_failed) == (
+    assert (row.auto_total, row.auto_passed, row.flags, row.flag_count, row.items_failed) == (
         75,
         False,
         ["below_pass"],
@@ -98,7 +99,7 @@ def test_row_from_result():
     assert row.customer_sentiment_end == -0.5 and row.agent_sentiment_mean is None
     assert row.items[1].item_id == "verify" and row.items[1].critical
     assert row.role_confidence == 0.9 and row.asr_confidence == 0.8
-    no_start = IndexRow.from_result(result("c2", started=None))
+    no_start = CallSummary.from_result(result("c2", started=None))
     assert no_start.started_at is None and no_start.week == date(2025, 3, 3)
 
 
@@ -186,7 +187,7 @@ def test_rebuild_and_compact(tmp_path):
     assert (report.results, report.rows, report.parts_removed) == (3, 3, 1)
     assert list(report.skipped) == [keys.result("c9", "1.0", "cs", "2")]
     assert sorted(
-        index.query("SELECT call_id, total FROM calls ORDER BY call_id").itertuples(
+        index.query("SELECT call_id, auto_total FROM calls ORDER BY call_id").itertuples(
             index=False, name=None
         )
     ) == [("c1", 90.0), ("c2", 70.0)]
@@ -195,6 +196,22 @@ def test_rebuild_and_compact(tmp_path):
     compacted = index.compact()
     assert (compacted.rows_before, compacted.rows_after, compacted.parts_removed) == (4, 3, 2)
     assert len(index.parts()) == 1 and index.count() == 3
+
+
+def test_parts_of_an_earlier_release_ask_for_a_rebuild(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = LocalStore(tmp_path / "s")
+    store.put_json(keys.result("c1", "1.0", "cs", "2"), result("c1"))
+    legacy = pa.table({"call_id": ["c1"], "total": [90.0], "passed": [True]})
+    pq.write_table(legacy, tmp_path / "old.parquet")
+    store.put_bytes(keys.index_part("part-old.parquet"), (tmp_path / "old.parquet").read_bytes())
+    index = Index(store)
+    with pytest.raises(IndexQueryError, match="qa index rebuild"):
+        index.count()
+    index.rebuild()
+    assert index.count() == 1
 
 
 def test_synthetic_rows_fit_the_schema(tmp_path):

@@ -14,13 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from qa.config import Settings
+from qa.pipeline import PIPELINE_VERSION
 from qa.results import RescoreFilter, plan_rescore, publish_result
 from qa.rules.scripted import long_call
 from qa.schema import CallMeta, CallResult
 from qa.scoring.scorecard import SCORECARD_DIR, default_scorecard, score_call
 from qa.store import Keys, open_store
 
-PIPELINE = "4"
+PIPELINE = PIPELINE_VERSION
 START = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 CALLS = {  # call id -> (team, days after START)
     "c-a1": ("alpha", 0),

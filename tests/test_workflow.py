@@ -342,13 +342,15 @@ def test_concurrent_reviewers_all_kept_and_blind(wf, users, calls):
         wf.save_review(alice, "c3", all_pass())
     with pytest.raises(AccessDenied):
         wf.save_review(users["max"], "c1", all_pass())
+    # graders' raw forms are calibration: the agent sees only the lead's published review
     seen = {r.reviewer: r for r in wf.reviews_for_call(alice, "c1")}
-    assert set(seen) == {"alice", "ian", "ivy"} and seen["alice"].self_review
+    assert set(seen) == {"alice"} and seen["alice"].self_review
     assert wf.get_call(lea, "c1").submitted_reviews == 2  # self-review not counted
     cal = wf.calibration(lea, "c1")
     empathy = next(i for i in cal.items if i.item_id == "empathy")
     assert empathy.outcomes == {"ivy": ItemOutcome.FAIL, "ian": ItemOutcome.PASS}
     assert empathy.agreement == 0.5 and not empathy.all_agree
+    assert empathy.tie and empathy.majority is None  # 1-1 is a tie, not a majority
     assert empathy.auto_outcome is ItemOutcome.FAIL and empathy.auto_agreement == 0.5
     assert empathy.points_spread == 30.0 and cal.score_spread == 30.0
     with pytest.raises(AccessDenied):
@@ -433,6 +435,30 @@ def test_automatic_vs_human_pass_rates_and_item_agreement(wf, users):
 # --------------------------------------------------------------------------- final, disputes
 
 
+def test_inspectors_are_blind_to_the_lead_decision_until_their_own_review(wf, users, calls):
+    lea, ivy, ian, alice = users["lea"], users["ivy"], users["ian"], users["alice"]
+    wf.set_final_score(
+        lea, "c1", [ReviewItemInput(item_id="greet", outcome="fail")], note="lead's reasons"
+    )
+    d = wf.open_dispute(alice, "c1", "empathy", "I apologised")
+    for seen in (wf.get_call(ivy, "c1"), wf.list_calls(ivy, CallFilter(team="red"))[0]):
+        assert (seen.final_total, seen.final_passed, seen.final_note, seen.final_by) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        assert all(i.final_outcome is None and i.final_points is None for i in seen.items)
+        assert seen.total == seen.auto_total
+    assert wf.list_disputes(ivy) == []
+    wf.save_review(ivy, "c1", all_pass(), submit=True)
+    after = wf.get_call(ivy, "c1")
+    assert after.final_note == "lead's reasons" and after.final_total is not None
+    assert [x.id for x in wf.list_disputes(ivy)] == [d.id]
+    assert wf.get_call(ian, "c1").final_total is None  # still blind: no review of his own
+    assert wf.get_call(lea, "c1").final_note == "lead's reasons"
+
+
 def test_final_score_and_disputes(wf, users, calls):
     lea, alice, ivy, bob = users["lea"], users["alice"], users["ivy"], users["bob"]
     with pytest.raises(AccessDenied):
@@ -464,11 +490,16 @@ def test_final_score_and_disputes(wf, users, calls):
     assert call.final_total == 90.0 and call.final_passed is True
     with pytest.raises(QAError, match="already overturned"):
         wf.resolve_dispute(lea, d.id, "upheld", "changed my mind")
-    d2 = wf.open_dispute(alice, "c2", "close", "fine")
+    with pytest.raises(QAError, match="only a failed item can be disputed"):
+        wf.open_dispute(alice, "c2", "close", "it passed but I dispute it anyway")
+    sync(wf, "c4", "A1", "red", T0, {"close": "fail"})
+    d2 = wf.open_dispute(alice, "c4", "close", "I closed properly")
     kept = wf.resolve_dispute(lea, d2.id, "upheld", "the close was missing")
-    assert kept.outcome_after is ItemOutcome.PASS
-    assert wf.get_call(lea, "c2").final_total is None  # upheld changes nothing
+    assert (kept.outcome_after, kept.resolution) == (ItemOutcome.FAIL, "the close was missing")
+    assert wf.get_call(lea, "c4").final_total is None  # upheld changes nothing
     assert [c.call_id for c in wf.list_calls(lea, CallFilter(finalised=True))] == ["c1"]
+    assert wf.get_call(lea, "c1").final_by_hand is False
+    wf.set_final_score(lea, "c4", [], 72.0, True, note="by hand after calibration")
     assert "c1" not in {c.call_id for c in wf.list_calls(lea, CallFilter(finalised=False))}
     rows = {r.call_id: r for r in wf.final_outcomes(users["max"])}
     assert rows["c1"].total == 90.0 and rows["c1"].finalised
@@ -479,6 +510,42 @@ def test_final_score_and_disputes(wf, users, calls):
     with pytest.raises(AccessDenied):
         wf.acknowledge_score(bob, "c1")
     assert wf.acknowledge_score(alice, "c1").acknowledged_at == T0
+
+
+def test_a_dispute_decision_rescores_one_item_and_keeps_a_hand_set_total(wf, users, calls):
+    lea, alice = users["lea"], users["alice"]
+    wf.set_final_score(
+        lea,
+        "c1",
+        [ReviewItemInput(item_id="empathy", outcome="fail", comment="no apology at 0:42")],
+        72.0,
+        False,
+        note="by hand",
+    )
+    seen = wf.get_call(alice, "c1")
+    assert seen.final_by_hand and seen.final_total == 72.0
+    assert {i.item_id: i.final_comment for i in seen.items}["empathy"] == "no apology at 0:42"
+    d = wf.open_dispute(alice, "c1", "empathy", "I apologised at 0:45")
+    with pytest.raises(QAError, match="set by hand"):
+        wf.resolve_dispute(lea, d.id, "overturned", "it is at 0:45")
+    with pytest.raises(QAError, match="outside"):
+        wf.resolve_dispute(lea, d.id, "overturned", "half", points=99.0, keep_total=True)
+    half = wf.resolve_dispute(
+        lea, d.id, "overturned", "apology late: half marks", "fail", 15.0, keep_total=True
+    )
+    assert half.outcome_after is ItemOutcome.FAIL
+    call = wf.get_call(alice, "c1")
+    assert call.final_total == 72.0 and call.final_by_hand  # kept, as the lead said
+    assert {i.item_id: i.final_points for i in call.items}["empathy"] == 15.0
+    d2 = wf.open_dispute(alice, "c1", "empathy", "the apology was on time")
+    wf.resolve_dispute(lea, d2.id, "overturned", "on time after all", keep_total=False)
+    call = wf.get_call(alice, "c1")
+    # the card's arithmetic over the final outcomes (the one outcome function)
+    assert call.final_total == call.outcome_of({}).total == 100.0 and not call.final_by_hand
+    assert [x.resolution for x in wf.list_disputes(alice, call_id="c1")] == [
+        "on time after all",
+        "apology late: half marks",
+    ]
 
 
 def test_audit_log_records_old_and_new_values(wf, users, calls):

@@ -26,6 +26,7 @@ NOT_USER_ACTIONS = {
     "logout": "ends the session its token names; an unknown token is ignored",
     "sync_call": "the pipeline's upsert of a scored call, not a person's action",
     "sync_result": "the pipeline's upsert from a published CallResult",
+    "sync_summary": "the pipeline's upsert of a call's summary (what sync_call builds)",
     "role_override": "a flag the pipeline reads when it scores a call again",
     "now": "the service clock",
 }
@@ -34,7 +35,11 @@ NOT_USER_ACTIONS = {
 EXPECTED: dict[str, frozenset[UserRole]] = {
     "add_user": auth.USER_ADMINS,
     "list_users": auth.USER_READERS,
+    "list_accounts": auth.USER_ADMINS,
     "disable_user": auth.USER_ADMINS,
+    "enable_user": auth.USER_ADMINS,
+    "reset_password": auth.USER_ADMINS,
+    "change_role": auth.USER_ADMINS,
     "unlock_user": auth.USER_ADMINS,
     "list_calls": auth.EVERYONE,
     "get_call": auth.EVERYONE,
@@ -65,7 +70,16 @@ EXPECTED: dict[str, frozenset[UserRole]] = {
     "auto_vs_human": auth.TRENDS,
 }
 # the command line (actor None) owns the database and may manage accounts
-SYSTEM_ACTIONS = {"add_user", "list_users", "disable_user", "unlock_user"}
+SYSTEM_ACTIONS = {
+    "add_user",
+    "list_users",
+    "list_accounts",
+    "disable_user",
+    "enable_user",
+    "reset_password",
+    "change_role",
+    "unlock_user",
+}
 
 
 def public_methods() -> dict[str, Any]:
@@ -156,7 +170,11 @@ def _calls(coaching: int, store: LocalStore, role: UserRole) -> list[tuple[str, 
     return [
         ("add_user", (f"new-{role.value}", PASSWORD, "inspector")),
         ("list_users", ()),
+        ("list_accounts", ()),
         ("disable_user", ("spare",)),
+        ("enable_user", ("spare",)),
+        ("reset_password", ("spare", PASSWORD)),
+        ("change_role", ("spare", "inspector")),
         ("unlock_user", ("spare",)),
         ("list_calls", ()),
         ("get_call", ("c1",)),

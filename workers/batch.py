@@ -46,7 +46,7 @@ class Publisher:
         self.rows: list = []
 
     def result(self, result: CallResult) -> bool:
-        from qa.index import IndexRow
+        from qa.summary import CallSummary
 
         try:
             publish_result(self.store, result)
@@ -54,7 +54,7 @@ class Publisher:
         except StoreUnavailableError:
             return False
         self.workflow.sync_result(result)
-        self.rows.append(IndexRow.from_result(result))
+        self.rows.append(CallSummary.from_result(result))
         if len(self.rows) >= INDEX_FLUSH_EVERY:
             self.flush()
         return True
@@ -77,8 +77,8 @@ class Publisher:
         """Index the results published while the index could not be written (a store outage
         at the end of an earlier run), so the index converges on the results; likewise
         delete the originals such a run left behind."""
-        from qa.index import IndexRow
         from qa.results import done_calls, latest_result
+        from qa.summary import CallSummary
 
         indexed: set[str] = set()
         if self.index.parts():
@@ -92,7 +92,9 @@ class Publisher:
             discard_originals(self.store, done)
         missing = done - indexed
         rows = [
-            IndexRow.from_result(r) for c in sorted(missing) if (r := latest_result(self.store, c))
+            CallSummary.from_result(r)
+            for c in sorted(missing)
+            if (r := latest_result(self.store, c))
         ]
         if rows:
             self.index.append(rows)

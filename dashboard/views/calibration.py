@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import components as ui
-from dashboard import data
+from dashboard import data, plain
 from qa.schema import ItemOutcome
 from qa.workflow.views import CallFilter, ReviewItemInput
 
@@ -42,7 +42,8 @@ if role in ("lead", "manager"):
     t1, t2 = st.tabs(["Per item", "Per reviewer"])
     with t1:
         df = data.frame(
-            stats.items, ["item_id", "name", "alpha", "auto_human_agreement", "ratings"]
+            stats.items,
+            ["scorecard_id", "item_id", "name", "alpha", "auto_human_agreement", "ratings"],
         )
         st.dataframe(df, hide_index=True, width="stretch")
         ui.csv_download(df, "agreement_items", key="dl_agree_items")
@@ -124,7 +125,7 @@ for it in cal.items:
     row.update({r: (it.outcomes[r].value if r in it.outcomes else None) for r in cal.reviewers})
     row.update(
         {
-            "majority": it.majority.value if it.majority else None,
+            "majority": "tie" if it.tie else (it.majority.value if it.majority else None),
             "agreement": it.agreement,
             "all agree": it.all_agree,
             "agrees with automatic": it.auto_agreement,
@@ -140,37 +141,65 @@ def _mark(row):  # highlight the items reviewers disagree on
     return [colour] * len(row)
 
 
+notes = [(r, "the review", c) for r, c in cal.comments.items()] + [
+    (r, it.name, c) for it in cal.items for r, c in it.comments.items()
+]
+if notes:
+    with st.expander(f"Reviewers' comments ({len(notes)})", expanded=True):
+        st.dataframe(
+            data.frame([{"reviewer": r, "on": on, "comment": c} for r, on, c in notes]),
+            hide_index=True,
+            width="stretch",
+            key="cal_comments",
+        )
+
 st.markdown("**Per item**  ·  rows in orange: reviewers disagree")
 st.dataframe(table.style.apply(_mark, axis=1), hide_index=True, width="stretch", key="cal_items")
 ui.csv_download(table, f"calibration_{call_id}", key="dl_cal_items")
 disagree = [it.item_id for it in cal.items if not it.all_agree]
 if disagree:
-    st.warning("Disagreement on: " + ", ".join(disagree))
+    st.warning(plain.md("Disagreement on: " + ", ".join(disagree)))
 else:
     st.success("All reviewers agree on every item.")
 
 # ---------------------------------------------------------------- the lead's decision
 if role == "lead":
     st.subheader("Final decision")
-    with st.form("final"):
-        chosen: dict[str, str] = {}
-        for it in cal.items:
-            start = (it.final_outcome or it.majority or it.auto_outcome).value
-            chosen[it.item_id] = st.radio(
-                f"{it.name} ({it.item_id})",
-                OUTCOMES,
-                index=OUTCOMES.index(start),
-                horizontal=True,
-                key=f"final:{call_id}:{it.item_id}",
-            )
-        # the card's own arithmetic, the same that scored the call and every review
-        suggested = call.outcome_of(chosen)
-        override = st.checkbox(
-            "Set the total by hand",
-            key=f"final_override:{call_id}",
-            help="Unticked, the total and pass follow the card's arithmetic over the outcomes "
-            "above (as for the automatic score and every review)",
+    # no form: each flip reruns, so the card's total below follows the chosen outcomes
+    st.caption(
+        "The final decision is published to the agent: outcomes, your feedback per item "
+        "and the note. Reviewers' own forms stay between the reviewers and you."
+    )
+    chosen: dict[str, str] = {}
+    feedback: dict[str, str] = {}
+    for it in cal.items:
+        start = (it.final_outcome or it.majority or it.auto_outcome).value
+        chosen[it.item_id] = st.radio(
+            plain.md(f"{it.name} ({it.item_id})" + (" · reviewers tied" if it.tie else "")),
+            OUTCOMES,
+            index=OUTCOMES.index(start),
+            horizontal=True,
+            key=f"final:{call_id}:{it.item_id}",
         )
+        feedback[it.item_id] = st.text_input(
+            "Feedback to the agent",
+            value=it.final_comment or "",
+            max_chars=5_000,
+            placeholder="; ".join(f"{r}: {c}" for r, c in it.comments.items())[:200],
+            key=f"final_comment:{call_id}:{it.item_id}",
+        )
+    # the card's own arithmetic, the same that scored the call and every review
+    suggested = call.outcome_of(chosen)
+    st.metric(
+        "Total by the card",
+        f"{suggested.total:.1f} · {'pass' if suggested.passed else 'fail'}",
+        help="The card's arithmetic over the outcomes above, as for the automatic score and "
+        "every review"
+        + ("; auto-fail: " + "; ".join(suggested.reasons) if suggested.auto_fail else ""),
+    )
+    override = st.checkbox("Set the total by hand", key=f"final_override:{call_id}")
+    total, passed = suggested.total, suggested.passed
+    if override:
         total = st.number_input(
             "Final total (by hand)",
             0.0,
@@ -181,17 +210,20 @@ if role == "lead":
         passed = st.checkbox(
             "Passed (by hand)", value=suggested.passed, key=f"final_passed:{call_id}"
         )
-        note = st.text_area("Note", key=f"final_note:{call_id}")
-        if st.form_submit_button("Set final score", type="primary", key="final_submit"):
-            items = [ReviewItemInput(item_id=k, outcome=ItemOutcome(v)) for k, v in chosen.items()]
-            final = data.guarded(
-                wf.set_final_score,
-                user,
-                call_id,
-                items,
-                float(total) if override else None,
-                bool(passed) if override else None,
-                note,
-            )
-            total = final.final_total if final.final_total is not None else total
-            ui.done(f"Final score of {call_id} set to {total:.1f}.")
+    note = st.text_area("Note to the agent", max_chars=10_000, key=f"final_note:{call_id}")
+    if st.button("Set final score", type="primary", key="final_submit"):
+        items = [
+            ReviewItemInput(item_id=k, outcome=ItemOutcome(v), comment=feedback[k])
+            for k, v in chosen.items()
+        ]
+        final = data.guarded(
+            wf.set_final_score,
+            user,
+            call_id,
+            items,
+            float(total) if override else None,
+            bool(passed) if override else None,
+            note,
+        )
+        total = final.final_total if final.final_total is not None else total
+        plain.done(f"Final score of {call_id} set to {total:.1f}.")

@@ -85,14 +85,20 @@ c[0].metric("Sessions", len(sessions))
 c[1].metric("Acknowledged", f"{done / len(sessions):.0%}")
 c[2].metric("With follow-up", sum(bool(s.follow_up_notes) for s in sessions))
 df = data.frame(
-    sessions,
+    [
+        {
+            **s.model_dump(mode="json"),
+            "items": ", ".join(s.item_names.get(i, i) for i in s.item_ids),
+        }
+        for s in sessions
+    ],
     [
         "id",
         "agent_id",
         "created_by",
         "session_at",
         "status",
-        "item_ids",
+        "items",
         "call_ids",
         "due",
         "acknowledged_at",
@@ -114,7 +120,8 @@ sid = st.selectbox(
 )
 s = by_id[sid]
 st.markdown(
-    f"**Items:** {plain.md(', '.join(s.item_ids))} · **calls:** {plain.md(', '.join(s.call_ids))}"
+    f"**Items:** {plain.md(', '.join(s.item_names.get(i, i) for i in s.item_ids))} · "
+    f"**calls:** {plain.md(', '.join(s.call_ids))}"
 )
 if s.notes:
     plain.text(s.notes)
@@ -141,16 +148,18 @@ c[1].metric(
 )
 c[2].metric("Calls before / after", f"{effect.before_calls} / {effect.after_calls}")
 if effect.items:
-    edf = data.frame(effect.items, ["item_id", "before_rate", "after_rate", "before_n", "after_n"])
+    edf = data.frame(
+        effect.items, ["name", "item_id", "before_rate", "after_rate", "before_n", "after_n"]
+    )
     long = pd.melt(
         edf,
-        id_vars=["item_id"],
+        id_vars=["name"],
         value_vars=["before_rate", "after_rate"],
         var_name="period",
         value_name="pass rate",
     ).dropna()
     if not long.empty:
-        st.bar_chart(long, x="item_id", y="pass rate", color="period", stack=False, height=240)
+        st.bar_chart(long, x="name", y="pass rate", color="period", stack=False, height=240)
     st.dataframe(edf, hide_index=True, width="stretch")
     ui.csv_download(edf, f"coaching_effect_{s.id}", key="dl_effect")
 

@@ -1,4 +1,4 @@
-"""Disputes: an agent says an item was scored wrongly; a lead upholds or overturns it.
+"""Disputes: an agent says a failed item was scored wrongly; a lead upholds or re-scores it.
 
 Each open dispute is shown with the item's evidence from the call, so the lead decides
 on what was said, not on the summary. The audit trail records every change.
@@ -9,9 +9,9 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import components as ui
-from dashboard import data
+from dashboard import data, plain
 from qa.errors import QAError
-from qa.workflow.views import DisputeStatus
+from qa.workflow.views import CallItemView, CallView, DisputeStatus, DisputeView
 
 user = data.current_user()
 role = data.role_of(user)
@@ -46,16 +46,79 @@ df = data.frame(
 st.dataframe(df, hide_index=True, width="stretch", key="disp_table")
 ui.csv_download(df, "disputes", key="dl_disputes")
 
+
+def _decide(d: DisputeView, call: CallView, item: CallItemView) -> None:
+    """Uphold, or re-score the item; a hand-set final total is kept or replaced only
+    as the lead says. No form: the choices shown depend on the ones made."""
+    decision = st.radio(
+        "Decision",
+        [DisputeStatus.UPHELD.value, DisputeStatus.OVERTURNED.value],
+        horizontal=True,
+        key=f"decision:{d.id}",
+        format_func=lambda v: {
+            "upheld": "uphold (the item stays failed)",
+            "overturned": "re-score the item",
+        }[v],
+    )
+    outcome, points, keep_total = None, None, None
+    if decision == DisputeStatus.OVERTURNED.value:
+        rescore = st.radio(
+            "New score",
+            ["pass", "partial", "na"],
+            horizontal=True,
+            key=f"rescore:{d.id}",
+            format_func=lambda v: {
+                "pass": f"pass ({item.points_possible:g} points)",
+                "partial": "partial points",
+                "na": "not applicable",
+            }[v],
+        )
+        outcome = "fail" if rescore == "partial" else rescore
+        if rescore == "partial":
+            points = st.number_input(
+                "Points", 0.0, float(item.points_possible), key=f"points:{d.id}"
+            )
+        if call.final_by_hand:
+            keep_total = (
+                st.radio(
+                    f"The final total {call.final_total:.1f} was set by hand",
+                    ["keep", "card"],
+                    key=f"keep_total:{d.id}",
+                    format_func=lambda v: {
+                        "keep": "keep it",
+                        "card": "take the card's total after this decision",
+                    }[v],
+                )
+                == "keep"
+            )
+    resolution = st.text_area("Reason (the agent reads it)", key=f"resolution:{d.id}")
+    if st.button("Decide", type="primary", key=f"resolve_btn:{d.id}"):
+        if not resolution.strip():
+            st.error("Write the reason the agent will read.")
+            return
+        data.guarded(
+            wf.resolve_dispute,
+            user,
+            d.id,
+            DisputeStatus(decision),
+            resolution.strip(),
+            outcome,
+            points,
+            keep_total,
+        )
+        ui.done(f"Dispute {d.id} {decision}.")
+
+
 for d in disputes:
     if d.status != DisputeStatus.OPEN:
         continue
     with st.container(border=True):
         st.markdown(
-            f"**Dispute {d.id}** · call `{d.call_id}` · item **{d.item_id}** · "
-            f"agent {d.agent_id or '-'} · opened by {d.opened_by} "
+            f"**Dispute {d.id}** · call {plain.md(d.call_id)} · item {plain.md(d.item_id)} · "
+            f"agent {plain.md(d.agent_id or '-')} · opened by {plain.md(d.opened_by)} "
             f"{d.created_at:%Y-%m-%d %H:%M}"
         )
-        st.markdown(f"> {ui.escape_md(d.reason)}")
+        plain.text(d.reason)
         try:
             call = wf.get_call(user, d.call_id)
         except QAError:
@@ -65,7 +128,8 @@ for d in disputes:
         item = next((i for i in call.items if i.item_id == d.item_id), None)
         if item is not None:
             st.markdown(
-                f"automatic **{item.auto_outcome.value}** · now **{item.outcome.value}** "
+                f"**{plain.md(item.name)}** · automatic **{item.auto_outcome.value}** · "
+                f"now **{item.outcome.value}** "
                 f"· {item.points:g} / {item.points_possible:g} points"
             )
         auto = (
@@ -78,31 +142,8 @@ for d in disputes:
             with st.expander("Evidence and recording"):
                 ui.audio_player(call.call_id, source, fmt)
                 ui.evidence_lines(call.call_id, auto, key_prefix=f"disp{d.id}")
-        if role == "lead":
-            with st.form(f"resolve:{d.id}"):
-                decision = st.radio(
-                    "Decision",
-                    [DisputeStatus.UPHELD.value, DisputeStatus.OVERTURNED.value],
-                    horizontal=True,
-                    key=f"decision:{d.id}",
-                    format_func=lambda v: {
-                        "upheld": "uphold (score stands)",
-                        "overturned": "overturn (change the item)",
-                    }[v],
-                )
-                resolution = st.text_area("Resolution", key=f"resolution:{d.id}")
-                if st.form_submit_button("Resolve", type="primary", key=f"resolve_btn:{d.id}"):
-                    if not resolution.strip():
-                        st.error("Write the resolution the agent will read.")
-                    else:
-                        data.guarded(
-                            wf.resolve_dispute,
-                            user,
-                            d.id,
-                            DisputeStatus(decision),
-                            resolution.strip(),
-                        )
-                        ui.done(f"Dispute {d.id} {decision}.")
+        if role == "lead" and item is not None:
+            _decide(d, call, item)
 
 if role in ("lead", "manager", "admin"):
     st.subheader("Audit trail")

@@ -17,8 +17,8 @@ def render() -> None:
         st.warning(notice)
 
     with st.form("login"):
-        username = st.text_input("Username", key="login_username")
-        password = st.text_input("Password", type="password", key="login_password")
+        username = st.text_input("Username", max_chars=64, key="login_username")
+        password = st.text_input("Password", type="password", max_chars=1024, key="login_password")
         submitted = st.form_submit_button("Log in", key="login_submit")
 
     if submitted:

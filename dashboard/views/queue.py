@@ -13,7 +13,7 @@ from datetime import UTC, datetime, time, timedelta
 import streamlit as st
 
 from dashboard import components as ui
-from dashboard import data
+from dashboard import data, plain
 from qa.schema import FlagCode
 from qa.workflow.views import CallFilter
 
@@ -169,7 +169,7 @@ if role in ("lead", "admin"):
         reviewer = st.text_input("Reviewer username", key="assign_reviewer")
         if st.form_submit_button("Assign", key="assign_submit") and target and reviewer.strip():
             data.guarded(wf.assign, user, target, reviewer.strip())
-            ui.done(f"{target} assigned to {reviewer.strip()}")
+            plain.done(f"{target} assigned to {reviewer.strip()}")
     with b, st.form("sample"):
         st.markdown("**Random sample for review** (uses the filters above)")
         n = st.number_input("Calls", min_value=1, max_value=200, value=5, key="sample_n")
@@ -184,4 +184,4 @@ if role in ("lead", "admin"):
             )
             st.session_state["sampled_calls"] = [cv.call_id for cv in drawn]
     if st.session_state.get("sampled_calls"):
-        st.write("Sampled: " + ", ".join(st.session_state["sampled_calls"]))
+        plain.text("Sampled: " + ", ".join(st.session_state["sampled_calls"]))

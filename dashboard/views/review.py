@@ -15,12 +15,19 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import components as ui
-from dashboard import data
+from dashboard import data, plain, published
 from dashboard import workspace as ws
 from qa.errors import QAError, StaleEditError
 from qa.schema import ItemOutcome, ItemResult, QualityCode
 from qa.workflow import auth
-from qa.workflow.views import CallFilter, CaseKind, ReviewItemInput, ReviewStatus, UserRole
+from qa.workflow.views import (
+    CallFilter,
+    CaseKind,
+    DisputeStatus,
+    ReviewItemInput,
+    ReviewStatus,
+    UserRole,
+)
 
 OUTCOMES = [o.value for o in ItemOutcome]
 
@@ -264,7 +271,7 @@ def review_workspace() -> None:
                         args=(version_key, None),
                     )
                 except QAError as exc:
-                    st.error(str(exc))
+                    plain.error(str(exc))
                 else:
                     st.session_state[version_key] = saved.version
                     message = (
@@ -322,7 +329,7 @@ if (
     try:
         original = wf.original_audio(user, call.call_id, data.store())
     except QAError as exc:
-        st.warning(exc.reason)
+        st.warning(plain.md(exc.reason))
     else:
         # inside this render only, like the redacted copy: no address serves it
         ws.player(f"original:{call.call_id}", original, None, label="Original recording")
@@ -384,33 +391,60 @@ elif role == "inspector" and not locked:
 
 # ---------------------------------------------------------------- the agent's own actions
 if role == "agent":
+    st.subheader("Your review")
+    published.render(call)
     st.subheader("Your response")
     if call.acknowledged_at:
         st.success(f"You acknowledged this score on {call.acknowledged_at:%Y-%m-%d %H:%M}.")
     elif st.button("Acknowledge score", key="ack_score", icon=":material/done:"):
         data.guarded(wf.acknowledge_score, user, call.call_id)
         st.rerun()
-    disputes = [d for d in data.guarded(wf.list_disputes, user, None) if d.call_id == call.call_id]
+    disputes = data.guarded(wf.list_disputes, user, None, call_id=call.call_id)
+    item_names = {i.item_id: i.name for i in call.items}
     if disputes:
+        st.markdown("**Your disputes and the lead's decisions**")
         st.dataframe(
             data.frame(
-                disputes, ["item_id", "reason", "status", "resolution", "created_at", "resolved_at"]
+                [
+                    {
+                        "item": item_names.get(d.item_id, d.item_id),
+                        "your reason": d.reason,
+                        "decision": d.status.value,
+                        "outcome now": d.outcome_after.value if d.outcome_after else None,
+                        "the lead's reason": d.resolution,
+                        "decided by": d.resolved_by,
+                        "opened": d.created_at,
+                        "decided": d.resolved_at,
+                    }
+                    for d in disputes
+                ]
             ),
             hide_index=True,
             width="stretch",
+            key="agent_disputes",
         )
-    with st.form("dispute", clear_on_submit=True):
-        st.markdown("**Dispute an item**")
-        failed_first = sorted(call.items, key=lambda i: i.outcome != ItemOutcome.FAIL)
-        names = {i.item_id: f"{i.name} ({i.outcome.value})" for i in failed_first}
-        item_id = st.selectbox("Item", list(names), format_func=names.get, key="dispute_item")
-        reason = st.text_area("Why the score is wrong", key="dispute_reason")
-        if st.form_submit_button("Open dispute", key="dispute_submit"):
-            if not reason.strip():
-                st.error("Say why the item was scored wrongly.")
-            else:
-                data.guarded(wf.open_dispute, user, call.call_id, item_id, reason.strip())
-                ui.done("Dispute opened; a lead will resolve it.")
+        for d in disputes:
+            if d.status is not DisputeStatus.OPEN:
+                st.markdown(
+                    f"**{plain.md(item_names.get(d.item_id, d.item_id))}**: {d.status.value} "
+                    f"by {plain.md(d.resolved_by or '-')}"
+                    + (f" · now {d.outcome_after.value}" if d.outcome_after else "")
+                )
+                plain.text(d.resolution or "")
+    failed = {i.item_id: i.name for i in call.items if i.outcome is ItemOutcome.FAIL}
+    if not failed:
+        st.caption("No item of this call failed, so there is nothing to dispute.")
+    else:
+        with st.form("dispute", clear_on_submit=True):
+            st.markdown("**Dispute a failed item**")
+            item_id = st.selectbox("Item", list(failed), format_func=failed.get, key="dispute_item")
+            reason = st.text_area("Why the score is wrong", key="dispute_reason")
+            if st.form_submit_button("Open dispute", key="dispute_submit"):
+                if not reason.strip():
+                    st.error("Say why the item was scored wrongly.")
+                else:
+                    data.guarded(wf.open_dispute, user, call.call_id, item_id, reason.strip())
+                    ui.done("Dispute opened; a lead will decide on it.")
 
 # ---------------------------------------------------------------- case library
 if role in ("inspector", "lead"):

@@ -16,8 +16,9 @@ from typing import Any
 import pyarrow as pa
 from rich.table import Table
 
-from qa.index import ITEM_TYPE, SCHEMA, TS, Index
+from qa.index import Index
 from qa.store import LocalStore
+from qa.summary import ITEM_TYPE, SCHEMA, TS
 
 
 def synthetic_table(
@@ -71,15 +72,22 @@ def synthetic_table(
         _labels(np.broadcast_to(np.arange(4), flag_mask.shape)[flag_mask], flag_names),
     )
     offsets = pa.array(np.arange(0, n_items + 1, items, dtype=np.int32))
+    item_ids = np.tile(np.arange(items), n)
     item_struct = pa.StructArray.from_arrays(
         [
-            _labels(np.tile(np.arange(items), n), [f"item_{j}" for j in range(items)]),
+            _labels(item_ids, [f"item_{j}" for j in range(items)]),
+            _labels(item_ids, [f"Item {j}" for j in range(items)]),
+            _labels(np.zeros(n_items, dtype=np.int32), ["Synthetic"]),
+            _flat(critical),
+            _flat(possible),
             _labels(outcome_code, ["pass", "fail", "na"]),
             _flat(points),
-            _flat(possible),
-            _flat(critical),
         ],
         fields=list(ITEM_TYPE),
+    )
+    auto_fail_reasons = pa.ListArray.from_arrays(
+        pa.array(np.concatenate([[0], np.cumsum(auto_fail)]).astype(np.int32)),
+        _labels(np.zeros(int(auto_fail.sum()), dtype=np.int32), ["critical item 'Item 0' failed"]),
     )
     processed = started + np.timedelta64(3600, "s").astype("timedelta64[us]")
     cols = {
@@ -92,12 +100,16 @@ def synthetic_table(
         "started_at": pa.array(started, type=TS),
         "week": pa.array(week, type=pa.date32()),
         "duration": pa.array(rng.gamma(4.0, 80.0, n)),
-        "total": pa.array(total),
         "max_total": pa.array(np.full(n, 100.0)),
         "pass_mark": pa.array(np.full(n, 80.0)),
-        "passed": pa.array(passed),
+        "scoring_mode": _labels(np.zeros(n, dtype=np.int32), ["weighted"]),
+        "auto_fail_zeroes_total": pa.array(np.ones(n, dtype=bool)),
+        "auto_total": pa.array(total),
+        "auto_passed": pa.array(passed),
         "auto_fail": pa.array(auto_fail),
+        "auto_fail_reasons": auto_fail_reasons,
         "flags": flags,
+        "flag_reasons": flags,
         "flag_count": pa.array(flag_count),
         "items": pa.ListArray.from_arrays(offsets, item_struct),
         "items_failed": pa.array(item_fail.reshape(n, items).sum(axis=1).astype(np.int32)),

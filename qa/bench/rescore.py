@@ -97,12 +97,13 @@ def rescore_sequential(
     settings: Settings, card: Path, *, budget_s: float | None = None, console: Console | None = None
 ) -> dict[str, float]:
     """Time `qa rescore`'s work per call in this process; figures in seconds."""
-    from qa.index import Index, IndexRow
+    from qa.index import Index
     from qa.pipeline import Models, scorecard_tag
     from qa.results import plan_rescore, publish_result
     from qa.schema import CallResult
     from qa.scoring.rescore import rescore_with_configured
     from qa.store import open_store
+    from qa.summary import CallSummary
     from qa.workflow import open_workflow
 
     settings = settings.model_copy(update={"scorecard": str(card)})
@@ -121,7 +122,7 @@ def rescore_sequential(
         "score_s": 0.0,
         "publish_s": 0.0,
     }
-    rows: list[IndexRow] = []
+    rows: list[CallSummary] = []
     cpu0, t0 = time.process_time(), time.perf_counter()
     with progress_bar(console=console, transient=True) as bar:
         task = bar.add_task("re-scoring", total=len(plan.targets))
@@ -133,7 +134,7 @@ def rescore_sequential(
             t2 = time.perf_counter()
             publish_result(store, new)
             wf.sync_result(new)
-            rows.append(IndexRow.from_result(new))
+            rows.append(CallSummary.from_result(new))
             t3 = time.perf_counter()
             figures["read_s"] += t1 - t
             figures["score_s"] += t2 - t1

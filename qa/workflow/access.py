@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from qa.errors import AccessDenied, QAError
-from qa.schema import CallMeta, CallScore, ItemOutcome
+from qa.schema import ItemOutcome
 from qa.scoring.outcome import Outcome, OutcomeItem, Scoring, outcome
+from qa.summary import DERIVED, CallSummary
 from qa.workflow import auth
 from qa.workflow.actions import role_of
 from qa.workflow.models import Assignment, Call, CallItem, Review, RoleOverride, User
@@ -27,6 +28,17 @@ from qa.workflow.views import (
 )
 
 NOT_PERMITTED = "call not found or not permitted"
+
+
+# summary columns whose change on a re-sync is written to the audit log
+SYNC_AUDITED = (
+    "agent_id",
+    "team",
+    "scorecard_version",
+    "pipeline_version",
+    "auto_total",
+    "auto_passed",
+)
 
 
 def default_points(outcome: ItemOutcome, possible: float) -> float:
@@ -59,6 +71,27 @@ def scoring_of(call: Call) -> Scoring:
         pass_mark=call.pass_mark,
         max_total=call.max_total,
         auto_fail_zeroes_total=call.auto_fail_zeroes_total is not False,
+    )
+
+
+def blind(view: CallView) -> CallView:
+    """The call without what a lead decided: final score, outcomes, note."""
+    return view.model_copy(
+        update={
+            "final_total": None,
+            "final_passed": None,
+            "final_auto_fail": None,
+            "final_note": None,
+            "final_by_hand": False,
+            "final_by": None,
+            "final_at": None,
+            "items": [
+                i.model_copy(
+                    update={"final_outcome": None, "final_points": None, "final_comment": None}
+                )
+                for i in view.items
+            ],
+        }
     )
 
 
@@ -125,81 +158,36 @@ class CallAccess(UnitOfWork):
             raise AccessDenied(f"{NOT_PERMITTED}: {call_id!r}")
         return call
 
-    def _sync(
-        self,
-        s: Session,
-        meta: CallMeta,
-        score: CallScore,
-        pipeline_version: str,
-        scorecard_version: str | None,
-    ) -> Call:
+    def _sync(self, s: Session, summary: CallSummary) -> Call:
         """Upsert inside the caller's transaction, so a re-score and its audit are one."""
-        if meta.call_id != score.call_id:
-            raise QAError(
-                f"metadata is for call {meta.call_id!r} but the score is for {score.call_id!r}"
-            )
         now = self.now()
-        call = s.get(Call, meta.call_id)
-        values = {
-            "agent_id": meta.agent_id,
-            "team": meta.team,
-            "queue": meta.queue,
-            "direction": meta.direction.value,
-            "language": meta.language,
-            "started_at": meta.started_at,
-            "duration": meta.duration,
-            "scorecard_id": score.scorecard_id,
-            "scorecard_version": scorecard_version or score.scorecard_version,
-            "pipeline_version": pipeline_version,
-            "max_total": score.max_total,
-            "pass_mark": score.pass_mark,
-            "scoring_mode": score.scoring,
-            "auto_fail_zeroes_total": score.auto_fail_zeroes_total,
-            "auto_total": score.total,
-            "auto_passed": score.passed,
-            "auto_fail": score.auto_fail,
-            "auto_fail_reasons": list(score.auto_fail_reasons),
-            "flags": [f.code.value for f in score.flags],
-            "flag_codes": "," + "".join(f"{f.code.value}," for f in score.flags),
-            "flag_reasons": [f.reason for f in score.flags],
-        }
-        if values["started_at"] is not None and values["started_at"].tzinfo is None:
-            values["started_at"] = values["started_at"].replace(tzinfo=UTC)
+        call = s.get(Call, summary.call_id)
+        values = summary.model_dump(exclude={"call_id", "items", *DERIVED})
+        values["flag_codes"] = "," + "".join(f"{code}," for code in summary.flags)
         if call is None:
-            call = Call(call_id=meta.call_id, synced_at=now, **values)
+            call = Call(call_id=summary.call_id, synced_at=now, **values)
             s.add(call)
-            self._audit(s, SYSTEM, "call", meta.call_id, "create", "auto_total", None, score.total)
+            self._audit(
+                s, SYSTEM, "call", summary.call_id, "create", "auto_total", None, summary.auto_total
+            )
         else:
-            tracked = {
-                k: values.pop(k)
-                for k in (
-                    "agent_id",
-                    "team",
-                    "scorecard_version",
-                    "pipeline_version",
-                    "auto_total",
-                    "auto_passed",
-                )
-            }
+            tracked = {k: values.pop(k) for k in SYNC_AUDITED}
             for name, value in values.items():
                 setattr(call, name, value)
-            self._changes(s, SYSTEM, "call", meta.call_id, call, tracked, "sync")
+            self._changes(s, SYSTEM, "call", summary.call_id, call, tracked, "sync")
             call.synced_at = now
         existing = {item.item_id: item for item in call.items}
         seen = set()
-        for position, result in enumerate(score.items):
-            seen.add(result.item_id)
-            item = existing.get(result.item_id)
+        for position, summary_item in enumerate(summary.items):
+            seen.add(summary_item.item_id)
+            item = existing.get(summary_item.item_id)
             if item is None:
-                item = CallItem(item_id=result.item_id)
+                item = CallItem(item_id=summary_item.item_id)
                 call.items.append(item)
             item.position = position
-            item.name = result.name
-            item.section = result.section
-            item.critical = result.critical
-            item.points_possible = result.points_possible
-            item.auto_outcome = ItemOutcome(result.outcome).value
-            item.auto_points = result.points_awarded
+            for name, value in summary_item.model_dump(exclude={"item_id"}).items():
+                setattr(item, name, value)
+            item.auto_outcome = summary_item.auto_outcome.value
         for item_id, item in existing.items():
             if item_id not in seen:
                 call.items.remove(item)
@@ -207,7 +195,7 @@ class CallAccess(UnitOfWork):
                     s,
                     SYSTEM,
                     "call",
-                    meta.call_id,
+                    summary.call_id,
                     "sync",
                     f"items.{item_id}",
                     item.auto_outcome,
@@ -249,60 +237,45 @@ class CallAccess(UnitOfWork):
                 .order_by(User.username)
             ):
                 assigned[call_id].append(username)
-        return [
+        views = [
             self._call_view(c, assigned[c.call_id], submitted[c.call_id], c.call_id in swapped)
             for c in calls
         ]
+        if user is not None and role_of(user) is UserRole.INSPECTOR:
+            # blind calibration: the lead's decision only after one's own review is in
+            done = set(
+                s.scalars(
+                    select(Review.call_id).where(
+                        Review.reviewer_id == user.id,
+                        Review.status == ReviewStatus.SUBMITTED.value,
+                        Review.call_id.in_([v.call_id for v in views]),
+                    )
+                )
+            )
+            views = [v if v.call_id in done else blind(v) for v in views]
+        return views
 
     @staticmethod
     def _call_view(call: Call, assigned: list[str], submitted: int, swapped: bool) -> CallView:
-        return CallView(
-            call_id=call.call_id,
-            agent_id=call.agent_id,
-            team=call.team,
-            queue=call.queue,
-            direction=call.direction,
-            language=call.language,
-            started_at=call.started_at,
-            duration=call.duration,
-            scorecard_id=call.scorecard_id,
-            scorecard_version=call.scorecard_version,
-            pipeline_version=call.pipeline_version,
-            max_total=call.max_total,
-            pass_mark=call.pass_mark,
-            scoring_mode=scoring_of(call).mode,
-            auto_fail_zeroes_total=scoring_of(call).auto_fail_zeroes_total,
-            auto_total=call.auto_total,
-            auto_passed=call.auto_passed,
-            auto_fail=call.auto_fail,
+        """The stored summary plus the people's state; old rows get the card's defaults."""
+        stored = {n: getattr(call, n) for n in CallView.model_fields if n in Call.__table__.c}
+        scoring = scoring_of(call)
+        stored.update(
+            scoring_mode=scoring.mode,
+            auto_fail_zeroes_total=scoring.auto_fail_zeroes_total,
             auto_fail_reasons=list(call.auto_fail_reasons or []),
             flags=list(call.flags or []),
             flag_reasons=list(call.flag_reasons or []),
+        )
+        return CallView(
+            **stored,
             items=[
-                CallItemView(
-                    item_id=i.item_id,
-                    name=i.name,
-                    section=i.section,
-                    critical=i.critical,
-                    points_possible=i.points_possible,
-                    auto_outcome=ItemOutcome(i.auto_outcome),
-                    auto_points=i.auto_points,
-                    final_outcome=ItemOutcome(i.final_outcome) if i.final_outcome else None,
-                    final_points=i.final_points,
-                )
+                CallItemView(**{n: getattr(i, n) for n in CallItemView.model_fields})
                 for i in call.items
             ],
-            final_total=call.final_total,
-            final_passed=call.final_passed,
-            final_auto_fail=call.final_auto_fail,
-            final_note=call.final_note,
-            final_by=call.final_by,
-            final_at=call.final_at,
             assigned_reviewers=assigned,
             submitted_reviews=submitted,
-            acknowledged_at=call.acknowledged_at,
             role_swapped=swapped,
-            synced_at=call.synced_at,
         )
 
     def _query_calls(self, s: Session, user: User, filters: CallFilter | None) -> list[Call]:

@@ -69,8 +69,14 @@ class Calibration(Reviews):
                 for name, rows in by_reviewer.items()
                 if ci.item_id in rows
             }
+            comments = {
+                name: rows[ci.item_id].comment
+                for name, rows in by_reviewer.items()
+                if ci.item_id in rows and rows[ci.item_id].comment
+            }
             names = [r.reviewer.username for r in counted if r.reviewer.username in outcomes]
             top, share = majority(outcomes[n] for n in names)
+            tie = top is None and share is not None
             counted_points = [points[n] for n in names]
             auto = ItemOutcome(ci.auto_outcome)
             items.append(
@@ -84,12 +90,15 @@ class Calibration(Reviews):
                     outcomes=outcomes,
                     points=points,
                     majority=top,
+                    tie=tie,
                     agreement=share,
                     all_agree=share == 1.0 if share is not None else False,
                     auto_agreement=agreement_rate((outcomes[n], auto) for n in names),
                     points_spread=(max(counted_points) - min(counted_points))
                     if counted_points
                     else 0.0,
+                    comments=comments,
+                    final_comment=ci.final_comment,
                 )
             )
         totals = {r.reviewer.username: r.total for r in reviews}
@@ -105,6 +114,7 @@ class Calibration(Reviews):
             score_spread=(max(counted_totals) - min(counted_totals)) if counted_totals else 0.0,
             items=items,
             agreement=sum(shares) / len(shares) if shares else None,
+            comments={r.reviewer.username: r.comment for r in reviews if r.comment},
         )
 
     @action(auth.STATS, "see agreement statistics")
@@ -126,21 +136,28 @@ class Calibration(Reviews):
         ]
         auto: dict[tuple[str, str], ItemOutcome] = {}
         final: dict[tuple[str, str], ItemOutcome] = {}
-        names: dict[str, str] = {}
+        # an item is its card's: the same id on an English and a Chinese card is two items
+        names: dict[tuple[str, str], str] = {}
         for c in calls.values():
             for ci in c.items:
                 auto[(c.call_id, ci.item_id)] = ItemOutcome(ci.auto_outcome)
                 final[(c.call_id, ci.item_id)] = ItemOutcome(ci.final_outcome or ci.auto_outcome)
-                names.setdefault(ci.item_id, ci.name)
+                names.setdefault((c.scorecard_id, ci.item_id), ci.name)
         ratings: dict[str, dict[tuple[str, str], ItemOutcome]] = defaultdict(dict)
         for r in reviews:
             for i in r.items:
                 ratings[r.reviewer.username][(r.call_id, i.item_id)] = ItemOutcome(i.outcome)
-        item_ids = sorted({unit[1] for rated in ratings.values() for unit in rated})
+        card_items = sorted(
+            {(calls[c].scorecard_id, item) for rated in ratings.values() for c, item in rated}
+        )
         per_item = []
-        for item_id in item_ids:
+        for card, item_id in card_items:
             sub = {
-                name: {u[0]: o for u, o in rated.items() if u[1] == item_id}
+                name: {
+                    c: o
+                    for (c, item), o in rated.items()
+                    if item == item_id and calls[c].scorecard_id == card
+                }
                 for name, rated in ratings.items()
             }
             pairs = [
@@ -151,8 +168,9 @@ class Calibration(Reviews):
             ]
             per_item.append(
                 ItemAgreement(
+                    scorecard_id=card,
                     item_id=item_id,
-                    name=names.get(item_id, item_id),
+                    name=names.get((card, item_id), item_id),
                     alpha=nominal_alpha(sub),
                     auto_human_agreement=agreement_rate(pairs),
                     ratings=sum(len(v) for v in sub.values()),

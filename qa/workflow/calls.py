@@ -5,12 +5,15 @@ from __future__ import annotations
 import random
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from qa.errors import QAError
 from qa.schema import CallMeta, CallResult, CallScore
+from qa.summary import CallSummary
 from qa.workflow import auth
 from qa.workflow.access import CallAccess
 from qa.workflow.actions import EVERYONE, Act, Tx, action, role_of, staged_action
+from qa.workflow.inputs import AssignInput
 from qa.workflow.models import Assignment, Call, User
 from qa.workflow.unit import NotFoundError
 from qa.workflow.views import CallFilter, CallView
@@ -28,18 +31,22 @@ class Calls(CallAccess):
         scorecard_version: str | None = None,
     ) -> CallView:
         """Upsert a call from the pipeline's result; reviews and final decisions are kept."""
-        with self._tx(write=True) as s:
-            call = self._sync(s, meta, score, pipeline_version, scorecard_version)
-            return self._call_views(s, [call], None)[0]
+        try:
+            summary = CallSummary.of(
+                meta, score, pipeline_version=pipeline_version, scorecard_version=scorecard_version
+            )
+        except ValueError as exc:
+            raise QAError(str(exc)) from exc
+        return self.sync_summary(summary)
 
     def sync_result(self, result: CallResult) -> CallView:
         """Upsert a call from a pipeline `CallResult` (what workers publish to the store)."""
-        return self.sync_call(
-            result.meta,
-            result.score,
-            pipeline_version=result.pipeline_version,
-            scorecard_version=result.scorecard_version,
-        )
+        return self.sync_summary(CallSummary.from_result(result))
+
+    def sync_summary(self, summary: CallSummary) -> CallView:
+        with self._tx(write=True) as s:
+            call = self._sync(s, summary)
+            return self._call_views(s, [call], None)[0]
 
     @action(EVERYONE, "list calls")
     def list_calls(self, tx: Tx, filters: CallFilter | None = None) -> list[CallView]:
@@ -51,11 +58,10 @@ class Calls(CallAccess):
         """One call; an agent asking for another agent's call is refused."""
         return self._call_views(tx.s, [self._call(tx.s, tx.user, call_id)], tx.user)[0]
 
-    @action(auth.LEADS, "assign reviews", write=True)
-    def assign(self, tx: Tx, call_id: str, reviewer: str) -> CallView:
-        """A lead puts a call on an inspector's or lead's queue."""
-        s, lead = tx.s, tx.user
-        call = self._call(s, lead, call_id)
+    @staticmethod
+    def _reviewer(s: Session, reviewer: str) -> User:
+        """The active inspector or lead of this username, else a refusal naming it."""
+        AssignInput(call_id="", reviewer=reviewer)
         target = s.scalar(select(User).where(User.username == reviewer))
         if target is None or not target.active:
             raise NotFoundError(f"reviewer {reviewer!r} not found or disabled")
@@ -63,6 +69,14 @@ class Calls(CallAccess):
             raise QAError(
                 f"{reviewer!r} is a {target.role}; only inspectors and leads review calls"
             )
+        return target
+
+    @action(auth.LEADS, "assign reviews", write=True)
+    def assign(self, tx: Tx, call_id: str, reviewer: str) -> CallView:
+        """A lead puts a call on an inspector's or lead's queue."""
+        s, lead = tx.s, tx.user
+        call = self._call(s, lead, call_id)
+        target = self._reviewer(s, reviewer)
         exists = s.scalar(
             select(Assignment.id).where(
                 Assignment.call_id == call_id, Assignment.user_id == target.id
@@ -83,9 +97,12 @@ class Calls(CallAccess):
 
     @action(auth.LEADS, "assign reviews", write=True)
     def unassign(self, tx: Tx, call_id: str, reviewer: str) -> CallView:
-        """A lead takes a call off a reviewer's queue."""
+        """A lead takes a call off a reviewer's queue; an unknown reviewer is refused."""
         s, lead = tx.s, tx.user
         call = self._call(s, lead, call_id)
+        AssignInput(call_id=call_id, reviewer=reviewer)
+        if s.scalar(select(User.id).where(User.username == reviewer)) is None:
+            raise NotFoundError(f"reviewer {reviewer!r} not found")
         row = s.scalar(
             select(Assignment)
             .join(User, User.id == Assignment.user_id)
@@ -111,6 +128,8 @@ class Calls(CallAccess):
         if n < 0:
             raise QAError(f"sample size must be >= 0, got {n}")
         with act.tx(write=True) as tx:
+            if assign_to is not None:  # refused before anything is sampled or audited
+                self._reviewer(tx.s, assign_to)
             pool = self._query_calls(tx.s, tx.user, filters or CallFilter(reviewed=False))
             pool.sort(key=lambda c: c.call_id)
             chosen = random.Random(seed).sample(pool, min(n, len(pool)))

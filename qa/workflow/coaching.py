@@ -28,8 +28,24 @@ from qa.workflow.views import (
 )
 
 
-def coaching_view(c: Coaching) -> CoachingView:
+def item_names(s: Session, item_ids: Iterable[str], call_ids: Iterable[str] = ()) -> dict[str, str]:
+    """Item id -> name as the coached calls' own cards say (else any call's card), so a
+    page never shows bare ids, nor a Chinese card's name for an English item."""
+    wanted, calls = set(item_ids), list(call_ids)
+    names: dict[str, str] = {}
+    for where in ([CallItem.call_id.in_(calls)] if calls else []) + [True]:
+        missing = wanted - set(names)
+        if not missing:
+            break
+        query = select(CallItem.item_id, CallItem.name).where(CallItem.item_id.in_(missing))
+        for item_id, name in s.execute(query.where(where).order_by(CallItem.call_id)):
+            names.setdefault(item_id, name or item_id)
+    return {i: names.get(i, i) for i in wanted}
+
+
+def coaching_view(s: Session, c: Coaching) -> CoachingView:
     return CoachingView(
+        item_names=item_names(s, c.item_ids or [], c.call_ids or []),
         id=c.id,
         agent_id=c.agent_id,
         created_by=c.created_by,
@@ -121,7 +137,7 @@ class CoachingSessions(CallAccess):
         s.add(c)
         s.flush()
         self._audit(s, coach.username, "coaching", c.id, "create", "agent_id", None, agent_id)
-        return coaching_view(c)
+        return coaching_view(tx.s, c)
 
     @action(auth.AGENTS, "acknowledge coaching", write=True)
     def acknowledge_coaching(self, tx: Tx, coaching_id: int) -> CoachingView:
@@ -144,7 +160,7 @@ class CoachingSessions(CallAccess):
                     {"status": CoachingStatus.ACKNOWLEDGED.value},
                     "acknowledge",
                 )
-        return coaching_view(c)
+        return coaching_view(tx.s, c)
 
     @action(auth.COACHES, "follow up coaching", write=True)
     def add_follow_up(
@@ -167,7 +183,7 @@ class CoachingSessions(CallAccess):
         if complete:
             values["status"] = CoachingStatus.COMPLETED.value
         self._changes(s, coach.username, "coaching", c.id, c, values, "follow_up")
-        return coaching_view(c)
+        return coaching_view(tx.s, c)
 
     @action(EVERYONE, "read coaching")
     def list_coaching(
@@ -182,7 +198,7 @@ class CoachingSessions(CallAccess):
             query = query.where(Coaching.agent_id == agent_id)
         if status is not None:
             query = query.where(Coaching.status == CoachingStatus(status).value)
-        return [coaching_view(c) for c in tx.s.scalars(query)]
+        return [coaching_view(tx.s, c) for c in tx.s.scalars(query)]
 
     @action(EVERYONE, "read coaching")
     def coaching_effect(self, tx: Tx, coaching_id: int) -> CoachingEffect:
@@ -222,11 +238,20 @@ class CoachingSessions(CallAccess):
         before, _ = pass_rate(o for v in outcomes["before"].values() for o in v)
         after, _ = pass_rate(o for v in outcomes["after"].values() for o in v)
         per_item = []
-        for item_id in sorted(items or (set(outcomes["before"]) | set(outcomes["after"]))):
+        coached = sorted(items or (set(outcomes["before"]) | set(outcomes["after"])))
+        names = item_names(tx.s, coached, c.call_ids or [])
+        for item_id in coached:
             b, bn = pass_rate(outcomes["before"].get(item_id, []))
             a, an = pass_rate(outcomes["after"].get(item_id, []))
             per_item.append(
-                ItemEffect(item_id=item_id, before_rate=b, after_rate=a, before_n=bn, after_n=an)
+                ItemEffect(
+                    item_id=item_id,
+                    name=names[item_id],
+                    before_rate=b,
+                    after_rate=a,
+                    before_n=bn,
+                    after_n=an,
+                )
             )
         return CoachingEffect(
             coaching_id=c.id,

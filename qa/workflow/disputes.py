@@ -5,15 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from qa.errors import QAError
 from qa.schema import ItemOutcome
 from qa.workflow import auth
 from qa.workflow.access import CallAccess, checked_item, default_points, final_outcome
 from qa.workflow.actions import EVERYONE, Act, Tx, action, role_of, staged_action
-from qa.workflow.models import Call, Dispute
+from qa.workflow.inputs import DisputeInput, FinalScoreInput, ResolutionInput, ReviewItemText
+from qa.workflow.models import Call, CallItem, Dispute, Review
 from qa.workflow.unit import NotFoundError
-from qa.workflow.views import CallView, DisputeStatus, DisputeView, ReviewItemInput, UserRole
+from qa.workflow.views import (
+    CallView,
+    DisputeStatus,
+    DisputeView,
+    ReviewItemInput,
+    ReviewStatus,
+    UserRole,
+)
 
 
 def dispute_view(d: Dispute, agent_id: str | None) -> DisputeView:
@@ -34,10 +43,6 @@ def dispute_view(d: Dispute, agent_id: str | None) -> DisputeView:
     )
 
 
-def _flip(outcome: ItemOutcome) -> ItemOutcome:
-    return ItemOutcome.PASS if outcome is not ItemOutcome.PASS else ItemOutcome.FAIL
-
-
 class Disputes(CallAccess):
     """Final scores, disputes and the agent's acknowledgement of a score."""
 
@@ -51,18 +56,29 @@ class Disputes(CallAccess):
         passed: bool | None = None,
         note: str = "",
     ) -> CallView:
-        """A lead's decision after calibration; it replaces the automatic score everywhere.
+        """A lead's decision after calibration; it replaces the automatic score everywhere
+        and is what the agent sees (the published review, with each item's comment).
 
         Items not named keep their current outcome. `total` / `passed` default to the
-        card's arithmetic (`qa.scoring.outcome`) over the final item outcomes.
+        card's arithmetic (`qa.scoring.outcome`) over the final item outcomes; given, they
+        are the lead's by hand, and a later dispute decision keeps them unless told not to.
         """
+        FinalScoreInput(
+            call_id=call_id,
+            note=note,
+            items=[ReviewItemText(item_id=i.item_id, comment=i.comment) for i in items],
+        )
         s, lead = tx.s, tx.user
         call = self._call(s, lead, call_id)
         by_id = {i.item_id: i for i in call.items}
         for entry in items:
             item = by_id.get(entry.item_id)
             outcome, points = checked_item(call_id, item, entry)
-            for name, value in (("final_outcome", outcome.value), ("final_points", points)):
+            for name, value in (
+                ("final_outcome", outcome.value),
+                ("final_points", points),
+                ("final_comment", entry.comment.strip() or item.final_comment),
+            ):
                 old = getattr(item, name)
                 if old != value:
                     self._audit(
@@ -90,6 +106,7 @@ class Disputes(CallAccess):
                 "final_passed": computed.passed if passed is None else passed,
                 "final_auto_fail": computed.auto_fail,
                 "final_note": note or call.final_note,
+                "final_by_hand": total is not None or passed is not None,
                 "final_by": lead.username,
             },
             "final",
@@ -101,6 +118,7 @@ class Disputes(CallAccess):
     @staged_action(auth.AGENTS, "dispute scores", write=True)
     def open_dispute(self, act: Act, call_id: str, item_id: str, reason: str) -> DisputeView:
         """The agent of the call contests one item's outcome, with a reason."""
+        DisputeInput(call_id=call_id, item_id=item_id, reason=reason)
         if not reason.strip():
             raise QAError("a dispute needs a reason")
         with act.tx(write=True) as tx:
@@ -109,6 +127,12 @@ class Disputes(CallAccess):
             item = next((i for i in call.items if i.item_id == item_id), None)
             if item is None:
                 raise QAError(f"call {call_id!r} has no scorecard item {item_id!r}")
+            current = ItemOutcome(item.final_outcome or item.auto_outcome)
+            if current is not ItemOutcome.FAIL:
+                raise QAError(
+                    f"item {item.name or item_id!r} of {call_id!r} is {current.value}: "
+                    "only a failed item can be disputed"
+                )
             if s.scalar(
                 select(Dispute.id).where(
                     Dispute.call_id == call_id,
@@ -153,6 +177,15 @@ class Disputes(CallAccess):
         )
         if role_of(user) is UserRole.AGENT:
             query = query.where(Call.agent_id == user.agent_id)
+        elif role_of(user) is UserRole.INSPECTOR:  # a decision is the lead's: blind until own
+            query = query.where(
+                Dispute.call_id.in_(
+                    select(Review.call_id).where(
+                        Review.reviewer_id == user.id,
+                        Review.status == ReviewStatus.SUBMITTED.value,
+                    )
+                )
+            )
         if status is not None:
             query = query.where(Dispute.status == DisputeStatus(status).value)
         if call_id is not None:
@@ -167,17 +200,23 @@ class Disputes(CallAccess):
         decision: DisputeStatus | str,
         resolution: str,
         outcome: ItemOutcome | str | None = None,
+        points: float | None = None,
+        keep_total: bool | None = None,
     ) -> DisputeView:
-        """A lead decides: "upheld" keeps the score, "overturned" changes it.
+        """A lead decides on the item: "upheld" keeps its outcome, "overturned" re-scores it.
 
-        Overturning sets the item's final outcome (`outcome`, default: the opposite of
-        pass/fail) and recomputes the call's final total and pass; all of it audit-logged.
+        Re-scoring sets the item's final outcome (`outcome`: pass by default, or na) and
+        points (full marks on a pass by default), then the card's arithmetic totals the
+        call again. Where the lead set the final total by hand, `keep_total` must say
+        whether it stays or gives way to the card's total: it is never replaced silently.
+        The agent sees the decision and `resolution`, the reason.
         """
         decision = DisputeStatus(decision)
         if decision is DisputeStatus.OPEN:
             raise QAError("a decision is 'upheld' or 'overturned'")
+        ResolutionInput(resolution=resolution)
         if not resolution.strip():
-            raise QAError("a resolution needs an explanation")
+            raise QAError("a decision needs a reason the agent can read")
         with act.tx(write=True) as tx:
             s, lead = tx.s, tx.user
             dispute = s.get(Dispute, dispute_id)
@@ -186,6 +225,8 @@ class Disputes(CallAccess):
             if dispute.status != DisputeStatus.OPEN.value:
                 raise QAError(f"dispute {dispute_id} is already {dispute.status}")
             call = self._call(s, lead, dispute.call_id)
+            item = next((i for i in call.items if i.item_id == dispute.item_id), None)
+            current = ItemOutcome(item.final_outcome or item.auto_outcome) if item else None
             now = self.now()
             self._changes(
                 s,
@@ -201,53 +242,62 @@ class Disputes(CallAccess):
                 "resolve",
             )
             dispute.resolved_at = now
-            item = next((i for i in call.items if i.item_id == dispute.item_id), None)
-            current = ItemOutcome(item.final_outcome or item.auto_outcome) if item else None
             dispute.outcome_after = current.value if current else None
             if decision is DisputeStatus.OVERTURNED:
                 if item is None or current is None:
                     raise QAError(
                         f"item {dispute.item_id!r} is no longer on call "
-                        f"{dispute.call_id!r}; it cannot be overturned"
+                        f"{dispute.call_id!r}; it cannot be re-scored"
                     )
-                new = ItemOutcome(outcome) if outcome is not None else _flip(current)
-                if new is current:
-                    raise QAError(f"overturning must change the outcome (it is {current.value})")
-                for name, value in (
-                    ("final_outcome", new.value),
-                    ("final_points", default_points(new, item.points_possible)),
-                ):
-                    old = getattr(item, name)
-                    self._audit(
-                        s,
-                        lead.username,
-                        "call",
-                        call.call_id,
-                        "dispute_overturned",
-                        f"items.{item.item_id}.{name}",
-                        old,
-                        value,
-                    )
-                    setattr(item, name, value)
-                computed = final_outcome(call)
-                self._changes(
-                    s,
-                    lead.username,
-                    "call",
-                    call.call_id,
-                    call,
-                    {
-                        "final_total": computed.total,
-                        "final_passed": computed.passed,
-                        "final_auto_fail": computed.auto_fail,
-                        "final_by": lead.username,
-                    },
-                    "dispute_overturned",
-                )
+                self._rescore_item(s, lead.username, call, item, outcome, points, keep_total)
+                dispute.outcome_after = item.final_outcome
                 call.final_at = now
-                dispute.outcome_after = new.value
             s.flush()
             return dispute_view(dispute, call.agent_id)
+
+    def _rescore_item(
+        self,
+        s: Session,
+        lead: str,
+        call: Call,
+        item: CallItem,
+        outcome: ItemOutcome | str | None,
+        points: float | None,
+        keep_total: bool | None,
+    ) -> None:
+        new = ItemOutcome(outcome) if outcome is not None else ItemOutcome.PASS
+        if new is ItemOutcome.FAIL and points is None:
+            raise QAError("re-scoring a failed item needs a new outcome or partial points")
+        new_points = default_points(new, item.points_possible) if points is None else points
+        if new is ItemOutcome.NA:
+            new_points = 0.0
+        if not 0.0 <= new_points <= item.points_possible:
+            raise QAError(f"points {new_points} outside 0..{item.points_possible}")
+        if call.final_by_hand and keep_total is None:
+            raise QAError(
+                f"the final total {call.final_total:.1f} of {call.call_id!r} was set by hand; "
+                "say whether to keep it or to take the card's total after this decision"
+            )
+        for name, value in (("final_outcome", new.value), ("final_points", new_points)):
+            old = getattr(item, name)
+            self._audit(
+                s,
+                lead,
+                "call",
+                call.call_id,
+                "dispute_overturned",
+                f"items.{item.item_id}.{name}",
+                old,
+                value,
+            )
+            setattr(item, name, value)
+        computed = final_outcome(call)
+        changes: dict[str, object] = {"final_auto_fail": computed.auto_fail, "final_by": lead}
+        if not (call.final_by_hand and keep_total):
+            changes.update(
+                final_total=computed.total, final_passed=computed.passed, final_by_hand=False
+            )
+        self._changes(s, lead, "call", call.call_id, call, changes, "dispute_overturned")
 
     @action(auth.AGENTS, "acknowledge scores", write=True)
     def acknowledge_score(self, tx: Tx, call_id: str) -> CallView:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    false,
     inspect,
     text,
     true,
@@ -134,10 +135,23 @@ class Call(Base):
     # ",auto_fail,below_pass," - the flag codes as text, so queues filter in SQL, not Python
     flag_codes: Mapped[str] = mapped_column(String(255), default=",")
     flag_reasons: Mapped[list[str]] = mapped_column(default=list)
+    # the analytics of qa.summary.CallSummary, so pages need no store read to show them
+    customer_sentiment_mean: Mapped[float | None] = mapped_column(Float)
+    customer_sentiment_end: Mapped[float | None] = mapped_column(Float)
+    agent_sentiment_mean: Mapped[float | None] = mapped_column(Float)
+    role_confidence: Mapped[float | None] = mapped_column(Float)
+    asr_confidence: Mapped[float | None] = mapped_column(Float)
+    longest_silence: Mapped[float | None] = mapped_column(Float)
+    hold_total: Mapped[float | None] = mapped_column(Float)
+    overtalk_total: Mapped[float | None] = mapped_column(Float)
+    processed_at: Mapped[datetime | None]
     final_total: Mapped[float | None] = mapped_column(Float)
     final_passed: Mapped[bool | None] = mapped_column(Boolean)
     final_auto_fail: Mapped[bool | None] = mapped_column(Boolean)  # over the final outcomes
     final_note: Mapped[str | None] = mapped_column(Text)
+    # the lead typed the total instead of taking the card's: a later dispute decision
+    # must not replace it without being told to
+    final_by_hand: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     final_by: Mapped[str | None] = mapped_column(String(64))
     final_at: Mapped[datetime | None]
     acknowledged_at: Mapped[datetime | None]
@@ -171,6 +185,7 @@ class CallItem(Base):
     auto_points: Mapped[float] = mapped_column(Float, default=0.0)
     final_outcome: Mapped[str | None] = mapped_column(String(8))
     final_points: Mapped[float | None] = mapped_column(Float)
+    final_comment: Mapped[str | None] = mapped_column(Text)  # the lead's feedback on the item
 
     call: Mapped[Call] = relationship(back_populates="items")
 

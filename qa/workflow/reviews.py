@@ -239,12 +239,9 @@ class Reviews(CallAccess):
         if role in auth.SEE_ALL_REVIEWS:
             return reviews
         if role is UserRole.AGENT:
-            return [
-                r
-                for r in reviews
-                if r.reviewer_id == user.id
-                or (r.status == ReviewStatus.SUBMITTED.value and not r.self_review)
-            ]
+            # graders' forms are calibration; what the agent gets is the lead's published
+            # decision (the call's final outcomes, comments and note), not each raw form
+            return [r for r in reviews if r.reviewer_id == user.id]
         if role is UserRole.INSPECTOR:
             own = [r for r in reviews if r.reviewer_id == user.id]
             if own and own[0].status == ReviewStatus.SUBMITTED.value:
@@ -262,7 +259,7 @@ class Reviews(CallAccess):
 
         Leads and managers: all. Inspectors: their own, and others' submitted reviews only
         once their own is submitted (blind calibration). Agents, on their own calls only:
-        inspectors' submitted reviews and their own self-review.
+        their own self-review; the published review is the call's final decision.
         """
         call = self._call(tx.s, tx.user, call_id)
         return [review_view(r) for r in self._visible_reviews(tx.s, tx.user, call)]

@@ -7,9 +7,11 @@ from typing import TYPE_CHECKING
 from qa.errors import StaleEditError
 from qa.schema import CallResult
 from qa.store import Keys, ObjectNotFoundError, Store
+from qa.summary import CallSummary
 from qa.workflow import auth
 from qa.workflow.access import CallAccess
 from qa.workflow.actions import Act, staged_action
+from qa.workflow.inputs import ReasonInput
 from qa.workflow.models import RoleOverride
 from qa.workflow.unit import NotFoundError
 from qa.workflow.views import CallView
@@ -36,6 +38,7 @@ class Roles(CallAccess):
         from qa.results import next_revision, publish_result
         from qa.scoring.rescore import swap_and_rescore
 
+        ReasonInput(reason=reason)
         with act.tx() as tx:
             call = self._call(tx.s, tx.user, call_id)
             based_on = call.pipeline_version
@@ -59,7 +62,7 @@ class Roles(CallAccess):
                 )
             new_key = publish_result(store, new)
             old_total = call.auto_total
-            self._sync(s, new.meta, new.score, new.pipeline_version, new.scorecard_version)
+            self._sync(s, CallSummary.from_result(new))
             row = s.get(RoleOverride, call_id)
             swapped = not (row and row.swapped)
             if row is None:

@@ -49,12 +49,14 @@ def agreement_rate(pairs: Iterable[tuple[object, object]]) -> float | None:
 
 
 def majority(outcomes: Iterable[ItemOutcome]) -> tuple[ItemOutcome | None, float | None]:
-    """The most common outcome and the share of raters giving it (ties: the first seen)."""
+    """The most common outcome and the share of raters giving it; a tie has no majority
+    (None), so a 1-1 split is never shown as a decision."""
     counts = Counter(outcomes)
     if not counts:
         return None, None
-    value, n = counts.most_common(1)[0]
-    return value, n / sum(counts.values())
+    (value, n), *rest = counts.most_common()
+    share = n / sum(counts.values())
+    return (None if rest and rest[0][1] == n else value), share
 
 
 def pass_rate(outcomes: Iterable[ItemOutcome | str]) -> tuple[float | None, int]:

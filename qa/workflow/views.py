@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 from enum import StrEnum
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa.schema import ItemOutcome
-from qa.scoring.outcome import Outcome, OutcomeItem, Scoring, ScoringMode, outcome
+from qa.scoring.outcome import Outcome, OutcomeItem, Scoring, outcome
+from qa.summary import CallSummary, SummaryItem
+from qa.workflow.inputs import LIMITS, Checked
 
 
 class View(BaseModel):
@@ -88,16 +91,10 @@ class CallFilter(View):
     limit: int | None = Field(default=None, ge=1)
 
 
-class CallItemView(View):
-    item_id: str
-    name: str
-    section: str = ""
-    critical: bool = False
-    points_possible: float = 0.0
-    auto_outcome: ItemOutcome
-    auto_points: float = 0.0
+class CallItemView(SummaryItem):
     final_outcome: ItemOutcome | None = None  # set by a lead or an overturned dispute
     final_points: float | None = None
+    final_comment: str | None = None  # the lead's feedback, published with the final score
 
     @property
     def outcome(self) -> ItemOutcome:
@@ -109,33 +106,15 @@ class CallItemView(View):
         return self.auto_points if self.final_points is None else self.final_points
 
 
-class CallView(View):
-    call_id: str
-    agent_id: str | None = None
-    team: str | None = None
-    queue: str | None = None
-    direction: str = "inbound"
-    language: str | None = None
-    started_at: datetime | None = None
-    duration: float | None = None
-    scorecard_id: str = ""
-    scorecard_version: str = ""
-    pipeline_version: str = ""
-    max_total: float = 100.0
-    pass_mark: float = 0.0
-    scoring_mode: ScoringMode = "deduction"
-    auto_fail_zeroes_total: bool = True
-    auto_total: float
-    auto_passed: bool
-    auto_fail: bool = False
-    auto_fail_reasons: list[str] = Field(default_factory=list)
-    flags: list[str] = Field(default_factory=list)  # FlagCode values
-    flag_reasons: list[str] = Field(default_factory=list)
-    items: list[CallItemView] = Field(default_factory=list)
+class CallView(CallSummary):
+    """A call as a page shows it: the machine's summary, then what people decided."""
+
+    items: list[CallItemView] = Field(default_factory=list)  # type: ignore[assignment]
     final_total: float | None = None
     final_passed: bool | None = None
     final_auto_fail: bool | None = None  # a critical item fails after the final outcomes
     final_note: str | None = None
+    final_by_hand: bool = False  # the lead typed the total instead of the card's arithmetic
     final_by: str | None = None
     final_at: datetime | None = None
     assigned_reviewers: list[str] = Field(default_factory=list)  # usernames
@@ -143,6 +122,16 @@ class CallView(View):
     acknowledged_at: datetime | None = None
     role_swapped: bool = False
     synced_at: datetime | None = None
+
+    def summary(self) -> CallSummary:
+        """The machine's part alone, as the pipeline summarised the call."""
+        return CallSummary(
+            **self.model_dump(include=set(CallSummary.model_fields) - {"items"}),
+            items=[
+                SummaryItem(**i.model_dump(include=set(SummaryItem.model_fields)))
+                for i in self.items
+            ],
+        )
 
     @property
     def total(self) -> float:
@@ -193,13 +182,18 @@ class CallView(View):
 # --------------------------------------------------------------------------- reviews
 
 
-class ReviewItemInput(View):
-    """One item of a review; points default to full marks on pass and zero otherwise."""
+class ReviewItemInput(Checked):
+    """One item of a review; points default to full marks on pass and zero otherwise.
 
-    item_id: str
+    A refused value (a comment past its limit) raises `InvalidInput`, a QAError, so the
+    page that builds one shows the message instead of a traceback."""
+
+    what: ClassVar[str] = "review item"
+
+    item_id: str = Field(max_length=LIMITS["item_id"])
     outcome: ItemOutcome
     points: float | None = None
-    comment: str = ""
+    comment: str = Field(default="", max_length=LIMITS["item_comment"])
 
 
 class ReviewItemView(View):
@@ -240,11 +234,14 @@ class CalibrationItem(View):
     final_outcome: ItemOutcome | None = None
     outcomes: dict[str, ItemOutcome] = Field(default_factory=dict)  # reviewer -> outcome
     points: dict[str, float] = Field(default_factory=dict)  # reviewer -> points
-    majority: ItemOutcome | None = None
-    agreement: float | None = None  # share of reviewers giving the majority outcome
+    majority: ItemOutcome | None = None  # None on a tie
+    tie: bool = False  # as many reviewers said one outcome as another
+    agreement: float | None = None  # share of reviewers giving the most common outcome
     all_agree: bool = False
     auto_agreement: float | None = None  # share of reviewers agreeing with the automatic outcome
     points_spread: float = 0.0  # max - min points among reviewers
+    comments: dict[str, str] = Field(default_factory=dict)  # reviewer -> comment on the item
+    final_comment: str | None = None  # the lead's published feedback on the item
 
 
 class CalibrationView(View):
@@ -257,6 +254,7 @@ class CalibrationView(View):
     score_spread: float = 0.0  # max - min review total
     items: list[CalibrationItem] = Field(default_factory=list)
     agreement: float | None = None  # mean item agreement
+    comments: dict[str, str] = Field(default_factory=dict)  # reviewer -> review comment
 
 
 class ReviewerAgreement(View):
@@ -270,6 +268,7 @@ class ReviewerAgreement(View):
 
 
 class ItemAgreement(View):
+    scorecard_id: str = ""
     item_id: str
     name: str
     alpha: float | None = None  # across reviewers, units = calls
@@ -315,6 +314,7 @@ class CoachingView(View):
     session_at: datetime  # the coaching date: the effect compares calls before and after it
     call_ids: list[str] = Field(default_factory=list)
     item_ids: list[str] = Field(default_factory=list)
+    item_names: dict[str, str] = Field(default_factory=dict)  # item id -> name on its card
     notes: str = ""
     due: date | None = None
     acknowledged_at: datetime | None = None
@@ -325,6 +325,7 @@ class CoachingView(View):
 
 class ItemEffect(View):
     item_id: str
+    name: str = ""
     before_rate: float | None = None
     after_rate: float | None = None
     before_n: int = 0
