@@ -365,6 +365,10 @@ def test_review_calibrate_dispute_and_trend(browser, server, demo, shots, budget
             ui.check("queue")
             assert "calls" in ui.text()
             ui.login(demo.users[key], f"review?call={CALL}")
+        else:  # blind: the first inspector's review stays hidden until this one is in
+            ui.expect_text(
+                re.compile("Other reviewers' scores appear after you submit yours"), "blindness"
+            )
         review(ui, decision)
         ui.close()
 

@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from qa.errors import AccessDenied, MetadataError, QAError
 from qa.workflow import (
     LIMITS,
+    CallFilter,
     InvalidInput,
     LoginPolicy,
     LoginThrottled,
@@ -192,6 +193,36 @@ def test_cli_unlocks_an_account(tmp_path, monkeypatch, database_url):
 
 
 # --------------------------------------------------------------------------- 2. lengths
+
+
+# --------------------------------------------------------------------------- blind review
+
+
+def test_inspectors_are_blind_to_the_lead_decision_until_their_own_review(wf, users):
+    lea, ivy, alice = users["lea"], users["ivy"], users["alice"]
+    ian = wf.add_user(users["admin"], "ian", PASSWORD, "inspector")
+    wf.set_final_score(
+        lea, "c1", [ReviewItemInput(item_id="greet", outcome="fail")], note="lead's reasons"
+    )
+    d = wf.open_dispute(alice, "c1", "empathy", "I apologised")
+    for seen in (wf.get_call(ivy, "c1"), wf.list_calls(ivy, CallFilter(team="red"))[0]):
+        assert (seen.final_total, seen.final_passed, seen.final_note, seen.final_by) == (
+            None,
+            None,
+            None,
+            None,
+        )
+        assert all(i.final_outcome is None and i.final_points is None for i in seen.items)
+        assert seen.total == seen.auto_total
+    assert wf.list_disputes(ivy) == []
+    wf.save_review(
+        ivy, "c1", [ReviewItemInput(item_id=i, outcome="pass") for i, _, _ in ITEMS], submit=True
+    )
+    after = wf.get_call(ivy, "c1")
+    assert after.final_note == "lead's reasons" and after.final_total is not None
+    assert [x.id for x in wf.list_disputes(ivy)] == [d.id]
+    assert wf.get_call(ian, "c1").final_total is None  # still blind: no review of his own
+    assert wf.get_call(lea, "c1").final_note == "lead's reasons"
 
 
 def too_long(limit: str) -> str:
