@@ -33,6 +33,7 @@ bench: setup
 	$(QA) bench index
 	$(QA) bench pipeline
 	$(PY) -m pytest -q -s tests/test_dashboard_apptest.py -k 100k_calls
+	QA_BENCH=1 $(PY) -m pytest -q -s tests/test_workspace_bench.py
 
 serve: setup
 	$(QA) serve

@@ -99,6 +99,7 @@ def synth(
         "lang",
         "duration",
         "turns",
+        "written to show",
         "violations",
         "status",
         title=f"synthetic calls in {out_dir}",
@@ -109,6 +110,7 @@ def synth(
             c.language,
             f"{c.duration:.1f} s",
             str(len(c.turns)),
+            c.expected.replace("_", "-"),
             ", ".join(c.violations) or "[green]clean[/]",
             "rendered" if status.get(c.call_id) else "up to date",
         )

@@ -101,6 +101,7 @@ class CallMeta(Record):
     # channel index -> role for stereo recordings; None means decide automatically
     channel_roles: dict[int, Role] | None = None
     source: str | None = None  # site / recorder the call came from
+    customer_id: str | None = None  # the caller, where the platform says (repeat callers)
     audio_key: str | None = None  # object-store key of the raw audio
     audio_sha256: str | None = None
     audio_format: str | None = None

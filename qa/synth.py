@@ -146,6 +146,10 @@ class PlantedPII(Record):
 Verdict = Literal["pass", "fail", "auto_fail"]
 
 
+def expected_verdict(expect: Verdict | None, violations: list[str]) -> Verdict:
+    return expect or ("fail" if violations else "pass")
+
+
 class SynthScript(Record):
     """One scripted call, as written in qa/synth_scripts/<call_id>.yaml."""
 
@@ -184,7 +188,7 @@ class SynthScript(Record):
     @property
     def expected(self) -> Verdict:
         """The result the call is written to get (stated, or read from its violations)."""
-        return self.expect or ("fail" if self.violations else "pass")
+        return expected_verdict(self.expect, self.violations)
 
     @model_validator(mode="after")
     def _check_turns(self) -> SynthScript:
@@ -338,6 +342,10 @@ class SynthCall(Record):
     duration: float
     files: dict[str, str] = Field(default_factory=dict)  # "stereo_8k" -> wav path
     script_hash: str = ""
+
+    @property
+    def expected(self) -> Verdict:
+        return expected_verdict(self.expect, self.violations)
 
     @classmethod
     def load(cls, path: Path) -> SynthCall:
