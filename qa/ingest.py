@@ -132,6 +132,16 @@ class _Row(BaseModel):
     named: bool = False  # the metadata gave a file name (else it matched by call id)
     fields: dict[str, Any] = Field(default_factory=dict)
     rejection: Rejection | None = None
+    meta: CallMeta | None = None  # mapped already (a vendor's record): used as it is
+
+
+class MappedCall(BaseModel):
+    """A recording whose CallMeta was built from a vendor's record (qa.ingest_vendors);
+    `row` is the record's number in its file, for the report."""
+
+    path: Path
+    meta: CallMeta
+    row: int | None = None
 
 
 ProgressFn = Callable[[int, int, str], None]
@@ -545,6 +555,26 @@ def ingest(
     return report
 
 
+def ingest_mapped(
+    store: Store,
+    calls: list[MappedCall],
+    settings: Settings,
+    report: IngestReport | None = None,
+    progress: ProgressFn | None = None,
+) -> IngestReport:
+    """Upload recordings whose metadata is already mapped, through the same checks and
+    guarantees as `ingest` (duplicates skipped, nothing overwritten, bad files reported)."""
+    report = report or IngestReport()
+    for i, call in enumerate(calls, 1):
+        if progress:
+            progress(i - 1, len(calls), call.path.name)
+        row = _Row(path=call.path, row=call.row, named=True, meta=call.meta)
+        _ingest_one(store, row, settings, report, load_audio)
+    if progress:
+        progress(len(calls), len(calls), "")
+    return report
+
+
 def _ingest_one(
     store: Store,
     row: _Row,
@@ -558,7 +588,7 @@ def _ingest_one(
     def reject(reason: str, column: str | None = None) -> None:
         report.rejected.append(Rejection(file=name, row=row.row, column=column, reason=reason))
 
-    call_id = str(row.fields.get("call_id") or path.stem)
+    call_id = row.meta.call_id if row.meta else str(row.fields.get("call_id") or path.stem)
     try:
         validate_call_id(call_id)
     except ValueError as exc:
@@ -570,7 +600,7 @@ def _ingest_one(
             )
         return
     try:
-        meta = _meta_from_fields(call_id, row.fields)
+        meta = row.meta or _meta_from_fields(call_id, row.fields)
     except _ColumnError as exc:
         reject(exc.reason, exc.column)
         return
