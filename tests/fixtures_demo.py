@@ -147,6 +147,7 @@ def build_demo(
 ) -> Demo:
     """Fill the store, the index and the workflow database named by `settings`."""
     from qa.index import Index
+    from qa.search import SearchIndex, default_root
     from qa.store import open_store
     from qa.summary import CallSummary
     from qa.workflow import open_workflow
@@ -191,4 +192,5 @@ def build_demo(
             )
             demo.agents[agent_id] = username
     Index(store).append([CallSummary.from_result(r) for r in rows])
+    SearchIndex(default_root(settings.home)).add(rows)  # as the pipeline's publisher does
     return demo

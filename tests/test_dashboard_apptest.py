@@ -616,3 +616,39 @@ def test_pages_render_with_100k_calls_in_the_index(tmp_path_factory, request):
         "rerun (median of 3):",
         {k: round(v, 3) for k, v in timings.items()},
     )
+
+
+# --------------------------------------------------------------------------- search
+
+PHRASE_CALL = "nw_no_disclosure_no_verification"  # "... include roaming in Europe?"
+
+
+def test_search_finds_the_moment_and_opens_the_call_there(demo):
+    at = login(demo.users["inspector"], "search")
+    at.text_input(key="s_text").input('"roaming in Europe"')
+    at.button(key="s_submit").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = texts(at)
+    assert ":orange-badge[roaming in Europe]" in shown
+    assert f"{PHRASE_CALL}-w1" in shown.replace("\\", "")  # both weeks' copies
+    buttons = [b for b in at.button if str(b.key).startswith("s_open:")]
+    assert len(buttons) == 2
+    at.button(key="s_open:1").click().run()  # the newest indexed last: week 0's call
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.query_params["call"] in ([PHRASE_CALL], PHRASE_CALL)
+    start = workspace(at)["start"]
+    assert start > 0
+    said = [u for u in workspace(at)["utterances"] if u["start"] == start]
+    assert "roaming in Europe" in said[0]["text"]
+
+    # an agent finds the phrase in their own calls only
+    owner = demo.agents[demo.calls[PHRASE_CALL]]
+    other = next(u for a, u in demo.agents.items() if a != demo.calls[PHRASE_CALL])
+    for username, hits in ((owner, 2), (other, 0)):
+        at = login(username, "search")
+        at.text_input(key="s_text").input("roaming Europe")
+        at.button(key="s_submit").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert len([b for b in at.button if str(b.key).startswith("s_open:")]) == hits
+        if not hits:
+            assert "Nothing found" in texts(at)

@@ -44,8 +44,13 @@ st.title("Call review")
 
 # ---------------------------------------------------------------- which call
 opened = st.session_state.pop("open_call", None)
+opened_at = st.session_state.pop("open_at", None)  # a search hit: the moment it was said
 if opened:
     st.query_params["call"] = opened
+    if opened_at is not None:
+        st.query_params["t"] = f"{float(opened_at):g}"
+    else:
+        st.query_params.pop("t", None)
 call_id = st.query_params.get("call")
 if not call_id:
     recent = data.guarded(wf.list_calls, user, CallFilter(limit=200))
@@ -68,6 +73,12 @@ try:
 except QAError:
     st.error(ui.NOT_PERMITTED)
     st.stop()
+try:  # `t` (seconds): where the player starts, e.g. a search hit
+    start_at = max(0.0, float(st.query_params.get("t") or 0.0))
+except ValueError:
+    start_at = 0.0
+if not start_at < 1e7:  # nan or absurd: from the start
+    start_at = 0.0
 
 result = data.load_result(call)
 meta_bits = [
@@ -201,6 +212,7 @@ def review_workspace() -> None:
         lost_speech=lost,
         note=" ".join(notes) or None,
         on_decide=take_decision,
+        start=start_at,
     )
     for line in notes:
         st.caption(line)

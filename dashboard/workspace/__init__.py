@@ -136,9 +136,11 @@ def review_workspace(
     lost_speech: list[Segment] | None,
     note: str | None,
     on_decide: Callable[[], None] | None,
+    start: float = 0.0,
 ) -> Any:
     """Player, transcript and scorecard on one screen; returns the component's result,
-    whose `decide` is {item_id, outcome} in the run a decision button or key started."""
+    whose `decide` is {item_id, outcome} in the run a decision button or key started.
+    `start` (seconds) puts the player there when the recording loads (a search hit)."""
     lost, lost_more = _lost(lost_speech)
     return _component(
         key=f"workspace:{call_id}",
@@ -157,6 +159,7 @@ def review_workspace(
             "lost": lost,
             "lost_more": lost_more,
             "note": note,
+            "start": float(start),
         },
         on_decide_change=on_decide or (lambda: None),
     )

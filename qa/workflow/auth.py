@@ -38,6 +38,9 @@ AGENTS = frozenset({UserRole.AGENT})
 REVIEW_WRITERS = REVIEWERS | AGENTS
 REVIEW_READERS = SEE_ALL_REVIEWS | {UserRole.INSPECTOR, UserRole.AGENT}
 CALIBRATORS = REVIEWERS | SEE_ALL_REVIEWS
+# transcript search (qa.search): everyone who opens calls on the review page; agents get
+# their own calls only
+SEARCHERS = REVIEW_READERS
 # every signed-in user; what each may see is then decided by the action itself
 EVERYONE = frozenset(UserRole)
 
