@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     max_audio_mb: float = Field(default=2048.0, gt=0)
     max_metadata_mb: float = Field(default=100.0, gt=0)
 
+    # ---- alerts (qa.alerts): the rule file (default: the bundled example, which sends
+    # nothing), tries per recipient and the first wait between them (doubling), and the
+    # dashboard address alerts link to (e.g. https://qa.example.com)
+    alert_rules: str | None = None
+    alert_attempts: int = Field(default=3, ge=1, le=10)
+    alert_backoff_seconds: float = Field(default=2.0, ge=0, le=300)
+    dashboard_url: str | None = None
+
     @classmethod
     def settings_customise_sources(
         cls,
