@@ -114,9 +114,10 @@ def test_repeat_callers_within_the_window():
 
 
 @pytest.fixture
-def world(tmp_path):
+def world(database_url):
+    """On SQLite and on Postgres (conftest's `database_url`)."""
     wf = Workflow(
-        f"sqlite:///{tmp_path / 'wf.db'}",
+        database_url,
         password_hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1),
     )
     users = {}
@@ -265,13 +266,19 @@ def test_trends_per_driver_per_week(world):
     assert first.repeat_rate == round(1 / 3, 4)  # b0, seen again in b3
     assert rows[("2026-11-23", "bill / charged")].calls == 1
     assert rows[("2026-11-16", "internet / broadband")].customer_sentiment == 0.5
-    # a new build replaces the unpinned drivers but keeps the pinned one and its calls
+    # a new build replaces the unpinned drivers but keeps the pinned one and its calls,
+    # and a name a lead gave passes to the new group holding the renamed driver's calls
+    wf.rename_driver(users[UserRole.LEAD], billing, "Billing")
     wf.pin_driver(users[UserRole.LEAD], outage)
     new_ids = wf.save_driver_build(
         build, openings, {o.call_id: (outage, 0.9) for o in openings[4:]}
     )
     current = {d.id for d in wf.list_drivers(users[UserRole.LEAD])}
     assert outage in current and billing not in current and len(new_ids) == 1
+    assert {d.name for d in wf.list_drivers(users[UserRole.LEAD])} == {
+        "Billing",
+        "internet / broadband",
+    }
 
 
 # --------------------------------------------------------------------------- page

@@ -8,7 +8,7 @@ driver (`save_driver_build`, `record_call_drivers`): those are not a person's ac
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
 
@@ -23,6 +23,7 @@ from qa.drivers import (
     Opening,
     PinnedCentroid,
     class_keywords,
+    driver_name,
     repeated_calls,
 )
 from qa.errors import QAError
@@ -131,7 +132,8 @@ class Drivers(UnitOfWork):
         """Replace the unpinned drivers with this build's groups and relabel its calls.
 
         A call close enough to a pinned driver (`pinned_hits`) keeps that label; a group
-        left with fewer than MIN_DRIVER_CALLS calls goes to "other". Returns the new ids.
+        left with fewer than MIN_DRIVER_CALLS calls goes to "other"; a name a lead gave a
+        replaced driver passes to the group holding most of its calls. Returns the new ids.
         """
         by_id = {o.call_id: o for o in openings}
         with self._tx(write=True) as s:
@@ -139,6 +141,7 @@ class Drivers(UnitOfWork):
                 s.scalar(select(Driver.build).order_by(Driver.build.desc()).limit(1)) or 0
             ) + 1
             old = list(s.scalars(select(Driver).where(Driver.active, ~Driver.pinned)))
+            names = self._carried_names(s, old, build, pinned_hits)
             for d in old:
                 d.active = False
             s.flush()
@@ -151,7 +154,7 @@ class Drivers(UnitOfWork):
                 if len(members) < MIN_DRIVER_CALLS:
                     continue
                 d = Driver(
-                    name=g.name[:NAME_MAX],
+                    name=names.get(g.key, g.name)[:NAME_MAX],
                     keywords=g.keywords,
                     examples=[c for c in g.examples if c in members][:EXAMPLES] or members[:1],
                     centroid=g.centroid,
@@ -177,6 +180,33 @@ class Drivers(UnitOfWork):
                 s, SYSTEM, "driver_build", number, "build", "drivers", len(old), len(new_ids)
             )
             return new_ids
+
+    @staticmethod
+    def _carried_names(
+        s: Session,
+        old: Sequence[Driver],
+        build: DriverBuild,
+        pinned_hits: dict[str, tuple[int, float]],
+    ) -> dict[int, str]:
+        """Names a lead gave replaced drivers, for the new group holding most of their calls,
+        so a rebuild does not undo a rename."""
+        renamed = {d.id: d.name for d in old if d.name != driver_name(d.keywords or [])}
+        if not renamed:
+            return {}
+        was = dict(
+            s.execute(
+                select(CallDriver.call_id, CallDriver.driver_id).where(
+                    CallDriver.driver_id.in_(list(renamed))
+                )
+            ).all()
+        )
+        best: dict[int, tuple[int, int]] = {}  # old driver -> (calls, group key)
+        for g in build.groups:
+            held = Counter(was[c] for c in g.call_ids if c in was and c not in pinned_hits)
+            for driver_id, n in held.items():
+                if n > best.get(driver_id, (0, -1))[0]:
+                    best[driver_id] = (n, g.key)
+        return {key: renamed[driver_id] for driver_id, (_, key) in best.items()}
 
     def pinned_drivers(self) -> list[PinnedCentroid]:
         """Centroids of the pinned drivers, for labelling new calls."""
