@@ -37,12 +37,34 @@ UNKNOWN_LOGIN = "unknown user or wrong password"  # the service's plain refusal
 NOTICE = "login_notice"
 PAGES_DIR = Path(__file__).resolve().parent / "views"
 
-# Which pages each role sees; the service still checks every call a page makes.
+# Which pages each role sees; the service still checks every call a page makes. Search is
+# for everyone who opens calls (agents find their own only); alerts: leads read their own
+# team's, managers every team's; drivers: leads edit them, managers read them.
 ROLE_PAGES: dict[str, list[str]] = {
-    "agent": ["my_calls", "review", "coaching"],
-    "inspector": ["queue", "review", "calibration", "coaching", "cases"],
-    "lead": ["queue", "review", "calibration", "disputes", "coaching", "trends", "cases"],
-    "manager": ["trends", "calibration", "coaching", "cases", "review"],
+    "agent": ["my_calls", "review", "coaching", "search"],
+    "inspector": ["queue", "review", "calibration", "coaching", "cases", "search"],
+    "lead": [
+        "queue",
+        "review",
+        "calibration",
+        "disputes",
+        "coaching",
+        "trends",
+        "cases",
+        "search",
+        "drivers",
+        "alerts",
+    ],
+    "manager": [
+        "trends",
+        "calibration",
+        "coaching",
+        "cases",
+        "review",
+        "search",
+        "drivers",
+        "alerts",
+    ],
     # admins manage accounts and read disputes and the audit trail; they neither review
     # nor assign, so the queue and review pages (which the service refuses them) are not theirs
     "admin": ["accounts", "disputes"],
@@ -57,6 +79,9 @@ PAGE_TITLES = {
     "trends": ("Trends", ":material/monitoring:"),
     "cases": ("Case library", ":material/menu_book:"),
     "accounts": ("Accounts", ":material/manage_accounts:"),
+    "search": ("Search", ":material/search:"),
+    "drivers": ("Drivers", ":material/category:"),
+    "alerts": ("Alerts", ":material/notifications:"),
 }
 
 

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from qa.alerts.cli import alerts_app
 from qa.config import get_settings
 from qa.errors import QAError
 
@@ -33,6 +34,7 @@ bench_app = typer.Typer(help="Speed and memory benchmarks.", no_args_is_help=Tru
 app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
+app.add_typer(alerts_app, name="alerts")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -822,6 +824,24 @@ def ingest_cmd(
         "direction, started_at, language, channels like "
         "'0=agent,1=customer', source)",
     ),
+    source: str = typer.Option(
+        "csv",
+        "--from",
+        help="how the recordings were delivered: csv (--meta), connect (Amazon Connect "
+        "recordings + contact records), genesys (bulk export with _metadata.json), twilio "
+        "(dual-channel recordings + Recording JSON); see docs/formats.md",
+    ),
+    agent_channel: int | None = typer.Option(
+        None,
+        "--agent-channel",
+        help="connect/genesys: the channel the agent is on (0 left, 1 right; default 1)",
+    ),
+    agent_leg: str | None = typer.Option(
+        None,
+        "--agent-leg",
+        help="twilio: the leg the agent is on (parent = channel 1, child = channel 2); "
+        "default by the call's direction",
+    ),
 ) -> None:
     """Upload recordings with validated metadata; duplicates are skipped, nothing is overwritten.
 
@@ -838,6 +858,14 @@ def ingest_cmd(
     from qa.ingest import ingest
     from qa.store import open_store
 
+    if source not in ("csv", "connect", "genesys", "twilio"):
+        raise QAError(f"--from {source!r}: expected csv, connect, genesys or twilio")
+    if source != "csv" and meta is not None:
+        raise QAError(f"--meta is for --from csv; {source} records are read from the paths")
+    if agent_leg not in (None, "parent", "child"):
+        raise QAError(f"--agent-leg {agent_leg!r}: expected parent or child")
+    if agent_channel not in (None, 0, 1):
+        raise QAError(f"--agent-channel {agent_channel}: expected 0 (left) or 1 (right)")
     if not paths and meta is None:
         raise QAError("give recordings, folders, or --meta with a 'file' column")
     settings = get_settings()
@@ -857,7 +885,13 @@ def ingest_cmd(
         def progress(done: int, total: int, name: str) -> None:
             bar.update(task, completed=done, total=total, name=name)
 
-        report = ingest(store, list(paths or []), meta, settings, progress=progress)
+        if source == "csv":
+            report = ingest(store, list(paths or []), meta, settings, progress=progress)
+        else:
+            from qa.ingest_vendors import VendorOptions, ingest_vendor
+
+            options = VendorOptions(agent_channel=agent_channel, agent_leg=agent_leg)
+            report = ingest_vendor(store, source, list(paths), settings, options, progress)
     table = Table("call", "file", "outcome", title=f"ingest into {store.url_root}")
     for c in report.ingested:
         table.add_row(
@@ -883,6 +917,43 @@ def ingest_cmd(
         raise typer.Exit(1)
 
 
+@app.command("export")
+def export_cmd(
+    fmt: str = typer.Option("json", "--format", help="json (one file per call) or csv"),
+    out: Path = typer.Option(Path("export"), "--out", help="folder to write into"),
+    since: str | None = typer.Option(None, "--since", help="calls started on or after (ISO)"),
+    call: list[str] = typer.Option(None, "--call", help="only these call ids (repeatable)"),
+) -> None:
+    """Write each call's newest result in the documented export format (docs/formats.md)."""
+    from datetime import datetime
+
+    from qa.export import ExportSelection, export_results
+    from qa.progress import progress_bar
+    from qa.store import open_store
+
+    if fmt not in ("json", "csv"):
+        raise QAError(f"--format {fmt!r}: expected json or csv")
+    try:
+        start = datetime.fromisoformat(since) if since else None
+    except ValueError:
+        raise QAError(f"--since {since!r} is not an ISO date (e.g. 2025-03-01)") from None
+    store = open_store(get_settings())
+    selection = ExportSelection(call_ids=list(call) if call else None, since=start)
+    with progress_bar("{task.fields[name]}", console=err_console, transient=True) as bar:
+        task = bar.add_task("export", total=None, name="")
+
+        def progress(done: int, total: int, name: str) -> None:
+            bar.update(task, completed=done, total=total, name=name)
+
+        report = export_results(store, out, fmt, selection, progress)  # type: ignore[arg-type]
+    for call_id, why in report.problems.items():
+        err_console.print(f"[yellow]{call_id}[/]: {why}")
+    what = f"{report.calls} calls" + (f", {report.items} items" if fmt == "csv" else "")
+    console.print(f"exported {what} to {out} ({fmt})")
+    if call and report.problems:
+        raise typer.Exit(1)
+
+
 def _open_index():
     from qa.index import Index
     from qa.store import open_store
@@ -892,7 +963,7 @@ def _open_index():
 
 @index_app.command("rebuild")
 def index_rebuild() -> None:
-    """Re-derive the index from every stored result (then drop the old parts)."""
+    """Re-derive the index and the transcript search from every stored result."""
     from rich.progress import Progress
 
     index = _open_index()
@@ -905,6 +976,68 @@ def index_rebuild() -> None:
     )
     for key, reason in report.skipped.items():
         err_console.print(f"[yellow]skipped[/] {key}: {reason}")
+    search = _open_search().rebuild(_open_index().store)
+    console.print(
+        f"transcript search: {search.utterances} utterances of {search.calls} calls "
+        f"from {search.results} results"
+    )
+
+
+def _open_search():
+    from qa.search import SearchIndex, default_root
+
+    return SearchIndex(default_root(get_settings().home))
+
+
+@app.command("search")
+def search(
+    text: str = typer.Argument(..., help='words and "quoted phrases", English or Chinese'),
+    agent: str | None = typer.Option(None, "--agent"),
+    team: str | None = typer.Option(None, "--team"),
+    queue: str | None = typer.Option(None, "--queue"),
+    since: str | None = typer.Option(None, "--since", help="ISO date, inclusive"),
+    until: str | None = typer.Option(None, "--until", help="ISO date, exclusive"),
+    min_score: float | None = typer.Option(None, "--min-score"),
+    max_score: float | None = typer.Option(None, "--max-score"),
+    flag: str | None = typer.Option(None, "--flag", help="e.g. auto_fail, below_pass"),
+    item_failed: str | None = typer.Option(None, "--item-failed", help="scorecard item id"),
+    role: str | None = typer.Option(None, "--role", help="who said it: agent | customer"),
+    limit: int = typer.Option(50, "--limit"),
+) -> None:
+    """Find the moments a word or phrase was said (every call: the operator's view)."""
+    from datetime import date
+
+    from rich.markup import escape
+
+    from qa.search import SearchQuery
+
+    try:
+        query = SearchQuery(
+            text=text,
+            agent_id=agent,
+            team=team,
+            queue=queue,
+            since=date.fromisoformat(since) if since else None,
+            until=date.fromisoformat(until) if until else None,
+            min_score=min_score,
+            max_score=max_score,
+            flag=flag,
+            item_failed=item_failed,
+            role=role,
+            limit=limit,
+        )
+    except ValueError as exc:
+        raise QAError(f"qa search: {exc}") from exc
+    result = _open_search().search(None, query)
+    table = Table("call", "time", "role", "agent", "said")
+    for hit in result.hits:
+        said = "".join(
+            f"[bold yellow]{escape(p.text)}[/]" if p.hit else escape(p.text) for p in hit.snippet
+        )
+        minutes, seconds = divmod(int(hit.start), 60)
+        table.add_row(hit.call_id, f"{minutes}:{seconds:02d}", hit.role, hit.agent_id or "-", said)
+    console.print(table)
+    console.print(f"{len(result.hits)}{'+' if result.more else ''} hit(s)")
 
 
 @index_app.command("compact")
@@ -987,6 +1120,23 @@ def bench_index(
     console.print(index.run(rows, repeat))
 
 
+@bench_app.command("search")
+def bench_search(
+    calls: int = typer.Option(100_000, "--calls", help="synthetic calls"),
+    utterances: int = typer.Option(50, "--utterances", help="utterances per call"),
+    repeat: int = typer.Option(5, "--repeat", help="timed runs of each search"),
+    zh_recall: bool = typer.Option(
+        False, "--zh-recall", help="also compare Chinese bigrams with jieba on ../shared/data"
+    ),
+) -> None:
+    """Transcript search: build rate, file size and query time on synthetic calls."""
+    from qa.bench import search
+
+    console.print(search.run(calls, utterances, repeat))
+    if zh_recall:
+        console.print(search.zh_recall(_shared_calls(None)))
+
+
 @bench_app.command("rescore")
 def bench_rescore(
     calls: int = typer.Option(10_000, "--calls", help="stored calls to build and score again"),
@@ -1007,6 +1157,82 @@ def bench_rescore(
     header, table = rescore.run(calls, budget_s=budget or None, keep=keep, console=err_console)
     console.print(header)
     console.print(table)
+
+
+# --------------------------------------------------------------------------- call drivers
+
+drivers_app = typer.Typer(help="Call drivers: why customers call.", no_args_is_help=True)
+app.add_typer(drivers_app, name="drivers")
+
+
+@drivers_app.command("build")
+def drivers_build(
+    method: str = typer.Option("agglomerative", help="agglomerative or hdbscan"),
+    distance: float = typer.Option(None, help="cosine distance that joins groups"),
+) -> None:
+    """Group the stored calls' openings into drivers (pinned drivers are kept) and label
+    every call."""
+    from qa.driver_jobs import build
+    from qa.drivers import CLUSTER_DISTANCE
+    from qa.store import open_store
+    from qa.workflow import open_workflow
+
+    settings = get_settings()
+    report = build(
+        settings,
+        open_workflow(settings),
+        open_store(settings),
+        method=method,  # type: ignore[arg-type]
+        distance=CLUSTER_DISTANCE if distance is None else distance,
+    )
+    console.print(
+        f"drivers: {report.calls} call(s), {len(report.drivers)} new driver(s), "
+        f"{report.pinned_hits} call(s) on pinned drivers, {report.other} other"
+    )
+    for key, reason in report.skipped.items():
+        err_console.print(f"[yellow]skipped {key}: {reason}[/]", highlight=False)
+
+
+@drivers_app.command("assign")
+def drivers_assign(
+    every: bool = typer.Option(
+        False, "--all", help="label every stored call again, with the pinned drivers only"
+    ),
+) -> None:
+    """Label stored calls without a driver with the nearest pinned driver (else "other")."""
+    from qa.driver_jobs import assign_stored
+    from qa.store import open_store
+    from qa.workflow import open_workflow
+
+    settings = get_settings()
+    n = assign_stored(settings, open_workflow(settings), open_store(settings), every=every)
+    console.print(f"drivers: {n} call(s) labelled" if n else "drivers: nothing to label")
+
+
+@drivers_app.command("list")
+def drivers_list() -> None:
+    """Current drivers with calls, pass rate, sentiment and repeat callers."""
+    from qa.workflow import open_workflow
+
+    for d in open_workflow(get_settings()).list_drivers(None):
+        console.print(
+            f"{d.id:>4} {'*' if d.pinned else ' '} {d.name}  calls={d.calls} "
+            f"pass={d.pass_rate} sentiment={d.customer_sentiment} repeat={d.repeat_rate}",
+            markup=False,
+            highlight=False,
+        )
+
+
+@eval_app.command("drivers")
+def eval_drivers(
+    data: Path | None = typer.Option(
+        None, help="folder with ABCD and STC-3 files (default: ../shared/data/text)"
+    ),
+) -> None:
+    """Agreement (ARI, NMI) of driver grouping with known call reasons, per method."""
+    from qa.evaluation import drivers
+
+    typer.echo(drivers.markdown(drivers.run(get_settings(), data)))
 
 
 def _register_plugins() -> None:

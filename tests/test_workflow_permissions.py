@@ -15,6 +15,7 @@ from qa.schema import CallMeta, CallScore, ItemOutcome, ItemResult
 from qa.store import LocalStore
 from qa.workflow import ReviewItemInput, UserRole, Workflow, auth
 from qa.workflow.actions import permission_of
+from qa.workflow.alerts import ALERT_READERS
 
 PASSWORD = "correct horse battery"
 ITEMS = [("greet", 40.0), ("close", 60.0)]
@@ -29,6 +30,14 @@ NOT_USER_ACTIONS = {
     "sync_summary": "the pipeline's upsert of a call's summary (what sync_call builds)",
     "role_override": "a flag the pipeline reads when it scores a call again",
     "now": "the service clock",
+    "claim_alert": "the alert sender claiming an alert so it goes out once",
+    "finish_alert": "the alert sender recording how a delivery went",
+    "record_label": "the alert rules noting a call's label for spike counts",
+    "label_counts": "the alert rules counting a label's calls per week",
+    "save_driver_build": "`qa drivers build` saving the groups it found, not a person's action",
+    "pinned_drivers": "the pipeline reading pinned centroids to label new calls",
+    "drivers_assigned": "the pipeline asking which calls already have a driver",
+    "record_call_drivers": "the pipeline's upsert of new calls' drivers",
 }
 
 # Who may do what, in the role sets of auth.py (EVERYONE: visibility decided per record).
@@ -68,6 +77,12 @@ EXPECTED: dict[str, frozenset[UserRole]] = {
     "audit_trail": auth.AUDITORS,
     "final_outcomes": auth.TRENDS,
     "auto_vs_human": auth.TRENDS,
+    "alert_log": ALERT_READERS,
+    "list_drivers": auth.TRENDS,
+    "driver_trends": auth.TRENDS,
+    "rename_driver": auth.LEADS,
+    "merge_drivers": auth.LEADS,
+    "pin_driver": auth.LEADS,
 }
 # the command line (actor None) owns the database and may manage accounts
 SYSTEM_ACTIONS = {
@@ -79,6 +94,7 @@ SYSTEM_ACTIONS = {
     "reset_password",
     "change_role",
     "unlock_user",
+    "list_drivers",  # `qa drivers list`
 }
 
 
@@ -203,6 +219,12 @@ def _calls(coaching: int, store: LocalStore, role: UserRole) -> list[tuple[str, 
         ("audit_trail", ()),
         ("final_outcomes", ()),
         ("auto_vs_human", ()),
+        ("alert_log", ()),
+        ("list_drivers", ()),
+        ("driver_trends", ()),
+        ("rename_driver", (missing, "Billing")),
+        ("merge_drivers", (missing, missing + 1)),
+        ("pin_driver", (missing,)),
     ]
 
 

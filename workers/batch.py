@@ -15,6 +15,7 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.markup import escape
 
+from qa.alerts.engine import AlertDispatcher
 from qa.config import Settings
 from qa.pipeline import PIPELINE_VERSION, Models, scorecard_tag
 from qa.playback import discard_originals, settle_original
@@ -36,7 +37,9 @@ class Publisher:
     """Writes what the runner produces: store first (the truth), then workflow and index."""
 
     def __init__(self, settings: Settings) -> None:
+        from qa.driver_jobs import DriverAssigner
         from qa.index import Index
+        from qa.search import SearchIndex, default_root
         from qa.workflow import open_workflow
 
         self.store = open_store(settings)
@@ -44,8 +47,17 @@ class Publisher:
         self.workflow = open_workflow(settings)
         self.index = Index(self.store)
         self.rows: list = []
+        # transcript search beside the index rows, written when they are flushed
+        self.search = SearchIndex(default_root(settings.home))
+        self.search_rows: list = []
+        # new calls take the nearest pinned driver, one encoder batch per flush
+        self.drivers = DriverAssigner(settings, self.workflow)
+        # alert rules run on a thread of their own: a slow or failing recipient never holds
+        # or fails the pipeline (qa.alerts.engine)
+        self.alerts = AlertDispatcher.from_settings(settings, self.workflow)
 
     def result(self, result: CallResult) -> bool:
+        from qa.search import SearchCall
         from qa.summary import CallSummary
 
         try:
@@ -54,7 +66,10 @@ class Publisher:
         except StoreUnavailableError:
             return False
         self.workflow.sync_result(result)
+        self.alerts.submit(result)
         self.rows.append(CallSummary.from_result(result))
+        self.search_rows.append(SearchCall.from_result(result))
+        self.drivers.add(result)
         if len(self.rows) >= INDEX_FLUSH_EVERY:
             self.flush()
         return True
@@ -69,9 +84,17 @@ class Publisher:
         return True
 
     def flush(self) -> None:
+        if self.search_rows:  # a local file: written even when the store is unreachable
+            self.search.add(self.search_rows)
+            self.search_rows = []
         if self.rows:
             self.index.append(self.rows)
             self.rows = []
+        self.drivers.flush()
+
+    def close(self) -> None:
+        """Let the queued alerts go out (bounded wait) before the process may end."""
+        self.alerts.close()
 
     def catch_up(self, scorecards: set[str]) -> int:
         """Index the results published while the index could not be written (a store outage
@@ -98,6 +121,14 @@ class Publisher:
         ]
         if rows:
             self.index.append(rows)
+        searched = self.search.call_ids()
+        missing_search = sorted(done - searched)
+        for start in range(0, len(missing_search), INDEX_FLUSH_EVERY):
+            self.search.add(
+                r
+                for c in missing_search[start : start + INDEX_FLUSH_EVERY]
+                if (r := latest_result(self.store, c))
+            )
         return len(rows)
 
 
@@ -177,6 +208,7 @@ def run_batch(
                 "the next run adds the rows[/]"
             )
     finally:
+        publisher.close()
         if own_runner:
             runner.shutdown()
     if summary.skipped:

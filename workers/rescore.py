@@ -297,5 +297,6 @@ def run_rescore(
             "[yellow]analytics index not updated (store unreachable); "
             "`qa index rebuild` adds the rows[/]"
         )
+    publisher.close()  # the alerts of the new results go out before the process ends
     summary.wall_seconds = time.perf_counter() - tally.t0
     return summary

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from qa.workflow.accounts import Accounts
+from qa.workflow.alerts import Alerts
 from qa.workflow.audit import Audit
 from qa.workflow.auto_human import AutoVsHuman
 from qa.workflow.calibration import Calibration
@@ -21,6 +22,7 @@ from qa.workflow.calls import Calls
 from qa.workflow.cases import Cases
 from qa.workflow.coaching import CoachingSessions
 from qa.workflow.disputes import Disputes
+from qa.workflow.drivers import Drivers
 from qa.workflow.originals import Originals
 from qa.workflow.roles import Roles
 from qa.workflow.throttle import LoginPolicy
@@ -40,6 +42,8 @@ class Workflow(
     Originals,
     Audit,
     AutoVsHuman,
+    Alerts,
+    Drivers,
 ):
     """Reviews, calibration, disputes, coaching, users and audit over one database URL."""
 
