@@ -351,3 +351,21 @@ def test_random_assignment_is_stable_for_unit_centroids():
     ]
     assert nearest_pinned(np.array([0.9, 0.1]), pinned)[0] == 1
     assert nearest_pinned(np.array([-1.0, -1.0]), pinned)[0] is None
+
+
+def test_the_alerts_spike_rule_counts_the_drivers_calls_have(world, tmp_path):
+    from qa.alerts.engine import Evaluator
+    from qa.alerts.rules import load_rules
+    from tests.test_alerts import result
+
+    wf, _ = world
+    build, openings = _hand_build()
+    wf.save_driver_build(build, openings, {})
+    assert wf.driver_name_of("b1") == "bill / charged" and wf.driver_name_of("nope") is None
+    rules = tmp_path / "spike.yaml"
+    rules.write_text("rules:\n  - {id: drv, type: driver_spike, min_calls: 1}\n")
+    evaluator = Evaluator(load_rules(rules), wf)
+    evaluator.evaluate(result("b1"))
+    assert "drv" not in evaluator.noted  # the label came from the workflow database
+    week = MONDAY.date() - timedelta(days=MONDAY.weekday())
+    assert wf.label_counts("driver", "bill / charged", [week]) == {week: 1}

@@ -38,6 +38,7 @@ NOT_USER_ACTIONS = {
     "pinned_drivers": "the pipeline reading pinned centroids to label new calls",
     "drivers_assigned": "the pipeline asking which calls already have a driver",
     "record_call_drivers": "the pipeline's upsert of new calls' drivers",
+    "driver_name_of": "the alerts engine reading a call's driver for the spike rule",
 }
 
 # Who may do what, in the role sets of auth.py (EVERYONE: visibility decided per record).
@@ -51,6 +52,7 @@ EXPECTED: dict[str, frozenset[UserRole]] = {
     "change_role": auth.USER_ADMINS,
     "unlock_user": auth.USER_ADMINS,
     "list_calls": auth.EVERYONE,
+    "count_calls": auth.EVERYONE,
     "get_call": auth.EVERYONE,
     "assign": auth.LEADS,
     "unassign": auth.LEADS,
@@ -193,6 +195,7 @@ def _calls(coaching: int, store: LocalStore, role: UserRole) -> list[tuple[str, 
         ("change_role", ("spare", "inspector")),
         ("unlock_user", ("spare",)),
         ("list_calls", ()),
+        ("count_calls", ()),
         ("get_call", ("c1",)),
         ("assign", ("c1", "ivy")),
         ("unassign", ("c1", "ivy")),

@@ -50,7 +50,7 @@ class Publisher:
         # transcript search beside the index rows, written when they are flushed
         self.search = SearchIndex(default_root(settings.home))
         self.search_rows: list = []
-        # new calls take the nearest pinned driver, one encoder batch per flush
+        # new calls take the nearest pinned driver as they are published
         self.drivers = DriverAssigner(settings, self.workflow)
         # alert rules run on a thread of their own: a slow or failing recipient never holds
         # or fails the pipeline (qa.alerts.engine)
@@ -66,10 +66,13 @@ class Publisher:
         except StoreUnavailableError:
             return False
         self.workflow.sync_result(result)
+        # the call's driver first (one opening to embed, nothing when no driver is pinned),
+        # so the alerts' driver-spike rule counts it
+        self.drivers.add(result)
+        self.drivers.flush()
         self.alerts.submit(result)
         self.rows.append(CallSummary.from_result(result))
         self.search_rows.append(SearchCall.from_result(result))
-        self.drivers.add(result)
         if len(self.rows) >= INDEX_FLUSH_EVERY:
             self.flush()
         return True
@@ -90,7 +93,6 @@ class Publisher:
         if self.rows:
             self.index.append(self.rows)
             self.rows = []
-        self.drivers.flush()
 
     def close(self) -> None:
         """Let the queued alerts go out (bounded wait) before the process may end."""

@@ -61,32 +61,34 @@ filters = CallFilter(
     limit=PAGE_LIMIT,
 )
 # what a reviewer can act on: assigned to them, else the flagged calls nobody has
-assigned = data.guarded(wf.list_calls, user, filters.model_copy(update={"assigned_to_me": True}))
-pool_filter = filters.model_copy(update={"flagged": True if flag is None else None, "limit": None})
-pool = [cv for cv in data.guarded(wf.list_calls, user, pool_filter) if not cv.assigned_reviewers]
-everything = data.guarded(wf.list_calls, user, filters)
-scopes = {"mine": assigned, "pool": pool[:PAGE_LIMIT], "all": everything}
+# (counted in SQL; only the scope shown is loaded, at most PAGE_LIMIT calls)
+scope_filters = {
+    "mine": filters.model_copy(update={"assigned_to_me": True}),
+    "pool": filters.model_copy(
+        update={"flagged": True if flag is None else None, "unassigned": True}
+    ),
+    "all": filters,
+}
+counts = {k: data.guarded(wf.count_calls, user, f) for k, f in scope_filters.items()}
 labels = {
-    "mine": f"Assigned to me ({len(assigned)})",
-    "pool": f"Unassigned flagged ({len(pool)})",
-    "all": f"All matching the filters ({len(everything)}"
-    + ("+" if len(everything) >= PAGE_LIMIT else "")
-    + ")",
+    "mine": f"Assigned to me ({counts['mine']})",
+    "pool": f"Unassigned flagged ({counts['pool']})",
+    "all": f"All matching the filters ({counts['all']})",
 }
 if "q_scope" not in st.session_state:  # first visit: what this person can act on
     inspector = role == "inspector"
-    st.session_state["q_scope"] = ("mine" if assigned else "pool") if inspector else "all"
+    st.session_state["q_scope"] = ("mine" if counts["mine"] else "pool") if inspector else "all"
 scope = st.radio(
-    "Show", list(scopes), index=None, key="q_scope", horizontal=True, format_func=labels.get
+    "Show", list(labels), index=None, key="q_scope", horizontal=True, format_func=labels.get
 )
-if not assigned and scope == "mine":
+if not counts["mine"] and scope == "mine":
     st.info(
         "Nothing is assigned to you. Leads assign calls on this page; meanwhile the "
-        f"flagged calls nobody is assigned to ({len(pool)}) are yours to take."
+        f"flagged calls nobody is assigned to ({counts['pool']}) are yours to take."
     )
-elif not assigned and scope == "pool" and role == "inspector":
+elif not counts["mine"] and scope == "pool" and role == "inspector":
     st.info("Nothing is assigned to you, so these are the flagged calls nobody is assigned to.")
-calls = scopes[scope or "all"]
+calls = data.guarded(wf.list_calls, user, scope_filters[scope or "all"])
 
 rows = [
     {

@@ -212,6 +212,9 @@ class Evaluator:
 
     def _spike(self, rule: DriverSpikeRule, result: CallResult) -> tuple[str, str] | None:
         label = label_of(result, rule.field)
+        lookup = getattr(self.history, "driver_name_of", None)
+        if label is None and rule.field == "driver" and lookup is not None:
+            label = lookup(result.meta.call_id)  # call drivers live in the workflow database
         if label is None:
             if rule.id not in self.noted:  # once per run, not once per call
                 self.noted.add(rule.id)

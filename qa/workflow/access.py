@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from qa.errors import AccessDenied, QAError
@@ -280,7 +280,19 @@ class CallAccess(UnitOfWork):
 
     def _query_calls(self, s: Session, user: User, filters: CallFilter | None) -> list[Call]:
         f = filters or CallFilter()
-        query = select(Call).options(selectinload(Call.items))
+        query = self._filtered(select(Call).options(selectinload(Call.items)), user, f)
+        query = query.order_by(Call.started_at.desc().nulls_last(), Call.call_id)
+        if f.limit is not None:
+            query = query.limit(f.limit)
+        return list(s.scalars(query))
+
+    def _count_calls(self, s: Session, user: User, filters: CallFilter | None) -> int:
+        """How many calls match, counted in SQL (a queue's count needs no rows)."""
+        query = self._filtered(select(Call.call_id), user, filters or CallFilter())
+        return int(s.scalar(select(func.count()).select_from(query.subquery())) or 0)
+
+    @staticmethod
+    def _filtered(query: Select, user: User, f: CallFilter) -> Select:
         if role_of(user) not in auth.SEE_ALL_CALLS:
             if role_of(user) is not UserRole.AGENT or not user.agent_id:
                 raise AccessDenied(f"{user.username} ({user.role}) may not list calls")
@@ -331,9 +343,9 @@ class CallAccess(UnitOfWork):
             )
         if f.flag is not None:
             query = query.where(Call.flag_codes.contains(f",{f.flag},", autoescape=True))
+        if f.unassigned is not None:
+            anyone = select(Assignment.id).where(Assignment.call_id == Call.call_id).exists()
+            query = query.where(~anyone if f.unassigned else anyone)
         if f.flagged is not None:
             query = query.where((Call.flag_codes != ",") if f.flagged else (Call.flag_codes == ","))
-        query = query.order_by(Call.started_at.desc().nulls_last(), Call.call_id)
-        if f.limit is not None:
-            query = query.limit(f.limit)
-        return list(s.scalars(query))
+        return query

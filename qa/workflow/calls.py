@@ -53,6 +53,11 @@ class Calls(CallAccess):
         """Calls the actor may see (an agent: only their own), newest first."""
         return self._call_views(tx.s, self._query_calls(tx.s, tx.user, filters), tx.user)
 
+    @action(EVERYONE, "list calls")
+    def count_calls(self, tx: Tx, filters: CallFilter | None = None) -> int:
+        """How many calls `list_calls` would give without its limit, counted in SQL."""
+        return self._count_calls(tx.s, tx.user, filters)
+
     @action(EVERYONE, "read calls")
     def get_call(self, tx: Tx, call_id: str) -> CallView:
         """One call; an agent asking for another agent's call is refused."""

@@ -224,6 +224,16 @@ class Drivers(UnitOfWork):
                 query = query.where(CallDriver.call_id.in_(list(call_ids)))
             return set(s.scalars(query))
 
+    def driver_name_of(self, call_id: str) -> str | None:
+        """The name of the call's driver, for the alerts' spike rule (None: no driver yet,
+        or "other")."""
+        with self._tx() as s:
+            return s.scalar(
+                select(Driver.name)
+                .join(CallDriver, CallDriver.driver_id == Driver.id)
+                .where(CallDriver.call_id == call_id)
+            )
+
     def record_call_drivers(self, rows: Sequence[CallDriverRow]) -> None:
         """Upsert the drivers the pipeline gave new calls."""
         with self._tx(write=True) as s:

@@ -87,6 +87,7 @@ class CallFilter(View):
     reviewed: bool | None = None  # has a submitted review by an inspector or lead
     finalised: bool | None = None  # a lead's final score or an overturned item changed it
     assigned_to_me: bool = False
+    unassigned: bool | None = None  # True: nobody is assigned to review it
     scorecard_id: str | None = None
     limit: int | None = Field(default=None, ge=1)
 
