@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -332,3 +333,21 @@ def csv_download(df: pd.DataFrame, name: str, key: str) -> None:
         mime="text/csv",
         key=key,
     )
+
+
+def weekly_chart(
+    weekly: pd.DataFrame, col: str, title: str, colour: str, colour_title: str, tooltip: list[str]
+) -> None:
+    """A line per `colour` group over the weeks, of one column."""
+    chart = (
+        alt.Chart(weekly.dropna(subset=[col]))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("week:T", title="week"),
+            y=alt.Y(f"{col}:Q", title=title),
+            color=alt.Color(f"{colour}:N", title=colour_title),
+            tooltip=tooltip,
+        )
+        .properties(height=280)
+    )
+    st.altair_chart(chart, width="stretch")

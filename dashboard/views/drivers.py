@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-import altair as alt
 import pandas as pd
 import streamlit as st
 
@@ -180,18 +179,8 @@ if not weekly.empty and weekly["week"].notna().any():
         (tabs[3], "repeat_rate", "Repeat callers"),
     ]:
         with tab:
-            chart = (
-                alt.Chart(weekly.dropna(subset=[col]))
-                .mark_line(point=True)
-                .encode(
-                    x=alt.X("week:T", title="week"),
-                    y=alt.Y(f"{col}:Q", title=title),
-                    color=alt.Color("driver:N", title="driver"),
-                    tooltip=["week:T", "driver:N", "calls:Q", f"{col}:Q"],
-                )
-                .properties(height=280)
-            )
-            st.altair_chart(chart, width="stretch")
+            tooltip = ["week:T", "driver:N", "calls:Q", f"{col}:Q"]
+            ui.weekly_chart(weekly, col, title, "driver", "driver", tooltip)
     shown = weekly.copy()
     shown["week"] = shown["week"].dt.date
     st.dataframe(shown, hide_index=True, width="stretch", key="dr_weekly")

@@ -101,18 +101,7 @@ for tab, col, title in [
     (tabs[3], "customer_sentiment", "Customer sentiment"),
 ]:
     with tab:
-        chart = (
-            alt.Chart(weekly.dropna(subset=[col]))
-            .mark_line(point=True)
-            .encode(
-                x=alt.X("week:T", title="week"),
-                y=alt.Y(f"{col}:Q", title=title),
-                color=alt.Color("group:N", title=by),
-                tooltip=list(weekly.columns),
-            )
-            .properties(height=300)
-        )
-        st.altair_chart(chart, width="stretch")
+        ui.weekly_chart(weekly, col, title, "group", by, list(weekly.columns))
 
 table = weekly.copy()
 table["week"] = table["week"].dt.date

@@ -42,18 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from qa.errors import QAError
-from qa.rules.format import (
-    MAX_BYTES,
-    MAX_DEPTH,
-    MAX_PROBLEMS,
-    Problem,
-    _expansion_problem,
-    _LineLoader,
-)
+from qa.rules.format import MAX_BYTES, MAX_PROBLEMS, Problem, line_of, parse_mapping
 
 PACKAGE_RULES = Path(__file__).resolve().parent / "default.yaml"
 ID_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -230,28 +222,6 @@ def apprise_asset() -> Any:
     return apprise.AppriseAsset(plugin_paths=[], storage_mode="memory")
 
 
-def _line_of(root: yaml.Node, loc: tuple) -> int:
-    """The line of the YAML node a pydantic location names; a missing key: its parent's."""
-    node = root
-    line = node.start_mark.line + 1
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value_node in node.value:
-                if key_node.value == str(part):
-                    line, node = key_node.start_mark.line + 1, value_node
-                    break
-            else:
-                return line
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if part >= len(node.value):
-                return line
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return line
-    return line
-
-
 def _reason(loc: tuple, error: dict) -> str:
     msg = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
@@ -266,39 +236,12 @@ def check_text(text: str, source: str = "<alert rules>") -> tuple[AlertRules | N
     def problem(line: int | None, reason: str) -> Problem:
         return Problem(source, line, reason)
 
-    loader: _LineLoader | None = None
-    try:
-        loader = _LineLoader(text)
-        root = loader.get_single_node()
-        if root is None:
-            return None, [problem(1, "the file is empty; alert rules are a mapping with `rules`")]
-        if too_big := _expansion_problem(root):
-            return None, [problem(*too_big)]
-        data = loader.construct_document(root)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        return None, [
-            problem(
-                mark.line + 1 if mark else None,
-                f"not valid YAML: {exc.problem or exc.context or exc}",
-            )
-        ]
-    except yaml.YAMLError as exc:
-        return None, [problem(None, f"not valid YAML: {exc}")]
-    except RecursionError:
-        return None, [problem(None, f"values nested deeper than {MAX_DEPTH} levels")]
-    finally:
-        if loader is not None:
-            loader.dispose()
-    problems = [problem(line, reason) for line, reason in loader.duplicates]
-    if not isinstance(data, dict):
-        return None, [
-            *problems,
-            problem(root.start_mark.line + 1, "alert rules are a mapping with `rules`"),
-        ]
+    root, data, problems = parse_mapping(text, source, "alert rules are a mapping with `rules`")
+    if root is None:
+        return None, problems
 
     def add(loc: tuple, reason: str) -> None:
-        problems.append(problem(_line_of(root, loc), reason))
+        problems.append(problem(line_of(root, loc), reason))
 
     head = None
     try:

@@ -158,6 +158,19 @@ def field_rejection(
     )
 
 
+def one_recording(matches: list[Path], file: Path, column: str, name: str) -> Rejection | None:
+    """A record must name exactly one of the recordings given, else it is refused."""
+    if len(matches) == 1:
+        return None
+    return Rejection(
+        file=str(file),
+        column=column,
+        reason=f"recording {name} is not among the files given"
+        if not matches
+        else f"{len(matches)} recordings named {name}",
+    )
+
+
 def unique_call_ids(groups: dict[str, list[str]]) -> dict[tuple[str, str], str]:
     """Call ids for recordings grouped by conversation: the conversation's id when it has one
     recording here, else `<conversation>.<recording>` for each (a transfer gives several)."""

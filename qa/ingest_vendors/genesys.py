@@ -29,6 +29,7 @@ from qa.ingest_vendors import (
     collect,
     field_rejection,
     lower,
+    one_recording,
     read_json_values,
     two_party_roles,
     unique_call_ids,
@@ -147,17 +148,8 @@ def plan(paths: list[Path], options: VendorOptions) -> VendorPlan:
         if record.media_type and record.media_type.lower() != "call":
             out.ignored.append(f"{file}: a {record.media_type} recording, not a call")
             continue
-        if len(matches) != 1:
-            base = file.name[: -len(SUFFIX)]
-            out.rejected.append(
-                Rejection(
-                    file=str(file),
-                    column="recordingId",
-                    reason=f"recording {base} is not among the files given"
-                    if not matches
-                    else f"{len(matches)} recordings named {base} beside it",
-                )
-            )
+        if refused := one_recording(matches, file, "recordingId", file.name[: -len(SUFFIX)]):
+            out.rejected.append(refused)
             continue
         found.append((record, file, matches[0]))
 

@@ -34,6 +34,7 @@ from qa.ingest_vendors import (
     collect,
     field_rejection,
     lower,
+    one_recording,
     read_json_values,
     two_party_roles,
     unique_call_ids,
@@ -161,16 +162,8 @@ def plan(paths: list[Path], options: VendorOptions) -> VendorPlan:
         except ValidationError as exc:
             out.rejected.append(field_rejection(exc, file, None))
             continue
-        if len(matches) != 1:
-            out.rejected.append(
-                Rejection(
-                    file=str(file),
-                    column="sid",
-                    reason=f"recording {record.sid} is not among the files given"
-                    if not matches
-                    else f"{len(matches)} recordings named {record.sid}",
-                )
-            )
+        if refused := one_recording(matches, file, "sid", record.sid):
+            out.rejected.append(refused)
             continue
         found.append((record, file, matches[0]))
 

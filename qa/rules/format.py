@@ -644,7 +644,7 @@ def _strip_tags(loc: tuple) -> tuple:
     return tuple(out)
 
 
-def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+def line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     """The line of the YAML node that a pydantic error location (or a check's path) names;
     a missing key reports its parent's line."""
     if root is None:
@@ -719,10 +719,12 @@ def _pydantic_reason(error: dict) -> str:
     return f"{where}: {msg}" if where else msg
 
 
-def check_text(text: str, source: str = "<scorecard>") -> tuple[Scorecard | None, list[Problem]]:
-    """The scorecard in `text` and every problem found, sorted by line; the card is None when
-    there is any. YAML syntax stops at its first error; everything after parsing (types,
-    unknown keys, ids, points) is listed in full, up to `MAX_PROBLEMS`."""
+def parse_mapping(
+    text: str, source: str, shape: str
+) -> tuple[yaml.Node | None, dict[str, Any], list[Problem]]:
+    """One YAML mapping with its line numbers kept, for files people write (scorecards,
+    alert rules): (root node, data, problems). A syntax error stops at the first and gives
+    no root; duplicate keys are listed. `shape` says what the mapping should be."""
 
     def problem(line: int | None, reason: str) -> Problem:
         return Problem(source, line, reason)
@@ -732,48 +734,64 @@ def check_text(text: str, source: str = "<scorecard>") -> tuple[Scorecard | None
         loader = _LineLoader(text)  # checks the characters first
         root = loader.get_single_node()
         if root is None:
-            return None, [
-                problem(
-                    1,
-                    "the file is empty; a scorecard is a mapping with id, "
-                    "version, name, sections...",
-                )
-            ]
+            return None, {}, [problem(1, f"the file is empty; {shape}")]
         if too_big := _expansion_problem(root):
-            return None, [problem(*too_big)]
+            return None, {}, [problem(*too_big)]
         data = loader.construct_document(root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        return None, [
-            problem(
-                mark.line + 1 if mark else None,
-                f"not valid YAML: {exc.problem or exc.context or exc}",
-            )
-        ]
+        return (
+            None,
+            {},
+            [
+                problem(
+                    mark.line + 1 if mark else None,
+                    f"not valid YAML: {exc.problem or exc.context or exc}",
+                )
+            ],
+        )
     except yaml.reader.ReaderError as exc:
-        return None, [
-            problem(
-                text.count("\n", 0, exc.position) + 1,
-                f"not valid YAML: character {chr(exc.character)!r} "
-                f"(U+{exc.character:04X}) is not allowed",
-            )
-        ]
+        return (
+            None,
+            {},
+            [
+                problem(
+                    text.count("\n", 0, exc.position) + 1,
+                    f"not valid YAML: character {chr(exc.character)!r} "
+                    f"(U+{exc.character:04X}) is not allowed",
+                )
+            ],
+        )
     except yaml.YAMLError as exc:
-        return None, [problem(None, f"not valid YAML: {exc}")]
+        return None, {}, [problem(None, f"not valid YAML: {exc}")]
     except RecursionError:
-        return None, [problem(_deep_line(text), f"values nested deeper than {MAX_DEPTH} levels")]
+        return (
+            None,
+            {},
+            [problem(_deep_line(text), f"values nested deeper than {MAX_DEPTH} levels")],
+        )
     finally:
         if loader is not None:
             loader.dispose()
     problems = [problem(line, reason) for line, reason in loader.duplicates]
     if not isinstance(data, dict):
-        return None, [
-            *problems,
-            problem(
-                root.start_mark.line + 1,
-                "a scorecard is a mapping with id, version, name, sections...",
-            ),
-        ]
+        return None, {}, [*problems, problem(root.start_mark.line + 1, shape)]
+    return root, data, problems
+
+
+def check_text(text: str, source: str = "<scorecard>") -> tuple[Scorecard | None, list[Problem]]:
+    """The scorecard in `text` and every problem found, sorted by line; the card is None when
+    there is any. YAML syntax stops at its first error; everything after parsing (types,
+    unknown keys, ids, points) is listed in full, up to `MAX_PROBLEMS`."""
+
+    def problem(line: int | None, reason: str) -> Problem:
+        return Problem(source, line, reason)
+
+    root, data, problems = parse_mapping(
+        text, source, "a scorecard is a mapping with id, version, name, sections..."
+    )
+    if root is None:
+        return None, problems
     card = None
     try:
         card = Scorecard.model_validate(
@@ -781,13 +799,13 @@ def check_text(text: str, source: str = "<scorecard>") -> tuple[Scorecard | None
         )
     except ValidationError as exc:
         problems += [
-            problem(_line_of(root, tuple(e["loc"])), _pydantic_reason(e)) for e in exc.errors()
+            problem(line_of(root, tuple(e["loc"])), _pydantic_reason(e)) for e in exc.errors()
         ]
     except RecursionError:
         problems.append(problem(None, "values nested too deeply"))
     if card is not None:
         problems += [
-            problem(_line_of(root, path), f"{_loc_text(path)}: {msg}")
+            problem(line_of(root, path), f"{_loc_text(path)}: {msg}")
             for path, msg in check_scorecard(card)
         ]
     if not problems:
