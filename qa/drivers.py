@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import Field
 
 from qa.schema import Record, Role, Transcript
+from qa.scoring.redact import SPOKEN_NUMBER_WORDS
 
 OPENING_SECONDS = 60.0
 OPENING_CHARS = 600  # what is kept of an opening for keywords and examples
@@ -129,36 +130,8 @@ _ZH_FILLER = frozenset(
 
 
 # numbers are read out in dates, postcodes and card numbers: what they say, not why
-_NUMBER_WORDS = frozenset(
+_NUMBER_WORDS = SPOKEN_NUMBER_WORDS | frozenset(
     [
-        "zero",
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-        "thirteen",
-        "fourteen",
-        "fifteen",
-        "sixteen",
-        "seventeen",
-        "eighteen",
-        "nineteen",
-        "twenty",
-        "thirty",
-        "forty",
-        "fifty",
-        "sixty",
-        "seventy",
-        "eighty",
-        "ninety",
         "hundred",
         "thousand",
         "first",

@@ -36,12 +36,11 @@ from qa.store import StoreUnavailableError, open_store
 from workers.actors import ScoreActor
 from workers.runner import (
     MAX_ATTEMPTS,
-    WAIT_SLICE,
-    RunStalledError,
     RunSummary,
     WorkerDiedError,
     _Pool,
     death_notice,
+    finished_refs,
     ray_init,
 )
 
@@ -152,28 +151,23 @@ def _run_on_ray(
 
     try:
         submit()
-        last_progress = time.monotonic()
-        while pending:
-            if stop is not None and stop.is_set():
-                left = len(queue) + len(pending)
-                summary.skipped += left
-                summary.interrupted = True
-                notice(f"stopped: {left} call(s) not finished are left for the next run")
-                return
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SLICE)
-            if not ready:
-                if stall_timeout is not None and time.monotonic() - last_progress > stall_timeout:
-                    waiting = ", ".join(sorted(t.call_id for _, t, _ in pending.values()))
-                    raise RunStalledError(
-                        f"no call finished for {stall_timeout:g} s; waiting for {waiting}"
-                    )
-                continue
-            last_progress = time.monotonic()
-            actor, target, attempts = pending.pop(ready[0])
+        for ref in finished_refs(
+            pending,
+            summary,
+            left=lambda: len(queue) + len(pending),
+            stop=stop,
+            stall_timeout=stall_timeout,
+            stalled=lambda: (
+                f"no call finished for {stall_timeout:g} s; waiting for "
+                + ", ".join(sorted(t.call_id for _, t, _ in pending.values()))
+            ),
+            notice=notice,
+        ):
+            actor, target, attempts = pending.pop(ref)
             if actor in pool.busy:
                 pool.busy[actor] -= 1
             try:
-                outcome = ray.get(ready[0])
+                outcome = ray.get(ref)
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
                 pool.replace(actor)
                 summary.worker_restarts += 1

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,37 @@ class WorkerDiedError(QAError):
 
 class RunStalledError(QAError):
     """No call finished within the stall timeout; names what the run was waiting for."""
+
+
+def finished_refs(
+    pending: dict[ray.ObjectRef, Any],
+    summary: RunSummary,
+    *,
+    left: Callable[[], int],
+    stop: threading.Event | None,
+    stall_timeout: float | None,
+    stalled: Callable[[], str],
+    notice: Callable[[str], None],
+) -> Iterator[ray.ObjectRef]:
+    """Each pending object as it finishes (the caller pops it). A stop request ends the
+    iteration with the `left()` calls counted as skipped; no object finishing for
+    `stall_timeout` raises RunStalledError saying `stalled()`. One loop for `qa run` and
+    `qa rescore`, so both stop and give up alike."""
+    last_progress = time.monotonic()
+    while pending:
+        if stop is not None and stop.is_set():
+            n = left()
+            summary.skipped += n
+            summary.interrupted = True
+            notice(f"stopped: {n} call(s) not finished are left for the next run")
+            return
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SLICE)
+        if not ready:
+            if stall_timeout is not None and time.monotonic() - last_progress > stall_timeout:
+                raise RunStalledError(stalled())
+            continue
+        last_progress = time.monotonic()
+        yield ready[0]
 
 
 class ClusterMismatchError(QAError):
@@ -426,28 +457,18 @@ class Runner:
         while self._notices:
             notice(self._notices.pop(0))
         submit_transcribe()
-        last_progress = time.monotonic()
-        while pending:
-            if stop is not None and stop.is_set():
-                left = len(queue) + len(pending)
-                summary.skipped += left
-                summary.interrupted = True
-                notice(f"stopped: {left} call(s) not finished are left for the next run")
-                break
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SLICE)
-            if not ready:
-                if stall_timeout is not None and time.monotonic() - last_progress > stall_timeout:
-                    waiting = ", ".join(
-                        sorted(f"{s} of {j.meta.call_id}" for s, _, j in pending.values())
-                    )
-                    raise RunStalledError(
-                        f"no stage of any call finished for "
-                        f"{stall_timeout:g} s; "
-                        f"waiting for {waiting}"
-                    )
-                continue
-            last_progress = time.monotonic()
-            ref = ready[0]
+        for ref in finished_refs(
+            pending,
+            summary,
+            left=lambda: len(queue) + len(pending),
+            stop=stop,
+            stall_timeout=stall_timeout,
+            stalled=lambda: (
+                f"no stage of any call finished for {stall_timeout:g} s; waiting for "
+                + ", ".join(sorted(f"{s} of {j.meta.call_id}" for s, _, j in pending.values()))
+            ),
+            notice=notice,
+        ):
             stage, actor, job = pending.pop(ref)
             pool = self.transcribe if stage == "transcribe" else self.score
             if actor in pool.busy:

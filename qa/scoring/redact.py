@@ -210,6 +210,8 @@ _TENS_WORDS = {
     "eighty": "8",
     "ninety": "9",
 }
+# every English word that says a number here (other modules treat them as not a topic)
+SPOKEN_NUMBER_WORDS = frozenset([*_DIGIT_WORDS, *_TEEN_WORDS, *_TENS_WORDS])
 _CN_DIGITS = {
     "零": "0",
     "〇": "0",
