@@ -314,6 +314,7 @@ def test_bundled_rules_send_nothing_and_log_only(wf, monkeypatch):
     assert {(d.hit.rule_id, d.status) for d in eng.process(call)} == {
         ("critical_fail", "logged"),
         ("escalation_words", "logged"),
+        ("recording_disclosure", "logged"),  # a 60 s call without the disclosure
     }
 
 

@@ -1,12 +1,17 @@
 """Evaluating alert rules on a published result and delivering what fires through apprise.
 
 Each rule looks at one `CallResult` (the spike rule also at the weekly counts of the call's
-label). What fires is claimed in the workflow database first, so a call processed again, a
-restarted pipeline or a second `qa alerts run` sends nothing twice; then each recipient is
-tried up to `attempts` times with a doubling wait, and the outcome is stored (sent,
-failed, or logged when nobody is configured to hear it). Delivery problems are logged and
-stored, never raised: the pipeline does not wait for alerts or fail because of them
-(`AlertDispatcher` runs them on a thread of their own).
+label); the rules about what is said and when are also checked while the call goes on
+(`qa.live.rules`), with the helpers here (`PhraseMatcher`, `sentiment_drop`,
+`silence_reason`), so a rule means the same live and after the call. What fires is
+claimed in the workflow database first, so a call processed again, a restarted pipeline
+or a second `qa alerts run` sends nothing twice; then each recipient is tried up to
+`attempts` times with a doubling wait, and the outcome is stored (sent, failed, or logged
+when nobody is configured to hear it). Delivery problems are logged and stored, never
+raised: the pipeline does not wait for alerts or fail because of them (`AlertDispatcher`
+runs them on a thread of their own). Live alerts are claimed under the
+same key (the call id), so an alert sent during the call is not sent again when the stored
+call is evaluated.
 """
 
 from __future__ import annotations
@@ -17,8 +22,7 @@ import queue
 import re
 import threading
 import time
-import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, timedelta
 from typing import Any, Protocol
 
@@ -32,13 +36,17 @@ from qa.alerts.rules import (
     CriticalFailRule,
     DriverSpikeRule,
     LowScoreRule,
+    MissingPhraseRule,
     NegativeEndingRule,
     PhraseRule,
+    SentimentDropRule,
+    SilenceRule,
     apprise_asset,
     expand,
     load_rules,
 )
 from qa.errors import QAError
+from qa.rules.text import is_cjk, normalize
 from qa.schema import CallResult, FlagCode, ItemOutcome, Role
 
 log = logging.getLogger("qa.alerts")
@@ -99,17 +107,84 @@ class MemoryHistory:
 # --------------------------------------------------------------------------- evaluation
 
 
-def _norm(text: str) -> str:
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD_CHAR = rf"[^\W{_HAN}]"  # a letter or digit that is not a Han character
 
 
-def phrase_pattern(phrase: str) -> re.Pattern[str]:
-    """Case- and spacing-insensitive; a phrase that starts with a word character starts at a
-    word boundary ("lawyer" in "my lawyers", not in "flawyer"); Han text needs none."""
-    words = [re.escape(w) for w in _norm(phrase).split()]
-    body = r"\s+".join(words)
-    start = r"(?<!\w)" if re.match(r"[^\W\u4e00-\u9fff]", words[0] if words else "") else ""
-    return re.compile(start + body)
+def phrase_pattern(phrase: str, cjk: bool = False) -> re.Pattern[str] | None:
+    """The phrase in the scorecard's normal form (`qa.rules.text.normalize`: case,
+    punctuation, apostrophes and Chinese script aside); one that starts with a letter or
+    digit starts a word ("lawyer" in "my lawyers", not in "flawyer"), also after Han
+    characters; Han text needs no boundary. None for a phrase with nothing to match."""
+    words = [re.escape(w) for w in normalize(phrase, cjk).split()]
+    if not words:
+        return None
+    start = rf"(?<!{_WORD_CHAR})" if re.match(_WORD_CHAR, words[0]) else ""
+    return re.compile(start + r"\s+".join(words))
+
+
+class PhraseMatcher:
+    """The phrases of one alert rule, compiled once per normal form (spaced or Chinese)."""
+
+    def __init__(self, phrases: Sequence[str]) -> None:
+        self.phrases = list(phrases)
+        self._patterns: dict[bool, list[tuple[str, re.Pattern[str]]]] = {}
+
+    def patterns(self, cjk: bool) -> list[tuple[str, re.Pattern[str]]]:
+        if cjk not in self._patterns:
+            compiled = [(p, phrase_pattern(p, cjk)) for p in self.phrases]
+            self._patterns[cjk] = [(p, c) for p, c in compiled if c is not None]
+        return self._patterns[cjk]
+
+    def search(self, text: str, cjk: bool) -> tuple[str, float] | None:
+        """The first listed phrase found in `text`, and where its match ends as a fraction
+        of the (normalised) text: with the utterance's times, about when it was said."""
+        norm = normalize(text, cjk)
+        for phrase, pattern in self.patterns(cjk):
+            found = pattern.search(norm)
+            if found:
+                return phrase, found.end() / max(len(norm), 1)
+        return None
+
+
+def said_reason(role: str, phrase: str, at: float) -> str:
+    return f"{role} said {phrase!r} at {at:.0f} s"
+
+
+def missing_reason(rule: MissingPhraseRule) -> str:
+    who = "nobody" if rule.speaker == "any" else f"the {rule.speaker}"
+    listed = ", ".join(repr(p) for p in rule.phrases)
+    return f"{who} said none of {listed} in the first {rule.within:g} s"
+
+
+def silence_reason(start: float, end: float) -> str:
+    return f"nobody spoke for {end - start:.0f} s from {start:.0f} s"
+
+
+def sentiment_drop(
+    scores: Sequence[float], rule: SentimentDropRule
+) -> tuple[int, float, float] | None:
+    """The first utterance (index into `scores`, one role's in call order) after which the
+    mean of the last `rule.last` is below `rule.below` and `rule.drop` under the mean
+    before them (0 while fewer than `rule.last` came before), with both means; or None."""
+    n = rule.last
+    sums = [0.0]
+    for value in scores:
+        sums.append(sums[-1] + value)
+    for k in range(n, len(scores) + 1):
+        mean = (sums[k] - sums[k - n]) / n
+        before = k - n
+        base = sums[before] / before if before >= n else 0.0
+        if mean < rule.below and base - mean >= rule.drop:
+            return k - 1, mean, base
+    return None
+
+
+def drop_reason(rule: SentimentDropRule, mean: float, base: float, at: float) -> str:
+    return (
+        f"customer sentiment {mean:+.2f} over their last {rule.last} utterances to {at:.0f} s, "
+        f"{base - mean:.2f} under {base:+.2f}"
+    )
 
 
 def label_of(result: CallResult, field: str) -> str | None:
@@ -142,10 +217,10 @@ class Evaluator:
     def __init__(self, rules: AlertRules, history: LabelHistory) -> None:
         self.rules = rules
         self.history = history
-        self.patterns = {
-            r.id: [(p, phrase_pattern(p)) for p in r.phrases]
+        self.matchers = {
+            r.id: PhraseMatcher(r.phrases)
             for r in rules.active
-            if isinstance(r, PhraseRule)
+            if isinstance(r, PhraseRule | MissingPhraseRule)
         }
         self.noted: set[str] = set()
 
@@ -196,19 +271,64 @@ class Evaluator:
             if rule.flag and flag is not None:
                 return call_id, f"negative ending: {flag.reason}"
         elif isinstance(rule, PhraseRule):
+            cjk = is_cjk(result.transcript.language)
             for u in result.transcript.utterances:
                 if rule.speaker != "any" and u.role.value != rule.speaker:
                     continue
-                text = _norm(u.text)
-                for phrase, pattern in self.patterns[rule.id]:
-                    if pattern.search(text):
-                        return call_id, f"{u.role.value} said {phrase!r} at {u.start:.0f} s"
+                if found := self.matchers[rule.id].search(u.text, cjk):
+                    return call_id, said_reason(u.role.value, found[0], u.start)
+        elif isinstance(rule, MissingPhraseRule):
+            return self._missing(rule, result)
+        elif isinstance(rule, SilenceRule):
+            return self._silence(rule, result)
+        elif isinstance(rule, SentimentDropRule):
+            return self._drop(rule, result)
         elif isinstance(rule, LowScoreRule):
             if score.total < rule.below:
                 return call_id, f"score {score.total:g} < {rule.below:g}"
         elif isinstance(rule, DriverSpikeRule):
             return self._spike(rule, result)
         return None
+
+    def _missing(self, rule: MissingPhraseRule, result: CallResult) -> tuple[str, str] | None:
+        transcript = result.transcript
+        if max(transcript.duration, result.meta.duration or 0.0) < rule.within:
+            return None  # the call ended before the deadline
+        cjk = is_cjk(transcript.language)
+        matcher = self.matchers[rule.id]
+        for u in transcript.utterances:
+            if u.start >= rule.within:
+                break
+            if rule.speaker in ("any", u.role.value) and matcher.search(u.text, cjk):
+                return None
+        return result.meta.call_id, missing_reason(rule)
+
+    def _silence(self, rule: SilenceRule, result: CallResult) -> tuple[str, str] | None:
+        metrics = result.score.metrics
+        if metrics is None:
+            self._note(rule.id, "results carry no call metrics", result.meta.call_id)
+            return None
+        spans = metrics.silences if rule.holds else metrics.dead_air
+        longest = max(spans, key=lambda s: s.duration, default=None)
+        if longest is None or longest.duration <= rule.over:
+            return None
+        return result.meta.call_id, silence_reason(longest.start, longest.end)
+
+    def _drop(self, rule: SentimentDropRule, result: CallResult) -> tuple[str, str] | None:
+        said = [u for u in result.transcript.utterances if u.role is Role.CUSTOMER]
+        if said and any(u.sentiment is None for u in said):
+            self._note(rule.id, "utterances carry no sentiment", result.meta.call_id)
+            return None
+        found = sentiment_drop([u.sentiment.score for u in said if u.sentiment], rule)
+        if found is None:
+            return None
+        k, mean, base = found
+        return result.meta.call_id, drop_reason(rule, mean, base, said[k].end)
+
+    def _note(self, rule_id: str, why: str, call_id: str) -> None:
+        if rule_id not in self.noted:  # once per run, not once per call
+            self.noted.add(rule_id)
+            log.info("alert rule %s skipped: %s (call %s)", rule_id, why, call_id)
 
     def _spike(self, rule: DriverSpikeRule, result: CallResult) -> tuple[str, str] | None:
         label = label_of(result, rule.field)
@@ -326,10 +446,15 @@ class AlertEngine:
 
     def process(self, result: CallResult) -> list[Delivery]:
         """Every alert `result` fires, each sent at most once ever."""
+        return self.deliver(self.evaluator.evaluate(result))
+
+    def deliver(self, hits: list[Hit]) -> list[Delivery]:
+        """Claim each hit once per (rule id, key), send it, record how it went; a hit
+        claimed before (live during the call, or an earlier evaluation) is skipped."""
         from qa.workflow.alerts import AlertClaim, AlertStatus
 
         out = []
-        for hit in self.evaluator.evaluate(result):
+        for hit in hits:
             masked = [mask_url(u) for u in hit.recipients]
             claim = AlertClaim(**hit.model_dump(exclude={"recipients"}), recipients=masked)
             alert_id = self.workflow.claim_alert(claim)

@@ -2,9 +2,11 @@
 
 A site writes its alert rules as YAML, like its scorecard, and a bad file is refused the
 same way: the file, the line and the reason, every problem at once (`qa alerts test`),
-never a traceback. Recipients are apprise URLs per team (`"*"`: every team); a URL may
-name environment variables (`${SLACK_HOOK}`) so secrets stay out of the file. A rule
-without recipients only writes to the alert log.
+never a traceback. Rules about what is said and when (phrase, missing_phrase, silence,
+sentiment_drop) are checked while a call goes on (`qa.live.rules`) and again on the stored
+result, so one file serves both; the rest need the scored call. Recipients are apprise
+URLs per team (`"*"`: every team); a URL may name environment variables (`${SLACK_HOOK}`)
+so secrets stay out of the file. A rule without recipients only writes to the alert log.
 
 ```yaml
 version: 1
@@ -18,9 +20,23 @@ rules:
     type: negative_ending        # customer sentiment at the end below `below`, or the flag
     below: -0.3
   - id: legal_threat
-    type: phrase                 # any phrase in the stored (redacted) transcript
-    phrases: ["cancel my contract", "lawyer", "投诉"]
+    type: phrase                 # any phrase said (live, and in the stored transcript)
+    phrases: ["cancel", "lawyer", "投诉"]
     speaker: customer            # agent | customer | any
+  - id: recording_disclosure
+    type: missing_phrase         # none of the phrases said in the first `within` seconds
+    phrases: ["this call may be recorded", "本次通话可能会被录音"]
+    speaker: agent
+    within: 30
+  - id: dead_air
+    type: silence                # nobody spoke for more than `over` seconds
+    over: 30
+    holds: false                 # silences of an announced hold do not count
+  - id: customer_souring
+    type: sentiment_drop         # the customer's last utterances turned negative
+    last: 3
+    below: -0.3
+    drop: 0.4
   - id: low_score
     type: low_score
     below: 50
@@ -112,12 +128,47 @@ class NegativeEndingRule(RuleBase):
 
 
 class PhraseRule(RuleBase):
-    """Words worth a lead's attention, matched case-insensitively on the stored (redacted)
-    transcript; a phrase starting with a letter or digit matches at a word start."""
+    """Words worth a lead's attention (a customer's "cancel", an agent's "calm down"),
+    matched in the scorecard's normal form (case, punctuation and Chinese script aside); a
+    phrase starting with a letter or digit matches at a word start ("cancel" in
+    "cancelled", not in "precancel")."""
 
     type: Literal["phrase"]
     phrases: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1)
     speaker: Literal["agent", "customer", "any"] = "any"
+
+
+class MissingPhraseRule(RuleBase):
+    """A phrase the `speaker` must say early (a recording disclosure): fires once the call
+    passes `within` seconds without an utterance starting before then that says one of
+    them (matched as `phrase` rules match)."""
+
+    type: Literal["missing_phrase"]
+    phrases: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(min_length=1)
+    speaker: Literal["agent", "customer", "any"] = "agent"
+    within: float = Field(default=30.0, gt=0)
+
+
+class SilenceRule(RuleBase):
+    """Nobody spoke for more than `over` seconds (between speech, as the call metrics
+    count silence). With `holds: false` a silence right after the agent announced a hold
+    does not count (dead air only)."""
+
+    type: Literal["silence"]
+    over: float = Field(gt=0)
+    holds: bool = True
+
+
+class SentimentDropRule(RuleBase):
+    """The customer is turning against the call: the mean sentiment of their `last`
+    utterances is below `below` and at least `drop` under the mean of their utterances
+    before (under 0 while there are fewer than `last` of those). Checked after every
+    customer utterance, so a dip that recovers by the end still counts."""
+
+    type: Literal["sentiment_drop"]
+    last: int = Field(default=3, ge=1, le=50)
+    below: float = Field(default=-0.3, ge=-1.0, le=1.0)
+    drop: float = Field(default=0.4, gt=0.0, le=2.0)
 
 
 class LowScoreRule(RuleBase):
@@ -146,14 +197,29 @@ class DriverSpikeRule(RuleBase):
         return value
 
 
-AlertRule = CriticalFailRule | NegativeEndingRule | PhraseRule | LowScoreRule | DriverSpikeRule
+AlertRule = (
+    CriticalFailRule
+    | NegativeEndingRule
+    | PhraseRule
+    | MissingPhraseRule
+    | SilenceRule
+    | SentimentDropRule
+    | LowScoreRule
+    | DriverSpikeRule
+)
 RULE_MODELS: dict[str, type[RuleBase]] = {
     "critical_fail": CriticalFailRule,
     "negative_ending": NegativeEndingRule,
     "phrase": PhraseRule,
+    "missing_phrase": MissingPhraseRule,
+    "silence": SilenceRule,
+    "sentiment_drop": SentimentDropRule,
     "low_score": LowScoreRule,
     "driver_spike": DriverSpikeRule,
 }
+
+# Rule types decided on what is said and when, so checked live as well as after the call.
+LIVE_TYPES = frozenset({"phrase", "missing_phrase", "silence", "sentiment_drop"})
 
 
 class _FileHead(Spec):
