@@ -54,6 +54,7 @@ ROLE_PAGES: dict[str, list[str]] = {
         "search",
         "drivers",
         "alerts",
+        "live",
     ],
     "manager": [
         "trends",
@@ -64,6 +65,7 @@ ROLE_PAGES: dict[str, list[str]] = {
         "search",
         "drivers",
         "alerts",
+        "live",
     ],
     # admins manage accounts and read disputes and the audit trail; they neither review
     # nor assign, so the queue and review pages (which the service refuses them) are not theirs
@@ -82,6 +84,7 @@ PAGE_TITLES = {
     "search": ("Search", ":material/search:"),
     "drivers": ("Drivers", ":material/category:"),
     "alerts": ("Alerts", ":material/notifications:"),
+    "live": ("Live", ":material/record_voice_over:"),
 }
 
 

@@ -16,6 +16,7 @@ from qa.store import LocalStore
 from qa.workflow import ReviewItemInput, UserRole, Workflow, auth
 from qa.workflow.actions import permission_of
 from qa.workflow.alerts import ALERT_READERS
+from qa.workflow.live import LIVE_READERS
 
 PASSWORD = "correct horse battery"
 ITEMS = [("greet", 40.0), ("close", 60.0)]
@@ -39,6 +40,10 @@ NOT_USER_ACTIONS = {
     "drivers_assigned": "the pipeline asking which calls already have a driver",
     "record_call_drivers": "the pipeline's upsert of new calls' drivers",
     "driver_name_of": "the alerts engine reading a call's driver for the spike rule",
+    "live_start": "the live server recording that a call's stream started",
+    "live_update": "the live server writing a call's growing transcript and events",
+    "live_end": "the live server recording how a call's stream ended",
+    "live_lost": "the live server closing its own calls that stopped sending",
 }
 
 # Who may do what, in the role sets of auth.py (EVERYONE: visibility decided per record).
@@ -85,6 +90,8 @@ EXPECTED: dict[str, frozenset[UserRole]] = {
     "rename_driver": auth.LEADS,
     "merge_drivers": auth.LEADS,
     "pin_driver": auth.LEADS,
+    "live_calls": LIVE_READERS,
+    "live_call": LIVE_READERS,
 }
 # the command line (actor None) owns the database and may manage accounts
 SYSTEM_ACTIONS = {
@@ -228,6 +235,8 @@ def _calls(coaching: int, store: LocalStore, role: UserRole) -> list[tuple[str, 
         ("rename_driver", (missing, "Billing")),
         ("merge_drivers", (missing, missing + 1)),
         ("pin_driver", (missing,)),
+        ("live_calls", ()),
+        ("live_call", ("no-such-live-call",)),
     ]
 
 

@@ -2,11 +2,12 @@
 
 `Workflow` is assembled from one class per domain (accounts, calls, reviews and
 calibration, disputes and final scores, coaching, cases, roles, original audio, audit,
-automatic vs human scores), which share one unit of work (`qa.workflow.unit`): engine,
-transactions, clock and audit writer. Each action declares once who may do it
-(`qa.workflow.actions`), and the user is re-read from the database on every call, so a
-page that forgets to hide a button still cannot leak or change anything, and a disabled
-account or a changed role takes effect at once, whatever view object a page still holds.
+automatic vs human scores, alerts, call drivers, calls in progress), which share one unit
+of work (`qa.workflow.unit`): engine, transactions, clock and audit writer. Each action
+declares once who may do it (`qa.workflow.actions`), and the user is re-read from the
+database on every call, so a page that forgets to hide a button still cannot leak or
+change anything, and a disabled account or a changed role takes effect at once, whatever
+view object a page still holds.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from qa.workflow.cases import Cases
 from qa.workflow.coaching import CoachingSessions
 from qa.workflow.disputes import Disputes
 from qa.workflow.drivers import Drivers
+from qa.workflow.live import Live
 from qa.workflow.originals import Originals
 from qa.workflow.roles import Roles
 from qa.workflow.throttle import LoginPolicy
@@ -44,6 +46,7 @@ class Workflow(
     AutoVsHuman,
     Alerts,
     Drivers,
+    Live,
 ):
     """Reviews, calibration, disputes, coaching, users and audit over one database URL."""
 
