@@ -17,6 +17,7 @@ from rich.table import Table
 from qa.alerts.cli import alerts_app
 from qa.config import get_settings
 from qa.errors import QAError
+from qa.live.cli import live_app
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -35,6 +36,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(live_app, name="live")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -128,6 +128,17 @@ class Settings(BaseSettings):
     alert_backoff_seconds: float = Field(default=2.0, ge=0, le=300)
     dashboard_url: str | None = None
 
+    # ---- live monitoring (qa.live): a token per source (platform account) that may
+    # stream calls, e.g. QA_LIVE_TOKENS='{"twilio-main": "<secret>"}'; where the endpoint
+    # listens; how many calls at once; decode threads (0: one per core); and StreamOptions
+    # (qa.live.stream) overrides, e.g. {"step_s": 0.8}
+    live_tokens: dict[str, str] = Field(default_factory=dict)
+    live_host: str = "127.0.0.1"
+    live_port: int = Field(default=8765, ge=0, le=65535)
+    live_max_calls: int = Field(default=8, ge=1)
+    live_decode_workers: int = Field(default=0, ge=0)
+    live_stream: dict[str, Any] = Field(default_factory=dict)
+
     @classmethod
     def settings_customise_sources(
         cls,

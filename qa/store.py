@@ -146,6 +146,7 @@ class Keys:
     ERRORS = "errors/"
     HASHES = "calls/_hashes/"
     INDEX = "index/calls/"
+    LIVE = "live/"
 
     @staticmethod
     def call_prefix(call_id: str) -> str:
@@ -176,6 +177,11 @@ class Keys:
     @staticmethod
     def meta(call_id: str) -> str:
         return f"calls/{_call(call_id)}/meta.json"
+
+    @staticmethod
+    def live(call_id: str) -> str:
+        """What the live monitor saw of a call (its transcript, alerts, word latency)."""
+        return f"{Keys.LIVE}{_call(call_id)}.json"
 
     @staticmethod
     def content_hash(sha256: str) -> str:

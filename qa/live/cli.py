@@ -1,0 +1,117 @@
+"""`qa live serve` and `qa live replay`: the live endpoint, and a platform's stream of a
+recorded call to it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from qa.config import get_settings
+from qa.errors import QAError
+
+live_app = typer.Typer(
+    help="Live monitoring: calls transcribed and checked while they happen.",
+    no_args_is_help=True,
+)
+console = Console()
+
+
+@live_app.command("serve")
+def live_serve(
+    host: str = typer.Option(None, help="address to listen on (default: QA_LIVE_HOST)"),
+    port: int = typer.Option(None, help="port (default: QA_LIVE_PORT, 8765)"),
+) -> None:
+    """Accept calls streamed over WebSocket (Twilio Media Streams at /twilio) until Ctrl-C.
+
+    Each source authenticates with its token from QA_LIVE_TOKENS; supervisors follow the
+    calls on the dashboard's Live page, and every finished call is stored for `qa run`.
+    """
+    import logging
+
+    from qa.live.server import run
+    from qa.store import open_store
+    from qa.workflow import open_workflow
+
+    settings = get_settings()
+    if not settings.live_tokens:
+        raise QAError(
+            "no live source tokens: set QA_LIVE_TOKENS, e.g. "
+            'QA_LIVE_TOKENS=\'{"twilio-main": "<a long random secret>"}\''
+        )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    host = host or settings.live_host
+    port = settings.live_port if port is None else port
+    console.print(
+        f"live endpoint: ws://{host}:{port}/twilio  (sources: {', '.join(settings.live_tokens)})"
+    )
+    run(settings, host, port, open_workflow(settings), open_store(settings))
+
+
+@live_app.command("replay")
+def live_replay(
+    file: Path = typer.Argument(..., help="a stereo recording, one channel per party"),
+    url: str = typer.Option(None, help="endpoint (default: ws://QA_LIVE_HOST:QA_LIVE_PORT/twilio)"),
+    speed: float = typer.Option(1.0, help="1: real time; 2: twice as fast; 0: no pacing"),
+    token: str = typer.Option(
+        None, help="the source's token (default: the first of QA_LIVE_TOKENS)"
+    ),
+    call_id: str = typer.Option(None, "--call-id", help="default: live-<file name>-<time>"),
+    agent_channel: int = typer.Option(0, "--agent-channel", help="the agent's channel: 0 or 1"),
+    agent: str = typer.Option(None, "--agent", help="agent id the platform would send"),
+    team: str = typer.Option(None, help="the agent's team"),
+    queue: str = typer.Option(None, help="the call's queue"),
+    language: str = typer.Option(None, help="language code, e.g. en or zh"),
+) -> None:
+    """Stream a recorded call to the live endpoint the way Twilio streams a call."""
+    import time
+
+    from qa.live.replay import replay
+    from qa.progress import progress_bar
+
+    settings = get_settings()
+    if speed < 0:
+        raise QAError(f"--speed {speed:g}: expected 0 or more")
+    if not file.is_file():
+        raise QAError("no such file", file=str(file))
+    token = token or next(iter(settings.live_tokens.values()), None)
+    if not token:
+        raise QAError("no token: pass --token or set QA_LIVE_TOKENS")
+    url = url or f"ws://{settings.live_host}:{settings.live_port}/twilio"
+    call_id = call_id or f"live-{file.stem}-{time.strftime('%Y%m%d%H%M%S')}"
+    params = {
+        k: v
+        for k, v in {"agent_id": agent, "team": team, "queue": queue, "language": language}.items()
+        if v
+    }
+    with progress_bar() as bar:
+        task = bar.add_task(f"replaying {file.name} (s of audio)", total=None)
+
+        def show(sent: float, total: float) -> None:
+            bar.update(task, completed=round(sent), total=round(total))
+
+        try:
+            report = asyncio.run(
+                replay(
+                    file,
+                    url,
+                    token=token,
+                    call_id=call_id,
+                    speed=speed,
+                    agent_channel=agent_channel,
+                    params=params,
+                    progress=show,
+                )
+            )
+        except OSError as exc:
+            raise QAError(f"cannot reach the live endpoint {url}: {exc}") from exc
+    if report.close_code not in (1000, None):
+        raise QAError(
+            f"the endpoint closed the stream ({report.close_code}): {report.close_reason}"
+        )
+    console.print(
+        f"call {report.call_id}: {report.seconds:.0f} s of audio sent in "
+        f"{report.wall_seconds:.0f} s; {report.close_reason or 'closed'}"
+    )
