@@ -62,8 +62,9 @@ def open_call(call_id: str | None) -> None:
 
 def said(role: Role | None, text: str) -> str:
     """A line as Markdown: the role in the review page's colours, then the words escaped."""
-    who = role or Role.UNKNOWN
-    return f":{ui.ROLE_COLOUR.get(who, 'gray')}[**{who.value}**] {ui.highlight_redactions(text)}"
+    speaker = role or Role.UNKNOWN
+    colour = ui.ROLE_COLOUR.get(speaker, "gray")
+    return f":{colour}[**{speaker.value}**] {ui.highlight_redactions(text)}"
 
 
 def flags(call: LiveCallView) -> str:
@@ -85,9 +86,17 @@ def who(call: LiveCallView) -> str:
     return f"**{agent}**{queue} · {ui.short_time(call.elapsed)}"
 
 
+def open_button(where: Any, call_id: str, opened: str | None) -> None:
+    """Open a call beside the list; the one shown is marked instead."""
+    if call_id == opened:
+        where.markdown(":gray[:material/visibility: shown]")
+    else:
+        where.button("Open", key=f"live_open:{call_id}", on_click=open_call, args=(call_id,))
+
+
 def live_row(call: LiveCallView, now: datetime, opened: str | None) -> None:
     with st.container(border=True):
-        text, button = st.columns([6, 1], vertical_alignment="center")
+        text, button = st.columns([5, 1], vertical_alignment="center")
         head = [who(call)]
         silent = (now - call.last_update).total_seconds()
         if silent > SILENT_S:
@@ -99,31 +108,19 @@ def live_row(call: LiveCallView, now: datetime, opened: str | None) -> None:
             latest = "…" + latest[-LATEST_SHOWN:]
         words = said(call.latest_role, latest) if latest else ":gray[no words yet]"
         text.markdown(" · ".join(head) + "  \n" + words)
-        button.button(
-            "Shown" if call.call_id == opened else "Open",
-            key=f"live_open:{call.call_id}",
-            on_click=open_call,
-            args=(call.call_id,),
-            disabled=call.call_id == opened,
-        )
+        open_button(button, call.call_id, opened)
 
 
 def ended_row(call: LiveCallView, opened: str | None) -> None:
     with st.container(border=True):
-        text, button = st.columns([6, 1], vertical_alignment="center")
+        text, button = st.columns([5, 1], vertical_alignment="center")
         status = ENDED_STATUS.get(call.status, call.status.value)
         if call.status is LiveStatus.FAILED and call.reason:
             status += f": {plain.md(call.reason)}"
-        ended = f" at {call.ended_at:%H:%M:%S} UTC" if call.ended_at else ""
+        ended = f" · ended {call.ended_at:%H:%M:%S} UTC" if call.ended_at else ""
         team = f" · {plain.md(call.team)}" if call.team else ""
-        text.markdown(f"{who(call)}{team} · {status}{ended}")
-        button.button(
-            "Shown" if call.call_id == opened else "Open",
-            key=f"live_open:{call.call_id}",
-            on_click=open_call,
-            args=(call.call_id,),
-            disabled=call.call_id == opened,
-        )
+        text.markdown(f"{who(call)}{team}{ended}  \n{status}")
+        open_button(button, call.call_id, opened)
 
 
 def transcript_of(call_id: str) -> tuple[LiveCallView, list[LiveLine], list[LiveEvent]] | None:
@@ -144,7 +141,7 @@ def transcript_of(call_id: str) -> tuple[LiveCallView, list[LiveLine], list[Live
 
 
 def opened_panel(call_id: str) -> None:
-    top, close = st.columns([6, 1], vertical_alignment="center")
+    top, close = st.columns([3, 1], vertical_alignment="center")
     top.subheader(f"Call {plain.md(call_id)}")
     close.button("Close", key="live_close", on_click=open_call, args=(None,))
     got = transcript_of(call_id)
