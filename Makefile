@@ -32,6 +32,7 @@ bench: setup
 	$(QA) bench sentiment
 	$(QA) bench index
 	$(QA) bench pipeline
+	$(QA) bench live
 	$(PY) -m pytest -q -s tests/test_dashboard_apptest.py -k 100k_calls
 	QA_BENCH=1 $(PY) -m pytest -q -s tests/test_workspace_bench.py
 

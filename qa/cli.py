@@ -1237,6 +1237,41 @@ def eval_drivers(
     typer.echo(drivers.markdown(drivers.run(get_settings(), data)))
 
 
+@bench_app.command("live")
+def bench_live(
+    concurrency: list[int] = typer.Option([1, 2, 3], help="calls streamed at once; repeatable"),
+    workers: int = typer.Option(0, help="decode threads (0: one per core)"),
+    anchor: bool = typer.Option(True, help="also decode plainly (faster-whisper defaults)"),
+    data: Path | None = typer.Option(None, help="folder of the real calls (../shared/data/calls)"),
+) -> None:
+    """Live transcription: real stereo calls streamed at once in real time; word latency
+    p50/p95, whether the decoders keep up, WER against the reference and plain decoding."""
+    from qa.bench.live import bench_live as run_bench
+    from qa.bench.live import markdown_rows
+    from qa.live.decode import load_live_model
+
+    folder = data or Path(__file__).resolve().parents[2] / "shared" / "data" / "calls"
+    names = ["swoz_SNG0072", "swoz_SNG0480", "swoz_SNG0696"]
+    paths = [folder / f"{n}_stereo.flac" for n in names] + [folder / "auto_repairs_40_stereo.wav"]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise QAError("the real calls are not there", file=str(missing[0]))
+    settings = get_settings()
+    model = load_live_model(settings, "en", workers or None)
+    reports = [
+        run_bench(
+            paths,
+            concurrency=n,
+            settings=settings,
+            workers=workers or None,
+            model=model,
+            anchor=anchor,
+        )
+        for n in concurrency
+    ]
+    typer.echo(markdown_rows(reports))
+
+
 def _register_plugins() -> None:
     """Command groups from other packages (the Ray pipeline) join through an entry point,
     so this library never imports them."""

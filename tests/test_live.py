@@ -206,3 +206,87 @@ def test_a_server_without_tokens_does_not_start(tmp_path):
 
     with pytest.raises(QAError, match="QA_LIVE_TOKENS"):
         LiveServer(Settings(home=tmp_path), workflow=_Workflow(), store=None, tokens={})
+
+
+# --------------------------------------------------------------------------- one call's state
+
+
+class _Asr:
+    """A transcriber stand-in: records what it was fed."""
+
+    def __init__(self) -> None:
+        self.fed: list[int] = []
+        self.last_voice: float | None = None
+        self.lost_seconds = 0.0
+
+    def feed(self, samples, heard_at):
+        self.fed.append(len(samples))
+
+
+def _call(tmp_path, language: str = "en"):
+    from qa.live.models import LiveCallInfo
+    from qa.live.session import LiveCall
+
+    info = LiveCallInfo(
+        call_id="CA9",
+        source="s",
+        language=language,
+        started_at=_now(),
+        tracks={"inbound": Role.CUSTOMER, "outbound": Role.AGENT},
+    )
+    return LiveCall(info, tmp_path / "spool", lambda _: _Asr())
+
+
+def _words(*spec: tuple[str, float, float]):
+    from qa.live.models import LiveWord
+
+    return [
+        LiveWord(start=a, end=b, text=t, heard_at=100.0 + b, committed_at=101.5 + b)
+        for t, a, b in spec
+    ]
+
+
+def test_lines_grow_with_commits_and_close_on_a_pause(tmp_path):
+    from qa.live.models import Commit
+
+    call = _call(tmp_path)
+    call.commit("outbound", [Commit(words=_words((" Thank", 0.1, 0.4), (" you", 0.4, 0.6)))])
+    call.commit("inbound", [Commit(words=_words((" Hi", 0.5, 0.7)), final=True)])
+    changed, lines = call.take_changes()
+    assert [(x.role, x.text, x.final) for x in lines] == [
+        (Role.AGENT, "Thank you", False),
+        (Role.CUSTOMER, "Hi", True),
+    ]
+    assert len(changed) == 2 and call.take_changes()[0] == []
+    call.commit("outbound", [Commit(words=_words((" for", 0.6, 0.8)), final=True)])
+    changed, lines = call.take_changes()
+    assert [(x.index, x.text, x.final) for x in changed] == [(0, "Thank you for", True)]
+    call.commit("outbound", [Commit(words=_words((" Bye", 3.0, 3.2)))])
+    assert [x.index for x in call.take_changes()[1]] == [0, 1, 2]
+    assert call.latency() == (1.5, 1.5)
+
+
+def test_chinese_words_join_without_spaces(tmp_path):
+    from qa.live.models import Commit
+
+    call = _call(tmp_path, "zh")
+    call.commit("inbound", [Commit(words=_words(("我要", 0.1, 0.4), ("投诉", 0.4, 0.8)))])
+    assert call.take_changes()[1][0].text == "我要投诉"
+
+
+def test_the_recording_keeps_the_tracks_in_step_and_puts_the_agent_first(tmp_path):
+    call = _call(tmp_path)
+    frame = np.full(160, 0.25, dtype=np.float32)
+    call.feed("inbound", frame, 0, 1.0)
+    call.feed("inbound", frame, 60, 1.0)  # frames at 20 and 40 ms never came
+    call.feed("outbound", frame, 0, 1.0)
+    call.feed("outbound", frame, 0, 1.0)  # the same frame again: not written twice
+    assert call.seconds == pytest.approx(0.08)
+    assert call.tracks["inbound"].asr.fed == [160, 160]
+    stereo = call.stereo()
+    assert stereo.shape == (2, 640)
+    assert call.channel_roles() == {0: Role.AGENT, 1: Role.CUSTOMER}
+    agent, customer = stereo
+    assert np.allclose(agent[:160], 0.25, atol=1e-3) and not agent[160:].any()
+    assert np.allclose(customer[:160], 0.25, atol=1e-3) and not customer[160:480].any()
+    assert np.allclose(customer[480:], 0.25, atol=1e-3)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -234,3 +235,73 @@ def test_an_agent_has_no_live_page(browser, server, demo, shots, budget):
         nav = agent.page.get_by_test_id("stSidebarNav").inner_text()
     assert "My calls" in nav and "Live" not in nav.splitlines()
     agent.close()
+
+
+REAL_CALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "calls"
+
+
+@pytest.mark.skipif(not REAL_CALL.is_dir(), reason="needs the real calls in ../shared/data/calls")
+def test_the_page_follows_a_real_replay(browser, server, demo, shots, budget, tmp_path):
+    """The live server (tiny.en) and the replay client, not a feeder: a lead opens the call
+    while its first 30 s stream in real time and sees its transcript grow, then stored."""
+    import asyncio
+
+    from qa.audio import load_audio, write_wav
+    from qa.config import Settings
+    from qa.live.replay import replay
+    from qa.live.server import LiveServer, ServerThread
+    from qa.store import open_store
+    from qa.workflow import open_workflow
+
+    audio = load_audio(REAL_CALL / "auto_repairs_40_stereo.wav").resampled(8000)
+    clip = write_wav(tmp_path / "repairs.wav", audio.samples[:, : 30 * 8000], 8000)
+    env = demo.settings_env
+    tokens = {"e2e": "e2e-live-token"}
+    settings = Settings(
+        home=tmp_path / "live",
+        store_url=env["QA_STORE_URL"],
+        database_url=env["QA_DATABASE_URL"],
+        live_tokens=tokens,
+    )
+    live = LiveServer(
+        settings, workflow=open_workflow(settings), store=open_store(settings), tokens=tokens
+    )
+    running = ServerThread(live).start()
+    lead = Ui(browser, server, shots, "lead-replay", budget)
+    lead.login(demo.users["lead"])
+    lead.nav("Live")
+    agent_id = "A-REPLAY-1"
+    done = threading.Event()
+
+    def stream() -> None:
+        params = {"agent_id": agent_id, "team": "customer_care", "queue": "repairs"}
+        try:
+            call = replay(
+                clip, running.url, token=tokens["e2e"], call_id="live-e2e-replay", params=params
+            )
+            asyncio.run(call)
+        finally:
+            done.set()
+
+    streamer = threading.Thread(target=stream)
+    streamer.start()
+    try:
+        lead.expect_text(re.compile(agent_id), "the replayed call in the list")
+        button = lead.page.get_by_role("button", name="Open", exact=True).first
+        lead.act("opening the replayed call", button.click)
+        snapshots: list[tuple[float, int]] = []  # (when, words on the page) while streaming
+        while not done.is_set():
+            words = len(main_text(lead).split())
+            if not snapshots or words != snapshots[-1][1]:
+                snapshots.append((time.monotonic(), words))
+            lead.page.wait_for_timeout(250)
+        lead.expect_text(re.compile("queued for scoring"), "the call stored for `qa run`")
+        lead.check("live-replay")
+    finally:
+        streamer.join(timeout=120)
+        running.stop()
+    grew = [b for (_, a), (_, b) in zip(snapshots, snapshots[1:], strict=False) if b > a]
+    assert len(grew) >= 5, f"the transcript grew only {len(grew)} times during the replay"
+    text = main_text(lead).lower()
+    assert "motors" in text or "michelle" in text, text[:2000]
+    lead.close()

@@ -280,7 +280,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             ray_stop()  # the dashboard replaces this process; the local Ray cluster goes first
         if serve:
             from qa.cli import serve as serve_dashboard
+            from workers.demo import start_live_demo
 
+            start_live_demo(get_settings(), console)
             serve_dashboard(port=port, address="127.0.0.1")
 
     @bench_app.command("pipeline")

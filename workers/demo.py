@@ -36,6 +36,10 @@ DEMO_STAFF = [  # username, role, team
 ]
 
 
+# the sample call the demo streams live: an angry customer and an agent's forbidden words
+LIVE_SAMPLE = "nw_angry_outage_forbidden"
+
+
 def demo_password(username: str) -> str:
     return f"{username}-demo"
 
@@ -174,3 +178,29 @@ def run_demo(settings: Settings, *, console: Console | None = None) -> RunSummar
         users_table.add_row(*row)
     console.print(users_table)
     return summary
+
+
+def start_live_demo(settings: Settings, console: Console) -> None:
+    """A sample call streamed live, again and again, beside the dashboard (`qa live demo`):
+    leads and managers watch it on the Live page. It runs as a child of the dashboard, so
+    stopping the dashboard stops it; its log is <home>/live-demo.log."""
+    import subprocess
+    import sys
+
+    from qa.synth import render_all
+
+    (call,) = render_all(settings.home / "samples" / "rendered", [LIVE_SAMPLE])
+    meta = call.meta
+    log = settings.home / "live-demo.log"
+    command = [str(Path(sys.executable).parent / "qa"), "live", "demo", call.files["stereo_8k"]]
+    for option, value in (("--agent", meta.agent_id), ("--team", meta.team),
+                          ("--queue", meta.queue), ("--language", call.language)):  # fmt: skip
+        if value:
+            command += [option, value]
+    with log.open("ab") as out:
+        subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    console.print(
+        f"live demo: a sample call streams to ws://{settings.live_host}:{settings.live_port}"
+        f"/twilio every minute; sign in as manager1 (or a lead of its team) and open Live "
+        f"(log: {log})"
+    )

@@ -42,6 +42,7 @@ def live_serve(
             'QA_LIVE_TOKENS=\'{"twilio-main": "<a long random secret>"}\''
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # a line per decode
     host = host or settings.live_host
     port = settings.live_port if port is None else port
     console.print(
@@ -115,3 +116,60 @@ def live_replay(
         f"call {report.call_id}: {report.seconds:.0f} s of audio sent in "
         f"{report.wall_seconds:.0f} s; {report.close_reason or 'closed'}"
     )
+
+
+@live_app.command("demo")
+def live_demo(
+    file: Path = typer.Argument(..., help="a stereo recording, agent on channel 0"),
+    agent: str = typer.Option(None, "--agent", help="agent id the platform would send"),
+    team: str = typer.Option(None, help="the agent's team"),
+    queue: str = typer.Option(None, help="the call's queue"),
+    language: str = typer.Option(None, help="language code, e.g. en or zh"),
+    delay: float = typer.Option(10.0, help="seconds before the first play"),
+    pause: float = typer.Option(60.0, help="seconds between plays"),
+    rounds: int = typer.Option(0, help="plays, then stop (0: until interrupted)"),
+    port: int = typer.Option(None, help="port (default: QA_LIVE_PORT)"),
+) -> None:
+    """Serve the live endpoint and stream FILE to it, again and again, for the dashboard's
+    Live page (`qa demo` starts this beside the dashboard with a sample call)."""
+    import logging
+    import secrets
+    import time
+
+    from qa.live.replay import replay
+    from qa.live.server import LiveServer, ServerThread
+    from qa.store import open_store
+    from qa.workflow import open_workflow
+
+    if not file.is_file():
+        raise QAError("no such file", file=str(file))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    token = secrets.token_urlsafe(24)  # this process is the only source
+    settings = get_settings().model_copy(update={"live_tokens": {"demo": token}})
+    workflow, store = open_workflow(settings), open_store(settings)
+    server = LiveServer(settings, workflow=workflow, store=store, tokens={"demo": token})
+    running = ServerThread(server, settings.live_host, settings.live_port if port is None else port)
+    running.start()
+    params = {
+        k: v
+        for k, v in {"agent_id": agent, "team": team, "queue": queue, "language": language}.items()
+        if v
+    }
+    played = 0
+    try:
+        time.sleep(delay)
+        while rounds == 0 or played < rounds:
+            played += 1
+            call_id = f"live-{file.stem.replace('_', '-')}-{time.strftime('%H%M%S')}"
+            console.print(f"live demo: streaming {call_id} to {running.url}")
+            report = asyncio.run(
+                replay(file, running.url, token=token, call_id=call_id, params=params)
+            )
+            console.print(f"live demo: {report.call_id} {report.close_reason}")
+            if rounds == 0 or played < rounds:
+                time.sleep(pause)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        running.stop()

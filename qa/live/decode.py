@@ -61,6 +61,9 @@ def load_live_model(settings: Settings, language: str | None, workers: int | Non
     )
 
 
+LATENCIES_KEPT = 100_000
+
+
 class PoolStats(Record):
     """What the workers did: decodes, time in them, and each committed word's latency."""
 
@@ -190,7 +193,7 @@ class DecodePool:
             entry.served = time.monotonic()
             self.stats.steps += 1
             self.stats.decode_seconds += elapsed
-            self.stats.latencies += [w.latency for c in commits for w in c.words]
+            self._note_latencies(commits)
             self._cond.notify()
         commits = [c for c in commits if c.words or c.final]
         if commits:
@@ -213,5 +216,10 @@ class DecodePool:
         with self._cond:
             self._tracks.pop(key, None)
             self.stats.decode_seconds += elapsed
-            self.stats.latencies += [w.latency for c in commits for w in c.words]
+            self._note_latencies(commits)
         entry.finishing.set_result(commits)
+
+    def _note_latencies(self, commits: list[Commit]) -> None:
+        """Keep the latest words' latencies (a server runs for weeks)."""
+        self.stats.latencies += [w.latency for c in commits for w in c.words]
+        del self.stats.latencies[:-LATENCIES_KEPT]

@@ -52,6 +52,13 @@ class StreamOptions(Record):
     word_reach_s: float = Field(0.3, ge=0, description="a word this far (s) from speech is kept")
     min_probability: float = Field(0.05, ge=0, le=1, description="words below are dropped")
     prompt_chars: int = Field(120, ge=0, description="recent committed text given as prompt")
+    settle_s: float = Field(
+        1.0, ge=0, description="a word this far (s) before the window's end commits unagreed"
+    )
+
+
+MAX_TOKENS = 224  # Whisper's limit is 448 with the prompt
+TOKENS_PER_S = 8  # fast speech is about 4 tokens a second in English, 6 in Chinese
 
 
 @dataclass(frozen=True)
@@ -280,6 +287,10 @@ class TrackTranscriber:
                     return [Commit(words=commit.words, final=True)]
                 return []
             stable = _agreed(self._hypothesis, words)
+            # a word already followed by settle_s of decoded audio is as good as agreed: when
+            # the workers fall behind, waiting for a second decode would double the delay
+            while o.settle_s and stable < len(words) and words[stable].end <= t_end - o.settle_s:
+                stable += 1
             commit = self._commit_locked(words[:stable], stamp)
             self._hypothesis = words[stable:]
             if full:
@@ -327,6 +338,9 @@ class TrackTranscriber:
             word_timestamps=True,
             initial_prompt=prompt or None,
             vad_filter=False,
+            # a greedy decode that loops would hold a worker for seconds: a window cannot
+            # hold more than about this many tokens of real speech
+            max_new_tokens=min(MAX_TOKENS, int(len(audio16) / SAMPLE_RATE * TOKENS_PER_S) + 8),
         )
         raw = [w for s in segments for w in (s.words or [])]
         self.decode_seconds += time.perf_counter() - t
