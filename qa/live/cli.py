@@ -19,6 +19,12 @@ live_app = typer.Typer(
 console = Console()
 
 
+def _platform_params(*values: str | None) -> dict[str, str]:
+    """The custom parameters a platform sends with a call (agent id, team, queue, language)."""
+    names = ("agent_id", "team", "queue", "language")
+    return {name: value for name, value in zip(names, values, strict=True) if value}
+
+
 @live_app.command("serve")
 def live_serve(
     host: str = typer.Option(None, help="address to listen on (default: QA_LIVE_HOST)"),
@@ -82,11 +88,7 @@ def live_replay(
         raise QAError("no token: pass --token or set QA_LIVE_TOKENS")
     url = url or f"ws://{settings.live_host}:{settings.live_port}/twilio"
     call_id = call_id or f"live-{file.stem}-{time.strftime('%Y%m%d%H%M%S')}"
-    params = {
-        k: v
-        for k, v in {"agent_id": agent, "team": team, "queue": queue, "language": language}.items()
-        if v
-    }
+    params = _platform_params(agent, team, queue, language)
     with progress_bar() as bar:
         task = bar.add_task(f"replaying {file.name} (s of audio)", total=None)
 
@@ -151,11 +153,7 @@ def live_demo(
     server = LiveServer(settings, workflow=workflow, store=store, tokens={"demo": token})
     running = ServerThread(server, settings.live_host, settings.live_port if port is None else port)
     running.start()
-    params = {
-        k: v
-        for k, v in {"agent_id": agent, "team": team, "queue": queue, "language": language}.items()
-        if v
-    }
+    params = _platform_params(agent, team, queue, language)
     played = 0
     try:
         time.sleep(delay)
