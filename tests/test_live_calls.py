@@ -11,7 +11,10 @@ score them, with the live transcript and alert kept beside them.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -81,11 +84,28 @@ def _planted(tmp: Path) -> tuple[Path, list[tuple[float, float]]]:
     return path, spans
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        assert server.poll() is None, log.read_text()[-3000:]
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"qa live serve did not listen on {port}: {log.read_text()[-3000:]}")
+
+
 @pytest.fixture(scope="module")
 def streamed(tmp_path_factory):
     from qa.live.replay import replay
-    from qa.live.server import LiveServer, ServerThread
-    from qa.store import open_store
+    from qa.live.session import LiveRecord
+    from qa.store import Keys, open_store
     from qa.workflow import open_workflow
 
     tmp = tmp_path_factory.mktemp("live")
@@ -96,10 +116,25 @@ def streamed(tmp_path_factory):
     rules = tmp / "alerts.yaml"
     rules.write_text(RULES)
     home = tmp / "home"
-    settings = Settings(home=home, live_tokens=TOKENS, alert_rules=str(rules), live_max_calls=2)
+    settings = Settings(home=home)
     workflow, store = open_workflow(settings), open_store(settings)
-    server = LiveServer(settings, workflow=workflow, store=store, tokens=TOKENS, decode_workers=2)
-    running = ServerThread(server).start()
+    # `qa live serve` as a site runs it: its own process, configured by the environment
+    port = _free_port()
+    url = f"ws://127.0.0.1:{port}/twilio"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
+    env.update(
+        QA_HOME=str(home),
+        QA_LIVE_TOKENS=json.dumps(TOKENS),
+        QA_ALERT_RULES=str(rules),
+        QA_LIVE_MAX_CALLS="2",
+        QA_LIVE_PORT=str(port),
+        QA_LIVE_DECODE_WORKERS="2",
+    )
+    log = (tmp / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [str(BIN / "qa"), "live", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    _wait_for_port(port, server, tmp / "serve.log")
 
     async def turned_away() -> tuple[int, str]:
         from websockets.asyncio.client import connect
@@ -112,7 +147,7 @@ def streamed(tmp_path_factory):
         opening, _, _ = twilio_messages(
             "CA-third", {"inbound": tone, "outbound": tone}, {"token": TOKENS["twilio-main"]}
         )
-        async with connect(running.url) as ws:
+        async with connect(url) as ws:
             try:
                 for m in opening:
                     await ws.send(m)
@@ -122,7 +157,7 @@ def streamed(tmp_path_factory):
             return ws.close_code, ws.close_reason
 
     async def both():
-        common = {"url": running.url, "token": TOKENS["twilio-main"], "speed": 1.0}
+        common = {"url": url, "token": TOKENS["twilio-main"], "speed": 1.0}
         return await asyncio.gather(
             replay(
                 planted,
@@ -139,14 +174,19 @@ def streamed(tmp_path_factory):
             turned_away(),
         )
 
+    ids = ("live-planted", "live-repairs")
     try:
         reports = asyncio.run(both())
-        deadline = time.time() + 120
-        while len(server.finished) < 2 and time.time() < deadline:
+        deadline = time.time() + 120  # each call is stored once its stream has ended
+        while not all(store.exists(Keys.live(i)) for i in ids) and time.time() < deadline:
             time.sleep(0.5)
     finally:
-        running.stop()
-    records = {r.info.call_id: r for r in server.finished}
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=300)
+        log.close()
+    records = {
+        i: store.get_json(Keys.live(i), LiveRecord) for i in ids if store.exists(Keys.live(i))
+    }
     return {
         "reports": reports,
         "records": records,
@@ -182,7 +222,7 @@ def test_the_planted_phrase_was_alerted_within_the_latency_target(streamed):
     report = streamed["reports"][0]
     alerts = [e for e in record.events if e["kind"] == "alert"]
     heard = [f"{line.role.value} {line.start:.1f}: {line.text}" for line in record.lines]
-    assert [a["rule_id"] for a in alerts] == ["forbidden_words"], heard
+    assert [a["rule_id"] for a in alerts] == ["forbidden_words"], "\n".join(heard)
     alert = alerts[0]
     # the planting whose words the alert rests on, and the delay from their end
     said_to = next(

@@ -147,6 +147,8 @@ class LiveServer:
             self.alerts = None
         self.finished: list[LiveRecord] = []  # calls ended since start (tests, the log)
         self._publisher: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._committed: asyncio.Event | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -166,6 +168,7 @@ class LiveServer:
         ) as server:
             bound = next(iter(server.sockets)).getsockname()[1]
             log.info("live endpoint listening on ws://%s:%d/twilio", host, bound)
+            self._loop, self._committed = asyncio.get_running_loop(), asyncio.Event()
             self._publisher = asyncio.create_task(self._publish_loop())
             if ready is not None:
                 ready(bound)
@@ -338,13 +341,20 @@ class LiveServer:
         call = self.calls.get(key[0])
         if call is not None:
             call.commit(key[1], commits)
+            if self._loop is not None and self._committed is not None:  # check new words now
+                self._loop.call_soon_threadsafe(self._committed.set)
 
     # ---------------------------------------------------------------- publishing
 
     async def _publish_loop(self) -> None:
+        """Publish as soon as words are committed (an alert should not wait for a timer),
+        and at least every PUBLISH_EVERY_S (deadlines, silences, the page's heartbeat)."""
         loop = asyncio.get_running_loop()
+        assert self._committed is not None
         while True:
-            await asyncio.sleep(PUBLISH_EVERY_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._committed.wait(), PUBLISH_EVERY_S)
+            self._committed.clear()
             for call_id in list(self.calls):
                 try:
                     await loop.run_in_executor(self.io, self._publish, call_id, False)
