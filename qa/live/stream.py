@@ -38,8 +38,9 @@ from qa.schema import Record
 class StreamOptions(Record):
     """How often a track is decoded and when its words are committed.
 
-    Defaults measured on the real 8 kHz calls with tiny.en on 2 cores (`qa.bench.live`,
-    docs/benchmarks.md, "Live transcription").
+    `step_s`, `settle_s` and the token cap were chosen on the real 8 kHz calls with tiny.en
+    on 2 cores (`qa bench live`, docs/benchmarks.md, "Live transcription"), and the energy
+    gate from their silent frames; the other values are not tuned yet.
     """
 
     step_s: float = Field(1.0, gt=0, description="new audio (s) between decodes")
