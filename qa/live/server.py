@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,7 @@ class LiveServer:
         self.clock = clock
         self.models = Models(settings)
         self.workers = decode_workers or settings.live_decode_workers or _cores()
-        self.calls: dict[str, LiveCall] = {}
-        self.checkers: dict[str, Any] = {}
+        self.calls: dict[str, _Open] = {}
         self.pools: dict[str, Any] = {}
         self.spool = Path(tempfile.mkdtemp(prefix="qa-live-", dir=_spool_root(settings)))
         self.io = ThreadPoolExecutor(1, thread_name_prefix="qa-live-db")
@@ -275,8 +275,7 @@ class LiveServer:
             lambda _: self._transcriber(pool.model, info, start.rate),
             rate=start.rate,
         )
-        self.calls[info.call_id] = call
-        self.checkers[info.call_id] = checker
+        self.calls[info.call_id] = _Open(call, checker, pool)
         for name, track in call.tracks.items():
             pool.add((info.call_id, name), track.asr)
         log.info("live call %s from %s started (%s)", info.call_id, source, info.team or "no team")
@@ -296,10 +295,9 @@ class LiveServer:
                 self._on_commit,
             )
         self.workflow.live_start(info)
-        language = info.language or "en"
         checker = LiveChecker(
             info,
-            scorecard=self.models.scorecard(language),
+            scorecard=self.models.scorecard(info.language or "en"),
             alerts=self.alerts.rules if self.alerts else None,
             sentiment=self._sentiment(),
         )
@@ -324,23 +322,18 @@ class LiveServer:
             prompt=self.settings.asr_prompt,
         )
 
-    def _pool_of(self, info: LiveCallInfo) -> Any:
-        from qa.asr.whisper import select_model_key
-
-        return self.pools[select_model_key(info.language, self.settings)]
-
     def _media(self, call: LiveCall | None, media: StreamMedia) -> None:
         if call is None:
             raise ProtocolError("media before the start message")
         if call.seconds > self.settings.max_duration:
             raise ProtocolError(f"call longer than {self.settings.max_duration:g} s", CLOSE_POLICY)
         call.feed(media.track, media.samples, media.offset_ms, self.clock())
-        self._pool_of(call.info).wake()
+        self.calls[call.info.call_id].pool.wake()
 
     def _on_commit(self, key: tuple[str, str], commits: list) -> None:
-        call = self.calls.get(key[0])
-        if call is not None:
-            call.commit(key[1], commits)
+        live = self.calls.get(key[0])
+        if live is not None:
+            live.call.commit(key[1], commits)
             if self._loop is not None and self._committed is not None:  # check new words now
                 self._loop.call_soon_threadsafe(self._committed.set)
 
@@ -362,18 +355,22 @@ class LiveServer:
                     log.exception("live call %s: publishing failed", call_id)
 
     def _publish(self, call_id: str, final: bool) -> list[LiveEvent]:
-        """Check the call's words and write what changed for the Live page; alerts go
-        out on their own thread."""
-        call, checker = self.calls.get(call_id), self.checkers.get(call_id)
-        if call is None or checker is None:
+        """Check the call's words and write what changed for the Live page (a call with
+        nothing new only every PUBLISH_EVERY_S, the page's heartbeat); alerts go out on
+        their own thread."""
+        live = self.calls.get(call_id)
+        if live is None:
             return []
+        call, checker = live.call, live.checker
         changed, lines = call.take_changes()
         if final:
             events = checker.finish(lines, call.seconds)
         else:
             events = checker.update(lines, call.seconds, call.voice_until())
-        if changed or events or not final:
+        now = time.monotonic()
+        if changed or events or (not final and now - live.written >= PUBLISH_EVERY_S):
             self.workflow.live_update(call_id, elapsed=call.seconds, lines=changed, events=events)
+            live.written = now
         hits = checker.hits(events) if self.alerts else []
         if hits:
             self.alerting.submit(self._deliver, hits)
@@ -389,13 +386,12 @@ class LiveServer:
     # ---------------------------------------------------------------- the end of a call
 
     async def _end(self, call_id: str, reason: str) -> None:
-        call = self.calls.get(call_id)
-        if call is None:
+        live = self.calls.get(call_id)
+        if live is None:
             return
-        loop = asyncio.get_running_loop()
-        pool = self._pool_of(call.info)
+        loop, call = asyncio.get_running_loop(), live.call
         for name in call.tracks:
-            last: Future = pool.finish((call_id, name))
+            last: Future = live.pool.finish((call_id, name))
             commits = await asyncio.wrap_future(last)
             call.commit(name, commits)
         try:
@@ -405,7 +401,6 @@ class LiveServer:
             )
         finally:
             self.calls.pop(call_id, None)
-            self.checkers.pop(call_id, None)
         loop.run_in_executor(self.storing, self._store, call, reason)
 
     def _store(self, call: LiveCall, reason: str) -> None:
@@ -456,6 +451,16 @@ class LiveServer:
         self.finished.append(record)
         self.workflow.live_end(info.call_id, status, why)
         log.info("live call %s %s: %s", info.call_id, status.value, why)
+
+
+@dataclass
+class _Open:
+    """A call in progress: its state, its rules and the decode pool of its language."""
+
+    call: LiveCall
+    checker: Any  # qa.live.rules.LiveChecker
+    pool: Any  # qa.live.decode.DecodePool
+    written: float = 0.0  # when its row was last written (time.monotonic)
 
 
 class _Stopped(Exception):

@@ -170,10 +170,12 @@ class LiveCall:
 
     # ---------------------------------------------------------------- the end
 
+    def _agent_first(self) -> list[_Track]:
+        return sorted(self.tracks.values(), key=lambda t: t.role != Role.AGENT)
+
     def stereo(self) -> np.ndarray:
         """The recording, (2, n): the agent's track first, as `channel_roles` says."""
-        order = sorted(self.tracks.values(), key=lambda t: t.role != Role.AGENT)
-        channels = [t.read() for t in order]
+        channels = [t.read() for t in self._agent_first()]
         n = max(len(c) for c in channels)
         out = np.zeros((len(channels), n), dtype=np.float32)
         for i, c in enumerate(channels):
@@ -181,8 +183,7 @@ class LiveCall:
         return out
 
     def channel_roles(self) -> dict[int, Role]:
-        order = sorted(self.tracks.values(), key=lambda t: t.role != Role.AGENT)
-        return {i: t.role for i, t in enumerate(order)}
+        return {i: t.role for i, t in enumerate(self._agent_first())}
 
     def close(self) -> None:
         for t in self.tracks.values():
